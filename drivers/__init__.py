@@ -1,0 +1,1 @@
+"""Instrument drivers: one module per instrument, each speaking its real command language."""

@@ -1,0 +1,134 @@
+"""The on-chip controller stack: a CellProgrammer whose rows travel as single messages.
+
+``open_bench`` calls :func:`build_stack` for benches whose ``programmer.stack`` is
+``"onchip"``. The programmer is a thin layer over
+:class:`~memprog.drivers.onchip.OnChipController`: requested cells are grouped by row (a
+row's cells are pulsed in parallel, with per-cell amplitudes and gate voltages), reads use
+the controller's bulk forms (one row, a cell selection, the whole array) so a read of cells
+spread over many rows costs two messages, and :meth:`read_array` is the one-message
+``READ:ARR?``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from pydantic import Field
+
+from memprog.errors import ConfigError
+from memprog.validation import MemprogModel
+
+from .onchip import OnChipController
+
+READ_TERMINATION = "\n"
+WRITE_TERMINATION = "\n"
+CHUNK_SIZE = 1 << 20  # read a 256 KB whole-array block in one VISA call
+
+
+class OnChipStackOptions(MemprogModel):
+    """``programmer.options`` of an on-chip bench."""
+
+    instrument: str | None = Field(
+        default=None, description="instrument name; default: the bench's onchip one"
+    )
+
+
+class OnChipProgrammer(CellProgrammer):
+    """CellProgrammer on the on-chip array controller (row-parallel 1T1R array).
+
+    Args:
+        controller: a connected :class:`OnChipController`.
+        clock: returns the bench clock in seconds, or None when there is none to report
+            (the stack context's ``sim_clock_s``: the simulated clock on a simulated
+            bench, None in the lab, where wall time is the bench time).
+    """
+
+    def __init__(
+        self, controller: OnChipController, clock: Callable[[], float | None] | None = None
+    ) -> None:
+        controller._require_connected()
+        self.controller = controller
+        self._clock = clock
+        self.limits = controller.limits
+        self.info = ProgrammerInfo(
+            rows=controller.rows,
+            cols=controller.cols,
+            parallel="row",
+            has_gate=controller.cell_type == "1T1R",
+            g_range_us=controller.g_range_us,
+            read_v=controller.read_v,
+            technology=controller.technology,
+        )
+
+    @property
+    def bench_time_s(self) -> float | None:
+        """Bench clock (s) for protocols' run reports; None when the bench has none."""
+        return None if self._clock is None else self._clock()
+
+    def pulse(
+        self,
+        rows: object,
+        cols: object,
+        amplitude_v: object,
+        width_s: float,
+        gate_v: object | None = None,
+    ) -> None:
+        """One pulse per named cell; each row's cells in one parallel row operation."""
+        self.controller.pulse_cells(rows, cols, amplitude_v, width_s, gate_v)
+
+    def read(self, rows: object, cols: object, read_v: float | None = None) -> np.ndarray:
+        """Conductance (µS) of each named cell, in the order given, in one or two messages."""
+        return self.controller.read_cells(rows, cols, read_v)
+
+    def read_array(self, read_v: float | None = None) -> np.ndarray:
+        """Whole conductance map (µS) in one ``READ:ARR?`` message."""
+        return self.controller.read_array(read_v)
+
+    def close(self) -> None:
+        """Every line and gate of the chip to 0 V."""
+        self.controller.safe_state()
+
+
+def build_stack(ctx: Any) -> tuple[dict[str, OnChipController], OnChipProgrammer]:
+    """Connect the bench's on-chip controller and wrap it in an :class:`OnChipProgrammer`.
+
+    Every configuration problem is a one-line ConfigError naming the bench file and field.
+    """
+    cfg = ctx.config
+    where = ctx.bench_path.name
+    try:
+        opts = OnChipStackOptions(**cfg.programmer.options)
+        if opts.instrument is None:
+            name, inst = cfg.instrument_of_kind("onchip")
+        else:
+            name = opts.instrument
+            inst = cfg.instruments.get(name)
+            if inst is None or inst.kind != "onchip":
+                raise ConfigError(
+                    "programmer.options.instrument",
+                    name,
+                    "the name of an instrument of kind 'onchip'",
+                )
+        transport = ctx.transport(name, READ_TERMINATION, WRITE_TERMINATION)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.parameter}", exc.value, exc.allowed, exc.detail) from exc
+    resource = getattr(transport, "resource", None)
+    if resource is not None and getattr(resource, "chunk_size", CHUNK_SIZE) < CHUNK_SIZE:
+        resource.chunk_size = CHUNK_SIZE
+    controller = OnChipController(transport, cfg.chip.limits, name=name)
+    try:
+        controller.connect()
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{where}: instruments.{name}: {exc.parameter}", exc.value, exc.allowed, exc.detail
+        ) from exc
+    if (controller.rows, controller.cols) != (cfg.chip.rows, cfg.chip.cols):
+        raise ConfigError(
+            f"{where}: chip.rows/cols",
+            (cfg.chip.rows, cfg.chip.cols),
+            f"the controller's array ({controller.rows}, {controller.cols})",
+        )
+    return {name: controller}, OnChipProgrammer(controller, clock=ctx.sim_clock_s)

@@ -1,0 +1,40 @@
+"""Write-verify algorithms on batches of cells, through the CellProgrammer interface.
+
+* :mod:`.alibart` — Alibart adaptive write-verify (``tune_alibart``, ``AlibartParams``)
+* :mod:`.feedforward` — Diao's feedforward linear potentiation (``FeedforwardTuner``)
+* :mod:`.denoise` — Rao's RTN-denoising high-resolution write-verify (``DenoiseTuner``)
+* :mod:`.array` — whole-array programming: order, batches, re-verify, resume (``ArrayJob``)
+* :mod:`.ladder` — the level ladder of the precision papers (``run_ladder``)
+* :mod:`.results` / :mod:`.events` — per-cell results (``TuneResult``) and event sinks
+"""
+
+from .alibart import AlibartParams, tune_alibart
+from .array import ArrayJob, ArrayParams, program_array
+from .denoise import DenoiseParams, DenoiseTuner, tune_denoise
+from .events import EventSink, MemorySink, NullSink
+from .feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
+from .ladder import LadderResult, run_ladder
+from .programmer import CellProgrammer, ProgrammerInfo
+from .results import TuneResult
+
+__all__ = [
+    "CellProgrammer",
+    "ProgrammerInfo",
+    "AlibartParams",
+    "tune_alibart",
+    "FeedforwardParams",
+    "FeedforwardTuner",
+    "tune_feedforward",
+    "DenoiseParams",
+    "DenoiseTuner",
+    "tune_denoise",
+    "ArrayParams",
+    "ArrayJob",
+    "program_array",
+    "LadderResult",
+    "run_ladder",
+    "TuneResult",
+    "EventSink",
+    "MemorySink",
+    "NullSink",
+]

@@ -1,0 +1,323 @@
+"""Whole-array programming: a conductance map in, every cell tuned, disturbed cells re-tuned.
+
+Why a layer above the write-verify loops: on a real array the order of writes matters (on a
+passive crossbar every write half-selects the cells sharing its lines, so cells written
+early collect the disturb of all later writes; Drolet measured this drift by the number of
+devices programmed afterwards), a run of 65,536 cells must survive an interruption, and
+the cells a later write disturbed must be found and fixed. So :class:`ArrayJob`:
+
+1. validates the map against the array (shape, range) before any pulse; NaN = leave alone;
+2. orders the cells (``row-major`` as Drolet, ``column-major``, ``snake``, or
+   ``high-first``: highest targets first, so the low-conductance cells, for which a fixed
+   disturb in µS is the largest relative error, collect the fewest later writes);
+3. programs them in batches through the chosen protocol (lock-step batches on row-parallel
+   stacks, one cell at a time on serial ones), streaming each cell's result to the sink
+   and keeping every finished batch, so :meth:`ArrayJob.run` can be called again (or a new
+   job given ``resume=``) to continue from the last finished cell;
+4. re-verifies: reads every programmed cell again and re-tunes those that drifted out of
+   their band (flag ``retuned``), up to ``max_reverify_passes`` times; records for each
+   cell how many cells were programmed after it and how far it drifted (the disturb
+   samples of the variability database).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from memprog.errors import ConfigError
+from memprog.validation import MemprogModel, require_finite
+
+from .alibart import AlibartParams, tune_alibart
+from .common import Clock, Progress, target_range_us
+from .denoise import DenoiseParams, DenoiseTuner
+from .events import EventSink, sink_or_null
+from .programmer import CellProgrammer, ProgrammerInfo
+from .results import FLAG_DISTURBED, TuneResult
+
+Order = Literal["row-major", "column-major", "snake", "high-first", "low-first"]
+ORDERS: tuple[str, ...] = ("row-major", "column-major", "snake", "high-first", "low-first")
+
+
+def alibart_defaults(info: ProgrammerInfo) -> AlibartParams:
+    """Alibart settings suited to the stack.
+
+    Passive arrays: Drolet's. Gated 1T1R arrays: after the gate-compliance coarse step, a
+    finer ramp starting closer to the SET threshold that remembers where each cell last
+    overshot, 3 consecutive in-band reads, and a band of 0.6 % (floor 1.5 µS): tighter
+    than the map's 1 % so cells do not stop right at its edge.
+    """
+    if not info.has_gate:
+        return AlibartParams()
+    return AlibartParams(
+        set_start_v=0.86,
+        set_step_v=0.008,
+        set_max_v=1.6,
+        reset_start_v=0.95,
+        reset_step_v=0.008,
+        reset_max_v=1.8,
+        width_s=100e-9,
+        restart_backoff_v=0.024,
+        tolerance_rel=0.006,
+        tolerance_min_us=1.5,
+        reads_in_band=3,
+        max_pulses=400,
+        stuck_pulses=10,
+    )
+
+
+class ArrayParams(MemprogModel):
+    """How to program a map. ``None`` protocol settings: :func:`alibart_defaults`."""
+
+    protocol: Literal["alibart", "denoise"] = "alibart"
+    order: Order = "row-major"
+    alibart: AlibartParams | None = None
+    denoise: DenoiseParams | None = None
+    batch_cells: int | None = Field(
+        default=None,
+        ge=1,
+        description="cells per lock-step batch; None: all (row stacks), 1 (serial)",
+    )
+    tolerance_rel: float = Field(default=0.01, gt=0, lt=1, description="map band / target")
+    tolerance_min_us: float = Field(
+        default=3.0, ge=0, description="floor of the band (the as-programmed RTN is a few µS p-p)"
+    )
+    reverify: bool = True
+    max_reverify_passes: int = Field(default=2, ge=0, le=100)
+
+
+def order_cells(
+    rows: np.ndarray, cols: np.ndarray, targets_us: np.ndarray, order: str
+) -> np.ndarray:
+    """Permutation of the cells giving the programming order."""
+    if order == "row-major":
+        return np.lexsort((cols, rows))
+    if order == "column-major":
+        return np.lexsort((rows, cols))
+    if order == "snake":
+        key = np.where(rows % 2 == 0, cols, -cols)
+        return np.lexsort((key, rows))
+    if order == "high-first":
+        return np.lexsort((cols, rows, -targets_us))
+    if order == "low-first":
+        return np.lexsort((cols, rows, targets_us))
+    raise ConfigError("order", order, f"one of {list(ORDERS)}")
+
+
+class ArrayJob:
+    """Program a conductance map onto the array; resumable (see the module docstring).
+
+    Args:
+        programmer: the stack's CellProgrammer.
+        target_map_us: 2-D map (µS); NaN cells are skipped. Its shape must fit the array
+            at ``origin``.
+        params: order, protocol and its settings.
+        origin: (row, col) of the map's top-left cell on the array.
+        resume: results of an earlier, interrupted job on the same map: its cells are
+            not programmed again.
+    """
+
+    def __init__(
+        self,
+        programmer: CellProgrammer,
+        target_map_us: object,
+        params: ArrayParams | None = None,
+        origin: tuple[int, int] = (0, 0),
+        resume: TuneResult | None = None,
+    ) -> None:
+        self.programmer = programmer
+        self.params = p = params or ArrayParams()
+        info = programmer.info
+        m = np.asarray(target_map_us, dtype=float)
+        if m.ndim != 2:
+            raise ConfigError("target_map_us", f"{m.ndim}-D", "a 2-D map")
+        r0, c0 = origin
+        if r0 < 0 or c0 < 0 or r0 + m.shape[0] > info.rows or c0 + m.shape[1] > info.cols:
+            raise ConfigError(
+                "target_map_us shape",
+                m.shape,
+                f"fits the {info.rows}x{info.cols} array at origin {origin}",
+            )
+        keep = ~np.isnan(m)
+        if not keep.any():
+            raise ConfigError("target_map_us", "all NaN", "at least one target")
+        rr, cc = np.nonzero(keep)
+        targets = require_finite("target_map_us", m[keep])
+        lo, hi = target_range_us(programmer)
+        bad = (targets < lo) | (targets > hi)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ConfigError(
+                "target_map_us",
+                float(targets[k]),
+                f"[{lo:g}, {hi:g}] µS (cell {rr[k] + r0},{cc[k] + c0})",
+            )
+        rows, cols = rr + r0, cc + c0
+        perm = order_cells(rows, cols, targets, p.order)
+        self.rows, self.cols, self.targets = rows[perm], cols[perm], targets[perm]
+        self.map_shape = m.shape
+        self.origin = (r0, c0)
+        if p.protocol == "alibart":
+            self.alibart = p.alibart or alibart_defaults(info)
+            self._denoiser = None
+        else:
+            self.alibart = p.alibart or alibart_defaults(info)
+            self._denoiser = DenoiseTuner(programmer, p.denoise or DenoiseParams())
+        self.batch = p.batch_cells or (1 if info.parallel == "cell" else self.rows.size)
+        self.parts: list[TuneResult] = []
+        self.next_index = 0
+        if resume is not None:
+            self._apply_resume(resume)
+
+    def _apply_resume(self, resume: TuneResult) -> None:
+        flat = self.rows * self.programmer.info.cols + self.cols
+        finished = np.isin(flat, resume.rows * self.programmer.info.cols + resume.cols)
+        # the order is deterministic: the finished cells are a prefix of it
+        n = int(np.argmin(finished)) if not finished.all() else finished.size
+        if finished[n:].any():
+            raise ConfigError(
+                "resume", "finished cells out of order", "results of the same map and order"
+            )
+        self.parts = [resume]
+        self.next_index = n
+
+    @property
+    def cells(self) -> int:
+        """Cells the map asks for."""
+        return int(self.rows.size)
+
+    def partial_result(self) -> TuneResult | None:
+        """Results of every finished batch so far (what ``resume=`` takes)."""
+        if not self.parts:
+            return None
+        return TuneResult.concat(self.parts, "array") if len(self.parts) > 1 else self.parts[0]
+
+    def run(self, sink: EventSink | None = None, progress: bool = False) -> TuneResult:
+        """Program every remaining cell, then re-verify; returns one row per map cell."""
+        prog, p = self.programmer, self.params
+        s = sink_or_null(sink)
+        clock = Clock(prog)
+        s.record_event(
+            {
+                "event": "array_start",
+                "cells": self.cells,
+                "order": p.order,
+                "protocol": p.protocol,
+                "resume_from": self.next_index,
+                "map_shape": list(self.map_shape),
+                "origin": list(self.origin),
+            }
+        )
+        bar = Progress(progress, self.cells, "array")
+        bar.update(self.next_index)
+        try:
+            while self.next_index < self.cells:
+                sl = slice(self.next_index, min(self.next_index + self.batch, self.cells))
+                part = self._tune(self.rows[sl], self.cols[sl], self.targets[sl], s)
+                self.parts.append(part)
+                self.next_index = sl.stop
+                s.record_event({"event": "checkpoint", "next_index": self.next_index})
+                bar.update(sl.stop - sl.start)
+        finally:
+            bar.close()
+        res = self.partial_result()
+        assert res is not None
+        res = self._restore_order(res)
+        res.tolerance_us = np.maximum(p.tolerance_rel * res.target_us, p.tolerance_min_us)
+        res.extra["order_index"] = np.arange(self.cells)
+        res.extra["later_writes"] = self.cells - 1 - np.arange(self.cells)
+        if p.reverify and p.max_reverify_passes > 0:
+            res = self._reverify(res, s)
+        res.protocol = f"array/{p.protocol}"
+        res.wall_s = clock.wall_s
+        res.bench_time_s = clock.bench_s
+        res.params = p.model_dump()
+        s.record_event({"event": "array_end", "summary": res.summary()})
+        return res
+
+    def _restore_order(self, res: TuneResult) -> TuneResult:
+        """The concatenated parts in programming order (a resumed part may hold them all)."""
+        cols_n = self.programmer.info.cols
+        fr = res.rows * cols_n + res.cols
+        srt = np.argsort(fr)
+        idx = srt[np.searchsorted(fr[srt], self.rows * cols_n + self.cols)]
+        return res.subset(idx)
+
+    def _tune(self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink) -> TuneResult:
+        if self._denoiser is not None:
+            return self._denoiser.tune(r, c, t, sink=sink)
+        return tune_alibart(self.programmer, r, c, t, params=self.alibart, sink=sink)
+
+    def _reverify(self, res: TuneResult, sink: EventSink) -> TuneResult:
+        """Read every cell again; re-tune those that drifted out of band (not stuck ones)."""
+        prog = self.programmer
+        info = prog.info
+        res.extra["reverify_us"] = np.full(len(res), np.nan)
+        res.extra["drift_us"] = np.full(len(res), np.nan)
+        retuned = np.zeros(len(res), dtype=bool)
+        for k in range(self.params.max_reverify_passes):
+            if len(res) > 0.5 * info.rows * info.cols:
+                g = prog.read_array()[res.rows, res.cols]
+            else:
+                g = prog.read(res.rows, res.cols)
+            res.reads = res.reads + 1
+            if k == 0:
+                res.extra["reverify_us"] = g.copy()
+                res.extra["drift_us"] = g - res.final_us
+            out = res.converged & (np.abs(g - res.target_us) > res.tolerance_us)
+            sink.record_event({"event": "reverify", "pass": k, "out_of_band": int(out.sum())})
+            if not out.any():
+                break
+            idx = np.flatnonzero(out)
+            again = self._tune(res.rows[idx], res.cols[idx], res.target_us[idx], sink)
+            res.final_us[idx] = again.final_us
+            res.pulses[idx] += again.pulses
+            res.reads[idx] += again.reads
+            res.converged[idx] = again.converged
+            retuned[idx] = True
+            for j, i in enumerate(idx):
+                f = again.flags[j]
+                res.flags[i] = ",".join(w for w in (f, FLAG_DISTURBED) if w)
+        res.extra["retuned"] = retuned
+        return res
+
+
+def program_array(
+    programmer: CellProgrammer,
+    target_map_us: object,
+    params: ArrayParams | None = None,
+    origin: tuple[int, int] = (0, 0),
+    resume: TuneResult | None = None,
+    sink: EventSink | None = None,
+    progress: bool = False,
+) -> TuneResult:
+    """Program a conductance map (see :class:`ArrayJob`); one result row per map cell."""
+    return ArrayJob(programmer, target_map_us, params, origin, resume).run(
+        sink=sink, progress=progress
+    )
+
+
+def random_level_map(
+    rows: int,
+    cols: int,
+    n_levels: int = 64,
+    lo_us: float = 50.0,
+    hi_us: float = 4144.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """A map of ``n_levels`` equally spaced levels drawn at random per cell (seeded)."""
+    levels = np.linspace(lo_us, hi_us, n_levels)
+    return levels[np.random.default_rng(seed).integers(0, n_levels, (rows, cols))]
+
+
+__all__ = [
+    "ArrayParams",
+    "ArrayJob",
+    "program_array",
+    "order_cells",
+    "alibart_defaults",
+    "random_level_map",
+    "ORDERS",
+]

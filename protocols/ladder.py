@@ -1,0 +1,291 @@
+"""The level ladder: one cell programmed through many equally spaced levels, each verified.
+
+This is the headline experiment of the precision papers: Rao 2023 Fig. 1g (2,048 levels,
+50 to 4,144 µS, 2 µS apart, every reading within 1 µS) and Diao 2025 (512 states in a
+window of ratio 1.19). The cell is taken to each level in turn with the chosen protocol,
+then read ``verify_reads`` times; a level counts as within tolerance only when every one of
+those verification reads is within ``tolerance_us`` of the level.
+
+Protocols: ``denoise`` (:class:`~memprog.protocols.denoise.DenoiseTuner`, learning the cell
+as it goes), ``denoise-off`` (the same loop without denoising, the control experiment),
+``alibart`` (:func:`~memprog.protocols.alibart.tune_alibart` per level) and ``feedforward``
+(characterise once, then feed the equal-step schedule forward, one scheduled pulse per
+level plus corrections).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from memprog.errors import ConfigError
+
+from .alibart import AlibartParams, tune_alibart
+from .common import Clock, Progress, check_cells, check_targets
+from .denoise import DenoiseParams, DenoiseTuner
+from .events import EventSink, EventsOnly, NullSink, sink_or_null
+from .feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
+from .programmer import CellProgrammer
+
+LadderProtocol = Literal["denoise", "denoise-off", "alibart", "feedforward"]
+PROTOCOLS: tuple[str, ...] = ("denoise", "denoise-off", "alibart", "feedforward")
+
+
+@dataclass
+class LadderResult:
+    """Per-level outcome of a ladder run (arrays of one entry per level)."""
+
+    protocol: str
+    row: int
+    col: int
+    levels_us: np.ndarray
+    final_us: np.ndarray  # the protocol's accepting estimate
+    verify_mean_us: np.ndarray  # mean of the verification reads
+    verify_max_err_us: np.ndarray  # largest |verification read - level|
+    pulses: np.ndarray  # programming pulses (denoise pulses included)
+    denoise_pulses: np.ndarray
+    reads: np.ndarray  # protocol reads + verification reads
+    converged: np.ndarray
+    tolerance_us: float
+    verify_reads: int
+    setup_pulses: int = 0  # characterisation / approach pulses before the first level
+    wall_s: float = 0.0
+    bench_time_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def within(self) -> np.ndarray:
+        """Levels whose every verification read is within the tolerance."""
+        return self.verify_max_err_us <= self.tolerance_us
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (JSON-ready)."""
+        n = int(self.levels_us.size)
+        return {
+            "protocol": self.protocol,
+            "cell": [self.row, self.col],
+            "levels_attempted": n,
+            "levels_within_tolerance": int(self.within.sum()),
+            "levels_converged": int(self.converged.sum()),
+            "tolerance_us": self.tolerance_us,
+            "verify_reads": self.verify_reads,
+            "max_error_us": float(self.verify_max_err_us.max()) if n else 0.0,
+            "pulses": int(self.pulses.sum()) + int(self.setup_pulses),
+            "pulses_per_level": float(self.pulses.mean()) if n else 0.0,
+            "denoise_pulses_per_level": float(self.denoise_pulses.mean()) if n else 0.0,
+            "setup_pulses": int(self.setup_pulses),
+            "reads": int(self.reads.sum()),
+            "linearity_r2": linearity_r2(self.levels_us, self.verify_mean_us) if n > 1 else 1.0,
+            "first_level_us": float(self.levels_us[0]) if n else None,
+            "last_level_us": float(self.levels_us[-1]) if n else None,
+            "wall_s": float(self.wall_s),
+            "bench_time_s": None if self.bench_time_s is None else float(self.bench_time_s),
+        }
+
+    def to_frame(self) -> Any:
+        """One row per level."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "level": np.arange(self.levels_us.size),
+                "target_us": self.levels_us,
+                "final_us": self.final_us,
+                "verify_mean_us": self.verify_mean_us,
+                "verify_max_err_us": self.verify_max_err_us,
+                "within": self.within,
+                "pulses": self.pulses,
+                "denoise_pulses": self.denoise_pulses,
+                "reads": self.reads,
+                "converged": self.converged,
+            }
+        )
+
+
+def ladder_levels(start_us: float, step_us: float, n_levels: int) -> np.ndarray:
+    """``n_levels`` levels from ``start_us`` in steps of ``step_us`` (ConfigError if not > 0)."""
+    if not np.isfinite(step_us) or step_us <= 0:
+        raise ConfigError("step_us", step_us, "> 0 µS")
+    if isinstance(n_levels, bool) or int(n_levels) != n_levels or n_levels < 1:
+        raise ConfigError("levels", n_levels, "an integer >= 1")
+    if not np.isfinite(start_us) or start_us <= 0:
+        raise ConfigError("start_us", start_us, "> 0 µS")
+    return start_us + step_us * np.arange(int(n_levels))
+
+
+def run_ladder(
+    programmer: CellProgrammer,
+    row: int,
+    col: int,
+    levels_us: object,
+    protocol: str = "denoise",
+    params: AlibartParams | DenoiseParams | FeedforwardParams | None = None,
+    verify_reads: int = 5,
+    tolerance_us: float = 1.0,
+    sink: EventSink | None = None,
+    progress: bool = False,
+) -> LadderResult:
+    """Program one cell through every level in turn and verify each (see module docstring).
+
+    Raises:
+        ConfigError: unknown protocol, bad cell, a level outside the chip's range, a
+            tolerance or verify count that is not positive; before any pulse.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError("protocol", protocol, f"one of {list(PROTOCOLS)}")
+    if not np.isfinite(tolerance_us) or tolerance_us <= 0:
+        raise ConfigError("tolerance_us", tolerance_us, "> 0 µS")
+    if isinstance(verify_reads, bool) or int(verify_reads) != verify_reads or verify_reads < 1:
+        raise ConfigError("verify_reads", verify_reads, "an integer >= 1")
+    r, c = check_cells(programmer, [row], [col])
+    lv = check_targets(programmer, levels_us, np.size(levels_us))
+    s = sink_or_null(sink)
+    runner = _make_runner(programmer, protocol, params, tolerance_us)
+    clock = Clock(programmer)
+    n = lv.size
+    final = np.full(n, np.nan)
+    vmean = np.full(n, np.nan)
+    vmax = np.full(n, np.nan)
+    pulses = np.zeros(n, dtype=np.int64)
+    dn = np.zeros(n, dtype=np.int64)
+    reads = np.zeros(n, dtype=np.int64)
+    conv = np.zeros(n, dtype=bool)
+    s.record_event(
+        {"event": "ladder_start", "protocol": protocol, "row": row, "col": col, "levels": n}
+    )
+    inner = s if isinstance(s, NullSink) else EventsOnly(s)
+    setup = runner.setup(r, c, lv, inner)
+    bar = Progress(progress, n, f"ladder ({protocol})")
+    read_v = programmer.info.read_v
+    try:
+        for k in range(n):
+            # the previous level's verification mean is where the cell starts
+            start = vmean[k - 1 : k] if k else None
+            res = runner.level(r, c, lv, k, inner, start)
+            final[k] = res.final_us[0]
+            pulses[k] = res.pulses[0] + int(res.extra.get("denoise_pulses", [0])[0])
+            dn[k] = int(res.extra.get("denoise_pulses", [0])[0])
+            conv[k] = bool(res.converged[0])
+            v = np.empty(verify_reads)
+            for j in range(verify_reads):
+                v[j] = programmer.read(r, c, read_v)[0]
+            reads[k] = res.reads[0] + verify_reads
+            vmean[k] = v.mean()
+            vmax[k] = np.abs(v - lv[k]).max()
+            if not isinstance(s, NullSink):
+                s.record_result(
+                    {
+                        "protocol": protocol,
+                        "level": k,
+                        "row": row,
+                        "col": col,
+                        "target_us": float(lv[k]),
+                        "final_us": float(final[k]),
+                        "verify_max_err_us": float(vmax[k]),
+                        "pulses": int(pulses[k]),
+                        "reads": int(reads[k]),
+                        "converged": bool(conv[k]),
+                    }
+                )
+            bar.update(1)
+    finally:
+        bar.close()
+    out = LadderResult(
+        protocol=protocol,
+        row=int(row),
+        col=int(col),
+        levels_us=lv,
+        final_us=final,
+        verify_mean_us=vmean,
+        verify_max_err_us=vmax,
+        pulses=pulses,
+        denoise_pulses=dn,
+        reads=reads,
+        converged=conv,
+        tolerance_us=float(tolerance_us),
+        verify_reads=int(verify_reads),
+        setup_pulses=setup,
+        wall_s=clock.wall_s,
+        bench_time_s=clock.bench_s,
+    )
+    s.record_event({"event": "ladder_end", "summary": out.summary()})
+    return out
+
+
+class _Runner:
+    def setup(self, r: np.ndarray, c: np.ndarray, lv: np.ndarray, sink: EventSink) -> int:
+        return 0
+
+    def level(
+        self, r: np.ndarray, c: np.ndarray, lv: np.ndarray, k: int, sink: EventSink, start: Any
+    ) -> Any:
+        """Take the cell to level ``k``; ``start``: its conductance if known (else None)."""
+        raise NotImplementedError
+
+
+class _DenoiseRunner(_Runner):
+    def __init__(self, prog: CellProgrammer, params: DenoiseParams) -> None:
+        self.tuner = DenoiseTuner(prog, params)
+
+    def level(self, r, c, lv, k, sink, start):  # noqa: D102
+        return self.tuner.tune_level(r, c, lv[k : k + 1], sink, start_us=start)
+
+
+class _AlibartRunner(_Runner):
+    def __init__(self, prog: CellProgrammer, params: AlibartParams) -> None:
+        self.prog, self.params = prog, params
+
+    def level(self, r, c, lv, k, sink, start):  # noqa: D102
+        return tune_alibart(self.prog, r, c, lv[k : k + 1], params=self.params)
+
+
+class _FeedforwardRunner(_Runner):
+    def __init__(self, prog: CellProgrammer, params: FeedforwardParams) -> None:
+        self.tuner = FeedforwardTuner(prog, params)
+        self.prog = prog
+
+    def setup(self, r, c, lv, sink):  # noqa: D102
+        ch = self.tuner.characterise(r, c, sink=sink)
+        # approach the first level (from the HRS the characterisation ends in)
+        res = self.tuner.tune(r, c, lv[:1], sink=sink)
+        self._first = res
+        self.schedule_ok = bool(np.all(np.isfinite(ch.schedule(lv))))
+        return int(ch.pulses[0])
+
+    def level(self, r, c, lv, k, sink, start):  # noqa: D102
+        if k == 0:
+            return self._first
+        # feed the scheduled pulse (computed from the previous level), then verify/correct
+        return self.tuner.tune(r, c, lv[k : k + 1], sink=sink, feed_us=lv[k - 1 : k])
+
+
+def _make_runner(prog: CellProgrammer, protocol: str, params: Any, tolerance_us: float) -> _Runner:
+    """The level runner; default settings aim at half the ladder's verification tolerance."""
+    if protocol in ("denoise", "denoise-off"):
+        p = params if isinstance(params, DenoiseParams) else DenoiseParams()
+        if protocol == "denoise-off":
+            p = p.model_copy(update={"denoise": False})
+        return _DenoiseRunner(prog, p)
+    if protocol == "alibart":
+        if isinstance(params, AlibartParams):
+            p = params
+        else:  # Drolet's ramps, capped by the bench's limits, at half the ladder's tolerance
+            lim = prog.limits
+            p = AlibartParams(
+                tolerance_us=0.5 * tolerance_us,
+                reads_in_band=3,
+                set_max_v=min(2.0, lim.set_v_max),
+                reset_max_v=min(2.4, lim.reset_v_max),
+            )
+        return _AlibartRunner(prog, p)
+    p = (
+        params
+        if isinstance(params, FeedforwardParams)
+        else FeedforwardParams(tolerance_us=min(0.6 * tolerance_us, 0.05))
+    )
+    return _FeedforwardRunner(prog, p)
+
+
+__all__ = ["LadderResult", "run_ladder", "ladder_levels", "PROTOCOLS"]

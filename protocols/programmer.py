@@ -1,0 +1,73 @@
+"""The CellProgrammer interface: the only thing protocols know about hardware.
+
+Every instrument stack (on-chip controller, 4200 + 707B, B1500 + WGFMU) implements it, so a
+write-verify algorithm written once drives one device on a probe station or 65,536 cells
+on the on-chip controller. All methods are vectorised: ``rows``/``cols`` are equal-length
+integer arrays (or scalars) naming cells, and amplitudes may be one value per cell.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from memprog.limits import SafetyLimits
+
+
+@dataclass(frozen=True)
+class ProgrammerInfo:
+    """What a stack can do, so protocols can choose batch sizes and features.
+
+    Attributes:
+        rows, cols: the addressable array.
+        parallel: ``"row"`` if cells of one row can be pulsed/read in one operation,
+            ``"cell"`` if the stack is serial (one cell per operation).
+        has_gate: 1T1R stack whose gate voltage sets the SET compliance.
+        g_range_us: conductance range the chip's technology can reach (for validation).
+        read_v: the default read voltage.
+        technology: technology name of the chip, for logs.
+    """
+
+    rows: int
+    cols: int
+    parallel: str
+    has_gate: bool
+    g_range_us: tuple[float, float]
+    read_v: float
+    technology: str = ""
+
+
+class CellProgrammer(ABC):
+    """Pulse and read cells of one chip. Drivers implement; protocols consume.
+
+    Implementations must enforce :attr:`limits` before sending anything, and leave the
+    hardware safe (0 V, matrix open) when :meth:`close` is called or an error occurs.
+    """
+
+    info: ProgrammerInfo
+    limits: SafetyLimits
+
+    @abstractmethod
+    def pulse(
+        self,
+        rows: object,
+        cols: object,
+        amplitude_v: object,
+        width_s: float,
+        gate_v: object | None = None,
+    ) -> None:
+        """Apply one pulse to each named cell (positive = SET, negative = RESET)."""
+
+    @abstractmethod
+    def read(self, rows: object, cols: object, read_v: float | None = None) -> np.ndarray:
+        """Measured conductance in µS of each named cell, in the order given."""
+
+    def read_array(self, read_v: float | None = None) -> np.ndarray:
+        """Conductance map (µS) of the whole array; stacks with a bulk read override this."""
+        r, c = np.divmod(np.arange(self.info.rows * self.info.cols), self.info.cols)
+        return self.read(r, c, read_v).reshape(self.info.rows, self.info.cols)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Leave the hardware safe; default does nothing."""

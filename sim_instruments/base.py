@@ -1,0 +1,146 @@
+"""The contract between the VISA simulation backend and each simulated instrument.
+
+A simulated instrument is a Python object that receives each complete message the client
+wrote (termination stripped) and returns the reply payload, if the command produces one.
+Its static surface (identity, options) lives in a pyvisa-sim YAML file shipped beside it
+and is consulted through :class:`StaticSurface`; the dynamic behaviour (pulses, reads,
+routing) is Python acting on the bench's one :class:`~memprog.sim_instruments.chip.SimChip`.
+
+Every message also advances the chip's simulated clock by the instrument's bus latency, so
+runs report how long they would take in the lab.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from memprog.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memprog.bench_config import BenchConfig, InstrumentConfig
+
+    from .chip import SimChip
+
+
+class StaticSurface:
+    """Fixed dialogues of one instrument, read from a pyvisa-sim YAML file in this package.
+
+    Args:
+        yaml_name: file name inside ``memprog.sim_instruments`` (``spec: "1.1"``, one device).
+        device: the device key in that file.
+    """
+
+    def __init__(self, yaml_name: str, device: str) -> None:
+        from pyvisa_sim import parser
+
+        path = importlib.resources.files("memprog.sim_instruments").joinpath(yaml_name)
+        loader = parser.Loader(str(path), False)
+        device_dict = loader.get_device_dict(device, None, False, parser.SPEC_VERSION_TUPLE[0])
+        self._device = parser.get_device(device, device_dict, loader, {})
+
+    def match(self, query: str) -> str | None:
+        """The YAML reply to ``query``, or None if the file does not know it."""
+        reply = self._device._match(query.encode())  # noqa: SLF001 - pyvisa-sim's matcher
+        if reply is None or not isinstance(reply, bytes | bytearray):
+            return None
+        return bytes(reply).decode()
+
+
+class SimulatedInstrument:
+    """Base class of the simulated instruments served by the ``@memprog`` backend.
+
+    Subclasses set :attr:`kind`, the terminations, and implement :meth:`handle`.
+    ``handle`` returns ``None`` for a command without a reply, a ``str`` (the backend
+    appends :attr:`read_termination`) or ``bytes`` (sent as-is plus the termination, used
+    for IEEE 488.2 binary blocks).
+    """
+
+    kind: ClassVar[str] = ""
+    write_termination: ClassVar[str] = "\n"  # ends each message the client writes
+    read_termination: ClassVar[str] = "\n"  # appended to each reply
+    latency_s: ClassVar[float] = 50e-6  # bus latency charged to the simulated clock per message
+
+    def __init__(self, name: str, config: InstrumentConfig, bench: SimBench) -> None:
+        self.name = name
+        self.config = config
+        self.bench = bench
+
+    @property
+    def chip(self) -> SimChip:
+        return self.bench.chip
+
+    def handle(self, message: str) -> str | bytes | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Return to power-on state (called on ``*RST`` or when the bench is rebuilt)."""
+
+
+_REGISTRY: dict[str, type[SimulatedInstrument]] = {}
+
+
+def register(kind: str) -> Callable[[type[SimulatedInstrument]], type[SimulatedInstrument]]:
+    """Class decorator: make ``cls`` the simulator of instruments of ``kind``."""
+
+    def _wrap(cls: type[SimulatedInstrument]) -> type[SimulatedInstrument]:
+        cls.kind = kind
+        _REGISTRY[kind] = cls
+        return cls
+
+    return _wrap
+
+
+def simulator_for(kind: str) -> type[SimulatedInstrument]:
+    """The simulated-instrument class for ``kind`` (imports the built-in simulators)."""
+    from . import instruments  # noqa: F401 - registers the built-in simulators
+
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise ConfigError("instrument kind", kind, f"one of {sorted(_REGISTRY)}", "no simulator") from None
+
+
+class SimBench:
+    """One simulated bench: a chip and the simulated instruments wired to it.
+
+    Built by the VISA backend from the bench file. Instruments find each other through
+    :meth:`instrument` (the simulated 4200 asks the simulated 707B what is closed).
+    Non-VISA libraries (the WGFMU) get their state from here too.
+    """
+
+    def __init__(self, config: BenchConfig) -> None:
+        from .chip import SimChip
+
+        self.config = config
+        c = config.chip
+        self.chip = SimChip(
+            c.rows, c.cols, c.technology, seed=c.seed, bias_scheme=c.bias_scheme, read_scheme=c.read_scheme
+        )
+        self.instruments: dict[str, SimulatedInstrument] = {}
+        self.by_resource: dict[str, SimulatedInstrument] = {}
+        for name, inst_cfg in config.instruments.items():
+            if not inst_cfg.simulated:
+                continue
+            if inst_cfg.kind == "wgfmu":
+                continue  # served as a library object, not a VISA resource
+            sim = simulator_for(inst_cfg.kind)(name, inst_cfg, self)
+            self.instruments[name] = sim
+            self.by_resource[_normalise(inst_cfg.resource)] = sim
+        self.extras: dict[str, Any] = {}
+
+    def instrument(self, kind: str) -> SimulatedInstrument:
+        """The bench's simulated instrument of ``kind``; ConfigError if the bench has none."""
+        for sim in self.instruments.values():
+            if sim.kind == kind:
+                return sim
+        raise ConfigError("simulated instrument", kind, f"one of {[s.kind for s in self.instruments.values()]}")
+
+    def find(self, resource: str) -> SimulatedInstrument | None:
+        """The simulated instrument at a VISA resource string (case-insensitive)."""
+        return self.by_resource.get(_normalise(resource))
+
+
+def _normalise(resource: str) -> str:
+    return resource.strip().upper()

@@ -1,0 +1,229 @@
+"""The ``@memprog`` VISA backend: pyvisa talks to simulated instruments on a simulated chip.
+
+pyvisa loads a backend named ``X`` from a top-level module ``pyvisa_X`` exposing
+``WRAPPER_CLASS``; ``ResourceManager("bench.yaml@memprog")`` therefore reaches
+:class:`MemprogVisaLibrary` with the bench file as its library path. The library builds one
+:class:`~memprog.sim_instruments.base.SimBench` per open resource manager (a fresh, seeded
+chip each time, so tests never leak state into each other) and routes every resource
+string of the bench file to its simulated instrument.
+
+Reads return whole replies in one call (up to the requested count), so a 65,536-value
+binary block crosses the VISA seam in a few chunks rather than byte by byte.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from pyvisa import constants, errors, rname
+from pyvisa_sim.highlevel import SimVisaLibrary
+from pyvisa_sim.sessions.session import Session
+
+from memprog.errors import ConfigError
+
+from .base import SimBench, SimulatedInstrument
+
+_MESSAGE_ENDS_WITH_CALL = {"GPIB", "USB", "VXI", "GPIB-VXI", "PXI"}
+
+
+def _message_end(buf: bytearray, term: bytes) -> tuple[int, bool]:
+    """Where the first complete message in ``buf`` ends: (index of its terminator, or -1).
+
+    IEEE 488.2 definite-length blocks (``#<n><length><data>``) are skipped whole, so binary
+    data that happens to contain the termination byte does not cut a message in two. The
+    flag says whether the message ends with such a block. ``#`` not followed by a valid
+    block header is ordinary text.
+    """
+    pos, after_block = 0, -1
+    while True:
+        t = buf.find(term, pos)
+        h = buf.find(b"#", pos, len(buf) if t < 0 else t)
+        if h < 0:
+            return t, t >= 0 and t == after_block
+        ndig = buf[h + 1 : h + 2]
+        if ndig.isdigit() and ndig != b"0":
+            n = int(ndig)
+            field = bytes(buf[h + 2 : h + 2 + n])
+            if field.isdigit():
+                if len(field) < n:
+                    return -1, False  # the block header has not fully arrived
+                pos = after_block = h + 2 + n + int(field)
+                if pos > len(buf):
+                    return -1, False  # the block data has not fully arrived
+                continue
+        pos = h + 1
+
+
+class _Connection:
+    """Per-session byte buffers between a pyvisa client and one simulated instrument."""
+
+    def __init__(self, instrument: SimulatedInstrument, interface: str) -> None:
+        self.instrument = instrument
+        self.eom_per_call = interface.upper() in _MESSAGE_ENDS_WITH_CALL
+        self.inbuf = bytearray()
+        self.out: deque[bytes] = deque()
+
+    def write(self, data: bytes) -> None:
+        term = self.instrument.write_termination.encode()
+        self.inbuf.extend(data)
+        while term:
+            end, block_tail = _message_end(self.inbuf, term)
+            if end < 0:
+                break
+            msg = bytes(self.inbuf[:end])
+            del self.inbuf[: end + len(term)]
+            self._dispatch(msg, block_tail)
+        if self.eom_per_call and self.inbuf:
+            msg = bytes(self.inbuf)
+            self.inbuf = bytearray()
+            self._dispatch(msg.rstrip(b"\r\n\0"))
+
+    def _dispatch(self, raw: bytes, block_tail: bool = False) -> None:
+        text = raw.decode("latin-1")
+        # a message ending in a binary block keeps its last bytes (they are data, not padding)
+        message = text.lstrip("\r\n\0 ") if block_tail else text.strip("\r\n\0 ")
+        if not message:
+            return
+        inst = self.instrument
+        inst.chip.advance(inst.latency_s)
+        reply = inst.handle(message)
+        if reply is None:
+            return
+        term = inst.read_termination.encode()
+        body = reply if isinstance(reply, bytes) else reply.encode("latin-1")
+        self.out.append(body + term)
+
+    def read(self, count: int) -> tuple[bytes, constants.StatusCode]:
+        if not self.out:
+            raise errors.VisaIOError(constants.VI_ERROR_TMO)
+        head = self.out[0]
+        if len(head) <= count:
+            self.out.popleft()
+            return head, constants.StatusCode.success
+        self.out[0] = head[count:]
+        return head[:count], constants.StatusCode.success_max_count_read
+
+    def clear(self) -> None:
+        self.inbuf.clear()
+        self.out.clear()
+
+
+class MemprogVisaLibrary(SimVisaLibrary):
+    """pyvisa backend serving the simulated instruments of a memprog bench file."""
+
+    @staticmethod
+    def get_debug_info() -> dict[str, str]:
+        return {"backend": "memprog simulated bench"}
+
+    def _init(self) -> None:
+        from memprog.bench_config import load_bench_config
+
+        self.sessions: dict[int, Any] = {}
+        if self.library_path in ("unset", ""):
+            raise ConfigError("visa_library", "@memprog", "PATH/TO/BENCH.yaml@memprog", "no bench file named")
+        self.bench_config, self.bench_path = load_bench_config(str(self.library_path))
+        self.sim_bench: SimBench | None = None
+        self._connections: dict[int, _Connection] = {}
+        self._rm_sessions: set[int] = set()
+
+    # ----------------------------------------------------------- bench lifetime
+    def ensure_bench(self) -> SimBench:
+        """The live simulated bench (built on first use)."""
+        if self.sim_bench is None:
+            self.sim_bench = SimBench(self.bench_config)
+        return self.sim_bench
+
+    def sim_clock_s(self) -> float:
+        """Simulated bench time since the bench was built."""
+        return self.ensure_bench().chip.clock_s
+
+    def open_default_resource_manager(self):  # type: ignore[override]
+        session, status = super().open_default_resource_manager()
+        if not self._rm_sessions:
+            self.sim_bench = SimBench(self.bench_config)
+        self._rm_sessions.add(session)
+        return session, status
+
+    def list_resources(self, session, query: str = "?*::INSTR"):  # type: ignore[override]
+        names = tuple(
+            inst.resource for inst in self.bench_config.instruments.values() if inst.simulated and inst.kind != "wgfmu"
+        )
+        found = rname.filter(names, query)
+        if found:
+            return found
+        raise errors.VisaIOError(errors.StatusCode.error_resource_not_found.value)
+
+    # ----------------------------------------------------------- sessions
+    def open(self, session, resource_name, access_mode=constants.AccessModes.no_lock, open_timeout=0):  # type: ignore[override]
+        # raise (VisaIOError) on a bad name instead of handing back a dead session silently
+        try:
+            parsed = rname.parse_resource_name(resource_name)
+        except rname.InvalidResourceName:
+            return 0, self.handle_return_value(None, constants.StatusCode.error_invalid_resource_name)
+        instrument = self.ensure_bench().find(resource_name)
+        if instrument is None:
+            return 0, self.handle_return_value(None, constants.StatusCode.error_resource_not_found)
+        cls = Session.get_session_class(parsed.interface_type_const, parsed.resource_class)
+        sess = cls(session, resource_name, parsed)
+        handle = self._register(sess)
+        iface = str(parsed.interface_type_const.name)
+        self._connections[handle] = _Connection(instrument, iface)
+        return handle, constants.StatusCode.success
+
+    def close(self, session):  # type: ignore[override]
+        self._connections.pop(session, None)
+        if session in self._rm_sessions:
+            self._rm_sessions.discard(session)
+            if not self._rm_sessions:
+                self.sim_bench = None
+        return super().close(session)
+
+    def read(self, session, count):  # type: ignore[override]
+        conn = self._connections.get(session)
+        if conn is None:
+            return b"", constants.StatusCode.error_invalid_object
+        return conn.read(count)
+
+    def write(self, session, data):  # type: ignore[override]
+        conn = self._connections.get(session)
+        if conn is None:
+            return 0, constants.StatusCode.error_invalid_object
+        conn.write(bytes(data))
+        return len(data), constants.StatusCode.success
+
+    def clear(self, session):  # type: ignore[override]
+        conn = self._connections.get(session)
+        if conn is not None:
+            conn.clear()
+        return constants.StatusCode.success
+
+    def flush(self, session, mask):  # type: ignore[override]
+        return constants.StatusCode.success
+
+    def read_stb(self, session):  # type: ignore[override]
+        conn = self._connections.get(session)
+        if conn is None:
+            return 0, constants.StatusCode.error_invalid_object
+        stb = getattr(conn.instrument, "status_byte", None)
+        return (int(stb()) if callable(stb) else 0), constants.StatusCode.success
+
+    def assert_trigger(self, session, protocol):  # type: ignore[override]
+        return constants.StatusCode.success
+
+    def gpib_control_ren(self, session, mode):  # type: ignore[override]
+        return constants.StatusCode.success
+
+    def lock(self, session, lock_type, timeout, requested_key=None):  # type: ignore[override]
+        return "", constants.StatusCode.success
+
+    def unlock(self, session):  # type: ignore[override]
+        return constants.StatusCode.success
+
+    def connection(self, session: int) -> SimulatedInstrument | None:
+        """The simulated instrument behind an open session (for tests and diagnostics)."""
+        conn = self._connections.get(session)
+        return None if conn is None else conn.instrument
+
+
+WRAPPER_CLASS = MemprogVisaLibrary

@@ -1,0 +1,23 @@
+"""memprog: program memristor chips to precise conductances.
+
+Heavy pieces (torch training, the bench opener) are imported lazily so that
+``import memprog`` stays fast for lab scripts that only need a driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+
+__version__ = "0.1.0"
+
+
+def open_bench(path: str, **kwargs: Any):  # noqa: ANN201 - returns memprog.bench.Bench
+    """Open the bench described by a YAML bench file (see :mod:`memprog.bench`)."""
+    from memprog.bench import open_bench as _open
+
+    return _open(path, **kwargs)
+
+
+__all__ = ["ConfigError", "InstrumentError", "ProtocolError", "SafetyError", "open_bench"]

@@ -1,0 +1,214 @@
+"""Open a bench file: connected instruments plus the CellProgrammer that drives the chip.
+
+    with memprog.open_bench("benches/sim_onchip.yaml") as bench:
+        g = bench.programmer.read([0, 0], [0, 1])
+
+The bench file decides everything: which VISA library each instrument uses (``@memprog``
+for the simulator of that same file, ``@py``/``@ivi`` for the lab), how the chip is wired,
+and which stack builds the programmer. Leaving the ``with`` block, normally or by an
+exception, calls every driver's ``safe_state()`` (sources to 0 V, matrix open) and closes
+the connections.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memprog.bench_config import SIM_LIBRARY, BenchConfig, InstrumentConfig, load_bench_config
+from memprog.errors import ConfigError, InstrumentError
+from memprog.protocols.programmer import CellProgrammer
+
+# stack name -> "module:function" building (instruments, programmer) from a StackContext
+STACK_BUILDERS: dict[str, str] = {
+    "onchip": "memprog.drivers.onchip_programmer:build_stack",
+    "k4200_707b": "memprog.drivers.crossbar_programmer:build_stack",
+    "b1500_wgfmu": "memprog.drivers.b1500_programmer:build_stack",
+}
+
+
+@dataclass
+class StackContext:
+    """Everything a stack builder needs, and nothing that would tie a driver to the simulator.
+
+    Attributes:
+        config: the validated bench file.
+        bench_path: where it was read from.
+    """
+
+    config: BenchConfig
+    bench_path: Path
+    _managers: dict[str, Any] = field(default_factory=dict)
+    _opened: list[Any] = field(default_factory=list)
+
+    def visa_library_string(self, inst: InstrumentConfig) -> str:
+        """The pyvisa library string for an instrument (``@memprog`` -> ``PATH@memprog``)."""
+        if inst.visa_library == SIM_LIBRARY:
+            return f"{self.bench_path}{SIM_LIBRARY}"
+        return inst.visa_library
+
+    def resource_manager(self, inst: InstrumentConfig) -> Any:
+        import pyvisa
+
+        lib = self.visa_library_string(inst)
+        if lib not in self._managers:
+            try:
+                self._managers[lib] = pyvisa.ResourceManager(lib)
+            except (OSError, ValueError) as exc:
+                raise ConfigError("visa_library", inst.visa_library, "an installed VISA library", str(exc)) from exc
+        return self._managers[lib]
+
+    def open_resource(self, name: str) -> Any:
+        """Open the pyvisa resource of instrument ``name`` with its timeout set."""
+        import pyvisa
+
+        inst = self._instrument(name)
+        rm = self.resource_manager(inst)
+        try:
+            res = rm.open_resource(inst.resource, timeout=inst.timeout_ms)
+        except pyvisa.errors.VisaIOError as exc:
+            raise ConfigError(
+                f"instruments.{name}.resource", inst.resource, "a resource the VISA library can open", exc.description
+            ) from exc
+        self._opened.append(res)
+        return res
+
+    def transport(self, name: str, read_termination: str, write_termination: str) -> Any:
+        """A :class:`~memprog.drivers.transport.VisaTransport` to instrument ``name``."""
+        from memprog.drivers.transport import VisaTransport
+
+        res = self.open_resource(name)
+        res.read_termination = read_termination
+        res.write_termination = write_termination
+        return VisaTransport(res, name)
+
+    def library(self, name: str) -> Any:
+        """The vendor library object of instrument ``name`` (the WGFMU library).
+
+        ``library: "@memprog"`` gives the simulator's library object on this bench's chip;
+        a path gives ``None`` here and the driver loads the real library with ctypes.
+        """
+        inst = self._instrument(name)
+        if inst.library == SIM_LIBRARY or (inst.library is None and inst.simulated):
+            from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
+
+            rm = self.resource_manager(inst)
+            return SimWgfmuLibrary(rm.visalib.ensure_bench())
+        return None
+
+    def _instrument(self, name: str) -> InstrumentConfig:
+        try:
+            return self.config.instruments[name]
+        except KeyError:
+            raise ConfigError("instrument", name, f"one of {sorted(self.config.instruments)}") from None
+
+    def close(self) -> None:
+        for res in reversed(self._opened):
+            try:
+                res.close()
+            except Exception:  # noqa: BLE001 - closing must go on
+                pass
+        self._opened.clear()
+        for rm in self._managers.values():
+            try:
+                rm.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._managers.clear()
+
+    def sim_clock_s(self) -> float | None:
+        """Simulated bench time if any instrument runs on the simulator, else None."""
+        for rm in self._managers.values():
+            clock = getattr(rm.visalib, "sim_clock_s", None)
+            if callable(clock):
+                return float(clock())
+        return None
+
+
+class Bench:
+    """An open bench: ``instruments`` by name, ``programmer``, and the bench clock."""
+
+    def __init__(self, config: BenchConfig, path: Path, ctx: StackContext, instruments: dict[str, Any], programmer: CellProgrammer) -> None:
+        self.config = config
+        self.path = path
+        self.instruments = instruments
+        self.programmer = programmer
+        self._ctx = ctx
+        self._t0 = time.perf_counter()
+        self._closed = False
+
+    @property
+    def simulated(self) -> bool:
+        """True when every instrument is served by the simulator."""
+        return all(i.simulated for i in self.config.instruments.values())
+
+    @property
+    def bench_time_s(self) -> float:
+        """Time the bench has spent: simulated clock on the simulator, wall time in the lab."""
+        sim = self._ctx.sim_clock_s()
+        return sim if sim is not None else time.perf_counter() - self._t0
+
+    @property
+    def sim_chip(self) -> Any:
+        """The simulated chip behind a simulated bench (truth for tests); None in the lab."""
+        for rm in self._ctx._managers.values():
+            ensure = getattr(rm.visalib, "ensure_bench", None)
+            if callable(ensure):
+                return ensure().chip
+        return None
+
+    def safe_state(self) -> None:
+        """Every instrument to its safe state (0 V, outputs off, matrix open)."""
+        errors: list[Exception] = []
+        for inst in self.instruments.values():
+            fn: Callable[[], None] | None = getattr(inst, "safe_state", None)
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - try every instrument
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Leave everything safe and close every connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.safe_state()
+        finally:
+            self._ctx.close()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.close()
+        except (InstrumentError, OSError):
+            if exc_type is None:
+                raise
+
+
+def open_bench(path: str | Path) -> Bench:
+    """Load and validate a bench file, connect its instruments and build its programmer."""
+    config, bench_path = load_bench_config(path)
+    ctx = StackContext(config, bench_path)
+    target = STACK_BUILDERS[config.programmer.stack]
+    module_name, func_name = target.split(":")
+    try:
+        builder = getattr(importlib.import_module(module_name), func_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError("programmer.stack", config.programmer.stack, "an implemented stack", str(exc)) from exc
+    try:
+        instruments, programmer = builder(ctx)
+    except BaseException:
+        ctx.close()
+        raise
+    return Bench(config, bench_path, ctx, instruments, programmer)

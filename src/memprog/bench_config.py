@@ -1,0 +1,139 @@
+"""The bench file: one YAML document describing a lab bench (or its simulated twin).
+
+It names the instruments (kind, VISA resource, VISA library), the wiring between them and
+the chip, the chip itself (technology, size, safety limits) and which CellProgrammer stack
+drives it. The same file is read by :func:`memprog.open_bench` and by the simulator
+backend (``PATH@memprog``), so a simulated bench is wired exactly as the lab one.
+
+``visa_library: "@memprog"`` means "the simulator of this very bench file"; ``"@py"`` or
+``"@ivi"`` (or a path to a VISA library) means real instruments.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from memprog.errors import ConfigError
+from memprog.limits import SafetyLimits
+from memprog.validation import MemprogModel
+
+InstrumentKind = Literal["onchip", "k4200", "k707b", "b1500", "wgfmu"]
+StackKind = Literal["onchip", "k4200_707b", "b1500_wgfmu"]
+SIM_LIBRARY = "@memprog"
+
+
+class InstrumentConfig(MemprogModel):
+    """One instrument of the bench."""
+
+    kind: InstrumentKind
+    resource: str = Field(min_length=1, description="VISA resource string")
+    visa_library: str = Field(default=SIM_LIBRARY, description="@memprog (simulator), @py, @ivi or a path")
+    library: str | None = Field(default=None, description="vendor library (WGFMU): a path, or @memprog")
+    timeout_ms: int = Field(default=5000, gt=0, le=600_000)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def simulated(self) -> bool:
+        """True when this instrument is served by memprog's simulator."""
+        return self.visa_library == SIM_LIBRARY
+
+
+class ChipConfig(MemprogModel):
+    """The chip on the bench."""
+
+    id: str = Field(min_length=1)
+    technology: str
+    rows: int = Field(ge=1, le=4096)
+    cols: int = Field(ge=1, le=4096)
+    seed: int = Field(default=0, ge=0, description="simulator only: the same seed is the same chip")
+    bias_scheme: Literal["v3", "v2"] = "v3"
+    read_scheme: Literal["ground", "float"] = "ground"
+    limits: SafetyLimits
+
+    @model_validator(mode="after")
+    def _limits_below_breakdown(self) -> ChipConfig:
+        from memprog.sim_instruments.presets import PRESETS
+
+        params = PRESETS.get(self.technology)
+        if params is None:
+            raise ConfigError("chip.technology", self.technology, f"one of {sorted(PRESETS)}")
+        for name in ("set_v_max", "reset_v_max"):
+            value = getattr(self.limits, name)
+            if value >= params.v_breakdown_v:
+                raise ConfigError(
+                    f"chip.limits.{name}",
+                    value,
+                    f"< {params.v_breakdown_v} V (breakdown of {self.technology})",
+                    "a safety limit at or beyond breakdown would let a pulse destroy the cell",
+                )
+        return self
+
+
+class ProgrammerConfig(MemprogModel):
+    """Which CellProgrammer stack drives the chip, and its stack-specific options."""
+
+    stack: StackKind
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BenchConfig(MemprogModel):
+    """A whole bench file."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    chip: ChipConfig
+    instruments: dict[str, InstrumentConfig]
+    wiring: dict[str, Any] = Field(default_factory=dict)
+    programmer: ProgrammerConfig
+
+    @model_validator(mode="after")
+    def _unique_resources(self) -> BenchConfig:
+        seen: dict[str, str] = {}
+        for name, inst in self.instruments.items():
+            if inst.kind == "wgfmu":
+                continue  # the WGFMU library talks through the B1500's own address
+            if inst.resource in seen:
+                raise ConfigError(
+                    f"instruments.{name}.resource", inst.resource, f"unique (also used by {seen[inst.resource]})"
+                )
+            seen[inst.resource] = name
+        return self
+
+    def instrument_of_kind(self, kind: str) -> tuple[str, InstrumentConfig]:
+        """The (name, config) of the bench's instrument of ``kind``; ConfigError if absent."""
+        for name, inst in self.instruments.items():
+            if inst.kind == kind:
+                return name, inst
+        raise ConfigError("instruments", sorted(self.instruments), f"an instrument of kind {kind!r}")
+
+
+def resolve_bench_path(path_or_name: str | Path) -> Path:
+    """A bench file path: an existing file, or the name of a bench shipped with memprog."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p.resolve()
+    name = p.name if p.suffix in (".yaml", ".yml") else p.name + ".yaml"
+    shipped = importlib.resources.files("memprog.benches").joinpath(name)
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise ConfigError("bench file", str(path_or_name), "an existing YAML file or a shipped bench name", "file not found")
+
+
+def load_bench_config(path_or_name: str | Path) -> tuple[BenchConfig, Path]:
+    """Read and validate a bench file; every error names the file and the field."""
+    path = resolve_bench_path(path_or_name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("bench file", str(path), "valid YAML", str(exc).splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("bench file", str(path), "a YAML mapping at the top level")
+    try:
+        return BenchConfig(**data), path
+    except ConfigError as exc:
+        raise ConfigError(f"{path.name}: {exc.parameter}", exc.value, exc.allowed, exc.detail) from exc

@@ -1,0 +1,322 @@
+"""``memprog levels`` and ``memprog tune``: the write-verify protocols from the command line.
+
+Both open a bench file (simulated or lab), run a protocol through the bench's
+CellProgrammer and print a human summary, or with ``--json`` exactly one JSON document on
+stdout (progress bars and errors go to stderr). ``levels`` reproduces the level-ladder
+figures (Rao 2023 Fig. 1g: 2,048 levels 2 µS apart; Diao 2025: 512 states); ``tune``
+programs a set of cells, or a whole conductance map from a ``.npy``/``.csv`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from memprog.errors import ConfigError, MemprogError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary and nothing else.")]
+BenchOpt = Annotated[str, typer.Option("--bench", "-b", help="Bench file or shipped bench name.")]
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
+    ),
+]
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(type(x).__name__)
+
+
+def _emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, default=_jsonable))
+    else:
+        typer.echo(human)
+
+
+def _fail(exc: MemprogError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def parse_indices(text: str, name: str) -> np.ndarray:
+    """``"3"``, ``"0,2,5"``, ``"0:8"`` (end excluded) or combinations like ``"0:4,9"``."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if ":" in part:
+                a, b = part.split(":", 1)
+                lo, hi = int(a), int(b)
+                if hi <= lo:
+                    raise ValueError
+                out.extend(range(lo, hi))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(name, text, "indices like 3, 0,2,5 or 0:8 (end excluded)") from None
+    if not out:
+        raise ConfigError(name, text, "at least one index")
+    return np.array(out, dtype=np.int64)
+
+
+def parse_values(text: str, name: str) -> np.ndarray:
+    """Comma-separated floats."""
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(name, text, "comma-separated numbers") from None
+    if not vals:
+        raise ConfigError(name, text, "at least one number")
+    return np.array(vals)
+
+
+def load_map(path: Path) -> np.ndarray:
+    """A conductance map (µS) from ``.npy`` or ``.csv`` (comma-separated, NaN allowed)."""
+    if not path.exists():
+        raise ConfigError("map", str(path), "an existing .npy or .csv file")
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".csv":
+        return np.loadtxt(path, delimiter=",", ndmin=2)
+    raise ConfigError("map", str(path), "a .npy or .csv file")
+
+
+def _progress(flag: bool | None, as_json: bool) -> bool:
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``levels`` and ``tune`` to the ``memprog`` app."""
+
+    @app.command("levels")
+    def levels_cmd(
+        bench: BenchOpt = "sim_onchip",
+        levels: Annotated[int, typer.Option("--levels", help="Number of levels.")] = 2048,
+        start_us: Annotated[float, typer.Option("--start-us", help="First level (µS).")] = 50.0,
+        step_us: Annotated[
+            float, typer.Option("--step-us", help="Spacing of the levels (µS).")
+        ] = 2.0,
+        protocol: Annotated[
+            str, typer.Option("--protocol", help="denoise | denoise-off | alibart | feedforward")
+        ] = "denoise",
+        row: Annotated[int, typer.Option("--row", help="Cell row.")] = 0,
+        col: Annotated[int, typer.Option("--col", help="Cell column.")] = 0,
+        tolerance_us: Annotated[
+            float, typer.Option("--tolerance-us", help="Every verification read within this (µS).")
+        ] = 1.0,
+        verify_reads: Annotated[
+            int, typer.Option("--verify-reads", help="Reads per level after programming.")
+        ] = 5,
+        out: Annotated[Path, typer.Option("--out", help="PNG of the ladder.")] = Path(
+            "memprog_levels.png"
+        ),
+        progress: ProgressOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Program one cell through a ladder of equally spaced levels and verify each.
+
+        Reports the levels attempted, the levels whose every verification read lies within
+        --tolerance-us of the level, the largest error, the pulses, and the wall and bench
+        time; draws the ladder to --out.
+        """
+        from memprog import open_bench
+        from memprog.protocols.ladder import ladder_levels, run_ladder
+
+        t0 = time.perf_counter()
+        try:
+            lv = ladder_levels(start_us, step_us, levels)
+            with open_bench(bench) as b:
+                res = run_ladder(
+                    b.programmer,
+                    row,
+                    col,
+                    lv,
+                    protocol=protocol,
+                    verify_reads=verify_reads,
+                    tolerance_us=tolerance_us,
+                    progress=_progress(progress, as_json),
+                )
+                bench_time = b.bench_time_s
+                technology = b.programmer.info.technology
+        except MemprogError as exc:
+            raise _fail(exc) from exc
+        _plot_ladder(res, technology, out)
+        summary = res.summary()
+        summary.update(
+            {
+                "bench": bench,
+                "technology": technology,
+                "png": str(out),
+                "wall_s": time.perf_counter() - t0,
+                "bench_time_s": bench_time,
+                "protocol_wall_s": res.wall_s,
+                "protocol_bench_time_s": res.bench_time_s,
+            }
+        )
+        human = (
+            f"{technology}, cell ({row},{col}), {protocol}: {summary['levels_within_tolerance']} of "
+            f"{summary['levels_attempted']} levels ({lv[0]:g} to {lv[-1]:g} µS, {step_us:g} µS apart) "
+            f"with every one of {verify_reads} verification reads within ±{tolerance_us:g} µS\n"
+            f"max error {summary['max_error_us']:.3f} µS; {summary['pulses']} pulses "
+            f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
+            f"linearity R² {summary['linearity_r2']:.6f}\n"
+            f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
+        )
+        _emit(summary, as_json, human)
+
+    @app.command("tune")
+    def tune_cmd(
+        bench: BenchOpt = "sim_onchip",
+        rows: Annotated[str | None, typer.Option("--rows", help="Rows: 3 | 0,2,5 | 0:8.")] = None,
+        cols: Annotated[str | None, typer.Option("--cols", help="Columns, same forms.")] = None,
+        target_us: Annotated[
+            str | None, typer.Option("--target-us", help="One target, or one per cell (row-major).")
+        ] = None,
+        map_path: Annotated[
+            Path | None, typer.Option("--map", help="Conductance map (.npy/.csv, µS, NaN = skip).")
+        ] = None,
+        origin: Annotated[
+            str, typer.Option("--origin", help="Map's top-left cell: ROW,COL.")
+        ] = "0,0",
+        protocol: Annotated[
+            str, typer.Option("--protocol", help="alibart | denoise | feedforward")
+        ] = "alibart",
+        order: Annotated[
+            str,
+            typer.Option(
+                "--order", help="Map order: row-major | column-major | snake | high-first"
+            ),
+        ] = "row-major",
+        tolerance_rel: Annotated[
+            float | None, typer.Option("--tolerance-rel", help="Relative band (Alibart).")
+        ] = None,
+        max_pulses: Annotated[
+            int | None, typer.Option("--max-pulses", help="Pulse budget per cell.")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="CSV of the per-cell results.")
+        ] = None,
+        progress: ProgressOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Tune cells (the grid --rows x --cols) or a whole --map to their targets."""
+        from memprog import open_bench
+        from memprog.protocols.alibart import tune_alibart
+        from memprog.protocols.array import ArrayParams, alibart_defaults, program_array
+        from memprog.protocols.denoise import tune_denoise
+        from memprog.protocols.feedforward import tune_feedforward
+
+        t0 = time.perf_counter()
+        show = _progress(progress, as_json)
+        try:
+            if protocol not in ("alibart", "denoise", "feedforward"):
+                raise ConfigError("protocol", protocol, "alibart, denoise or feedforward")
+            if map_path is None and (rows is None or cols is None or target_us is None):
+                raise ConfigError("--rows/--cols/--target-us", None, "all three, or --map")
+            with open_bench(bench) as b:
+                prog = b.programmer
+                ali = alibart_defaults(prog.info)
+                upd: dict[str, Any] = {}
+                if tolerance_rel is not None:
+                    upd["tolerance_rel"] = tolerance_rel
+                if max_pulses is not None:
+                    upd["max_pulses"] = max_pulses
+                if upd:
+                    ali = type(ali)(**{**ali.model_dump(), **upd})
+                if map_path is not None:
+                    m = load_map(map_path)
+                    o = parse_indices(origin, "origin")
+                    if o.size != 2:
+                        raise ConfigError("origin", origin, "ROW,COL")
+                    if protocol == "feedforward":
+                        raise ConfigError("protocol", protocol, "alibart or denoise for a --map")
+                    res = program_array(
+                        prog,
+                        m,
+                        ArrayParams(protocol=protocol, order=order, alibart=ali),
+                        origin=(int(o[0]), int(o[1])),
+                        progress=show,
+                    )
+                else:
+                    rr = parse_indices(rows, "rows")  # type: ignore[arg-type]
+                    cc = parse_indices(cols, "cols")  # type: ignore[arg-type]
+                    r, c = (a.ravel() for a in np.meshgrid(rr, cc, indexing="ij"))
+                    t = parse_values(target_us, "target_us")  # type: ignore[arg-type]
+                    if protocol == "alibart":
+                        res = tune_alibart(prog, r, c, t, params=ali, progress=show)
+                    elif protocol == "denoise":
+                        res = tune_denoise(prog, r, c, t, progress=show)
+                    else:
+                        res = tune_feedforward(prog, r, c, t, progress=show)
+                bench_time = b.bench_time_s
+                technology = prog.info.technology
+        except MemprogError as exc:
+            raise _fail(exc) from exc
+        if out is not None:
+            res.to_frame().to_csv(out, index=False)
+        summary = res.summary()
+        summary.update(
+            {
+                "bench": bench,
+                "technology": technology,
+                "wall_s": time.perf_counter() - t0,
+                "bench_time_s": bench_time,
+            }
+        )
+        if out is not None:
+            summary["csv"] = str(out)
+        human = (
+            f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
+            f"{summary['within_tolerance']} within tolerance; {summary['pulses_mean']:.1f} pulses per cell "
+            f"(max {summary['pulses_max']}); flags {summary['flags'] or 'none'}\n"
+            f"max error of converged cells {summary.get('max_abs_error_converged_us', float('nan')):.3f} µS; "
+            f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
+        )
+        _emit(summary, as_json, human)
+
+
+def _plot_ladder(res: Any, technology: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = np.arange(res.levels_us.size)
+    fig, (ax1, ax2) = plt.subplots(
+        2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax1.plot(k, res.verify_mean_us, ".", ms=1.5, label="verification reads (mean)")
+    ax1.plot(k, res.levels_us, "-", lw=0.5, color="k", label="target")
+    ax1.set_ylabel("conductance (µS)")
+    ax1.set_title(f"memprog {technology}: {res.levels_us.size} levels, {res.protocol}")
+    ax1.legend(loc="upper left", fontsize=8)
+    ok = res.within
+    ax2.plot(k[ok], res.verify_max_err_us[ok], ".", ms=1.5, color="tab:green")
+    ax2.plot(k[~ok], res.verify_max_err_us[~ok], "x", ms=3, color="tab:red")
+    ax2.axhline(res.tolerance_us, color="k", ls=":", lw=0.8)
+    ax2.set_xlabel("level")
+    ax2.set_ylabel("max |error| (µS)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+__all__ = ["register", "parse_indices", "parse_values", "load_map"]

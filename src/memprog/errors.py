@@ -1,0 +1,83 @@
+"""The exception tree of memprog.
+
+Lab users need to tell three kinds of failure apart at a glance: their own input was
+wrong (``ConfigError``), the instrument said no (``InstrumentError``), the instrument
+said something we could not understand (``ProtocolError``), or memprog refused to send
+something that could damage the chip (``SafetyError``). Every message names the
+parameter, the value and the allowed range so a script's traceback is enough to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MemprogError(Exception):
+    """Base class of every error memprog raises on purpose."""
+
+
+class ConfigError(MemprogError, ValueError):
+    """Bad configuration or input, detected before anything is sent.
+
+    Subclasses ``ValueError`` so generic callers that catch ``ValueError`` still work.
+    """
+
+    def __init__(self, parameter: str, value: Any = None, allowed: str = "", detail: str = ""):
+        self.parameter = parameter
+        self.value = value
+        self.allowed = allowed
+        self.detail = detail
+        msg = f"{parameter}={value!r}"
+        if allowed:
+            msg += f" is not allowed (allowed: {allowed})"
+        if detail:
+            msg += f": {detail}" if allowed else f" is not allowed: {detail}"
+        if not allowed and not detail:
+            msg += " is not allowed"
+        super().__init__(msg)
+
+
+class SafetyError(MemprogError):
+    """Refused before sending: the command would exceed the chip's safety limits."""
+
+    def __init__(self, parameter: str, value: Any, allowed: str, detail: str = ""):
+        self.parameter = parameter
+        self.value = value
+        self.allowed = allowed
+        msg = f"refused {parameter}={value!r}: outside the safety limits ({allowed})"
+        if detail:
+            msg += f"; {detail}"
+        super().__init__(msg)
+
+
+class InstrumentError(MemprogError):
+    """The instrument (or its library) reported an error; carries its code and message."""
+
+    def __init__(self, instrument: str, code: int, message: str, command: str = ""):
+        self.instrument = instrument
+        self.code = code
+        self.message = message
+        self.command = command
+        text = f"{instrument} error {code}: {message}"
+        if command:
+            text += f" (after {command!r})"
+        super().__init__(text)
+
+
+class ProtocolError(MemprogError):
+    """A reply could not be parsed: says what was expected and what came back."""
+
+    def __init__(self, expected: str, got: Any, instrument: str = ""):
+        self.expected = expected
+        self.got = got
+        prefix = f"{instrument}: " if instrument else ""
+        super().__init__(f"{prefix}expected {expected}, got {got!r}")
+
+
+__all__ = [
+    "MemprogError",
+    "ConfigError",
+    "SafetyError",
+    "InstrumentError",
+    "ProtocolError",
+]

@@ -1,0 +1,75 @@
+"""Chip safety limits, enforced by every driver before anything is sent.
+
+A bench file carries one :class:`SafetyLimits` for its chip. Drivers call
+:meth:`SafetyLimits.check_pulse` / :meth:`check_read` / :meth:`check_gate` with the values
+they are about to send and raise :class:`memprog.errors.SafetyError` (nothing sent) if any
+value is outside. The limits themselves are validated against the technology's breakdown
+voltage when the bench is loaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from memprog.errors import ConfigError, SafetyError
+from memprog.validation import MemprogModel
+
+
+class SafetyLimits(MemprogModel):
+    """What a driver may apply to the chip. Voltages are magnitudes unless signed."""
+
+    set_v_max: float = Field(gt=0, le=20, description="largest positive (SET) pulse, V")
+    reset_v_max: float = Field(gt=0, le=20, description="largest negative (RESET) pulse magnitude, V")
+    width_s_min: float = Field(default=10e-9, gt=0)
+    width_s_max: float = Field(default=1e-3, gt=0)
+    read_v_max: float = Field(default=0.3, gt=0, le=2)
+    gate_v_max: float = Field(default=2.5, gt=0, le=10)
+    current_compliance_a: float = Field(default=10e-3, gt=0, le=0.1)
+    conductance_min_us: float = Field(default=1.0, gt=0, description="lowest target allowed")
+    conductance_max_us: float = Field(default=10000.0, gt=0, description="highest target allowed")
+
+    @model_validator(mode="after")
+    def _order(self) -> SafetyLimits:
+        if self.width_s_min >= self.width_s_max:
+            raise ConfigError("width_s_min", self.width_s_min, f"< width_s_max ({self.width_s_max})")
+        if self.conductance_min_us >= self.conductance_max_us:
+            raise ConfigError(
+                "conductance_min_us", self.conductance_min_us, f"< conductance_max_us ({self.conductance_max_us})"
+            )
+        return self
+
+    def check_pulse(self, amplitude_v: object, width_s: object) -> None:
+        """Refuse (SafetyError) any amplitude or width outside the limits, or non-finite."""
+        amp = np.atleast_1d(np.asarray(amplitude_v, dtype=float))
+        w = np.atleast_1d(np.asarray(width_s, dtype=float))
+        if not np.all(np.isfinite(amp)):
+            raise SafetyError("amplitude_v", float(amp[~np.isfinite(amp)][0]), "finite")
+        if not np.all(np.isfinite(w)):
+            raise SafetyError("width_s", float(w[~np.isfinite(w)][0]), "finite")
+        hi = amp > self.set_v_max
+        if hi.any():
+            raise SafetyError("amplitude_v", float(amp[hi][0]), f"[-{self.reset_v_max}, {self.set_v_max}] V")
+        lo = amp < -self.reset_v_max
+        if lo.any():
+            raise SafetyError("amplitude_v", float(amp[lo][0]), f"[-{self.reset_v_max}, {self.set_v_max}] V")
+        bad = (w < self.width_s_min) | (w > self.width_s_max)
+        if bad.any():
+            raise SafetyError("width_s", float(w[bad][0]), f"[{self.width_s_min:g}, {self.width_s_max:g}] s")
+
+    def check_read(self, read_v: float) -> None:
+        """Refuse a read voltage that is non-finite or larger than ``read_v_max``."""
+        if not np.isfinite(read_v) or abs(read_v) > self.read_v_max or read_v == 0:
+            raise SafetyError("read_v", read_v, f"0 < |read_v| <= {self.read_v_max} V")
+
+    def check_gate(self, gate_v: object) -> None:
+        """Refuse any gate voltage outside [0, gate_v_max]."""
+        g = np.atleast_1d(np.asarray(gate_v, dtype=float))
+        bad = ~np.isfinite(g) | (g < 0) | (g > self.gate_v_max)
+        if bad.any():
+            raise SafetyError("gate_v", float(g[bad][0]), f"[0, {self.gate_v_max}] V")
+
+    def check_voltage(self, name: str, voltage_v: float) -> None:
+        """Refuse a DC bias larger than the largest pulse allowed in either polarity."""
+        if not np.isfinite(voltage_v) or not -self.reset_v_max <= voltage_v <= self.set_v_max:
+            raise SafetyError(name, voltage_v, f"[-{self.reset_v_max}, {self.set_v_max}] V")

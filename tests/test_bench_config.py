@@ -1,0 +1,78 @@
+"""Bench files are validated at load time, with one-line errors naming the file and field."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from memprog.bench_config import load_bench_config
+from memprog.errors import ConfigError
+from memprog.limits import SafetyLimits
+
+BENCH = textwrap.dedent(
+    """
+    name: test bench
+    chip:
+      id: T1
+      technology: hfo2_1t1r
+      rows: 4
+      cols: 4
+      limits: {set_v_max: 2.5, reset_v_max: 2.5}
+    instruments:
+      ctrl: {kind: onchip, resource: "TCPIP0::10.0.0.5::5025::SOCKET"}
+    programmer: {stack: onchip}
+    """
+)
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "bench.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_a_valid_bench_loads(tmp_path):
+    cfg, path = load_bench_config(_write(tmp_path, BENCH))
+    assert cfg.chip.rows == 4 and cfg.instruments["ctrl"].simulated
+    assert path.name == "bench.yaml"
+
+
+def test_missing_bench_file_names_the_file():
+    with pytest.raises(ConfigError, match="no_such_bench.yaml"):
+        load_bench_config("no_such_bench.yaml")
+
+
+def test_limits_beyond_breakdown_are_refused_at_load(tmp_path):
+    text = BENCH.replace("set_v_max: 2.5", "set_v_max: 3.5")
+    with pytest.raises(ConfigError) as err:
+        load_bench_config(_write(tmp_path, text))
+    msg = str(err.value)
+    assert "bench.yaml" in msg and "set_v_max" in msg and "3.5" in msg and "breakdown" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_field_and_bad_kind_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="instruments.ctrl.kind"):
+        load_bench_config(_write(tmp_path, BENCH.replace("kind: onchip", "kind: scope")))
+    with pytest.raises(ConfigError, match="chip.rows"):
+        load_bench_config(_write(tmp_path, BENCH.replace("rows: 4", "rows: 0")))
+    with pytest.raises(ConfigError, match="valid YAML"):
+        load_bench_config(_write(tmp_path, "name: [unclosed"))
+
+
+def test_safety_limits_refuse_before_sending():
+    from memprog.errors import SafetyError
+
+    lim = SafetyLimits(set_v_max=2.0, reset_v_max=2.4, width_s_max=1e-6)
+    lim.check_pulse([1.0, -2.4], 200e-9)
+    with pytest.raises(SafetyError, match=r"amplitude_v=2\.1.*-2\.4, 2\.0"):
+        lim.check_pulse([1.0, 2.1], 200e-9)
+    with pytest.raises(SafetyError, match="width_s"):
+        lim.check_pulse(1.0, 2e-6)
+    with pytest.raises(SafetyError, match="amplitude_v=nan"):
+        lim.check_pulse(float("nan"), 200e-9)
+    with pytest.raises(SafetyError, match="read_v"):
+        lim.check_read(0.5)
+    with pytest.raises(ConfigError, match="width_s_min"):
+        SafetyLimits(set_v_max=2, reset_v_max=2, width_s_min=1e-3, width_s_max=1e-6)
