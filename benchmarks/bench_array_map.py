@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from memprog.protocols.array import ORDERS, ArrayParams, program_array, random_level_map
-from memprog.sim_instruments import SimChip
 
 from memprog import open_bench
 from memprog.direct import DirectChipProgrammer
+from memprog.protocols.array import ORDERS, ArrayParams, program_array, random_level_map
+from memprog.sim_instruments import SimChip
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 

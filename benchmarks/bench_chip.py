@@ -11,6 +11,7 @@ import json
 import time
 
 import numpy as np
+
 from memprog.sim_instruments import SimChip
 
 

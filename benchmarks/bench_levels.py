@@ -18,11 +18,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from memprog.protocols.ladder import ladder_levels, run_ladder
-from memprog.sim_instruments import SimChip
 
 from memprog import open_bench
 from memprog.direct import DirectChipProgrammer
+from memprog.protocols.ladder import ladder_levels, run_ladder
+from memprog.sim_instruments import SimChip
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 

@@ -32,16 +32,17 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from pydantic import Field, model_validator
 
 from memprog.errors import ConfigError, InstrumentError
 from memprog.limits import SafetyLimits
 from memprog.probe_wiring import ProbeWiring, probe_wiring_from_bench
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
 from memprog.validation import MemprogModel
 
 from . import wgfmu_constants as wc
 from .b1500 import B1500, B1500Settings
+from .stack_options import driver_options, programmer_options
 from .wgfmu import WGFMU, ChannelSetup, Trace, WgfmuSettings
 from .wgfmu_patterns import Pattern, pulse_pattern, pulse_read_train, read_pattern
 
@@ -75,22 +76,6 @@ class B1500WgfmuOptions(MemprogModel):
                 "read_settle_s", self.read_settle_s, f"< read_time_s ({self.read_time_s:g} s)"
             )
         return self
-
-
-def _cells(rows: object, cols: object, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validated, broadcast integer row/column indices."""
-    out = []
-    for name, a, n in (("rows", rows, n_rows), ("cols", cols, n_cols)):
-        arr = np.atleast_1d(np.asarray(a))
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind != "f" or (arr.size and not np.all(np.mod(arr, 1) == 0)):
-                raise ConfigError(name, arr.ravel()[0] if arr.size else arr, "integer cell indices")
-            arr = arr.astype(np.int64)
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ConfigError(name, int(arr[(arr < 0) | (arr >= n)][0]), f"[0, {n - 1}]")
-        out.append(arr.astype(np.int64))
-    r, c = np.broadcast_arrays(*out)
-    return r.ravel(), c.ravel()
 
 
 class B1500WgfmuProgrammer(CellProgrammer):
@@ -235,7 +220,7 @@ class B1500WgfmuProgrammer(CellProgrammer):
         """One write pulse per named device, in order (checked against the limits first)."""
         if gate_v is not None:
             raise ConfigError("gate_v", gate_v, "None", "devices on probes have no gate terminal")
-        r, c = _cells(rows, cols, self.info.rows, self.info.cols)
+        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
         amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
         try:
             width = float(width_s)
@@ -258,7 +243,7 @@ class B1500WgfmuProgrammer(CellProgrammer):
         """Conductance (uS) of each named device from a read window (R = V/I)."""
         v = self.info.read_v if read_v is None else float(read_v)
         self.limits.check_read(v)
-        r, c = _cells(rows, cols, self.info.rows, self.info.cols)
+        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
         chans = [self.wiring.channels_of(int(rr), int(cc)) for rr, cc in zip(r, c, strict=True)]
         out = np.empty(r.size, dtype=float)
         if r.size == 0:
@@ -350,30 +335,6 @@ _B1500_KEYS = set(B1500Settings.model_fields) - {"name"}
 _WGFMU_KEYS = set(WgfmuSettings.model_fields) - {"name"}
 
 
-def _driver_options(name: str, options: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
-    """The instrument options meant for the driver (``sim_*`` keys belong to the simulator)."""
-    out = {}
-    for k, v in options.items():
-        if k.startswith("sim_"):
-            continue
-        if k not in allowed:
-            raise ConfigError(
-                f"instruments.{name}.options.{k}", v, f"one of {sorted(allowed)} or a sim_* key"
-            )
-        out[k] = v
-    return out
-
-
-class _SessionCloser:
-    """Closes the WGFMU library session when the bench closes its connections."""
-
-    def __init__(self, wgfmu: WGFMU) -> None:
-        self.wgfmu = wgfmu
-
-    def close(self) -> None:
-        self.wgfmu.close()
-
-
 def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
     """Build the b1500_wgfmu stack from an open bench context (``memprog.open_bench``).
 
@@ -385,15 +346,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
     cfg = ctx.config
     chip = cfg.chip
     wiring = probe_wiring_from_bench(cfg.wiring, chip.rows, chip.cols)
-    try:
-        opts = B1500WgfmuOptions(**cfg.programmer.options)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"programmer.options.{exc.parameter.removeprefix('B1500WgfmuOptions.')}",
-            exc.value,
-            exc.allowed,
-            exc.detail,
-        ) from exc
+    opts = programmer_options(B1500WgfmuOptions, cfg.programmer.options)
     for name, kind, field in (
         (wiring.mainframe, "b1500", "mainframe"),
         (wiring.wgfmu, "wgfmu", "wgfmu"),
@@ -410,7 +363,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
             f"the B1500A's address ({m_cfg.resource})",
             "the WGFMU library opens its session to the mainframe",
         )
-    m_opts = _driver_options(wiring.mainframe, m_cfg.options, _B1500_KEYS)
+    m_opts = driver_options(wiring.mainframe, m_cfg.options, _B1500_KEYS)
     mainframe = B1500(
         ctx.transport(wiring.mainframe, "\r\n", "\r\n"),
         limits=chip.limits,
@@ -433,7 +386,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
             None,
             "the path of wgfmu.dll (or '@memprog' for the simulator)",
         )
-    w_opts = _driver_options(wiring.wgfmu, w_cfg.options, _WGFMU_KEYS)
+    w_opts = driver_options(wiring.wgfmu, w_cfg.options, _WGFMU_KEYS)
     wgfmu = WGFMU(
         lib,
         w_cfg.resource,
@@ -441,9 +394,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
         settings=WgfmuSettings(name=wiring.wgfmu, **w_opts),
     )
     wgfmu.connect()
-    opened = getattr(ctx, "_opened", None)
-    if isinstance(opened, list):
-        opened.append(_SessionCloser(wgfmu))  # closed (after safe_state) with the bench
+    ctx.on_close(wgfmu)  # closed (after safe_state) with the bench
     programmer = B1500WgfmuProgrammer(
         mainframe,
         wgfmu,

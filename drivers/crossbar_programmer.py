@@ -31,10 +31,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from memprog.drivers import kxci_commands as kx
-from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, MatrixInterlock
-from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from pydantic import Field, model_validator
 
 from memprog.crossbar_wiring import (
@@ -44,9 +40,15 @@ from memprog.crossbar_wiring import (
     terminal_kind,
     wiring_from_bench,
 )
+from memprog.drivers import kxci_commands as kx
+from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, MatrixInterlock
+from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.errors import ConfigError, InstrumentError
 from memprog.limits import SafetyLimits
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
 from memprog.validation import MemprogModel
+
+from .stack_options import driver_options, programmer_options
 
 STACK = "k4200_707b"
 
@@ -86,22 +88,6 @@ class CrossbarOptions(MemprogModel):
         if self.read_v == 0:
             raise ConfigError("read_v", self.read_v, "non-zero")
         return self
-
-
-def _cells(rows: object, cols: object, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validated, broadcast integer row/column indices."""
-    out = []
-    for name, a, n in (("rows", rows, n_rows), ("cols", cols, n_cols)):
-        arr = np.atleast_1d(np.asarray(a))
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind != "f" or (arr.size and not np.all(np.mod(arr, 1) == 0)):
-                raise ConfigError(name, arr.ravel()[0] if arr.size else arr, "integer cell indices")
-            arr = arr.astype(np.int64)
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ConfigError(name, int(arr[(arr < 0) | (arr >= n)][0]), f"[0, {n - 1}]")
-        out.append(arr.astype(np.int64))
-    r, c = np.broadcast_arrays(*out)
-    return r.ravel(), c.ravel()
 
 
 class CrossbarProgrammer(CellProgrammer):
@@ -339,7 +325,7 @@ class CrossbarProgrammer(CellProgrammer):
         """
         if gate_v is not None:
             raise ConfigError("gate_v", gate_v, "None", "a passive crossbar has no gate")
-        r, c = _cells(rows, cols, self.info.rows, self.info.cols)
+        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
         amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
         try:
             width = float(width_s)
@@ -370,7 +356,7 @@ class CrossbarProgrammer(CellProgrammer):
         """Conductance (µS) of each named cell: force ``read_v`` on its row, sense its column."""
         v = self.info.read_v if read_v is None else float(read_v)
         self.limits.check_read(kx.sent_value(v))
-        r, c = _cells(rows, cols, self.info.rows, self.info.cols)
+        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
         out = np.empty(r.size, dtype=float)
         if r.size == 0:
             return out
@@ -436,34 +422,12 @@ _DRIVER_KEYS_707B = set(Keithley707BSettings.model_fields) | {
 }
 
 
-def _driver_options(name: str, options: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
-    """The instrument options meant for the driver (``sim_*`` keys belong to the simulator)."""
-    out = {}
-    for k, v in options.items():
-        if k.startswith("sim_"):
-            continue
-        if k not in allowed:
-            raise ConfigError(
-                f"instruments.{name}.options.{k}", v, f"one of {sorted(allowed)} or a sim_* key"
-            )
-        out[k] = v
-    return out
-
-
 def build_stack(ctx: Any) -> tuple[dict[str, Any], CrossbarProgrammer]:
     """Build the k4200_707b stack from an open bench context (``memprog.open_bench``)."""
     cfg = ctx.config
     chip = cfg.chip
     wiring = wiring_from_bench(cfg.wiring, chip.rows, chip.cols)
-    try:
-        opts = CrossbarOptions(**cfg.programmer.options)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"programmer.options.{exc.parameter.removeprefix('CrossbarOptions.')}",
-            exc.value,
-            exc.allowed,
-            exc.detail,
-        ) from exc
+    opts = programmer_options(CrossbarOptions, cfg.programmer.options)
     for name, kind in ((wiring.analyzer, "k4200"), (wiring.matrix, "k707b")):
         inst = cfg.instruments.get(name)
         if inst is None or inst.kind != kind:
@@ -474,7 +438,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], CrossbarProgrammer]:
             )
 
     a_cfg = cfg.instruments[wiring.analyzer]
-    a_opts = _driver_options(wiring.analyzer, a_cfg.options, _DRIVER_KEYS_4200)
+    a_opts = driver_options(wiring.analyzer, a_cfg.options, _DRIVER_KEYS_4200)
     lan = "SOCKET" in a_cfg.resource.upper()
     a_term = "\0" if lan else "\n"  # KXCI over LAN: NUL-terminated; GPIB: newline
     a_rt, a_wt = a_opts.pop("read_termination", a_term), a_opts.pop("write_termination", a_term)
@@ -485,7 +449,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], CrossbarProgrammer]:
     )
 
     m_cfg = cfg.instruments[wiring.matrix]
-    m_opts = _driver_options(wiring.matrix, m_cfg.options, _DRIVER_KEYS_707B)
+    m_opts = driver_options(wiring.matrix, m_cfg.options, _DRIVER_KEYS_707B)
     m_rt, m_wt = m_opts.pop("read_termination", "\n"), m_opts.pop("write_termination", "\n")
     used_slots = sorted({g.slot for g in wiring.word_lines + wiring.bit_lines})
     m_opts.setdefault("slots", used_slots)

@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
+
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.kxci_commands import Reading
 from memprog.drivers.transport import Transport
-from pydantic import Field
-
 from memprog.errors import ConfigError, InstrumentError, SafetyError
 from memprog.limits import SafetyLimits
 from memprog.validation import MemprogModel

@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from memprog.drivers import tsp_commands as tsp
-from memprog.drivers.transport import Transport
 from pydantic import Field, field_validator
 
 from memprog.crossbar_wiring import CrossbarWiring, TerminalRule
+from memprog.drivers import tsp_commands as tsp
+from memprog.drivers.transport import Transport
 from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.validation import MemprogModel
 

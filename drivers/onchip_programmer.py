@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from pydantic import Field
 
 from memprog.errors import ConfigError
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.validation import MemprogModel
 
 from .onchip import OnChipController

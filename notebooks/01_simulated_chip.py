@@ -7,6 +7,7 @@
 
 # %%
 import numpy as np
+
 from memprog.sim_instruments import Effects, SimChip
 
 chip = SimChip(64, 64, "hfo2_1t1r", seed=1)

@@ -145,6 +145,23 @@ class AlibartParams(MemprogModel):
         return np.maximum(self.tolerance_rel * t, self.tolerance_min_us)
 
 
+# A fine ramp for gated 1T1R (HfO2-like) cells once the gate compliance has done the coarse
+# step: it starts just above the SET/RESET thresholds, climbs in 8 mV steps and backs off
+# 24 mV from where a cell last overshot. Shared by the array and denoise defaults.
+FINE_GATED_RAMP: dict[str, float | int] = dict(
+    set_start_v=0.86,
+    set_step_v=0.008,
+    set_max_v=1.6,
+    reset_start_v=0.95,
+    reset_step_v=0.008,
+    reset_max_v=1.8,
+    width_s=100e-9,
+    restart_backoff_v=0.024,
+    max_pulses=400,
+    stuck_pulses=10,
+)
+
+
 def tune_alibart(
     programmer: CellProgrammer,
     rows: object,

@@ -30,7 +30,7 @@ from pydantic import Field
 from memprog.errors import ConfigError
 from memprog.validation import MemprogModel, require_finite
 
-from .alibart import AlibartParams, tune_alibart
+from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
 from .common import Clock, Progress, target_range_us
 from .denoise import DenoiseParams, DenoiseTuner
 from .events import EventSink, sink_or_null
@@ -52,19 +52,7 @@ def alibart_defaults(info: ProgrammerInfo) -> AlibartParams:
     if not info.has_gate:
         return AlibartParams()
     return AlibartParams(
-        set_start_v=0.86,
-        set_step_v=0.008,
-        set_max_v=1.6,
-        reset_start_v=0.95,
-        reset_step_v=0.008,
-        reset_max_v=1.8,
-        width_s=100e-9,
-        restart_backoff_v=0.024,
-        tolerance_rel=0.006,
-        tolerance_min_us=1.5,
-        reads_in_band=3,
-        max_pulses=400,
-        stuck_pulses=10,
+        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3
     )
 
 

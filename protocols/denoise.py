@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 from memprog.errors import ConfigError
 from memprog.validation import MemprogModel
 
-from .alibart import AlibartParams, tune_alibart
+from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
 from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
 from .events import EventSink, NullSink, sink_or_null, wants_trace
 from .programmer import CellProgrammer
@@ -625,20 +625,7 @@ class DenoiseTuner:
 
 def _pretune_defaults(band_us: float) -> AlibartParams:
     """A fine Alibart ramp for HfO2-like 1T1R cells, stopping within half of ``band_us``."""
-    return AlibartParams(
-        set_start_v=0.86,
-        set_step_v=0.008,
-        set_max_v=1.6,
-        reset_start_v=0.95,
-        reset_step_v=0.008,
-        reset_max_v=1.8,
-        width_s=100e-9,
-        restart_backoff_v=0.024,
-        tolerance_us=0.5 * band_us,
-        reads_in_band=1,
-        max_pulses=400,
-        stuck_pulses=10,
-    )
+    return AlibartParams(**FINE_GATED_RAMP, tolerance_us=0.5 * band_us, reads_in_band=1)
 
 
 def tune_denoise(

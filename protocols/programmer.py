@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memprog.errors import ConfigError
 from memprog.limits import SafetyLimits
 
 
@@ -71,3 +72,25 @@ class CellProgrammer(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Leave the hardware safe; default does nothing."""
+
+
+def cell_indices(
+    rows: object, cols: object, n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated, broadcast, flat int64 row/column indices of cells in an array.
+
+    Why here: every stack must refuse a cell outside the chip, or a fractional index,
+    before anything is sent, and name the offending value the same way.
+    """
+    out = []
+    for name, a, n in (("rows", rows, n_rows), ("cols", cols, n_cols)):
+        arr = np.atleast_1d(np.asarray(a))
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind != "f" or (arr.size and not np.all(np.mod(arr, 1) == 0)):
+                raise ConfigError(name, arr.ravel()[0] if arr.size else arr, "integer cell indices")
+            arr = arr.astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            raise ConfigError(name, int(arr[(arr < 0) | (arr >= n)][0]), f"[0, {n - 1}]")
+        out.append(arr.astype(np.int64))
+    r, c = np.broadcast_arrays(*out)
+    return r.ravel(), c.ravel()

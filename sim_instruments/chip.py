@@ -150,6 +150,8 @@ class SimChip:
         self._t_prog_s = np.zeros(n)
         # disturb counter since the cell was last switched
         self._n_disturb = np.zeros(n, dtype=np.int32)
+        # disturb accumulated since that switch (capped at +-disturb_cap_us, Drolet)
+        self._disturb_acc_us = np.zeros(n, dtype=np.float32)
         # RTN: two fluctuators per cell (0: large, removable by denoise; 1: small)
         self._rtn_amp_us = np.zeros((2, n), dtype=np.float32)
         log_lo, log_hi = np.log(p.rtn_dwell_min_s), np.log(p.rtn_dwell_max_s)
@@ -291,6 +293,7 @@ class SimChip:
                 g_new = np.where(s_set, np.minimum(g + dg, np.maximum(top, g)), np.maximum(g - dg, gmin))
             self._g[si] = g_new
             self._n_disturb[si] = 0
+            self._disturb_acc_us[si] = 0.0
             if fx.rtn:
                 self._draw_rtn(si)
             if fx.relaxation and p.relax_rel_std > 0:
@@ -311,7 +314,11 @@ class SimChip:
                 inc_mean = nn**m - (nn - 1) ** m
                 noise = self._normal(inc_sd.size)
                 dg = scale * (p.disturb_mean_us * inc_mean + p.disturb_std_us * inc_sd * noise)
-                self._g[di] = np.clip(self._g[di] + dg, self.g_min_us[di], self.g_max_us[di])
+                acc_old = self._disturb_acc_us[di]
+                acc_new = np.clip(acc_old + dg, -p.disturb_cap_us, p.disturb_cap_us)
+                self._disturb_acc_us[di] = acc_new
+                g_new = self._g[di] + (acc_new - acc_old)
+                self._g[di] = np.clip(g_new, self.g_min_us[di], self.g_max_us[di])
         if fx.rtn:
             dn = sub & (vabs >= p.denoise_v_low_frac * vth) & (vabs < p.denoise_v_high_frac * vth)
             if dn.any():
@@ -547,6 +554,7 @@ class SimChip:
         self._g[idx] = g
         self._relax_us[idx] = 0.0
         self._n_disturb[idx] = 0
+        self._disturb_acc_us[idx] = 0.0
 
     def rtn_peak_to_peak_us(self, rows: object = None, cols: object = None) -> np.ndarray:
         """Total RTN peak-to-peak amplitude of the cells (truth, for tests)."""

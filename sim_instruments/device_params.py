@@ -102,6 +102,9 @@ class DeviceParams(MemprogModel):
     disturb_mean_us: float = Field(description="mean after the first disturbing pulse")
     disturb_std_exponent: float = Field(gt=0, le=1, description="std grows as n**this")
     disturb_mean_exponent: float = Field(gt=0, le=1.5, description="mean grows as n**this")
+    disturb_cap_us: float = Field(
+        default=60.0, gt=0, description="accumulated disturb since the last switch is capped at +-this"
+    )
     # --- damage
     v_breakdown_v: float = Field(gt=0, description="|V| beyond which the cell shorts")
     breakdown_g_us: float = Field(gt=0, description="conductance of a shorted cell")

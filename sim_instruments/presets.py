@@ -16,7 +16,7 @@ Calibration choices for what the sources do not give (also in the README):
   * Relaxation: after programming the state relaxes by N(0, 0.1 % of G) with tau = 1 s.
   * Disturb: each sub-threshold pulse >= disturb_v_min_v on a cell adds a shift whose
     cumulative mean and std after n such pulses are mean*n**0.88 and std*n**0.3 (scaled
-    by (|V|/disturb_ref_v)**2). Fitted to Drolet's V/3 table assuming ~16 pulses per
+    by (|V|/disturb_ref_v)**2), the accumulated shift capped at +-60 µS. Fitted to Drolet's V/3 table assuming ~16 pulses per
     programmed device; the V/2 rate follows from the same (|V|/ref)**2 law.
 """
 
@@ -69,6 +69,7 @@ TIO2_PASSIVE = DeviceParams(
     disturb_mean_us=-0.058,  # [Drolet] fit: k=1 -> -0.63 µS mean
     disturb_std_exponent=0.3,  # [Drolet] fit: 8.2, 13.4, 16.5, 22.6 µS at k=1, 5, 13, 29
     disturb_mean_exponent=0.88,  # [Drolet] fit: -0.63 ... -11.2 µS
+    disturb_cap_us=60.0,  # [Drolet] drift samples capped at +-60 µS
     v_breakdown_v=3.0,  # [choice] above the 2.4 V RESET maximum [Drolet]
     breakdown_g_us=2000.0,  # [Drolet] dead arrays: shorted cells at 136-724 Ohm
 )

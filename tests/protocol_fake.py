@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+
 from memprog.drivers.transport import parse_block
 
 

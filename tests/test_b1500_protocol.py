@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from memprog.drivers import flex_commands as fx
 from memprog.drivers.b1500 import B1500, B1500Settings
 from memprog.drivers.flex_commands import ComplianceError, MeasurementStatusError, OverRangeError
-
 from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from memprog.drivers.b1500_programmer import OpenCircuitError
 
 from memprog.bench import open_bench
+from memprog.drivers.b1500_programmer import OpenCircuitError
 from memprog.errors import ConfigError, SafetyError
 from memprog.probe_wiring import ProbeWiring
 

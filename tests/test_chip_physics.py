@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from memprog.sim_instruments import Effects, SimChip, get_preset
 
 from memprog.errors import ConfigError
+from memprog.sim_instruments import Effects, SimChip, get_preset
 
 ONLY_PULSE_LAW = dict(
     c2c=False, d2d=False, stuck=False, read_noise=False, rtn=False, relaxation=False, disturb=False
@@ -194,6 +194,23 @@ def test_v3_disturb_grows_with_later_writes_like_drolet():
         assert d.std() == pytest.approx(std_ref, rel=0.35), k
         assert abs(d.mean() - mean_ref) < 0.35 * std_ref, k
     assert np.all(np.diff(stds) > 0), "disturb must grow with the number of later writes"
+
+
+def test_accumulated_disturb_is_capped_like_drolet():
+    """However many later writes, a victim never drifts more than disturb_cap_us (60 µS)."""
+    fx = Effects(stuck=False, rtn=False, read_noise=False, relaxation=False, c2c=False)
+    chip = SimChip(8, 8, "tio2_passive", seed=5, effects=fx, bias_scheme="v3")
+    chip.set_state_us(250.0)
+    victims = chip.working_mask.copy()
+    victims[7, 7] = False
+    g0 = chip.true_conductance_us()[victims]
+    for p_i in range(4000):  # ~250 device writes of 16 pulses, far beyond Drolet's k = 29
+        chip.pulse(7, 7, 1.9 if p_i % 2 == 0 else -1.9, 200e-9)
+    d = chip.true_conductance_us()[victims] - g0
+    cap = chip.params.disturb_cap_us
+    assert cap == 60.0
+    assert np.max(np.abs(d)) <= cap + 1e-3
+    assert np.mean(np.abs(d) > 0.9 * cap) > 0.2, "strong disturb runs into the cap"
 
 
 def test_v2_disturbs_only_the_selected_lines():

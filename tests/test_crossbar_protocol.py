@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from memprog.crossbar_wiring import wiring_from_bench
 from memprog.drivers.crossbar_programmer import (
     CrossbarOptions,
     CrossbarProgrammer,
@@ -18,8 +20,6 @@ from memprog.drivers.crossbar_programmer import (
 )
 from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200
-
-from memprog.crossbar_wiring import wiring_from_bench
 from memprog.errors import SafetyError
 from memprog.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol

@@ -105,9 +105,8 @@ def test_wiring_must_match_the_chip():
 
 
 def test_shipped_bench_files_validate():
-    from memprog.drivers.crossbar_programmer import CrossbarOptions
-
     from memprog.bench_config import load_bench_config
+    from memprog.drivers.crossbar_programmer import CrossbarOptions
 
     for name in ("sim_k4200_707b", "lab_k4200_707b"):
         cfg, _ = load_bench_config(name)  # found among the benches shipped with memprog

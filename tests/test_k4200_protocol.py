@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.drivers.kxci_commands import KxciStatusError
-
 from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 
 from memprog.bench import open_bench
 from memprog.crossbar_wiring import wiring_from_bench
+from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.errors import SafetyError
 from tests.protocol_fake import ExpectedProtocol
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.keithley707b import Keithley707B
-
 from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from tests.protocol_fake import ExpectedProtocol
 

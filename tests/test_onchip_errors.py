@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvisa
-from memprog.drivers.onchip import OnChipController
 
 import memprog
+from memprog.drivers.onchip import OnChipController
 from memprog.errors import ConfigError, InstrumentError, SafetyError
 from memprog.limits import SafetyLimits
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from memprog.drivers import onchip_commands as cmd
 
 import memprog
+from memprog.drivers import onchip_commands as cmd
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_onchip.yaml"
 

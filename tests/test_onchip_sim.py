@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvisa
-from memprog.drivers.onchip import OnChipController
-from memprog.drivers.onchip_programmer import OnChipProgrammer
 
 import memprog
+from memprog.drivers.onchip import OnChipController
+from memprog.drivers.onchip_programmer import OnChipProgrammer
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_onchip.yaml"
 RESOURCE = "TCPIP0::192.168.1.50::5025::SOCKET"

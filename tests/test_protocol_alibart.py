@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from memprog.direct import DirectChipProgrammer
+from memprog.errors import ConfigError
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.events import MemorySink
 from memprog.sim_instruments.chip import STUCK_HRS, SimChip
 from memprog.sim_instruments.device_params import Effects
-
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
 
 HFO2_FINE = AlibartParams(
     set_start_v=0.85,

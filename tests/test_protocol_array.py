@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from memprog.direct import DirectChipProgrammer
+from memprog.errors import ConfigError
 from memprog.protocols.array import (
     ArrayJob,
     ArrayParams,
@@ -14,9 +17,6 @@ from memprog.protocols.array import (
 )
 from memprog.protocols.events import MemorySink
 from memprog.sim_instruments.chip import SimChip
-
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
 
 
 def test_orders():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from memprog.direct import DirectChipProgrammer
+from memprog.errors import ConfigError
 from memprog.protocols.denoise import DenoiseParams, DenoiseTuner, tune_denoise
 from memprog.protocols.events import MemorySink
 from memprog.protocols.ladder import ladder_levels, run_ladder
 from memprog.sim_instruments.chip import SimChip
-
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
 
 
 def _cell(seed: int = 2023) -> tuple[SimChip, DirectChipProgrammer, int, int]:

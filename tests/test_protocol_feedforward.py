@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
-from memprog.protocols.ladder import ladder_levels, run_ladder
-from memprog.sim_instruments.chip import SimChip
 
 from memprog.direct import DirectChipProgrammer
 from memprog.errors import ConfigError
+from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
+from memprog.protocols.ladder import ladder_levels, run_ladder
+from memprog.sim_instruments.chip import SimChip
 
 STEP_US = 80.0 / 511  # 512 states from 420 to 500 µS: window ratio 1.19
 

@@ -13,10 +13,9 @@ import pytest
 
 pytest.importorskip("memprog.drivers.onchip_programmer")
 
+from memprog import open_bench  # noqa: E402
 from memprog.protocols.array import program_array, random_level_map  # noqa: E402
 from memprog.protocols.ladder import ladder_levels, run_ladder  # noqa: E402
-
-from memprog import open_bench  # noqa: E402
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from memprog.protocols.events import EventSink, EventsOnly, MemorySink, NullSink
 from memprog.protocols.results import TuneResult, compose_flags
 

@@ -13,6 +13,7 @@ from ctypes import c_char_p
 
 import numpy as np
 import pytest
+
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.b1500_programmer import B1500WgfmuOptions, B1500WgfmuProgrammer
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup, load_wgfmu_library
@@ -23,11 +24,10 @@ from memprog.drivers.wgfmu_patterns import (
     pulse_read_train,
     read_pattern,
 )
-from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
-
 from memprog.errors import ConfigError, InstrumentError, SafetyError
 from memprog.limits import SafetyLimits
 from memprog.probe_wiring import ProbeWiring
+from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 
 ADDR = "GPIB0::17::INSTR"
 LIMITS = SafetyLimits(
@@ -307,9 +307,8 @@ def test_a_shared_library_without_the_wgfmu_functions_is_refused():
 
 
 def test_simulated_library_exposes_every_bound_function_with_the_same_prototype():
-    from memprog.sim_instruments.base import SimBench
-
     from memprog.bench_config import load_bench_config
+    from memprog.sim_instruments.base import SimBench
 
     cfg, _ = load_bench_config("sim_b1500_wgfmu")
     sim = SimWgfmuLibrary(SimBench(cfg))

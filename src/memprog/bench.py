@@ -100,6 +100,16 @@ class StackContext:
             return SimWgfmuLibrary(rm.visalib.ensure_bench())
         return None
 
+    def on_close(self, closer: Any) -> None:
+        """Register something with a ``close()`` (a vendor-library session) to close with the bench.
+
+        Closers run in reverse order of registration, after the bench's safe state, together
+        with the VISA resources; a failing closer does not stop the others.
+        """
+        if not callable(getattr(closer, "close", None)):
+            raise TypeError(f"on_close needs an object with close(), got {type(closer).__name__}")
+        self._opened.append(closer)
+
     def _instrument(self, name: str) -> InstrumentConfig:
         try:
             return self.config.instruments[name]

@@ -6,8 +6,6 @@ Every command prints a human summary by default and exactly one JSON document wi
 
 from __future__ import annotations
 
-import importlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,33 +14,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from memprog.cli_common import BenchOpt, JsonOpt, emit, fail
 from memprog.errors import MemprogError
 
 app = typer.Typer(help="Program memristor chips to precise conductances.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary and nothing else.")]
-BenchOpt = Annotated[str, typer.Option("--bench", "-b", help="Bench file or shipped bench name.")]
-
-
-def emit(summary: dict, as_json: bool, human: str) -> None:
-    """Print ``summary`` as JSON or ``human`` text."""
-    if as_json:
-        typer.echo(json.dumps(summary, default=_jsonable))
-    else:
-        typer.echo(human)
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(type(x).__name__)
-
 
 @app.command()
 def version(as_json: JsonOpt = False) -> None:
@@ -87,8 +64,7 @@ def sim_demo(
             bench_time = b.bench_time_s
             technology = prog.info.technology
     except MemprogError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(exc) from exc
     _plot_demo(trace, pulses, technology, out)
     summary = {
         "bench": bench,
@@ -127,18 +103,13 @@ def _plot_demo(trace: np.ndarray, pulses: int, technology: str, out: Path) -> No
     plt.close(fig)
 
 
-def _register_optional(module: str) -> None:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return
-    mod.register(app)
+def _register_subcommands() -> None:
+    from memprog import cli_tuning
+
+    cli_tuning.register(app)
 
 
-for _module in ("memprog.cli_tuning",):
-    _register_optional(_module)
+_register_subcommands()
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ programs a set of cells, or a whole conductance map from a ``.npy``/``.csv`` fil
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,38 +17,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
 from memprog.errors import ConfigError, MemprogError
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary and nothing else.")]
-BenchOpt = Annotated[str, typer.Option("--bench", "-b", help="Bench file or shipped bench name.")]
-ProgressOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
-    ),
-]
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(type(x).__name__)
-
-
-def _emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary, default=_jsonable))
-    else:
-        typer.echo(human)
-
-
-def _fail(exc: MemprogError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
 
 
 def parse_indices(text: str, name: str) -> np.ndarray:
@@ -157,7 +126,7 @@ def register(app: typer.Typer) -> None:
                 bench_time = b.bench_time_s
                 technology = b.programmer.info.technology
         except MemprogError as exc:
-            raise _fail(exc) from exc
+            raise fail(exc) from exc
         _plot_ladder(res, technology, out)
         summary = res.summary()
         summary.update(
@@ -180,7 +149,7 @@ def register(app: typer.Typer) -> None:
             f"linearity R² {summary['linearity_r2']:.6f}\n"
             f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
         )
-        _emit(summary, as_json, human)
+        emit(summary, as_json, human)
 
     @app.command("tune")
     def tune_cmd(
@@ -269,7 +238,7 @@ def register(app: typer.Typer) -> None:
                 bench_time = b.bench_time_s
                 technology = prog.info.technology
         except MemprogError as exc:
-            raise _fail(exc) from exc
+            raise fail(exc) from exc
         if out is not None:
             res.to_frame().to_csv(out, index=False)
         summary = res.summary()
@@ -290,7 +259,7 @@ def register(app: typer.Typer) -> None:
             f"max error of converged cells {summary.get('max_abs_error_converged_us', float('nan')):.3f} µS; "
             f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
         )
-        _emit(summary, as_json, human)
+        emit(summary, as_json, human)
 
 
 def _plot_ladder(res: Any, technology: str, out: Path) -> None:
