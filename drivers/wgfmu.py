@@ -238,8 +238,17 @@ class WGFMU:
             self.call("WGFMU_closeSession")
 
     def safe_state(self) -> None:
-        """Outputs to 0 V and every channel disconnected (``WGFMU_initialize``)."""
+        """Stop any running sequencer, then outputs to 0 V and every channel disconnected.
+
+        ``WGFMU_abort`` first because a waveform interrupted mid-train (an exception while
+        waiting, Ctrl-C) would otherwise keep forcing its pattern; its own failure must not
+        keep ``WGFMU_initialize`` from running.
+        """
         if self.session_open:
+            try:
+                self.call("WGFMU_abort")
+            except InstrumentError:
+                pass
             self.call("WGFMU_initialize")
             self.connected_channels.clear()
             self._sent.clear()
@@ -429,8 +438,12 @@ class WGFMU:
                 self.add_sequences(ch, [p.name for p in plist], [1.0] * len(plist))
         for ch in sequences:
             self.connect_channel(ch)
-        self.execute()
-        self.wait_until_completed()
+        try:
+            self.execute()
+            self.wait_until_completed()
+        except BaseException:
+            self.safe_state()  # never leave a sequencer playing behind an error
+            raise
         out: dict[int, Trace] = {}
         for ch, pats in sequences.items():
             plist = [pats] if isinstance(pats, Pattern) else list(pats)

@@ -188,6 +188,19 @@ def test_every_return_code_is_checked_and_carries_the_library_text():
     assert not p.wgfmu.connected_channels
 
 
+def test_a_failed_wait_aborts_the_sequencer_before_resetting_the_channels():
+    lib = RecordingLibrary(fail={"WGFMU_waitUntilCompleted": (wc.COMMUNICATION_ERROR, "timed out")})
+    p = _programmer(lib)
+    with pytest.raises(InstrumentError, match="WGFMU_COMMUNICATION_ERROR"):
+        p.pulse(0, 0, 1.0, 200e-9)
+    names = lib.names()
+    k = names.index("WGFMU_waitUntilCompleted")
+    # abort (the train would otherwise keep playing), then 0 V and every relay open
+    assert names[k + 1 : k + 3] == ["WGFMU_abort", "WGFMU_initialize"]
+    assert names[-1] == "WGFMU_initialize"
+    assert not p.wgfmu.connected_channels
+
+
 @pytest.mark.parametrize(
     "function, code, name",
     [
