@@ -204,11 +204,14 @@ class SimChip:
         r, c = np.broadcast_arrays(r.astype(np.int64, copy=False), c.astype(np.int64, copy=False))
         return (r * self.cols + c).ravel()
 
-    def _gate_compliance_us(self, sel: Sel, gate_v: np.ndarray) -> np.ndarray:
+    def _gate_compliance_us(self, gate_v: np.ndarray, gmin: np.ndarray, gmax: np.ndarray) -> np.ndarray:
+        """SET ceiling set by the 1T1R gate: linear in the gate voltage between the cell's bounds."""
         p = self.params
-        frac = np.clip((gate_v - p.gate_v_min_v) / (p.gate_v_max_v - p.gate_v_min_v), 0.0, 1.0)
-        gmin = self.g_min_us[sel]
-        g = gmin + frac * (self.g_max_us[sel] - gmin)
+        span = p.gate_v_max_v - p.gate_v_min_v
+        if gate_v.size > 1 and np.all(gate_v == gate_v.flat[0]):
+            gate_v = gate_v.flat[0]  # one gate voltage for the whole batch: scalar arithmetic
+        frac = np.clip((gate_v - p.gate_v_min_v) / span, 0.0, 1.0)
+        g = gmin + frac * (gmax - gmin)
         if self.effects.c2c and p.compliance_rel_std > 0:
             g = g * (1 + p.compliance_rel_std * self._normal(g.size))
         return g
@@ -273,7 +276,7 @@ class SimChip:
             top = gmax
             if p.cell_type == "1t1r" and fx.compliance and gate_v is not None:
                 gsw = gate_v if all_sw else gate_v[switching]
-                top = np.minimum(gmax, self._gate_compliance_us(si, gsw))
+                top = np.minimum(gmax, self._gate_compliance_us(gsw, gmin, gmax))
             if not fx.nonlinearity:
                 room = np.where(s_set & (g >= top), 0.0, 0.01 * (gmax - gmin))
             elif uniform == "set":
@@ -443,7 +446,9 @@ class SimChip:
             self._rtn_state[:, sel] = st
             self._rtn_t_s[sel] = self.clock_s
             amp = self._rtn_amp_us[:, sel]
-            g += np.where(st[0], 0.5, -0.5) * amp[0] + np.where(st[1], 0.5, -0.5) * amp[1]
+            half = st - np.float32(0.5)  # +-0.5 per fluctuator (float32, one pass)
+            half *= amp
+            g += half[0] + half[1]
         if fx.read_noise:
             sd = p.read_noise_abs_us + p.read_noise_rel * np.abs(g)
             g += sd * self._normal(g.size)
