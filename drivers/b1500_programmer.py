@@ -38,6 +38,7 @@ from memprog.errors import ConfigError, InstrumentError
 from memprog.limits import SafetyLimits
 from memprog.probe_wiring import ProbeWiring, probe_wiring_from_bench
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
+from memprog.safe_steps import run_safe_steps, try_safe_state
 from memprog.validation import MemprogModel
 
 from . import wgfmu_constants as wc
@@ -308,22 +309,12 @@ class B1500WgfmuProgrammer(CellProgrammer):
 
     # ------------------------------------------------------------------ safety
     def _fail_safe(self) -> None:
-        try:
-            self.safe_state()
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        try_safe_state(self.safe_state)
 
     def safe_state(self) -> None:
         """WGFMU channels to 0 V and disconnected, then SMUs to 0 V with relays open."""
-        errors: list[Exception] = []
-        for step in (self.wgfmu.safe_state, self.mainframe.safe_state):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001 - do both
-                errors.append(exc)
         self._configured = False
-        if errors:
-            raise errors[0]
+        run_safe_steps(self.wgfmu.safe_state, self.mainframe.safe_state)
 
     def close(self) -> None:
         """Leave the bench safe."""

@@ -46,6 +46,7 @@ from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.errors import ConfigError, InstrumentError
 from memprog.limits import SafetyLimits
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
+from memprog.safe_steps import run_safe_steps, try_safe_state
 from memprog.validation import MemprogModel
 
 from .stack_options import driver_options, programmer_options
@@ -389,22 +390,14 @@ class CrossbarProgrammer(CellProgrammer):
 
     # ------------------------------------------------------------------ safety
     def _fail_safe(self) -> None:
-        try:
-            self.safe_state()
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        try_safe_state(self.safe_state)
 
     def safe_state(self) -> None:
         """Sources to 0 V and PMU outputs off, then every crosspoint open (both tried)."""
-        errors: list[Exception] = []
-        for step in (self.analyzer.safe_state, self.matrix.open_all):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001 - do both
-                errors.append(exc)
-        self._invalidate()
-        if errors:
-            raise errors[0]
+        try:
+            run_safe_steps(self.analyzer.safe_state, self.matrix.open_all)
+        finally:
+            self._invalidate()
 
     def close(self) -> None:
         """Leave the bench safe."""

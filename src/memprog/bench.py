@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from memprog.bench_config import SIM_LIBRARY, BenchConfig, InstrumentConfig, load_bench_config
 from memprog.errors import ConfigError, InstrumentError
 from memprog.protocols.programmer import CellProgrammer
+from memprog.safe_steps import run_safe_steps
 
 # stack name -> "module:function" building (instruments, programmer) from a StackContext
 STACK_BUILDERS: dict[str, str] = {
@@ -173,17 +173,8 @@ class Bench:
 
     def safe_state(self) -> None:
         """Every instrument to its safe state (0 V, outputs off, matrix open)."""
-        errors: list[Exception] = []
-        for inst in self.instruments.values():
-            fn: Callable[[], None] | None = getattr(inst, "safe_state", None)
-            if fn is None:
-                continue
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001 - try every instrument
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        steps = [getattr(inst, "safe_state", None) for inst in self.instruments.values()]
+        run_safe_steps(*(fn for fn in steps if callable(fn)))
 
     def close(self) -> None:
         """Leave everything safe and close every connection (idempotent)."""
