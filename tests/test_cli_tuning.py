@@ -139,6 +139,8 @@ def test_tune_cells_and_map(tmp_path):
             "10,20",
             "--out",
             str(csv),
+            "--png",
+            str(tmp_path / "map.png"),
             "--json",
             "--no-progress",
         ],
@@ -146,6 +148,8 @@ def test_tune_cells_and_map(tmp_path):
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert d["cells"] == 15 and d["protocol"] == "array/alibart"
+    assert d["png"] == str(tmp_path / "map.png")
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import pandas as pd
 
     df = pd.read_csv(csv)

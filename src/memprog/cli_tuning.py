@@ -183,6 +183,10 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None, typer.Option("--out", help="CSV of the per-cell results.")
         ] = None,
+        png: Annotated[
+            Path | None,
+            typer.Option("--png", help="Draw target, final and error maps of the tuned cells."),
+        ] = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -252,14 +256,55 @@ def register(app: typer.Typer) -> None:
         )
         if out is not None:
             summary["csv"] = str(out)
+        if png is not None:
+            _plot_tune(res, technology, png)
+            summary["png"] = str(png)
         human = (
             f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
             f"{summary['within_tolerance']} within tolerance; {summary['pulses_mean']:.1f} pulses per cell "
             f"(max {summary['pulses_max']}); flags {summary['flags'] or 'none'}\n"
             f"max error of converged cells {summary.get('max_abs_error_converged_us', float('nan')):.3f} µS; "
             f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
+            + (f"; plot: {png}" if png is not None else "")
         )
         emit(summary, as_json, human)
+
+
+def _plot_tune(res: Any, technology: str, out: Path) -> None:
+    """Target, final and relative-error maps over the bounding box of the tuned cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r0, c0 = int(res.rows.min()), int(res.cols.min())
+    shape = (int(res.rows.max()) - r0 + 1, int(res.cols.max()) - c0 + 1)
+    target = np.full(shape, np.nan)
+    final = np.full(shape, np.nan)
+    target[res.rows - r0, res.cols - c0] = res.target_us
+    final[res.rows - r0, res.cols - c0] = res.final_us
+    err_pct = 100.0 * (final - target) / target
+    lim = max(float(np.nanmax(np.abs(err_pct))) if np.isfinite(err_pct).any() else 1.0, 1e-3)
+    extent = (c0 - 0.5, c0 + shape[1] - 0.5, r0 + shape[0] - 0.5, r0 - 0.5)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), constrained_layout=True)
+    vmin, vmax = float(np.nanmin(target)), float(np.nanmax(target))
+    for ax, data, title in ((axes[0], target, "target (µS)"), (axes[1], final, "final read (µS)")):
+        im = ax.imshow(data, extent=extent, vmin=vmin, vmax=vmax, cmap="viridis")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_title(title)
+    im = axes[2].imshow(err_pct, extent=extent, vmin=-lim, vmax=lim, cmap="coolwarm")
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
+    bad = ~res.converged
+    if bad.any():
+        axes[2].plot(res.cols[bad], res.rows[bad], "kx", ms=4, label="not converged")
+        axes[2].legend(loc="upper right", fontsize=7)
+    axes[2].set_title("error (% of target)")
+    for ax in axes:
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+    fig.suptitle(f"memprog tune, {technology}, {res.protocol}: {int(res.converged.sum())}/{len(res)} converged")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def _plot_ladder(res: Any, technology: str, out: Path) -> None:
