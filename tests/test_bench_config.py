@@ -76,3 +76,26 @@ def test_safety_limits_refuse_before_sending():
         lim.check_read(0.5)
     with pytest.raises(ConfigError, match="width_s_min"):
         SafetyLimits(set_v_max=2, reset_v_max=2, width_s_min=1e-3, width_s_max=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lab_onchip", "lab_k4200_707b", "lab_b1500_wgfmu"])
+def test_lab_templates_validate_and_fail_with_one_line_without_a_lab(name, monkeypatch):
+    """The lab templates are valid bench files; with no lab VISA installed, opening one says
+    which file and which instrument's library is missing, on one line."""
+    import pyvisa
+
+    from memprog import open_bench
+
+    config, path = load_bench_config(name)
+    assert path.name == f"{name}.yaml"
+    assert all(not inst.simulated for inst in config.instruments.values())
+
+    def no_visa(*args, **kwargs):
+        raise OSError("Could not open VISA library:\n  (no library installed here)")
+
+    monkeypatch.setattr(pyvisa, "ResourceManager", no_visa)
+    with pytest.raises(ConfigError) as e:
+        open_bench(name)
+    text = str(e.value)
+    assert "\n" not in text
+    assert text.startswith(f"{name}.yaml: instruments.") and ".visa_library=" in text

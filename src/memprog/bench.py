@@ -59,7 +59,15 @@ class StackContext:
             try:
                 self._managers[lib] = pyvisa.ResourceManager(lib)
             except (OSError, ValueError) as exc:
-                raise ConfigError("visa_library", inst.visa_library, "an installed VISA library", str(exc)) from exc
+                names = [n for n, i in self.config.instruments.items() if i is inst]
+                where = f"instruments.{names[0]}." if names else ""
+                raise ConfigError(
+                    f"{where}visa_library",
+                    inst.visa_library,
+                    "an installed VISA library ('@py': pip install pyvisa-py; "
+                    "'@ivi': NI-VISA or Keysight IO Libraries)",
+                    " ".join(str(exc).split()),
+                ) from exc
         return self._managers[lib]
 
     def open_resource(self, name: str) -> Any:
@@ -209,6 +217,14 @@ def open_bench(path: str | Path) -> Bench:
         raise ConfigError("programmer.stack", config.programmer.stack, "an implemented stack", str(exc)) from exc
     try:
         instruments, programmer = builder(ctx)
+    except ConfigError as exc:
+        ctx.close()
+        if exc.parameter.startswith(bench_path.name):
+            raise
+        # one line that says which file, then which field
+        raise ConfigError(
+            f"{bench_path.name}: {exc.parameter}", exc.value, exc.allowed, exc.detail
+        ) from exc
     except BaseException:
         ctx.close()
         raise
