@@ -446,7 +446,8 @@ class SimChip:
             self._rtn_state[:, sel] = st
             self._rtn_t_s[sel] = self.clock_s
             amp = self._rtn_amp_us[:, sel]
-            half = st - np.float32(0.5)  # +-0.5 per fluctuator (float32, one pass)
+            half = st.astype(np.float32)  # +-0.5 per fluctuator, float32 on any numpy
+            half -= 0.5
             half *= amp
             g += half[0] + half[1]
         if fx.read_noise:
