@@ -208,8 +208,6 @@ class SimChip:
         """SET ceiling set by the 1T1R gate: linear in the gate voltage between the cell's bounds."""
         p = self.params
         span = p.gate_v_max_v - p.gate_v_min_v
-        if gate_v.size > 1 and np.all(gate_v == gate_v.flat[0]):
-            gate_v = gate_v.flat[0]  # one gate voltage for the whole batch: scalar arithmetic
         frac = np.clip((gate_v - p.gate_v_min_v) / span, 0.0, 1.0)
         g = gmin + frac * (gmax - gmin)
         if self.effects.c2c and p.compliance_rel_std > 0:
