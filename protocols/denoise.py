@@ -332,29 +332,24 @@ class DenoiseTuner:
         amp = np.zeros(n)
         width = np.zeros(n)
         act = np.arange(n)
+        # per-cell columns of the streamed results (the arrays above, updated in place)
+        report = {
+            "row": r, "col": c, "target_us": t, "final_us": final, "pulses": pulses,
+            "denoise_pulses": dn_pulses, "reads": reads, "spread_us": spread, "converged": conv,
+        }  # fmt: skip
+        flag_masks = {
+            FLAG_STUCK: f_stuck,
+            FLAG_BUDGET: f_budget,
+            FLAG_RETRIES: f_retry,
+            FLAG_NOISY: f_noisy,
+        }
         if dead is not None and dead.any():
             # found stuck by the pre-tune: report, do not pulse again
             f_stuck[dead] = True
             done[dead] = True
             final[dead] = self.programmer.read(r[dead], c[dead], self.read_v)
             reads[dead] += 1
-            self._emit(
-                sink,
-                r,
-                c,
-                t,
-                final,
-                pulses,
-                dn_pulses,
-                reads,
-                spread,
-                conv,
-                np.flatnonzero(dead),
-                f_stuck,
-                f_budget,
-                f_retry,
-                f_noisy,
-            )
+            self._emit(sink, np.flatnonzero(dead), report, flag_masks)
             bar.update(int(dead.sum()))
             act = np.flatnonzero(~dead)
         first = start_us is not None
@@ -411,23 +406,7 @@ class DenoiseTuner:
                 conv[idx] = accept[stop]
                 final[idx] = m[stop]
                 done[idx] = True
-                self._emit(
-                    sink,
-                    r,
-                    c,
-                    t,
-                    final,
-                    pulses,
-                    dn_pulses,
-                    reads,
-                    spread,
-                    conv,
-                    idx,
-                    f_stuck,
-                    f_budget,
-                    f_retry,
-                    f_noisy,
-                )
+                self._emit(sink, idx, report, flag_masks)
                 bar.update(idx.size)
             go_dn = want_dn & ~stop
             go_tune = want_tune & ~stop
@@ -590,29 +569,23 @@ class DenoiseTuner:
             )
 
     @staticmethod
-    def _emit(sink, r, c, t, final, pulses, dn, reads, spread, conv, idx, fs, fb, fr, fn) -> None:
+    def _emit(
+        sink: EventSink,
+        idx: np.ndarray,
+        report: dict[str, np.ndarray],
+        flag_masks: dict[str, np.ndarray],
+    ) -> None:
+        """Stream one result row per finished cell ``idx`` (and an event for failed ones)."""
         if isinstance(sink, NullSink):
             return
-        flags = compose_flags(
-            {FLAG_STUCK: fs[idx], FLAG_BUDGET: fb[idx], FLAG_RETRIES: fr[idx], FLAG_NOISY: fn[idx]}
-        )
-        for k, i in enumerate(idx):
-            row: dict[str, Any] = {
-                "protocol": "denoise",
-                "row": int(r[i]),
-                "col": int(c[i]),
-                "target_us": float(t[i]),
-                "final_us": float(final[i]),
-                "error_us": float(final[i] - t[i]),
-                "pulses": int(pulses[i]),
-                "denoise_pulses": int(dn[i]),
-                "reads": int(reads[i]),
-                "spread_us": float(spread[i]),
-                "converged": bool(conv[i]),
-                "flags": str(flags[k]),
-            }
+        flags = compose_flags({name: mask[idx] for name, mask in flag_masks.items()})
+        cols = {name: a[idx].tolist() for name, a in report.items()}
+        cols["error_us"] = (report["final_us"][idx] - report["target_us"][idx]).tolist()
+        for k in range(idx.size):
+            row: dict[str, Any] = {"protocol": "denoise", **{n: v[k] for n, v in cols.items()}}
+            row["flags"] = str(flags[k])
             sink.record_result(row)
-            if not conv[i]:
+            if not row["converged"]:
                 sink.record_event(
                     {
                         "event": "cell_flagged",
