@@ -151,7 +151,7 @@ class SimChip:
         # disturb counter since the cell was last switched
         self._n_disturb = np.zeros(n, dtype=np.int32)
         # disturb accumulated since that switch (capped at +-disturb_cap_us, Drolet)
-        self._disturb_acc_us = np.zeros(n, dtype=np.float32)
+        self._disturb_acc_us = np.zeros(n)  # float64 like the state: the applied shift is exactly the change
         # RTN: two fluctuators per cell (0: large, removable by denoise; 1: small)
         self._rtn_amp_us = np.zeros((2, n), dtype=np.float32)
         log_lo, log_hi = np.log(p.rtn_dwell_min_s), np.log(p.rtn_dwell_max_s)
