@@ -63,9 +63,13 @@ class SimulatedInstrument:
     latency_s: ClassVar[float] = 50e-6  # bus latency charged to the simulated clock per message
 
     def __init__(self, name: str, config: InstrumentConfig, bench: SimBench) -> None:
+        from .faults import FaultInjector, plan_from_options
+
         self.name = name
         self.config = config
         self.bench = bench
+        #: seeded fault injection (``options.sim_faults``; ``memprog sim serve --fault-rate``)
+        self.faults = FaultInjector(plan_from_options(config.options), salt=_salt(name))
 
     @property
     def chip(self) -> SimChip:
@@ -76,6 +80,18 @@ class SimulatedInstrument:
 
     def reset(self) -> None:  # noqa: B027 - optional hook
         """Return to power-on state (called on ``*RST`` or when the bench is rebuilt)."""
+
+    def power_cycle(self) -> None:
+        """A reboot (fault injection): power-on state; subclasses also forget their errors."""
+        self.reset()
+
+    def transient_error(self, message: str) -> str | bytes | None:
+        """Refuse ``message`` with a transient error (fault injection); nothing is executed.
+
+        Returns the reply the instrument gives instead (None: none). The base class has no
+        error reporting, so the message is simply not answered.
+        """
+        return None
 
 
 _REGISTRY: dict[str, type[SimulatedInstrument]] = {}
@@ -140,6 +156,10 @@ class SimBench:
     def find(self, resource: str) -> SimulatedInstrument | None:
         """The simulated instrument at a VISA resource string (case-insensitive)."""
         return self.by_resource.get(_normalise(resource))
+
+
+def _salt(name: str) -> int:
+    return int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "little") & 0x7FFFFFFF
 
 
 def _normalise(resource: str) -> str:

@@ -159,6 +159,8 @@ class SimOnChipController(SimulatedInstrument):
         self._row_cols = np.arange(self.cols)
         self._all_rc = np.divmod(np.arange(self.rows * self.cols), self.cols)
         self._errors: deque[tuple[int, str]] = deque()
+        self.power_cycles = 0
+        self.aborts = 0
         self._table: dict[str, Callable[[str], str | bytes | None]] = {}
         for template, fn in self._commands().items():
             for spelling in _expand(template):
@@ -243,6 +245,19 @@ class SimOnChipController(SimulatedInstrument):
         """IEEE 488.2 status byte: bit 2 (EAV) while the error queue holds an error."""
         return 4 if self._errors else 0
 
+    def transient_error(self, message: str) -> str | None:
+        """Fault injection: refuse ``message`` with error 210 (busy); nothing is executed."""
+        text = "Controller busy; command not executed"
+        self._push_error(210, text)
+        head = message.partition(" ")[0]
+        return f'ERR 210,"{text}"' if head.endswith("?") else None
+
+    def power_cycle(self) -> None:
+        """Fault injection: the firmware reboots (power-on settings, empty error queue)."""
+        self.reset()
+        self._errors.clear()
+        self.power_cycles += 1
+
     def reset(self) -> None:
         """Power-on configuration (``*RST``); the error queue is kept, as SCPI requires."""
         p = self.chip.params
@@ -257,6 +272,7 @@ class SimOnChipController(SimulatedInstrument):
         self.prog_state = "IDLE"
         self.prog_summary: tuple[int, int, int, int, int, float] | None = None
         self.prog_data: np.ndarray | None = None
+        self.safe = True  # ABOR was the last array operation (for tests and the soak)
 
     # ------------------------------------------------------------------ common commands
     def _rst(self, args: str) -> None:
@@ -400,6 +416,7 @@ class SimOnChipController(SimulatedInstrument):
         self, rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, width_s: float, gate: np.ndarray
     ) -> None:
         """Validated pulses: cells of one row in parallel, rows one after the other."""
+        self.safe = False
         self._check_rows(rows)
         self._check_cols(cols)
         self._check_amplitudes(amp)

@@ -56,15 +56,26 @@ def _message_end(buf: bytearray, term: bytes) -> tuple[int, bool]:
 
 
 class _Connection:
-    """Per-session byte buffers between a pyvisa client and one simulated instrument."""
+    """Per-session byte buffers between a pyvisa client and one simulated instrument.
+
+    Faults drawn by the instrument's :class:`~.faults.FaultInjector` are applied here
+    (the socket server applies the same decisions on real sockets): a lost reply leaves
+    the client to time out, a late one is delivered before the reply to the next message,
+    a dropped link delivers part of the reply and then refuses every call until the
+    resource is reopened.
+    """
 
     def __init__(self, instrument: SimulatedInstrument, interface: str) -> None:
         self.instrument = instrument
         self.eom_per_call = interface.upper() in _MESSAGE_ENDS_WITH_CALL
         self.inbuf = bytearray()
-        self.out: deque[bytes] = deque()
+        self.out: deque[tuple[bytes, bool]] = deque()  # (bytes, link drops after them)
+        self.late: list[bytes] = []
+        self.lost = False
 
     def write(self, data: bytes) -> None:
+        if self.lost:
+            raise errors.VisaIOError(constants.VI_ERROR_CONN_LOST)
         term = self.instrument.write_termination.encode()
         self.inbuf.extend(data)
         while term:
@@ -83,30 +94,74 @@ class _Connection:
         text = raw.decode("latin-1")
         # a message ending in a binary block keeps its last bytes (they are data, not padding)
         message = text.lstrip("\r\n\0 ") if block_tail else text.strip("\r\n\0 ")
-        if not message:
+        if not message or self.lost:
             return
         inst = self.instrument
         inst.chip.advance(inst.latency_s)
-        reply = inst.handle(message)
-        if reply is None:
+        for late in self.late:  # a late reply arrives before anything newer
+            self.out.append((late, False))
+        self.late.clear()
+        faults = inst.faults
+        kind = faults.draw() if faults.active else None
+        if kind == "reset" and faults.applies(kind, True):
+            inst.power_cycle()
+            self.lost = True
             return
+        if kind == "error" and faults.applies(kind, True):
+            reply = inst.transient_error(message)
+        else:
+            reply = inst.handle(message)
         term = inst.read_termination.encode()
+        if reply is None:
+            if kind == "link" and faults.applies(kind, False):
+                self.lost = True
+            return
         body = reply if isinstance(reply, bytes) else reply.encode("latin-1")
-        self.out.append(body + term)
+        if kind is None or kind == "error" or not faults.applies(kind, True):
+            self.out.append((body + term, False))
+        elif kind == "garbage":
+            self.out.append((faults.garble(body) + term, False))
+        elif kind == "timeout":
+            self.late.append(body + term)
+        elif kind == "link":
+            self.out.append((faults.cut(body + term), True))
+        # "drop": the reply is lost
 
     def read(self, count: int) -> tuple[bytes, constants.StatusCode]:
         if not self.out:
+            if self.lost:
+                raise errors.VisaIOError(constants.VI_ERROR_CONN_LOST)
             raise errors.VisaIOError(constants.VI_ERROR_TMO)
-        head = self.out[0]
+        head, drops = self.out[0]
         if len(head) <= count:
             self.out.popleft()
+            if drops:  # pyvisa keeps reading; the next read finds the link gone
+                self.lost = True
+                return head, constants.StatusCode.success_max_count_read
             return head, constants.StatusCode.success
-        self.out[0] = head[count:]
+        self.out[0] = (head[count:], drops)
         return head[:count], constants.StatusCode.success_max_count_read
 
     def clear(self) -> None:
         self.inbuf.clear()
         self.out.clear()
+        self.late.clear()
+
+
+class _SharedBench:
+    """The simulated bench of one bench file, shared by every library instance naming it.
+
+    pyvisa keeps one library instance per library string, so ``benches/x.yaml@memprog``
+    and ``/abs/benches/x.yaml@memprog`` would otherwise build two benches (two chips) for
+    one file; keyed by the resolved path they share one, as two clients share a lab.
+    """
+
+    def __init__(self) -> None:
+        self.bench: SimBench | None = None
+        self.managers = 0  # open resource managers, over every library instance
+
+
+_SHARED: dict[str, _SharedBench] = {}
 
 
 class MemprogVisaLibrary(SimVisaLibrary):
@@ -123,16 +178,21 @@ class MemprogVisaLibrary(SimVisaLibrary):
         if self.library_path in ("unset", ""):
             raise ConfigError("visa_library", "@memprog", "PATH/TO/BENCH.yaml@memprog", "no bench file named")
         self.bench_config, self.bench_path = load_bench_config(str(self.library_path))
-        self.sim_bench: SimBench | None = None
+        self._shared = _SHARED.setdefault(str(self.bench_path), _SharedBench())
         self._connections: dict[int, _Connection] = {}
         self._rm_sessions: set[int] = set()
 
     # ----------------------------------------------------------- bench lifetime
+    @property
+    def sim_bench(self) -> SimBench | None:
+        """The bench file's live simulated bench (None until first used)."""
+        return self._shared.bench
+
     def ensure_bench(self) -> SimBench:
         """The live simulated bench (built on first use)."""
-        if self.sim_bench is None:
-            self.sim_bench = SimBench(self.bench_config)
-        return self.sim_bench
+        if self._shared.bench is None:
+            self._shared.bench = SimBench(self.bench_config)
+        return self._shared.bench
 
     def sim_clock_s(self) -> float:
         """Simulated bench time since the bench was built."""
@@ -140,8 +200,9 @@ class MemprogVisaLibrary(SimVisaLibrary):
 
     def open_default_resource_manager(self):  # type: ignore[override]
         session, status = super().open_default_resource_manager()
-        if not self._rm_sessions:
-            self.sim_bench = SimBench(self.bench_config)
+        if self._shared.managers == 0:
+            self._shared.bench = SimBench(self.bench_config)
+        self._shared.managers += 1
         self._rm_sessions.add(session)
         return session, status
 
@@ -149,10 +210,9 @@ class MemprogVisaLibrary(SimVisaLibrary):
         names = tuple(
             inst.resource for inst in self.bench_config.instruments.values() if inst.simulated and inst.kind != "wgfmu"
         )
-        found = rname.filter(names, query)
-        if found:
-            return found
-        raise errors.VisaIOError(errors.StatusCode.error_resource_not_found.value)
+        # pyvisa's ResourceManager.list_resources() returns an empty tuple when nothing
+        # matches (it swallows VI_ERROR_RSRC_NFOUND from a backend), so hand back a tuple
+        return tuple(rname.filter(names, query))
 
     # ----------------------------------------------------------- sessions
     def open(self, session, resource_name, access_mode=constants.AccessModes.no_lock, open_timeout=0):  # type: ignore[override]
@@ -175,8 +235,9 @@ class MemprogVisaLibrary(SimVisaLibrary):
         self._connections.pop(session, None)
         if session in self._rm_sessions:
             self._rm_sessions.discard(session)
-            if not self._rm_sessions:
-                self.sim_bench = None
+            self._shared.managers = max(self._shared.managers - 1, 0)
+            if self._shared.managers == 0:
+                self._shared.bench = None
         return super().close(session)
 
     def read(self, session, count):  # type: ignore[override]

@@ -107,6 +107,9 @@ def _register_subcommands() -> None:
     from memprog import cli_tuning
 
     cli_tuning.register(app)
+    from memprog import cli_sim  # labready: memprog sim serve
+
+    cli_sim.register(sim_app)
 
 
 _register_subcommands()

@@ -1,0 +1,211 @@
+"""``memprog sim serve``: the simulated instruments of a bench on loopback TCP sockets.
+
+The in-process ``@memprog`` backend hands whole replies to pyvisa and ignores read
+terminations, timeouts and partial reads, so it forgives driver bugs a real VISA link
+exposes (a binary block cut at its first LF byte, a late reply answering the next query).
+This server removes that excuse: each simulated instrument of a bench listens on
+127.0.0.1 and speaks exactly what the real instrument's LAN interface speaks, on one
+simulated chip, and a lab bench file (``visa_library: "@py"``) pointed at the printed
+``TCPIP0::127.0.0.1::PORT::SOCKET`` resources drives it through pyvisa-py's real TCP
+transport:
+
+* 4200A-SCS: the KXCI socket, NUL-terminated both ways, ``ACK`` for commands;
+* 707B: a raw TSP socket, LF-terminated;
+* on-chip controller: protocol v1 on a raw socket, LF-terminated, binary blocks whole;
+* B1500A: FLEX text, CR LF (as a LAN/GPIB gateway passes it on). The WGFMU instrument
+  library has no socket of its own, so the b1500_wgfmu stack is not served.
+
+Messages are framed like the firmware frames them: by the write termination, except that
+an IEEE 488.2 definite-length block is read by its length field. Every instrument shares
+one lock (one chip), so concurrent clients see a consistent bench. Faults
+(:mod:`.faults`) are applied on the real sockets: a lost reply is never sent, a late one
+is sent after ``late_s``, a dropped link sends part of the reply and closes the socket, a
+reboot closes it without a reply.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memprog.errors import ConfigError
+
+from .base import SimBench, SimulatedInstrument
+from .faults import FaultInjector, FaultPlan
+from .visa_backend import _message_end
+
+HOST = "127.0.0.1"
+SERVED_KINDS = ("onchip", "k4200", "k707b", "b1500")
+
+
+@dataclass
+class Served:
+    """One served instrument: its name, kind, port and resource string."""
+
+    name: str
+    kind: str
+    port: int
+    instrument: SimulatedInstrument
+    listener: socket.socket
+    connections: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def resource(self) -> str:
+        return f"TCPIP0::{HOST}::{self.port}::SOCKET"
+
+
+class SimServer:
+    """Serve every VISA instrument of a bench file on loopback sockets.
+
+    Args:
+        bench_path: bench file (path or shipped name); its chip and instruments are built
+            once and shared by every connection.
+        port: first port (the others follow it); 0 lets the OS pick a free one each.
+        faults: a fault plan for every served instrument (None: the bench file's own
+            ``options.sim_faults``, if any).
+    """
+
+    def __init__(self, bench_path: str | Path, port: int = 0, faults: FaultPlan | None = None) -> None:
+        from memprog.bench_config import load_bench_config
+
+        if not 0 <= port <= 65535:
+            raise ConfigError("port", port, "0 (free ports) or 1-65535")
+        self.config, self.path = load_bench_config(bench_path)
+        self.bench = SimBench(self.config)
+        self.lock = threading.Lock()
+        self.first_port = port
+        self.served: list[Served] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        for name, sim in self.bench.instruments.items():
+            if faults is not None:
+                from .base import _salt
+
+                sim.faults = FaultInjector(faults, salt=_salt(name))
+        if not self.bench.instruments:
+            raise ConfigError("bench file", str(self.path), "at least one simulated VISA instrument")
+
+    def start(self) -> dict[str, str]:
+        """Open every listening socket and start serving; instrument name -> resource string."""
+        next_port = self.first_port
+        for name, sim in self.bench.instruments.items():
+            if sim.kind not in SERVED_KINDS:
+                continue
+            lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                lst.bind((HOST, next_port))
+            except OSError as exc:
+                lst.close()
+                self.stop()
+                raise ConfigError("port", next_port, "a free TCP port on 127.0.0.1", str(exc)) from exc
+            lst.listen(4)
+            port = lst.getsockname()[1]
+            if self.first_port:
+                next_port = port + 1
+            served = Served(name, sim.kind, port, sim, lst)
+            self.served.append(served)
+            t = threading.Thread(target=self._accept, args=(served,), daemon=True, name=f"serve-{name}")
+            t.start()
+            self._threads.append(t)
+        return {s.name: s.resource for s in self.served}
+
+    def stop(self) -> None:
+        """Close every socket (listeners and clients)."""
+        self._stop.set()
+        for s in self.served:
+            for c in list(s.connections):
+                _close(c)
+            _close(s.listener)
+
+    def fault_summary(self) -> dict[str, dict[str, int]]:
+        """Faults injected so far, per served instrument."""
+        return {s.name: s.instrument.faults.summary() for s in self.served}
+
+    # ------------------------------------------------------------------ serving
+    def _accept(self, served: Served) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = served.listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            served.connections.append(conn)
+            t = threading.Thread(target=self._serve, args=(served, conn), daemon=True)
+            t.start()
+
+    def _serve(self, served: Served, conn: socket.socket) -> None:
+        inst = served.instrument
+        term_in = inst.write_termination.encode()
+        buf = bytearray()
+        try:
+            while not self._stop.is_set():
+                data = conn.recv(1 << 16)
+                if not data:
+                    return
+                buf.extend(data)
+                while True:
+                    end, block_tail = _message_end(buf, term_in)
+                    if end < 0:
+                        break
+                    raw = bytes(buf[:end])
+                    del buf[: end + len(term_in)]
+                    if not self._message(inst, conn, raw, block_tail):
+                        return
+        except OSError:
+            return
+        finally:
+            _close(conn)
+            if conn in served.connections:
+                served.connections.remove(conn)
+
+    def _message(self, inst: SimulatedInstrument, conn: socket.socket, raw: bytes, block_tail: bool) -> bool:
+        """Handle one message; False when the connection must close (fault injection)."""
+        text = raw.decode("latin-1")
+        message = text.lstrip("\r\n\0 ") if block_tail else text.strip("\r\n\0 ")
+        if not message:
+            return True
+        faults = inst.faults
+        with self.lock:
+            inst.chip.advance(inst.latency_s)
+            kind = faults.draw() if faults.active else None
+            if kind == "reset" and faults.applies(kind, True):
+                inst.power_cycle()
+                return False
+            if kind == "error" and faults.applies(kind, True):
+                reply: Any = inst.transient_error(message)
+            else:
+                reply = inst.handle(message)
+        if reply is None:
+            return not (kind == "link" and faults.applies(kind, False))
+        body = reply if isinstance(reply, bytes) else reply.encode("latin-1")
+        out = body + inst.read_termination.encode()
+        if kind is None or kind == "error" or not faults.applies(kind, True):
+            conn.sendall(out)
+        elif kind == "garbage":
+            conn.sendall(faults.garble(body) + inst.read_termination.encode())
+        elif kind == "timeout":
+            time.sleep(faults.plan.late_s)
+            conn.sendall(out)
+        elif kind == "link":
+            conn.sendall(faults.cut(out))
+            return False
+        return True  # "drop": nothing sent
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+__all__ = ["SimServer", "Served", "SERVED_KINDS"]

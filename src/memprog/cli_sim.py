@@ -1,0 +1,116 @@
+"""``memprog sim serve``: serve a simulated bench on loopback sockets (see ``tcp_server``).
+
+A thin command over :class:`memprog.sim_instruments.tcp_server.SimServer`: it prints each
+served instrument's resource string (one ``NAME RESOURCE`` line each, or one JSON document
+with ``--json``), can write a lab-style bench file (``visa_library: "@py"``) pointing at
+those sockets, and serves until it is stopped (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from memprog.cli_common import JsonOpt, fail
+from memprog.errors import MemprogError
+
+
+def served_bench(config: Any, resources: dict[str, str], timeout_ms: int | None = None) -> dict:
+    """The bench file (as a dict) that reaches ``resources`` through pyvisa-py (``@py``)."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["name"] = f"{config.name}-served"
+    for name, res in resources.items():
+        inst = data["instruments"][name]
+        inst["resource"] = res
+        inst["visa_library"] = "@py"
+        inst["options"] = {k: v for k, v in inst.get("options", {}).items() if not k.startswith("sim_")}
+        if timeout_ms is not None:
+            inst["timeout_ms"] = timeout_ms
+    data["instruments"] = {n: i for n, i in data["instruments"].items() if n in resources}
+    return data
+
+
+def register(sim_app: typer.Typer) -> None:
+    """Add ``serve`` to the ``memprog sim`` group."""
+
+    @sim_app.command("serve")
+    def serve_cmd(
+        bench: Annotated[str, typer.Argument(help="Bench file or shipped bench name.")],
+        port: Annotated[
+            int, typer.Option("--port", help="First port; the others follow. 0: free ports.")
+        ] = 0,
+        fault_rate: Annotated[
+            float, typer.Option("--fault-rate", help="Fraction of messages faulted (0-0.5).")
+        ] = 0.0,
+        fault_seed: Annotated[int, typer.Option("--fault-seed", help="Fault sequence seed.")] = 0,
+        fault_kinds: Annotated[
+            str,
+            typer.Option("--fault-kinds", help="Comma list: drop,garbage,timeout,error,link,reset."),
+        ] = "drop,garbage,timeout,error,link,reset",
+        late_s: Annotated[
+            float, typer.Option("--late-s", help="How late a 'timeout' fault's reply comes (s).")
+        ] = 0.3,
+        write_bench: Annotated[
+            Path | None,
+            typer.Option("--write-bench", help="Write a lab-style bench file (@py) for these ports."),
+        ] = None,
+        timeout_ms: Annotated[
+            int | None, typer.Option("--timeout-ms", help="Timeout written into --write-bench.")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Serve each simulated instrument of BENCH on 127.0.0.1 in its real LAN protocol."""
+        from memprog.sim_instruments.faults import FaultPlan
+        from memprog.sim_instruments.tcp_server import SimServer
+
+        try:
+            plan = None
+            if fault_rate > 0:
+                kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
+                plan = FaultPlan(rate=fault_rate, seed=fault_seed, kinds=kinds, late_s=late_s)
+            server = SimServer(bench, port=port, faults=plan)
+            resources = server.start()
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        if write_bench is not None:
+            write_bench.write_text(
+                "# written by memprog sim serve: the served bench through pyvisa-py\n"
+                + yaml.safe_dump(served_bench(server.config, resources, timeout_ms), sort_keys=False)
+            )
+        if as_json:
+            doc = {"bench": str(server.path), "resources": resources}
+            if write_bench is not None:
+                doc["bench_file"] = str(write_bench)
+            typer.echo(json.dumps(doc))
+        else:
+            for name, res in resources.items():
+                typer.echo(f"{name} {res}")
+            if write_bench is not None:
+                typer.echo(f"bench file: {write_bench}")
+        typer.echo("memprog: serving on 127.0.0.1; stop with Ctrl-C", err=True)
+        stop = threading.Event()
+
+        def _stop(signum: int, frame: Any) -> None:
+            stop.set()
+
+        previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop.wait(0.2):
+                pass
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            server.stop()
+            faults = server.fault_summary()
+            if any(f["total"] for f in faults.values()):
+                typer.echo(f"memprog: faults injected {json.dumps(faults)}", err=True)
+            typer.echo("memprog: stopped serving", err=True)
+
+
+__all__ = ["register", "served_bench"]
