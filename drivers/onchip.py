@@ -30,6 +30,7 @@ from . import onchip_commands as cmd
 from .onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramResult
 from .transport import Transport
 
+PROTOCOL_MAJOR = 1  # the protocol version this driver speaks (drivers/onchip_protocol.md)
 TEXT_BATCH_MAX = 16  # cells of one row sent as a text PULS:ROW? list; larger batches go binary
 _RAW_REFUSED = ("PULS", "PROG", "VMM", "READ:VOLT")  # stimulus commands: typed methods only
 
@@ -58,6 +59,7 @@ class OnChipController:
         self.g_range_us = (0.0, 0.0)
         self.read_v = 0.0
         self._pulse_config: dict[str, float] = {}
+        self.confirm_safe = False
         # bounds precomputed once: the per-message checks compare Python floats
         self._amp_lo, self._amp_hi = -limits.reset_v_max, limits.set_v_max
         self._w_lo, self._w_hi = limits.width_s_min, limits.width_s_max
@@ -75,7 +77,11 @@ class OnChipController:
                 f"{cmd.MANUFACTURER},{cmd.MODEL_PREFIX}*,<serial>,<firmware>",
                 "the resource is not an on-chip array controller",
             )
+        set_marker = getattr(self.transport, "set_marker", None)
+        if callable(set_marker):  # *IDN?'s unique reply marks the end of stale replies
+            set_marker("*IDN?", reply)
         self.transport.write("*CLS")
+        self.check_protocol()
         self.rows, self.cols = cmd.parse_ints(
             self._query("ARR:SIZE?"), 2, "the array size '<rows>,<cols>'", self.name
         )
@@ -190,6 +196,43 @@ class OnChipController:
         """``SYST:PROT?``: the protocol version the firmware speaks (this driver: 1.x)."""
         return self._query("SYST:PROT?")
 
+    def check_protocol(self) -> str:
+        """``SYST:PROT?`` at connect: ConfigError unless the firmware speaks protocol 1.x.
+
+        A firmware speaking another major version may give the same messages another
+        meaning (a pulse in other units), so the driver refuses it before sending any.
+        """
+        version = self.protocol_version().strip()
+        major = version.split(".", 1)[0]
+        if not major.isdigit():
+            raise ProtocolError("a protocol version '<major>.<minor>' from SYST:PROT?", version, self.name)
+        if int(major) != PROTOCOL_MAJOR:
+            raise ConfigError(
+                f"{self.name} protocol version",
+                version,
+                f"{PROTOCOL_MAJOR}.x (drivers/onchip_protocol.md)",
+                "the firmware speaks a protocol this driver does not",
+            )
+        return version
+
+    def recover(self) -> None:
+        """Bring link and controller back in step after a link fault or a controller reboot.
+
+        The transport discards stale replies (and reopens a lost connection); the error
+        queue is drained (an error of the failed exchange must not be blamed on the next
+        command); the read voltage and the configured pulse, which a reboot resets to their
+        power-on values, are checked and sent again.
+        """
+        recover = getattr(self.transport, "recover", None)
+        if callable(recover):
+            recover()
+        self.drain_errors()
+        read_v = cmd.parse_float(self._query("READ:VOLT?"), "a read voltage in V", self.name)
+        if read_v != self.read_v:
+            self.set_read_voltage(self.read_v)
+        if self._pulse_config:
+            self.configure_pulses(**self._pulse_config)
+
     def status_byte(self) -> int:
         """``*STB?``: IEEE 488.2 status byte (bit 2, value 4: the error queue holds errors)."""
         return cmd.parse_ints(self._query("*STB?"), 1, "a status byte", self.name)[0]
@@ -208,8 +251,38 @@ class OnChipController:
             raise ProtocolError("'1' from *OPC?", reply, self.name)
 
     def safe_state(self) -> None:
-        """``ABOR``: stop any on-chip operation; every line and gate to 0 V."""
+        """``ABOR``: stop any on-chip operation; every line and gate to 0 V.
+
+        With :attr:`confirm_safe` (set by ``open_bench``) the ABOR is confirmed and sent
+        again over link faults (:meth:`safe_state_confirmed`).
+        """
+        if self.confirm_safe:
+            self.safe_state_confirmed()
+            return
         self.transport.write("ABOR")
+
+    def safe_state_confirmed(self, attempts: int = 4) -> None:
+        """``ABOR`` until the controller confirms it (``SYST:ERR?`` clean), over link faults.
+
+        What the bench runs at the end of a run and after a fault: a lost or refused ABOR is
+        sent again (the link recovered first) rather than assumed.
+        """
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                self.transport.write("ABOR")
+                self._check("ABOR")
+                return
+            except (InstrumentError, ProtocolError) as exc:
+                last = exc
+                try:
+                    recover = getattr(self.transport, "recover", None)
+                    if callable(recover):
+                        recover()
+                except (InstrumentError, ProtocolError):
+                    pass
+        assert last is not None
+        raise last
 
     def _safe_after_error(self) -> None:
         try:

@@ -17,11 +17,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import ConfigError
+from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.validation import MemprogModel
 
 from .onchip import OnChipController
+from .transport import LinkError
+
+#: controller error codes that mean "not executed, try again" (protocol v1: 210 busy)
+TRANSIENT_CODES = frozenset({210})
 
 READ_TERMINATION = "\n"
 WRITE_TERMINATION = "\n"
@@ -33,6 +37,9 @@ class OnChipStackOptions(MemprogModel):
 
     instrument: str | None = Field(
         default=None, description="instrument name; default: the bench's onchip one"
+    )
+    retries: int = Field(
+        default=4, ge=0, le=20, description="recoveries per operation after a link fault"
     )
 
 
@@ -47,11 +54,18 @@ class OnChipProgrammer(CellProgrammer):
     """
 
     def __init__(
-        self, controller: OnChipController, clock: Callable[[], float | None] | None = None
+        self,
+        controller: OnChipController,
+        clock: Callable[[], float | None] | None = None,
+        retries: int = 4,
     ) -> None:
         controller._require_connected()
         self.controller = controller
         self._clock = clock
+        self.retries = retries
+        #: what the link did to this run: faults seen, operations retried, recoveries,
+        #: pulse batches whose acknowledgement was lost (applied or not: the next read says)
+        self.link_stats = {"faults": 0, "retried": 0, "recoveries": 0, "pulses_unconfirmed": 0}
         self.limits = controller.limits
         self.info = ProgrammerInfo(
             rows=controller.rows,
@@ -76,16 +90,62 @@ class OnChipProgrammer(CellProgrammer):
         width_s: float,
         gate_v: object | None = None,
     ) -> None:
-        """One pulse per named cell; each row's cells in one parallel row operation."""
-        self.controller.pulse_cells(rows, cols, amplitude_v, width_s, gate_v)
+        """One pulse per named cell; each row's cells in one parallel row operation.
+
+        A batch the controller refused as busy is sent again; a batch whose acknowledgement
+        the link lost is not (it may have been applied: a write-verify protocol's next read
+        decides), it is counted in :attr:`link_stats`.
+        """
+        self._robust(self.controller.pulse_cells, (rows, cols, amplitude_v, width_s, gate_v), False)
 
     def read(self, rows: object, cols: object, read_v: float | None = None) -> np.ndarray:
         """Conductance (µS) of each named cell, in the order given, in one or two messages."""
-        return self.controller.read_cells(rows, cols, read_v)
+        return self._robust(self.controller.read_cells, (rows, cols, read_v), True)
 
     def read_array(self, read_v: float | None = None) -> np.ndarray:
         """Whole conductance map (µS) in one ``READ:ARR?`` message."""
-        return self.controller.read_array(read_v)
+        return self._robust(self.controller.read_array, (read_v,), True)
+
+    # ------------------------------------------------------------------ link faults
+    def _robust(self, fn: Callable[..., Any], args: tuple, idempotent: bool) -> Any:
+        """Run one operation through link faults: recover, then retry what may be retried.
+
+        Reads are repeated (they change nothing). Pulses are repeated only when the
+        controller said it did not execute them (a transient error code); after a lost or
+        garbled acknowledgement the pulse is not repeated. Anything else (a refused
+        parameter, a safety refusal) is raised at once.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args)
+            except (LinkError, ProtocolError, InstrumentError) as exc:
+                not_executed = (
+                    isinstance(exc, InstrumentError)
+                    and not isinstance(exc, LinkError)
+                    and exc.code in TRANSIENT_CODES
+                )
+                link = isinstance(exc, LinkError | ProtocolError)
+                if not (link or not_executed) or attempt == self.retries:
+                    raise
+                self.link_stats["faults"] += 1
+                self._recover()
+                if link and not idempotent:
+                    self.link_stats["pulses_unconfirmed"] += 1
+                    return None
+                self.link_stats["retried"] += 1
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _recover(self) -> None:
+        last: Exception | None = None
+        for _ in range(self.retries + 1):
+            try:
+                self.controller.recover()
+                self.link_stats["recoveries"] += 1
+                return
+            except (LinkError, ProtocolError, InstrumentError) as exc:
+                last = exc
+        assert last is not None
+        raise last
 
     def close(self) -> None:
         """Every line and gate of the chip to 0 V."""
@@ -119,6 +179,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, OnChipController], OnChipProgrammer
     if resource is not None and getattr(resource, "chunk_size", CHUNK_SIZE) < CHUNK_SIZE:
         resource.chunk_size = CHUNK_SIZE
     controller = OnChipController(transport, cfg.chip.limits, name=name)
+    controller.confirm_safe = True  # the bench's safe state is confirmed, over link faults
     try:
         controller.connect()
     except ConfigError as exc:
@@ -131,4 +192,6 @@ def build_stack(ctx: Any) -> tuple[dict[str, OnChipController], OnChipProgrammer
             (cfg.chip.rows, cfg.chip.cols),
             f"the controller's array ({controller.rows}, {controller.cols})",
         )
-    return {name: controller}, OnChipProgrammer(controller, clock=ctx.sim_clock_s)
+    return {name: controller}, OnChipProgrammer(
+        controller, clock=ctx.sim_clock_s, retries=opts.retries
+    )

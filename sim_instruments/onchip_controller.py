@@ -55,6 +55,7 @@ class OnChipSimOptions(MemprogModel):
     link_bytes_per_s: float | None = Field(
         default=None, gt=0, description="link throughput; default 1e7 B/s socket, 92,160 B/s serial"
     )
+    sim_faults: dict | None = Field(default=None, description="fault injection (faults.FaultPlan)")
 
 
 class _CommandError(Exception):
@@ -654,6 +655,8 @@ class SimOnChipController(SimulatedInstrument):
         programming finishes within its message, so nothing is left to stop here.
         """
         _fields(args, ())
+        self.safe = True
+        self.aborts += 1
 
     def _program(
         self, codes: np.ndarray

@@ -23,6 +23,7 @@ LIMITS = SafetyLimits(
 CONNECT = [
     ("*IDN?", "MEMPROG,ONCHIP-256X256,SN0042,1.0.0"),
     ("*CLS", None),
+    ("SYST:PROT?", "1.0"),
     ("ARR:SIZE?", "256,256"),
     ("ARR:TYPE?", "1T1R"),
     ("ARR:TECH?", "hfo2_1t1r"),
@@ -399,7 +400,7 @@ def test_garbage_and_truncated_replies_are_protocol_errors_naming_the_expectatio
     with ExpectedProtocol([("*IDN?", "MEMPROG,ONCHIP")]) as t:
         with pytest.raises(ProtocolError, match="identity"):
             OnChipController(t, LIMITS).connect()
-    with ExpectedProtocol(CONNECT[:2] + [("ARR:SIZE?", "256")]) as t:
+    with ExpectedProtocol(CONNECT[:3] + [("ARR:SIZE?", "256")]) as t:
         with pytest.raises(ProtocolError, match="array size"):
             OnChipController(t, LIMITS).connect()
 
@@ -433,3 +434,13 @@ def test_safe_state_reset_and_raw_access():
         for message in ("PULS:ROW? 0,1E-07,0,3,NAN", ":prog:star", "VMM?", "READ:VOLT 0.5"):
             with pytest.raises(ConfigError, match="typed, safety-checked"):
                 ctrl.query_raw(message)
+
+
+def test_connect_checks_the_protocol_version():
+    """SYST:PROT? is read at connect; another major version is refused before any stimulus."""
+    with ExpectedProtocol(CONNECT[:2] + [("SYST:PROT?", "2.0")]) as t:
+        with pytest.raises(ConfigError, match=r"protocol version='2.0'.*1\.x"):
+            OnChipController(t, LIMITS).connect()
+    with ExpectedProtocol(CONNECT[:2] + [("SYST:PROT?", "v1")]) as t:
+        with pytest.raises(ProtocolError, match="protocol version"):
+            OnChipController(t, LIMITS).connect()

@@ -58,6 +58,8 @@ class StackContext:
         if lib not in self._managers:
             try:
                 self._managers[lib] = pyvisa.ResourceManager(lib)
+            except ConfigError:
+                raise  # the simulator's own complaint about the bench file: already precise
             except (OSError, ValueError) as exc:
                 names = [n for n, i in self.config.instruments.items() if i is inst]
                 where = f"instruments.{names[0]}." if names else ""
@@ -92,7 +94,8 @@ class StackContext:
         res = self.open_resource(name)
         res.read_termination = read_termination
         res.write_termination = write_termination
-        return VisaTransport(res, name)
+        # a lost connection is reopened by the transport (same terminations and timeout)
+        return VisaTransport(res, name, reopen=lambda: self.open_resource(name))
 
     def library(self, name: str) -> Any:
         """The vendor library object of instrument ``name`` (the WGFMU library).
@@ -169,6 +172,15 @@ class Bench:
         """Time the bench has spent: simulated clock on the simulator, wall time in the lab."""
         sim = self._ctx.sim_clock_s()
         return sim if sim is not None else time.perf_counter() - self._t0
+
+    @property
+    def sim_bench(self) -> Any:
+        """The simulated bench (chip and instruments, truth for tests); None in the lab."""
+        for rm in self._ctx._managers.values():
+            ensure = getattr(rm.visalib, "ensure_bench", None)
+            if callable(ensure):
+                return ensure()
+        return None
 
     @property
     def sim_chip(self) -> Any:
