@@ -25,7 +25,7 @@ from memprog.validation import MemprogModel
 
 from . import flex_commands as fx
 from .flex_commands import FlexReading, ModuleSlot
-from .transport import Transport
+from .transport import LinkTimeout, Transport
 
 
 class B1500Settings(MemprogModel):
@@ -114,6 +114,9 @@ class B1500:
         self.identity = self.t.query(fx.idn()).strip()
         if "B1500" not in self.identity:
             raise ProtocolError("a B1500 identity (*IDN?)", self.identity, self.name)
+        set_marker = getattr(self.t, "set_marker", None)
+        if callable(set_marker):  # *IDN?'s reply marks the end of stale replies after a timeout
+            set_marker(fx.idn(), self.identity)
         if self.settings.drain_errors_on_connect:
             self.stale_errors = self.read_errors()
         if self.settings.reset_on_connect:
@@ -203,6 +206,25 @@ class B1500:
         self.write(fx.dz(None if channels is None else list(channels)))
 
     # ------------------------------------------------------------------ measurements
+    def _measure_query(self, command: str) -> str:
+        """A measurement query (``TI``/``TV``/``XE``). A rejected one sends no data: the
+        timeout is followed by ``ERRX?`` so the B1500's error is reported for this command
+        (not for whichever command checks the queue next)."""
+        try:
+            return self.t.query(command)
+        except LinkTimeout as exc:
+            try:
+                errors = self.read_errors()
+            except InstrumentError:
+                raise exc from None
+            if not errors:
+                raise
+            code, text = errors[0]
+            more = "; ".join(f"{c}: {t}" for c, t in errors[1:])
+            raise InstrumentError(
+                self.name, code, text + (f" (then {more})" if more else ""), command
+            ) from exc
+
     def _reading(self, reply: str) -> FlexReading:
         readings = fx.parse_data(reply, self.name)
         if len(readings) != 1:
@@ -212,12 +234,12 @@ class B1500:
     def measure_current(self, ch: int, range_code: int | None = None) -> FlexReading:
         """Spot current reading of SMU ``ch`` (``TI``) with its status."""
         self._check_smu(ch)
-        return self._reading(self.t.query(fx.ti(ch, range_code)))
+        return self._reading(self._measure_query(fx.ti(ch, range_code)))
 
     def measure_voltage(self, ch: int, range_code: int | None = None) -> FlexReading:
         """Spot voltage reading of SMU ``ch`` (``TV``) with its status."""
         self._check_smu(ch)
-        return self._reading(self.t.query(fx.tv(ch, range_code)))
+        return self._reading(self._measure_query(fx.tv(ch, range_code)))
 
     def current(self, ch: int, range_code: int | None = None) -> float:
         """Spot current (A); ComplianceError / OverRangeError instead of a wrong number."""
@@ -238,7 +260,7 @@ class B1500:
 
     def execute_measurement(self) -> list[FlexReading]:
         """``XE``: run the measurement set by ``MM`` and return every value with its header."""
-        return fx.parse_data(self.t.query(fx.xe()), self.name)
+        return fx.parse_data(self._measure_query(fx.xe()), self.name)
 
     def set_format(self, format_code: int = 1, mode: int = 0) -> None:
         """Data output format (``FMT``); this driver parses formats 1 and 2."""

@@ -83,6 +83,15 @@ class CrossbarOptions(MemprogModel):
     verify_routes: bool = Field(
         default=False, description="read back the 707B state after every route"
     )
+    pmu_load_ohm: float = Field(
+        default=1e6,
+        ge=1.0,
+        le=1e7,
+        description=":PMU:LOAD sent at set-up; limits are checked on the voltage at the device",
+    )
+    pmu_source_range_v: Literal[10, 40] = Field(
+        default=10, description=":PMU:SOURCE:RANGE sent at set-up"
+    )
 
     @model_validator(mode="after")
     def _read_v_nonzero(self) -> CrossbarOptions:
@@ -235,6 +244,9 @@ class CrossbarProgrammer(CellProgrammer):
             terms.append(self.wiring.roles.pulse_col)
         for t in terms:
             a.pmu_configure_rpm(t, 0)
+        for t in terms:  # labready: the PMU corrects its 50 ohm source for this load
+            a.pmu_source_range(pmu_channel_number(t), self.options.pmu_source_range_v)
+            a.pmu_load(pmu_channel_number(t), self.options.pmu_load_ohm)
         a.pmu_measure_mode(1)
         a.pmu_burst_count(1)
         for t in terms:
@@ -334,6 +346,9 @@ class CrossbarProgrammer(CellProgrammer):
             raise ConfigError("width_s", width_s, "one pulse width in s") from None
         sent_amp = np.array([kx.sent_value(a) for a in amp]) if amp.size else amp
         self.limits.check_pulse(sent_amp, kx.sent_value(width))
+        # the voltage at the device: the PMU's 50 ohm source corrected for the load setting
+        load = self.options.pmu_load_ohm
+        self.limits.check_pulse(kx.pmu_device_voltage_max(sent_amp, load), kx.sent_value(width))
         if r.size == 0:
             return
         try:
@@ -434,6 +449,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], CrossbarProgrammer]:
     a_opts = driver_options(wiring.analyzer, a_cfg.options, _DRIVER_KEYS_4200)
     lan = "SOCKET" in a_cfg.resource.upper()
     a_term = "\0" if lan else "\n"  # KXCI over LAN: NUL-terminated; GPIB: newline
+    a_opts.setdefault("link", "lan" if lan else "gpib")  # labready: no ACK over GPIB
     a_rt, a_wt = a_opts.pop("read_termination", a_term), a_opts.pop("write_termination", a_term)
     analyzer = Keithley4200(
         ctx.transport(wiring.analyzer, a_rt, a_wt),

@@ -47,6 +47,7 @@ STATUS_MEANING = {
     "S": "search stopped / quasi-pulse settling not detected",
     "U": "MFCMU null loop unbalance",
     "D": "MFCMU IV amplifier saturation",
+    "F": "SMU in the force saturation condition",
     "W": "source data of a first or intermediate sweep step",
     "E": "source data of the last sweep step",
 }
@@ -78,7 +79,7 @@ CURRENT_RANGE_CODES = {1e-12: 8, 1e-11: 9, 1e-10: 10, 1e-9: 11, 1e-8: 12, 1e-7: 
 VOLTAGE_RANGE_CODES = {0.5: 5, 2.0: 20, 5.0: 50, 20.0: 200, 40.0: 400, 100.0: 1000}
 
 _TOKEN = re.compile(
-    r"^(?:(?P<status>[A-Z])(?P<channel>[A-Z])(?P<dtype>[A-Za-z]))?(?P<value>[+-]\S+)$"
+    r"^(?:(?P<status>[A-Z])(?P<channel>[A-Za-z])(?P<dtype>[A-Za-z]))?(?P<value>[+-]\S+)$"
 )
 _ERRX = re.compile(r'^\s*([+-]?\d+)\s*,\s*"(.*)"\s*$')
 
@@ -323,6 +324,8 @@ class FlexReading:
             out.add("over_range")
         if self.status == "X":
             out.add("oscillation")
+        if self.status == "F":
+            out.add("force_saturation")
         if self.status in ("G", "S", "U", "D"):
             out.add(f"status_{self.status}")
         return frozenset(out)
@@ -338,6 +341,17 @@ class FlexReading:
         raise MeasurementStatusError(instrument, self, command)
 
 
+def channel_of_letter(letter: str) -> int:
+    """FMT1 channel letter -> channel number: ``A``-``J`` 1-10 (the module's first channel),
+    ``a``-``j`` 102-1002 (the second channel of the module in slots 1-10, e.g. an MCSMU),
+    ``V`` (GNDU) and ``Z`` (no channel) 0."""
+    if letter in CHANNEL_LETTERS and letter:
+        return CHANNEL_LETTERS.index(letter) + 1
+    if letter and letter.upper() in CHANNEL_LETTERS:
+        return (CHANNEL_LETTERS.index(letter.upper()) + 1) * 100 + 2
+    return 0
+
+
 def parse_reading(token: str, instrument: str = "") -> FlexReading:
     """Parse one value, with (``NAI+012.345E-06``) or without (``+012.345E-06``) header."""
     t = token.strip()
@@ -351,9 +365,9 @@ def parse_reading(token: str, instrument: str = "") -> FlexReading:
         raise ProtocolError("a FLEX number such as +012.345E-06", token, instrument) from None
     status = m.group("status") or ""
     letter = m.group("channel") or ""
-    if letter and letter not in CHANNEL_LETTERS and letter != "Z":
-        raise ProtocolError("a channel letter A-J", token, instrument)
-    channel = CHANNEL_LETTERS.index(letter) + 1 if letter in CHANNEL_LETTERS and letter else 0
+    if letter and letter not in CHANNEL_LETTERS and letter.upper() not in CHANNEL_LETTERS and letter not in "VZ":
+        raise ProtocolError("a channel letter A-J (a-j: second channel of a module)", token, instrument)
+    channel = channel_of_letter(letter)
     dtype = m.group("dtype") or ""
     return FlexReading(status, channel, dtype, value, t)
 

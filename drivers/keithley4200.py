@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -46,6 +47,10 @@ class Keithley4200Settings(MemprogModel):
     pmu_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     sweep_poll_interval_s: float = Field(default=0.05, gt=0, le=10)
     sweep_timeout_s: float = Field(default=300.0, gt=0, le=36000)
+    link: Literal["lan", "gpib"] = Field(
+        default="lan",
+        description="lan: KXCI answers ACK to every command; gpib: no ACK, errors by serial poll",
+    )
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,9 @@ class Keithley4200:
         self.smus: list[int] = []
         self.pmu_channels: list[int] = []
         self._mode: str | None = None
+        #: per PMU channel: DUT load (ohm) and source range (V) as last sent (power-on values)
+        self.pmu_loads: dict[int, float] = {}
+        self.pmu_ranges: dict[int, int] = {}
         #: bumped whenever the driver changes source states wholesale (connect, PMU init,
         #: a system-mode test, a user module, safe_state): callers caching levels re-sync
         self.epoch = 0
@@ -102,8 +110,17 @@ class Keithley4200:
         return self.transport.query(command)
 
     def _command(self, command: str) -> None:
-        """Send a command that KXCI answers with ``ACK``."""
-        kx.check_ack(self._query(command), command, self.name)
+        """Send a command without data: ``ACK`` over LAN; over GPIB KXCI sends nothing, so
+        the status byte is read by serial poll and its syntax-error bit checked."""
+        if self.settings.link == "lan":
+            kx.check_ack(self._query(command), command, self.name)
+            return
+        self.transport.write(command)
+        stb = self.transport.read_stb()  # type: ignore[attr-defined]
+        if stb & kx.STB_SYNTAX_ERROR:
+            raise InstrumentError(
+                self.name, kx.STB_SYNTAX_ERROR, "syntax error bit set in the status byte", command
+            )
 
     def _ensure_mode(self, mode: str) -> None:
         if self._mode == mode:
@@ -320,6 +337,24 @@ class Keithley4200:
         """``:PMU:INIT``: reset every PMU channel (0 standard pulse mode)."""
         self.epoch += 1
         self._command(kx.pmu_init(mode))
+        self.pmu_loads.clear()
+        self.pmu_ranges.clear()
+
+    def pmu_load(self, ch: int, load_ohm: float) -> None:
+        """``:PMU:LOAD``: the DUT resistance the channel's 50 ohm source is corrected for."""
+        c = self._pmu(ch)
+        self._command(kx.pmu_load(c, load_ohm))
+        self.pmu_loads[c] = kx.sent_value(load_ohm)
+
+    def pmu_source_range(self, ch: int, range_v: int) -> None:
+        """``:PMU:SOURCE:RANGE``: 10 V or 40 V source range."""
+        c = self._pmu(ch)
+        self._command(kx.pmu_source_range(c, range_v))
+        self.pmu_ranges[c] = range_v
+
+    def pmu_device_voltage(self, ch: int, level_v: float) -> float:
+        """The largest voltage a device on channel ``ch`` can see for a programmed level."""
+        return kx.pmu_device_voltage_max(level_v, self.pmu_loads.get(ch, 1e6))
 
     def pmu_configure_rpm(self, terminal: str, mode: int = 0) -> None:
         """``:PMU:RPM:CONFIGURE``: connect the RPM of ``terminal`` (``PMU1-1``) to the PMU (0)."""
@@ -337,6 +372,13 @@ class Keithley4200:
         c = self._pmu(ch)
         b = self._check_voltage("base_v", base_v)
         a = self._check_voltage("amplitude_v", amplitude_v)
+        rng = self.pmu_ranges.get(c, 10)
+        for what, level in (("base_v", b), ("amplitude_v", a)):
+            at_device = self.pmu_device_voltage(c, level) if c in self.pmu_loads else level
+            if at_device != level:  # the 50 ohm source corrected for the load: check that
+                self._check_voltage(f"{what} at the device (load {self.pmu_loads.get(c, 1e6):g} ohm)", at_device)
+            if abs(at_device) > rng:
+                raise SafetyError(what, level, f"|V| <= {rng} V (source range of PMU channel {c})")
         self._command(kx.pmu_pulse_train(c, b, a))
 
     def pmu_pulse_times(

@@ -531,6 +531,35 @@ def pmu_pulse_times(ch_: int, period_s: float, width_s: float, rise_s: float, fa
     return f":PMU:PULSE:TIMES {_pmu_ch(ch_)},{times}"
 
 
+PMU_SOURCE_RANGES_V = (10, 40)  # 4225-PMU voltage source ranges
+PMU_OUTPUT_OHM = 50.0  # 4225-PMU source impedance
+
+
+def pmu_load(ch_: int, load_ohm: float) -> str:
+    """``:PMU:LOAD ch,ohms``: the DUT resistance the PMU corrects its 50 ohm source for.
+
+    The PMU raises its open-circuit voltage by (load + 50)/load so that a DUT of that
+    resistance sees the programmed level; 1 ohm to 10 Mohm (power-on 1 Mohm).
+    """
+    if not 1.0 <= load_ohm <= 1e7:
+        raise ConfigError("load_ohm", load_ohm, "[1, 1e7] ohm (4225-PMU)")
+    return f":PMU:LOAD {_pmu_ch(ch_)},{num(load_ohm)}"
+
+
+def pmu_source_range(ch_: int, range_v: int) -> str:
+    """``:PMU:SOURCE:RANGE ch,10|40``: the voltage source range (power-on 10 V)."""
+    if range_v not in PMU_SOURCE_RANGES_V:
+        raise ConfigError("range_v", range_v, "10 or 40 V (4225-PMU)")
+    return f":PMU:SOURCE:RANGE {_pmu_ch(ch_)},{range_v}"
+
+
+def pmu_device_voltage_max(level_v: float, load_ohm: float) -> float:
+    """The largest voltage a device can see for a programmed ``level_v``: the open-circuit
+    voltage level * (load + 50)/load (a device of higher resistance than the load setting,
+    up to an open line, gets more than the level)."""
+    return level_v * (load_ohm + PMU_OUTPUT_OHM) / load_ohm
+
+
 def pmu_burst_count(count: int) -> str:
     """``:PMU:PULSE:BURST:COUNT n``: pulses per execution."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 2**31 - 1:

@@ -85,6 +85,10 @@ class SimulatedInstrument:
         """A reboot (fault injection): power-on state; subclasses also forget their errors."""
         self.reset()
 
+    def can_refuse(self, message: str) -> bool:
+        """Whether ``message`` can be refused as busy (error-queue queries are always answered)."""
+        return True
+
     def transient_error(self, message: str) -> str | bytes | None:
         """Refuse ``message`` with a transient error (fault injection); nothing is executed.
 

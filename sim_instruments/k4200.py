@@ -99,6 +99,8 @@ class _PmuChannel:
     fall: float = 100e-9
     output: bool = False
     rpm: int = 0
+    load: float = 1e6  # :PMU:LOAD (ohm)
+    range_v: int = 10  # :PMU:SOURCE:RANGE
 
     @property
     def driving(self) -> bool:
@@ -176,6 +178,9 @@ class Sim4200(SimulatedInstrument):
         opts = config.options
         self.line_frequency_hz = float(opts.get("sim_line_frequency_hz", 60.0))
         self.pmu_overhead_s = float(opts.get("sim_pmu_overhead_s", 1e-3))
+        # the 4225-PMU's 50 ohm source (option sim_pmu_source_ohm: 50); 0 = ideal sources,
+        # the default until the V/3 disturb calibration is redone with the source drop
+        self.pmu_source_ohm = float(opts.get("sim_pmu_source_ohm", 0.0))
         self.wiring: CrossbarWiring | None = None
         wiring = bench.config.wiring
         if wiring:
@@ -185,6 +190,9 @@ class Sim4200(SimulatedInstrument):
         self._conn: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._multi: tuple[np.ndarray, np.ndarray] = (np.zeros(0, int), np.zeros(0, int))
         self.pmu_executions = 0
+        #: KXCI over GPIB (no ACK; errors in the status byte); the socket server clears it
+        self.gpib = config.resource.strip().upper().startswith("GPIB")
+        self.syntax_error = False
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -419,6 +427,7 @@ class Sim4200(SimulatedInstrument):
                     for n, ch in pulsing.items()
                 }
                 rv, cv, _ = self._drive(conn, levels)
+                self._source_drop(conn, pulsing, rv, cv)
                 if dur >= p.width_min_s:
                     try:
                         self.chip.apply_line_voltages(rv, cv, dur)
@@ -430,6 +439,23 @@ class Sim4200(SimulatedInstrument):
             self.chip.advance(max(period - prev, 0.0))
         self.chip.advance(self.pmu_overhead_s)
         self.pmu_executions += 1
+
+    def _source_drop(self, conn: dict, pulsing: dict, rv: np.ndarray, cv: np.ndarray) -> None:
+        """The 4225-PMU's 50 ohm source: a channel's lines get its open-circuit voltage
+        level*(load+50)/load divided between the 50 ohm and the impedance the lines present
+        (1 / the conductance of every cell on them, the far ends taken as held)."""
+        if self.pmu_source_ohm <= 0:
+            return
+        r_src = self.pmu_source_ohm
+        g = self.chip.true_conductance_us() * 1e-6
+        for n, ch in pulsing.items():
+            term = _pmu_terminal(n)
+            rows, cols = conn.get(term, (np.zeros(0, int), np.zeros(0, int)))
+            g_line = float(g[rows, :].sum() + g[:, cols].sum())
+            boost = (ch.load + r_src) / ch.load
+            divide = 1.0 / (1.0 + r_src * g_line)
+            rv[rows] *= boost * divide
+            cv[cols] *= boost * divide
 
     def _pmu_command(self, name: str, args: list[str]) -> str:
         n = name.upper()
@@ -453,6 +479,8 @@ class Sim4200(SimulatedInstrument):
             base, amp = _float(args[1], "base"), _float(args[2], "amplitude")
             if abs(base + amp) > 40 or abs(base) > 40:
                 raise KxciError(-102, "PMU level beyond +-40 V")
+            if max(abs(base), abs(base + amp)) * (ch.load + 50.0) / ch.load > ch.range_v:
+                raise KxciError(-102, f"PMU level beyond the {ch.range_v} V source range")
             ch.base, ch.amplitude = base, amp
         elif n == ":PMU:PULSE:TIMES":
             if len(args) != 5:
@@ -462,6 +490,17 @@ class Sim4200(SimulatedInstrument):
             if width <= 0 or rise <= 0 or fall <= 0 or period < width + 0.5 * (rise + fall):
                 raise KxciError(-102, "inconsistent pulse times")
             ch.period, ch.width, ch.rise, ch.fall = period, width, rise, fall
+        elif n == ":PMU:LOAD":
+            if len(args) != 2:
+                raise KxciError(-102, "expected ch,load")
+            load = _float(args[1], "load")
+            if not 1.0 <= load <= 1e7:
+                raise KxciError(-102, "load must be 1 to 1e7 ohm")
+            self.pmu[self._pmu_ch(args[0])].load = load
+        elif n == ":PMU:SOURCE:RANGE":
+            if len(args) != 2 or _float(args[1], "range") not in (10, 40):
+                raise KxciError(-102, "expected ch,10|40")
+            self.pmu[self._pmu_ch(args[0])].range_v = int(_float(args[1], "range"))
         elif n == ":PMU:PULSE:BURST:COUNT":
             count = _int(args[0], "count") if args else 0
             if count < 1:
@@ -575,12 +614,19 @@ class Sim4200(SimulatedInstrument):
             try:
                 reply = self._one(cmd)
             except KxciError as exc:
+                if self.gpib:  # over GPIB an error only sets the status byte's bit 1
+                    self.syntax_error = True
+                    return None
                 return f"ERROR {exc.code}: {exc.message}"
+        if self.gpib and reply == "ACK":
+            return None  # KXCI answers ACK over Ethernet only
         return reply
 
     def status_byte(self) -> int:
-        """Serial poll: bit 0 data ready."""
-        return 1 if self.data_ready else 0
+        """Serial poll: bit 0 data ready, bit 1 syntax error (cleared by the poll) [choice]."""
+        stb = (1 if self.data_ready else 0) | (2 if self.syntax_error else 0)
+        self.syntax_error = False
+        return stb
 
     def _one(self, cmd: str) -> str:
         if cmd.startswith(":"):

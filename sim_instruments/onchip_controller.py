@@ -246,6 +246,11 @@ class SimOnChipController(SimulatedInstrument):
         """IEEE 488.2 status byte: bit 2 (EAV) while the error queue holds an error."""
         return 4 if self._errors else 0
 
+    def can_refuse(self, message: str) -> bool:
+        """The error queue and the identity are always answered, even when busy."""
+        head = message.partition(" ")[0].upper().lstrip(":")
+        return not head.startswith(("SYST:ERR", "SYSTEM:ERR", "*IDN", "*CLS"))
+
     def transient_error(self, message: str) -> str | None:
         """Fault injection: refuse ``message`` with error 210 (busy); nothing is executed."""
         text = "Controller busy; command not executed"

@@ -107,6 +107,8 @@ class SimServer:
             port = lst.getsockname()[1]
             if self.first_port:
                 next_port = port + 1
+            if hasattr(sim, "gpib"):
+                sim.gpib = False  # a socket is the LAN interface (KXCI answers ACK)
             served = Served(name, sim.kind, port, sim, lst)
             self.served.append(served)
             t = threading.Thread(target=self._accept, args=(served,), daemon=True, name=f"serve-{name}")
@@ -176,7 +178,7 @@ class SimServer:
             if kind == "reset" and faults.applies(kind, True):
                 inst.power_cycle()
                 return False
-            if kind == "error" and faults.applies(kind, True):
+            if kind == "error" and inst.can_refuse(message) and faults.applies(kind, True):
                 reply: Any = inst.transient_error(message)
             else:
                 reply = inst.handle(message)

@@ -107,7 +107,7 @@ class _Connection:
             inst.power_cycle()
             self.lost = True
             return
-        if kind == "error" and faults.applies(kind, True):
+        if kind == "error" and inst.can_refuse(message) and faults.applies(kind, True):
             reply = inst.transient_error(message)
         else:
             reply = inst.handle(message)

@@ -1,7 +1,8 @@
 """Exact-traffic fake transport for driver protocol tests (PyMeasure ``expected_protocol`` style).
 
 A test lists every (message, reply) pair the driver must produce, in order. Any message that
-differs, any extra message and any pair left unused fails the test. Replies may be ``str``
+differs, any extra message and any pair left unused fails the test. Replies may be an exception (raised on the read: a
+timeout), ``str``
 (a text reply), ``bytes`` (a raw IEEE block for ``query_binary``) or ``None`` (a write with
 no reply). No simulator is involved.
 """
@@ -42,6 +43,8 @@ class ExpectedProtocol:
     def read(self) -> str:
         assert self.pending is not None, "read() with nothing to read"
         reply, self.pending = self.pending, None
+        if isinstance(reply, BaseException):  # a scripted link failure (e.g. LinkTimeout)
+            raise reply
         return reply.decode("latin-1") if isinstance(reply, bytes) else reply
 
     def query(self, message: str) -> str:

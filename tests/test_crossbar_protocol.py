@@ -48,6 +48,13 @@ SETUP_4200 = [
     (":PMU:RPM:CONFIGURE PMU1-1,0", "ACK"),
     (":PMU:RPM:CONFIGURE PMU1-2,0", "ACK"),
     (":PMU:RPM:CONFIGURE PMU2-1,0", "ACK"),
+    # the PMU's 50 ohm source corrected for the load; 10 V range (manual: set at set-up)
+    (":PMU:SOURCE:RANGE 1,10", "ACK"),
+    (":PMU:LOAD 1,1000000", "ACK"),
+    (":PMU:SOURCE:RANGE 2,10", "ACK"),
+    (":PMU:LOAD 2,1000000", "ACK"),
+    (":PMU:SOURCE:RANGE 3,10", "ACK"),
+    (":PMU:LOAD 3,1000000", "ACK"),
     (":PMU:MEASURE:MODE 1", "ACK"),
     (":PMU:PULSE:BURST:COUNT 1", "ACK"),
     (":PMU:PULSE:TRAIN 1,0,0", "ACK"),
