@@ -98,7 +98,8 @@ def test_levels_human_and_bad_input(tmp_path):
     assert bad.exit_code == 2 and bad.stdout == ""
     assert "step_us" in bad.stderr
     far = r.invoke(app, ["levels", "--bench", ONCHIP, "--levels", "3000", "--json"])
-    assert far.exit_code == 2 and "targets_us" in far.stderr
+    # named as the option the user typed, with how many levels fit (issue 14)
+    assert far.exit_code == 2 and "--levels=3000" in far.stderr and "<= 2376" in far.stderr
 
 
 def test_tune_cells_and_map(tmp_path):

@@ -23,6 +23,16 @@ from memprog.errors import ConfigError, InstrumentError
 from memprog.protocols.programmer import CellProgrammer
 from memprog.safe_steps import run_safe_steps
 
+class ConnectionFailed(InstrumentError):
+    """An instrument could not be reached: one line naming it, its resource and the cause."""
+
+    def __init__(self, name: str, resource: str, cause: str) -> None:
+        cause = " ".join(str(cause).split())[:300]
+        super().__init__(name, -1, f"cannot connect to {resource}: {cause}", "open")
+        self.resource = resource
+        self.cause = cause
+
+
 # stack name -> "module:function" building (instruments, programmer) from a StackContext
 STACK_BUILDERS: dict[str, str] = {
     "onchip": "memprog.drivers.onchip_programmer:build_stack",
@@ -80,10 +90,12 @@ class StackContext:
         rm = self.resource_manager(inst)
         try:
             res = rm.open_resource(inst.resource, timeout=inst.timeout_ms)
+        except ConfigError:
+            raise
         except pyvisa.errors.VisaIOError as exc:
-            raise ConfigError(
-                f"instruments.{name}.resource", inst.resource, "a resource the VISA library can open", exc.description
-            ) from exc
+            raise ConnectionFailed(name, inst.resource, exc.description) from exc
+        except Exception as exc:  # noqa: BLE001 - refused socket, bad name, missing GPIB driver
+            raise ConnectionFailed(name, inst.resource, f"{type(exc).__name__}: {exc}") from exc
         self._opened.append(res)
         return res
 
@@ -237,6 +249,14 @@ def open_bench(path: str | Path) -> Bench:
         raise ConfigError(
             f"{bench_path.name}: {exc.parameter}", exc.value, exc.allowed, exc.detail
         ) from exc
+    except InstrumentError as exc:
+        ctx.close()
+        from memprog.drivers.transport import LinkError
+
+        inst = config.instruments.get(exc.instrument)
+        if isinstance(exc, LinkError) and inst is not None:  # could not talk to it at all
+            raise ConnectionFailed(exc.instrument, inst.resource, exc.message) from exc
+        raise
     except BaseException:
         ctx.close()
         raise

@@ -16,10 +16,23 @@ import typer
 
 from memprog.cli_common import BenchOpt, JsonOpt, emit, fail
 from memprog.errors import MemprogError
+from memprog.errors import ConfigError  # labready: sim demo's sign checks
 
 app = typer.Typer(help="Program memristor chips to precise conductances.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback behind an error (also MEMPROG_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Program memristor chips to precise conductances."""
+    from memprog import cli_common
+
+    cli_common.set_debug(debug)
 
 @app.command()
 def version(as_json: JsonOpt = False) -> None:
@@ -50,6 +63,10 @@ def sim_demo(
 
     t0 = time.perf_counter()
     try:
+        if reset_v >= 0:  # labready: a RESET pulse is negative; a positive one would SET
+            raise ConfigError("--reset-v", reset_v, "< 0 V (RESET pulses are negative)")
+        if set_v <= 0:
+            raise ConfigError("--set-v", set_v, "> 0 V (SET pulses are positive)")
         with open_bench(bench) as b:
             prog = b.programmer
             n = min(cells, prog.info.cols)

@@ -48,5 +48,25 @@ def emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
 
 def fail(exc: MemprogError) -> typer.Exit:
     """Report ``exc`` on stderr as one line; raise the returned Exit (status 2)."""
+    if debug_enabled():  # labready: --debug shows the traceback behind the one line
+        import traceback
+
+        typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
+
+
+# labready: --debug (root option) and MEMPROG_DEBUG=1 show tracebacks behind errors
+_DEBUG = {"on": False}
+
+
+def set_debug(on: bool) -> None:
+    """Turn traceback printing on for :func:`fail` (the root ``--debug`` option)."""
+    _DEBUG["on"] = bool(on)
+
+
+def debug_enabled() -> bool:
+    """Whether errors show their traceback (``--debug`` or ``MEMPROG_DEBUG=1``)."""
+    import os
+
+    return _DEBUG["on"] or os.environ.get("MEMPROG_DEBUG", "") not in ("", "0")

@@ -62,7 +62,21 @@ def load_map(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
         return np.load(path, allow_pickle=False)
     if path.suffix == ".csv":
-        return np.loadtxt(path, delimiter=",", ndmin=2)
+        # labready: one header row (column names) is skipped; anything else is refused clearly
+        lines = path.read_text().splitlines()
+        first = lines[0] if lines else ""
+        skip = 0
+        try:
+            [float(v) for v in first.split(",") if v.strip()]
+        except ValueError:
+            skip = 1
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip)
+        except ValueError as exc:
+            raise ConfigError(
+                "map", str(path), "comma-separated numbers in µS (NaN to skip), at most one header row",
+                " ".join(str(exc).split()),
+            ) from None
     raise ConfigError("map", str(path), "a .npy or .csv file")
 
 
@@ -113,6 +127,15 @@ def register(app: typer.Typer) -> None:
         try:
             lv = ladder_levels(start_us, step_us, levels)
             with open_bench(bench) as b:
+                lo_us, hi_us = b.programmer.info.g_range_us  # labready: say how many fit
+                if lv[-1] > hi_us:
+                    fit = int(np.floor((hi_us - start_us) / step_us)) + 1 if start_us <= hi_us else 0
+                    raise ConfigError(
+                        "--levels",
+                        levels,
+                        f"<= {fit} ({start_us:g} µS + {step_us:g} µS steps must stay within "
+                        f"{lo_us:g}-{hi_us:g} µS on this chip)",
+                    )
                 res = run_ladder(
                     b.programmer,
                     row,

@@ -36,8 +36,24 @@ def _allowed_from_error(err: dict[str, Any]) -> str:
 
 
 def config_error_from(exc: ValidationError, model: str) -> ConfigError:
-    """Turn the first pydantic error into a ConfigError with parameter, value, range."""
-    err = exc.errors()[0]
+    """Turn the first pydantic error into a ConfigError with parameter, value, range.
+
+    An unknown key comes first: a misspelled ``set_vmax`` also makes ``set_v_max`` missing,
+    and the unknown key (with the closest known name) is what the user must fix.
+    """
+    errs = exc.errors()
+    extra = [e for e in errs if e.get("type") == "extra_forbidden"]
+    if extra:
+        import difflib
+
+        e = extra[0]
+        loc = tuple(e.get("loc", ()))
+        missing = [str(m["loc"][-1]) for m in errs if m.get("type") == "missing" and tuple(m["loc"][:-1]) == loc[:-1]]
+        close = difflib.get_close_matches(str(loc[-1]), missing, n=1) if loc else []
+        hint = f"did you mean {close[0]!r}?" if close else "remove it or check its spelling"
+        name = ".".join(str(p) for p in loc)
+        return ConfigError(f"{model}.{name}", e.get("input"), "", f"unknown key; {hint}")
+    err = errs[0]
     loc = ".".join(str(p) for p in err.get("loc", ())) or model
     inner = (err.get("ctx") or {}).get("error")
     if isinstance(inner, ConfigError):
