@@ -17,9 +17,9 @@ Kinds (each message draws at most one):
 * ``link``: the command runs, the connection drops in the middle of the reply;
 * ``reset``: the instrument reboots before the command (power-on state, connection lost).
 
-Replies that do not exist (commands) can only suffer ``error``, ``link`` and ``reset``;
-``drop``/``garbage``/``timeout`` drawn for them leave the message alone (it is counted as
-not faulted). Configuration: ``instruments.<name>.options.sim_faults`` in the bench file
+Every message drawn is faulted (the applied fraction is the rate): a reply fault drawn for a
+command without a reply becomes ``link``, an ``error`` drawn for a message the instrument
+always answers (its error queue, its identity) becomes ``drop``. Configuration: ``instruments.<name>.options.sim_faults`` in the bench file
 (``{rate: 0.01, seed: 1, kinds: [drop, garbage, ...]}``) or ``memprog sim serve
 --fault-rate 0.01 --fault-seed 1``.
 """
@@ -80,12 +80,32 @@ class FaultInjector:
             return None
         return self._kinds[int(self._rng.integers(len(self._kinds)))]
 
-    def applies(self, kind: str | None, has_reply: bool) -> bool:
-        """Whether ``kind`` can hit a message with(out) a reply; counts it if so."""
-        if kind is None or (kind in _NEEDS_REPLY and not has_reply):
-            return False
-        self.injected[kind] += 1
-        return True
+    def before(self, can_refuse: bool) -> tuple[str | None, str | None]:
+        """Draw the fault of the next message: (what to do before executing it, what to do
+        with its reply). A message drawn for a fault always gets one: ``error`` on a message
+        the instrument always answers becomes ``drop``; a reply fault on a command without
+        reply becomes ``link`` (see :meth:`after`)."""
+        kind = self.draw()
+        if kind is None:
+            return None, None
+        if kind == "reset":
+            self.injected["reset"] += 1
+            return "reset", None
+        if kind == "error":
+            if can_refuse:
+                self.injected["error"] += 1
+                return "error", None
+            kind = "drop"
+        return None, kind
+
+    def after(self, pending: str | None, has_reply: bool) -> str | None:
+        """The fault applied to the reply (counted), given whether there is one."""
+        if pending is None:
+            return None
+        if not has_reply and pending in _NEEDS_REPLY:
+            pending = "link"
+        self.injected[pending] += 1
+        return pending
 
     def garble(self, body: bytes) -> bytes:
         """Random bytes as long as ``body`` (termination bytes avoided)."""

@@ -39,6 +39,7 @@ from .faults import FaultInjector, FaultPlan
 from .visa_backend import _message_end
 
 HOST = "127.0.0.1"
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 SERVED_KINDS = ("onchip", "k4200", "k707b", "b1500")
 
 
@@ -149,6 +150,8 @@ class SimServer:
                 data = conn.recv(1 << 16)
                 if not data:
                     return
+                if _QUICKACK is not None:  # ACK at once: no 40 ms delayed-ACK/Nagle stall
+                    conn.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # when a client writes twice
                 buf.extend(data)
                 while True:
                     end, block_tail = _message_end(buf, term_in)
@@ -174,19 +177,17 @@ class SimServer:
         faults = inst.faults
         with self.lock:
             inst.chip.advance(inst.latency_s)
-            kind = faults.draw() if faults.active else None
-            if kind == "reset" and faults.applies(kind, True):
+            pre, pending = faults.before(inst.can_refuse(message)) if faults.active else (None, None)
+            if pre == "reset":
                 inst.power_cycle()
                 return False
-            if kind == "error" and inst.can_refuse(message) and faults.applies(kind, True):
-                reply: Any = inst.transient_error(message)
-            else:
-                reply = inst.handle(message)
+            reply: Any = inst.transient_error(message) if pre == "error" else inst.handle(message)
+            kind = faults.after(pending, reply is not None)
         if reply is None:
-            return not (kind == "link" and faults.applies(kind, False))
+            return kind != "link"
         body = reply if isinstance(reply, bytes) else reply.encode("latin-1")
         out = body + inst.read_termination.encode()
-        if kind is None or kind == "error" or not faults.applies(kind, True):
+        if kind is None:
             conn.sendall(out)
         elif kind == "garbage":
             conn.sendall(faults.garble(body) + inst.read_termination.encode())

@@ -102,22 +102,20 @@ class _Connection:
             self.out.append((late, False))
         self.late.clear()
         faults = inst.faults
-        kind = faults.draw() if faults.active else None
-        if kind == "reset" and faults.applies(kind, True):
+        pre, pending = faults.before(inst.can_refuse(message)) if faults.active else (None, None)
+        if pre == "reset":
             inst.power_cycle()
             self.lost = True
             return
-        if kind == "error" and inst.can_refuse(message) and faults.applies(kind, True):
-            reply = inst.transient_error(message)
-        else:
-            reply = inst.handle(message)
+        reply = inst.transient_error(message) if pre == "error" else inst.handle(message)
+        kind = faults.after(pending, reply is not None)
         term = inst.read_termination.encode()
         if reply is None:
-            if kind == "link" and faults.applies(kind, False):
+            if kind == "link":
                 self.lost = True
             return
         body = reply if isinstance(reply, bytes) else reply.encode("latin-1")
-        if kind is None or kind == "error" or not faults.applies(kind, True):
+        if kind is None:
             self.out.append((body + term, False))
         elif kind == "garbage":
             self.out.append((faults.garble(body) + term, False))

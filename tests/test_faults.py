@@ -34,8 +34,12 @@ def test_injector_is_seeded_and_counts():
     assert da == [b.draw() for _ in range(500)]
     assert 60 < sum(k is not None for k in da) < 140
     assert {k for k in da if k} <= set(FAULT_KINDS)
-    assert a.applies("drop", has_reply=False) is False  # a command has no reply to lose
-    assert a.applies("error", has_reply=False) and a.injected["error"] == 1
+    c = FaultInjector(FaultPlan(rate=0.5, seed=1, kinds=["drop"]))
+    assert c.after("drop", has_reply=False) == "link"  # a command has no reply to lose
+    assert c.after("garbage", has_reply=True) == "garbage"
+    d = FaultInjector(FaultPlan(rate=0.5, seed=1, kinds=["error"]))
+    pres = [d.before(can_refuse=False) for _ in range(50)]
+    assert all(p == (None, "drop") or p == (None, None) for p in pres)
     assert FaultInjector(None).draw() is None
 
 
