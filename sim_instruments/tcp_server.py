@@ -12,8 +12,10 @@ transport:
 * 4200A-SCS: the KXCI socket, NUL-terminated both ways, ``ACK`` for commands;
 * 707B: a raw TSP socket, LF-terminated;
 * on-chip controller: protocol v1 on a raw socket, LF-terminated, binary blocks whole;
-* B1500A: FLEX text, CR LF (as a LAN/GPIB gateway passes it on). The WGFMU instrument
-  library has no socket of its own, so the b1500_wgfmu stack is not served.
+* B1500A: FLEX text, CR LF (as a LAN/GPIB gateway passes it on);
+* B1530A WGFMU: Keysight's instrument library has no LAN protocol of its own, so its
+  *calls* are served (``tcp://127.0.0.1:PORT``, one JSON line per call, see
+  :mod:`.wgfmu_remote`) on the same chip.
 
 Messages are framed like the firmware frames them: by the write termination, except that
 an IEEE 488.2 definite-length block is read by its length field. Every instrument shares
@@ -44,18 +46,20 @@ SERVED_KINDS = ("onchip", "k4200", "k707b", "b1500")
 
 
 @dataclass
-class Served:
+class Served:  # noqa: D101 - documented below
     """One served instrument: its name, kind, port and resource string."""
 
     name: str
     kind: str
     port: int
-    instrument: SimulatedInstrument
+    instrument: Any
     listener: socket.socket
     connections: list[socket.socket] = field(default_factory=list)
 
     @property
     def resource(self) -> str:
+        if self.kind == "wgfmu":
+            return f"tcp://{HOST}:{self.port}"
         return f"TCPIP0::{HOST}::{self.port}::SOCKET"
 
 
@@ -93,9 +97,15 @@ class SimServer:
     def start(self) -> dict[str, str]:
         """Open every listening socket and start serving; instrument name -> resource string."""
         next_port = self.first_port
-        for name, sim in self.bench.instruments.items():
-            if sim.kind not in SERVED_KINDS:
-                continue
+        targets: list[tuple[str, str, Any]] = [
+            (name, sim.kind, sim) for name, sim in self.bench.instruments.items() if sim.kind in SERVED_KINDS
+        ]
+        for name, inst_cfg in self.config.instruments.items():
+            if inst_cfg.kind == "wgfmu" and inst_cfg.simulated:
+                from .wgfmu_remote import WgfmuLibraryService
+
+                targets.append((name, "wgfmu", WgfmuLibraryService(self.bench, self.lock, inst_cfg.resource)))
+        for name, kind, sim in targets:
             lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -110,7 +120,7 @@ class SimServer:
                 next_port = port + 1
             if hasattr(sim, "gpib"):
                 sim.gpib = False  # a socket is the LAN interface (KXCI answers ACK)
-            served = Served(name, sim.kind, port, sim, lst)
+            served = Served(name, kind, port, sim, lst)
             self.served.append(served)
             t = threading.Thread(target=self._accept, args=(served,), daemon=True, name=f"serve-{name}")
             t.start()
@@ -127,7 +137,7 @@ class SimServer:
 
     def fault_summary(self) -> dict[str, dict[str, int]]:
         """Faults injected so far, per served instrument."""
-        return {s.name: s.instrument.faults.summary() for s in self.served}
+        return {s.name: s.instrument.faults.summary() for s in self.served if s.kind != "wgfmu"}
 
     # ------------------------------------------------------------------ serving
     def _accept(self, served: Served) -> None:
@@ -141,7 +151,21 @@ class SimServer:
             t = threading.Thread(target=self._serve, args=(served, conn), daemon=True)
             t.start()
 
+    def _serve_library(self, served: Served, conn: socket.socket) -> None:
+        f = conn.makefile("rwb")
+        try:
+            for line in f:
+                f.write(served.instrument.handle_line(line))
+                f.flush()
+        except (OSError, ValueError):
+            return
+        finally:
+            _close(conn)
+
     def _serve(self, served: Served, conn: socket.socket) -> None:
+        if served.kind == "wgfmu":
+            self._serve_library(served, conn)
+            return
         inst = served.instrument
         term_in = inst.write_termination.encode()
         buf = bytearray()

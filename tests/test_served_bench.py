@@ -1,5 +1,7 @@
 """Every stack through pyvisa-py's real TCP transport, against ``memprog sim serve``.
 
+(The WGFMU instrument library has no LAN protocol; its calls cross their own served socket.)
+
 Backend of these tests: pyvisa-py (``@py``) over loopback sockets to a ``memprog sim serve``
 subprocess (the simulator behind real sockets), never the in-process ``@memprog`` backend.
 The fixture starts the server on free ports and writes the lab-style bench file
@@ -132,8 +134,18 @@ def test_crossbar_write_verify_over_tcp(served):
     assert res.converged.all(), res.to_frame()
 
 
+def test_b1500_wgfmu_write_verify_over_tcp(served):
+    """B1500A FLEX (CR LF socket, pyvisa-py) + the WGFMU library's calls over their socket."""
+    s = served("sim_b1500_wgfmu")
+    assert s.resources["wgfmu"].startswith("tcp://127.0.0.1:")
+    with memprog.open_bench(s.bench_file) as b:
+        assert "pyvisa_py" in type(b.instruments["b1500"].t.resource.visalib).__module__
+        res = tune_alibart(b.programmer, rows=[0], cols=[0], targets_us=[200])
+    assert res.converged.all(), res.to_frame()
+
+
 def test_b1500_flex_over_tcp(served):
-    """The B1500A's FLEX served on a socket (CR LF); the WGFMU library has no socket."""
+    """The B1500A's FLEX driver alone on its served socket (CR LF)."""
     from memprog.drivers.b1500 import B1500
 
     s = served("sim_b1500_wgfmu")

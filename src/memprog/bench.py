@@ -116,6 +116,13 @@ class StackContext:
         a path gives ``None`` here and the driver loads the real library with ctypes.
         """
         inst = self._instrument(name)
+        if inst.library is not None and inst.library.startswith("tcp://"):
+            # memprog sim serve: the simulated library's calls cross a socket
+            from memprog.sim_instruments.wgfmu_remote import RemoteWgfmuLibrary
+
+            lib = RemoteWgfmuLibrary(inst.library, timeout_s=inst.timeout_ms / 1000)
+            self.on_close(lib)
+            return lib
         if inst.library == SIM_LIBRARY or (inst.library is None and inst.simulated):
             from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 

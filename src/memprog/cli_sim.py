@@ -27,6 +27,13 @@ def served_bench(config: Any, resources: dict[str, str], timeout_ms: int | None 
     data["name"] = f"{config.name}-served"
     for name, res in resources.items():
         inst = data["instruments"][name]
+        if inst["kind"] == "wgfmu":  # the library's calls are served; its session opens on
+            inst["library"] = res  # the mainframe's served socket
+            inst["visa_library"] = "@py"
+            b1500 = [n for n, i in data["instruments"].items() if i["kind"] == "b1500" and n in resources]
+            if b1500:
+                inst["resource"] = resources[b1500[0]]
+            continue
         inst["resource"] = res
         inst["visa_library"] = "@py"
         inst["options"] = {k: v for k, v in inst.get("options", {}).items() if not k.startswith("sim_")}
