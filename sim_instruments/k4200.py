@@ -33,8 +33,9 @@ The language (see ``drivers/kxci_commands.py`` for the sources):
   ``:PMU:RPM:CONFIGURE``, ``:PMU:PULSE:TRAIN ch,base,amplitude`` (level = base +
   amplitude), ``:PMU:PULSE:TIMES``, ``:PMU:PULSE:BURST:COUNT``, ``:PMU:MEASURE:MODE``,
   ``:PMU:MEASURE:RANGE``, ``:PMU:OUTPUT:STATE``, ``:PMU:EXECUTE`` (runs synchronously),
-  ``:PMU:TEST:STATUS?`` (0). Channels are ideal sources (the 50 ohm output and the load
-  setting are not modelled). Channels with different widths pulse together from the same
+  ``:PMU:TEST:STATUS?`` (0), ``:PMU:LOAD``, ``:PMU:SOURCE:RANGE``. With option
+  ``sim_pmu_source_ohm: 50`` each channel is a 50 ohm source corrected for its load setting
+  (``_source_drop``); the default 0 keeps ideal sources (see ``__init__``). Channels with different widths pulse together from the same
   start; each phase between two widths is applied separately.
 
 Timing charged to the chip clock [choices]: KXCI message 0.5 ms (LAN round trip); a spot
@@ -178,8 +179,9 @@ class Sim4200(SimulatedInstrument):
         opts = config.options
         self.line_frequency_hz = float(opts.get("sim_line_frequency_hz", 60.0))
         self.pmu_overhead_s = float(opts.get("sim_pmu_overhead_s", 1e-3))
-        # the 4225-PMU's 50 ohm source (option sim_pmu_source_ohm: 50); 0 = ideal sources,
-        # the default until the V/3 disturb calibration is redone with the source drop
+        # the 4225-PMU's 50 ohm source: option sim_pmu_source_ohm (50 models it; the default
+        # 0 keeps ideal sources because the V/3 disturb calibration (Drolet's drift) assumes
+        # them: with 50 ohm a channel biasing 7 lines sags/rises by ~0.07 V at 1.2 V pulses)
         self.pmu_source_ohm = float(opts.get("sim_pmu_source_ohm", 0.0))
         self.wiring: CrossbarWiring | None = None
         wiring = bench.config.wiring
@@ -441,21 +443,24 @@ class Sim4200(SimulatedInstrument):
         self.pmu_executions += 1
 
     def _source_drop(self, conn: dict, pulsing: dict, rv: np.ndarray, cv: np.ndarray) -> None:
-        """The 4225-PMU's 50 ohm source: a channel's lines get its open-circuit voltage
-        level*(load+50)/load divided between the 50 ohm and the impedance the lines present
-        (1 / the conductance of every cell on them, the far ends taken as held)."""
-        if self.pmu_source_ohm <= 0:
+        """The 4225-PMU's 50 ohm source (option ``sim_pmu_source_ohm``, 0 = ideal).
+
+        A channel programmed to ``level`` with a load setting R_L outputs the open-circuit
+        voltage level*(R_L + 50)/R_L and loses 50 ohm x the current it sources into the
+        array: V = V_oc - 50*I. I is the channel's current at the programmed levels (the
+        array is ohmic; one correction step, exact to first order in 50*I/V).
+        """
+        if self.pmu_source_ohm <= 0 or not pulsing:
             return
         r_src = self.pmu_source_ohm
-        g = self.chip.true_conductance_us() * 1e-6
+        ri, ci = self._currents(rv, cv)
         for n, ch in pulsing.items():
             term = _pmu_terminal(n)
             rows, cols = conn.get(term, (np.zeros(0, int), np.zeros(0, int)))
-            g_line = float(g[rows, :].sum() + g[:, cols].sum())
+            current = self._terminal_current(conn, term, ri, ci)
             boost = (ch.load + r_src) / ch.load
-            divide = 1.0 / (1.0 + r_src * g_line)
-            rv[rows] *= boost * divide
-            cv[cols] *= boost * divide
+            rv[rows] = rv[rows] * boost - r_src * current
+            cv[cols] = cv[cols] * boost - r_src * current
 
     def _pmu_command(self, name: str, args: list[str]) -> str:
         n = name.upper()

@@ -73,25 +73,39 @@ def test_pmu_load_and_range_are_sent_and_limit_the_voltage_at_the_device():
             k.pmu_pulse_train(1, 0.0, 1.1)  # 2.2 V at the device: refused, nothing sent
 
 
-def test_simulated_pmu_models_the_50_ohm_source():
-    from memprog.sim_instruments.base import SimBench
-    from memprog.bench_config import load_bench_config
-
-    cfg, _ = load_bench_config("sim_k4200_707b")
-    data = cfg.model_dump()
-    data["instruments"]["k4200"]["options"]["sim_pmu_source_ohm"] = 50.0
-    bench = SimBench(type(cfg)(**data))
-    k = bench.instrument("k4200")
+def test_simulated_pmu_models_the_50_ohm_source(tmp_path):
+    """With sim_pmu_source_ohm: 50 a V/3 pulse's bias lines move with the current they carry."""
     import numpy as np
+    import yaml
 
-    rv, cv = np.full(8, np.nan), np.full(8, np.nan)
-    rv[0] = 1.0
-    ch = k.pmu[1]
-    ch.load = 1e6
-    k._source_drop({"PMU1-1": (np.array([0]), np.zeros(0, int))}, {1: ch}, rv, cv)
-    g = bench.chip.true_conductance_us()[0].sum() * 1e-6
-    assert rv[0] == pytest.approx((1e6 + 50) / 1e6 / (1 + 50 * g))
-    assert rv[0] < 1.0
+    import memprog
+    from memprog.sim_instruments import k4200
+
+    data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
+    data["instruments"]["k4200"].setdefault("options", {})["sim_pmu_source_ohm"] = 50.0
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(data))
+    seen = []
+    orig = k4200.Sim4200._source_drop
+
+    def spy(self, conn, pulsing, rv, cv):
+        before = rv.copy(), cv.copy()
+        orig(self, conn, pulsing, rv, cv)
+        seen.append((before, (rv.copy(), cv.copy())))
+
+    k4200.Sim4200._source_drop = spy
+    try:
+        with memprog.open_bench(path) as b:
+            b.programmer.pulse(3, 3, 1.2, 200e-9)
+    finally:
+        k4200.Sim4200._source_drop = orig
+    (r0, c0), (r1, c1) = seen[0]
+    assert r0[3] == 1.2 and r0[0] == pytest.approx(0.4) and c0[0] == pytest.approx(0.8)
+    # the selected row sags a little, the bias lines move toward each other (they carry the
+    # half-select current of the whole array through their 50 ohm)
+    assert 1.1 < r1[3] < 1.2
+    assert r1[0] > 0.41 and c1[0] < 0.79
+    assert c1[3] == 0.0 and np.isfinite(r1).all()
 
 
 def test_b1500_rejected_ti_is_reported_for_ti_not_the_next_command():
