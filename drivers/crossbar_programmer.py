@@ -43,7 +43,7 @@ from memprog.crossbar_wiring import (
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
-from memprog.errors import ConfigError, InstrumentError
+from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.limits import SafetyLimits
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
 from memprog.safe_steps import run_safe_steps, try_safe_state
@@ -419,6 +419,70 @@ class CrossbarProgrammer(CellProgrammer):
         self.safe_state()
 
 
+class RobustCrossbarProgrammer(CrossbarProgrammer):
+    """The crossbar stack through link faults (what ``open_bench`` builds; labready).
+
+    A read that fails on the link (timeout, lost connection, unreadable reply) or that an
+    instrument refused as busy is repeated after both links are resynchronised and the
+    instruments set up again (a rebooted 4200 or 707B has lost its state). A pulse batch
+    is never repeated, refused or not: a serial batch may have pulsed its first cells
+    before the failure, and the next verify read tells the protocol what happened. :attr:`link_stats` counts what happened.
+    """
+
+    #: simulator/instrument codes meaning "busy, not executed" (707B -300, 4200 -990)
+    TRANSIENT_CODES = frozenset({-300, -990})
+    retries = 8  # a recovery re-sends the ~20-message set-up, itself exposed to faults
+
+    def _robust(self, op: Any, idempotent: bool) -> Any:
+        from .transport import LinkError
+
+        stats = self.__dict__.setdefault(
+            "link_stats", {"faults": 0, "retried": 0, "recoveries": 0, "pulses_unconfirmed": 0}
+        )
+        for attempt in range(self.retries + 1):
+            try:
+                return op()
+            except (LinkError, ProtocolError, InstrumentError) as exc:
+                refused = (
+                    not isinstance(exc, LinkError | OpenCircuitError | ProtocolError)
+                    and exc.code in self.TRANSIENT_CODES
+                )
+                link = isinstance(exc, LinkError | ProtocolError)
+                if not (link or refused) or attempt == self.retries:
+                    raise
+                stats["faults"] += 1
+                self._recover_links()
+                stats["recoveries"] += 1
+                if not idempotent:  # a pulse batch is never sent twice: cells earlier in
+                    stats["pulses_unconfirmed"] += 1  # it may have been pulsed already
+                    return None
+                stats["retried"] += 1
+        return None  # pragma: no cover
+
+    def _recover_links(self) -> None:
+        from .transport import LinkError
+
+        for _ in range(self.retries + 1):
+            try:
+                for inst in (self.analyzer, self.matrix):
+                    recover = getattr(inst.transport, "recover", None)
+                    if callable(recover):
+                        recover()
+                self.matrix.errors()  # drain what the failed exchange left queued
+                self.analyzer.forget_state()  # a rebooted 4200 is in no mode
+                self.safe_state()  # known state: 0 V, matrix open; set-up again lazily
+                return
+            except (LinkError, ProtocolError, InstrumentError):
+                continue
+        raise LinkError(STACK, -1, "could not recover the links", "recover")
+
+    def pulse(self, rows, cols, amplitude_v, width_s, gate_v=None) -> None:  # noqa: D102
+        self._robust(lambda: CrossbarProgrammer.pulse(self, rows, cols, amplitude_v, width_s, gate_v), False)
+
+    def read(self, rows, cols, read_v=None) -> np.ndarray:  # noqa: D102
+        return self._robust(lambda: CrossbarProgrammer.read(self, rows, cols, read_v), True)
+
+
 # ---------------------------------------------------------------------- stack builder
 _DRIVER_KEYS_4200 = set(Keithley4200Settings.model_fields) | {
     "read_termination",
@@ -478,7 +542,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], CrossbarProgrammer]:
                 "wiring.rows", term, f"an installed PMU channel ({analyzer.pmu_channels})"
             )
     matrix.connect()
-    programmer = CrossbarProgrammer(
+    programmer = RobustCrossbarProgrammer(  # labready: recovers from link faults
         analyzer,
         matrix,
         wiring,
@@ -494,4 +558,10 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], CrossbarProgrammer]:
     return {wiring.analyzer: analyzer, wiring.matrix: matrix}, programmer
 
 
-__all__ = ["CrossbarOptions", "CrossbarProgrammer", "OpenCircuitError", "build_stack"]
+__all__ = [
+    "CrossbarOptions",
+    "CrossbarProgrammer",
+    "OpenCircuitError",
+    "RobustCrossbarProgrammer",
+    "build_stack",
+]

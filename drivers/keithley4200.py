@@ -160,7 +160,11 @@ class Keithley4200:
     # ------------------------------------------------------------------ session
     def connect(self) -> list[str]:
         """Discover the cards (``*OPT?``), clear the buffer (``BC``) and enter user mode."""
-        self.cards = kx.parse_options(self._query(kx.options()))
+        reply = self._query(kx.options())
+        self.cards = kx.parse_options(reply)
+        set_marker = getattr(self.transport, "set_marker", None)
+        if callable(set_marker):  # *OPT?'s reply marks the end of stale replies after a timeout
+            set_marker(kx.options(), reply)
         self.smus = kx.smus_from_options(self.cards)
         self.pmu_channels = [
             2 * (c - 1) + n for c in kx.pmus_from_options(self.cards) for n in (1, 2)
@@ -419,6 +423,15 @@ class Keithley4200:
                 )
             time.sleep(self.settings.pmu_poll_interval_s)
 
+    def forget_state(self) -> None:
+        """Forget the mode and PMU settings the driver believes in (after a link fault the
+        4200 may have rebooted): the next command re-enters user mode, the stack sets up
+        again."""
+        self._mode = None
+        self.epoch += 1
+        self.pmu_loads.clear()
+        self.pmu_ranges.clear()
+
     # ------------------------------------------------------------------ safety
     def safe_state(self) -> None:
         """Every SMU to 0 V, every PMU channel off. Tries every source even if one fails."""
@@ -435,6 +448,17 @@ class Keithley4200:
                 self._command(cmd)
                 if cmd == kx.user_mode():
                     self._mode = "user"
+            except InstrumentError as exc:
+                if cmd.startswith("DV") and "mode" in exc.message:
+                    try:  # the 4200 lost user mode (a reboot): enter it and try again
+                        self._command(kx.user_mode())
+                        self._mode = "user"
+                        self._command(cmd)
+                        continue
+                    except Exception as exc2:  # noqa: BLE001 - reach every source
+                        errors.append(exc2)
+                        continue
+                errors.append(exc)
             except Exception as exc:  # noqa: BLE001 - reach every source
                 errors.append(exc)
         if errors:

@@ -205,6 +205,9 @@ class Keithley707B:
         idn = self.transport.query("*IDN?").strip()
         if "707B" not in idn.upper() and "708B" not in idn.upper():
             raise ProtocolError("an identity naming a 707B/708B", idn, self.name)
+        set_marker = getattr(self.transport, "set_marker", None)
+        if callable(set_marker):  # *IDN?'s reply marks the end of stale replies after a timeout
+            set_marker("*IDN?", idn)
         self.transport.write(tsp.error_clear())
         self.set_connect_rule(self.settings.connect_rule)
         self.open_all()

@@ -627,6 +627,17 @@ class Sim4200(SimulatedInstrument):
             return None  # KXCI answers ACK over Ethernet only
         return reply
 
+    def transient_error(self, message: str) -> str | None:
+        """Fault injection: refused as busy (``ERROR -990`` [choice]); nothing is executed."""
+        if self.gpib:
+            self.syntax_error = True
+            return None
+        return "ERROR -990: instrument busy, command not executed"
+
+    def can_refuse(self, message: str) -> bool:
+        """The identity is always answered."""
+        return not message.upper().startswith(("*IDN", "*OPT"))
+
     def status_byte(self) -> int:
         """Serial poll: bit 0 data ready, bit 1 syntax error (cleared by the poll) [choice]."""
         stb = (1 if self.data_ready else 0) | (2 if self.syntax_error else 0)

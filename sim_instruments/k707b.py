@@ -102,6 +102,15 @@ class Sim707B(SimulatedInstrument):
         self.rule = _RULES["BREAK_BEFORE_MAKE"]
         self.switch_count = 0
 
+    def transient_error(self, message: str) -> str | None:
+        """Fault injection: the chunk is refused as busy (-300 queued [choice]); nothing runs."""
+        self.errors.append((-300, "Device-specific error; busy, command not executed"))
+        return None
+
+    def can_refuse(self, message: str) -> bool:
+        """The error queue and the identity are always answered."""
+        return "errorqueue" not in message and "*IDN" not in message.upper()
+
     def reset(self) -> None:
         """Power-on state: everything open, default connect rule, empty error queue."""
         self._apply(set(self.closed), set())

@@ -23,6 +23,9 @@ from memprog.errors import ConfigError, InstrumentError
 from memprog.protocols.programmer import CellProgrammer
 from memprog.safe_steps import run_safe_steps
 
+_NAME_ERRORS = (-1073807342, -1073807343)  # VI_ERROR_INV_RSRC_NAME, VI_ERROR_RSRC_NFOUND
+
+
 class ConnectionFailed(InstrumentError):
     """An instrument could not be reached: one line naming it, its resource and the cause."""
 
@@ -93,6 +96,10 @@ class StackContext:
         except ConfigError:
             raise
         except pyvisa.errors.VisaIOError as exc:
+            if exc.error_code in _NAME_ERRORS:  # the bench file names no such resource
+                raise ConfigError(
+                    f"instruments.{name}.resource", inst.resource, "a resource the VISA library can open", exc.description
+                ) from exc
             raise ConnectionFailed(name, inst.resource, exc.description) from exc
         except Exception as exc:  # noqa: BLE001 - refused socket, bad name, missing GPIB driver
             raise ConnectionFailed(name, inst.resource, f"{type(exc).__name__}: {exc}") from exc

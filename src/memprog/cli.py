@@ -15,8 +15,7 @@ import numpy as np
 import typer
 
 from memprog.cli_common import BenchOpt, JsonOpt, emit, fail
-from memprog.errors import MemprogError
-from memprog.errors import ConfigError  # labready: sim demo's sign checks
+from memprog.errors import ConfigError, MemprogError
 
 app = typer.Typer(help="Program memristor chips to precise conductances.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
