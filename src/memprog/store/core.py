@@ -578,8 +578,9 @@ class StoreSink:
         run_id: the run to write into.
         trace: ask protocols for the per-iteration pulse/read records.
         batch_cells: cells buffered before a commit.
-        flush_s: longest a finished cell waits before it is committed (a kill -9 loses at
-            most this much; a caught signal loses nothing).
+        flush_s: cells arriving within this time of the last commit are batched with the
+            next ones (a kill -9 can lose at most the cells finished in that window; a caught
+            signal loses nothing); a cell arriving later is committed at once.
     """
 
     def __init__(
@@ -604,7 +605,7 @@ class StoreSink:
         self._rows: list[dict[str, Any]] = []
         self._cell_tables: list[Any] = []
         self._cells_buffered = 0
-        self._oldest: float | None = None
+        self._last_flush = time.perf_counter()
         self._events: list[dict[str, Any]] = []
         self._traces: list[dict[str, Any]] = []
         self._trace_rows = 0
@@ -676,12 +677,13 @@ class StoreSink:
 
     # ------------------------------------------------------------------ buffering
     def _maybe_flush(self) -> None:
+        # commit at once when the last commit is older than flush_s (a serial stack's cell
+        # takes longer than that: every cell is committed as it finishes); otherwise wait
+        # for more cells, up to batch_cells (a lock-step batch finishing many at a time)
         now = time.perf_counter()
-        if self._oldest is None:
-            self._oldest = now
         if (
             self._cells_buffered >= self.batch_cells
-            or now - self._oldest >= self.flush_s
+            or now - self._last_flush >= self.flush_s
             or self._trace_rows >= 1_000_000
         ):
             self.flush()
@@ -737,8 +739,8 @@ class StoreSink:
         """Commit everything buffered in one transaction (cells, events, traces, samples)."""
         import pyarrow as pa
 
+        self._last_flush = time.perf_counter()
         if not (self._rows or self._cell_tables or self._events or self._traces or self._samples):
-            self._oldest = None
             return
         cell_blob = None
         n_cells = 0
@@ -802,7 +804,7 @@ class StoreSink:
         self._samples = {}
         self._cells_buffered = 0
         self._trace_rows = 0
-        self._oldest = None
+        self._last_flush = time.perf_counter()
 
 
 # ---------------------------------------------------------------------------------- runs
