@@ -8,7 +8,8 @@ raw samples to the sink as ``{"event": "samples", "table": NAME, "columns": {...
 records (the run store keeps them; :class:`memprog.store.VariabilityDB` derives the tables):
 
 1. **census** (table ``stuck``, ``range``): every examined cell is SET then RESET with
-   ``census_pulses`` pulses at the ramp caps, read after each; a cell that does not move
+   ``census_pulses`` pulses at the ramp caps, read after each (one cell at a time on a
+   serial stack); a cell that does not move
    is stuck (HRS below the middle of the technology's range, LRS above); the working range
    is where most working cells reach (the median RESET state to the 10th percentile of the
    SET states, ``range_margin`` inside). Every cell ends RESET (off).
@@ -51,7 +52,7 @@ class CharacterizeParams(MemprogModel):
     reads: int = Field(default=10, ge=2, le=1000, description="consecutive reads after a tune")
     disturb_cells: int | None = Field(default=None, ge=0, le=4096, description="None: min(64, array)")
     census_cells: int | None = Field(default=None, ge=1, description="None: min(4096, array)")
-    census_pulses: int = Field(default=5, ge=1, le=100, description="pulses at each ramp cap")
+    census_pulses: int = Field(default=3, ge=1, le=100, description="pulses at each ramp cap")
     stuck_min_move_us: float = Field(default=5.0, gt=0, description="less movement = stuck")
     range_margin: float = Field(default=0.05, ge=0, lt=0.5, description="inside the reachable range")
     rtn_reads: int = Field(default=20, ge=2, le=10_000)
@@ -101,14 +102,22 @@ def characterize(
     counts: dict[str, int] = {}
     try:
         # 1. census and working range ------------------------------------------------
-        gate = _gate(prog, ali, n_census)
-        g0 = prog.read(cr, cc)
-        for _ in range(p.census_pulses):
-            _pulse_all(prog, cr, cc, ali.set_max_v, ali.width_s, gate)
-        g_set = prog.read(cr, cc)
-        for _ in range(p.census_pulses):
-            _pulse_all(prog, cr, cc, -ali.reset_max_v, ali.width_s, None)
-        g_reset = prog.read(cr, cc)
+        # serial (passive) stacks: one cell at a time, read right after its own pulses (on a
+        # V/3 array a RESET at the cap puts +V/3 on every cell off its lines, enough to SET
+        # a cell with a low threshold, so a cell is only judged by its own response)
+        step = 1 if info.parallel == "cell" else n_census
+        g0, g_set, g_reset = (np.empty(n_census) for _ in range(3))
+        for a in range(0, n_census, step):
+            sl = slice(a, a + step)
+            r_, c_ = cr[sl], cc[sl]
+            g0[sl] = prog.read(r_, c_)
+            for _ in range(p.census_pulses):
+                _pulse_all(prog, r_, c_, ali.set_max_v, ali.width_s, _gate(prog, ali, r_.size))
+            g_set[sl] = prog.read(r_, c_)
+            for _ in range(p.census_pulses):
+                _pulse_all(prog, r_, c_, -ali.reset_max_v, ali.width_s, None)
+            g_reset[sl] = prog.read(r_, c_)
+            bar.update(r_.size)
         move = np.abs(g_set - g_reset)
         stuck = move < np.maximum(p.stuck_min_move_us, 0.05 * np.abs(g_set))
         mid = 0.5 * (info.g_range_us[0] + info.g_range_us[1])
@@ -133,7 +142,6 @@ def characterize(
         _samples(s, "range", g_lo_us=[lo], g_hi_us=[hi], n_working=[int(working.size)], n_cells=[n_census])
         counts["range"] = 1
         _checkpoint(s, "census")
-        bar.update(n_census)
 
         # 2. imprecision ---------------------------------------------------------------
         pick = working[np.linspace(0, working.size - 1, min(p.devices, working.size)).round().astype(int)]
