@@ -150,3 +150,29 @@ def test_db_commands(tmp_path):
     assert missing.exit_code == 2 and "0123456789ab" in missing.stderr
     up = r.invoke(app, ["db", "upgrade", "--db", url, "--json"])
     assert up.exit_code == 0 and json.loads(up.stdout)["revision"]
+
+
+def test_store_failure_mid_run_stops_safely(tmp_path, monkeypatch):
+    """A full disk (simulated: the sink's commit fails) stops the run, bench safe, one line."""
+    from memprog.store import StoreError
+    from memprog.store.core import StoreSink
+
+    real = StoreSink.flush
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise StoreError(self.store.url, "store finished cells", "database or disk is full")
+        return real(self)
+
+    monkeypatch.setattr(StoreSink, "flush", flaky)
+    res = _runner().invoke(
+        app,
+        ["tune", "--bench", BENCH, "--rows", "0", "--cols", "0:4", "--target-us", "250",
+         "--db", f"sqlite:///{tmp_path / 'f.sqlite'}", "--json", "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 3, res.output
+    err = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "disk is full" in err[0] and "made safe" in err[0]
+    assert res.stdout == ""

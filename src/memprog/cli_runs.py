@@ -272,7 +272,13 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
             else EXIT_INSTRUMENT
         )
         tail = f"; {safe}" if ctx is not None and ctx.bench is not None else ""
-        run = f"; run {run_id} marked failed" if run_id else ""
+        run = ""
+        if run_id:
+            run = (
+                f"; run {run_id} marked failed"
+                if ctx is not None and ctx.handle.finished
+                else f"; run {run_id} could not be marked failed (it stays 'running')"
+            )
         line = f"error: {' '.join(str(exc).split())}{tail}{run}"
     typer.echo(line, err=True)
     if as_json and signum is not None:
