@@ -236,8 +236,16 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
         try:
             migrate.upgrade(engine)
         except SQLAlchemyError as exc:
-            engine.dispose()
-            raise ConfigError("db", masked, "", f"schema migration {rev} -> {head} failed: {_one_line(exc)}") from None
+            # another process may have created the schema at the same moment (SQLite)
+            try:
+                now = migrate.schema_state(engine)[0]
+            except SQLAlchemyError:
+                now = None
+            if now != head:
+                engine.dispose()
+                raise ConfigError(
+                    "db", masked, "", f"schema migration {rev} -> {head} failed: {_one_line(exc)}"
+                ) from None
     return Store(engine, url, read_only=read_only)
 
 
