@@ -74,7 +74,7 @@ def test_runs_cells_events_round_trip(url):
     rid = s.start_run(kind="tune", bench="b1", chip_id="C1", technology="tio2_passive",
                       protocol="alibart", params={"a": 1}, cells_total=20)
     assert len(rid) == 12 and int(rid, 16) >= 0
-    sink = s.sink(rid, batch_cells=8, flush_s=3600)
+    sink = s.sink(rid, batch_cells=8, flush_s=3600, background=False)
     sink.record_event({"event": "tune_start", "cells": 20, "arr": np.arange(3)})
     res = _result(12)
     for i in range(5):  # the per-cell path
@@ -306,6 +306,7 @@ def test_two_runs_write_concurrently(url):
             for b in range(8):
                 sink.record_results(_result(8, start=8 * b))  # 8 cells -> one commit each
                 sink.record_event({"event": "checkpoint", "next_index": 8 * (b + 1)})
+            sink.flush()
             s.finish_run(rid, "complete")
             s.close()
         except BaseException as exc:  # noqa: BLE001 - reported below

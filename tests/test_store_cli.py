@@ -157,16 +157,16 @@ def test_store_failure_mid_run_stops_safely(tmp_path, monkeypatch):
     from memprog.store import StoreError
     from memprog.store.core import StoreSink
 
-    real = StoreSink.flush
+    real = StoreSink._commit
     calls = {"n": 0}
 
-    def flaky(self):
+    def flaky(self, payload):  # the writer's transaction (in its background thread)
         calls["n"] += 1
-        if calls["n"] >= 3:
+        if calls["n"] >= 2:
             raise StoreError(self.store.url, "store finished cells", "database or disk is full")
-        return real(self)
+        return real(self, payload)
 
-    monkeypatch.setattr(StoreSink, "flush", flaky)
+    monkeypatch.setattr(StoreSink, "_commit", flaky)
     res = _runner().invoke(
         app,
         ["tune", "--bench", BENCH, "--rows", "0", "--cols", "0:4", "--target-us", "250",
