@@ -150,6 +150,13 @@ def test_db_commands(tmp_path):
     assert missing.exit_code == 2 and "0123456789ab" in missing.stderr
     up = r.invoke(app, ["db", "upgrade", "--db", url, "--json"])
     assert up.exit_code == 0 and json.loads(up.stdout)["revision"]
+    lv = r.invoke(app, ["levels", "--bench", "sim_onchip", "--levels", "3", "--start-us", "1000",
+                        "--out", str(tmp_path / "l.png"), "--db", url, "--json", "--no-progress"])
+    assert lv.exit_code == 0, lv.output
+    s = open_store(url)
+    cells = s.cells(json.loads(lv.stdout)["run_id"])
+    assert cells["level"].tolist() == [0, 1, 2] and s.list_runs(kind="levels")["status"].tolist() == ["complete"]
+    s.close()
 
 
 def test_store_failure_mid_run_stops_safely(tmp_path, monkeypatch):
