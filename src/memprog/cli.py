@@ -126,6 +126,7 @@ def _register_subcommands() -> None:
     from memprog import cli_sim  # labready: memprog sim serve
 
     cli_sim.register(sim_app)
+    __import__("memprog.cli_db").cli_db.register(app)
 
 
 _register_subcommands()
