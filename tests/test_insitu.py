@@ -113,7 +113,7 @@ def test_sim_params_refused_when_unknown_out_of_range_or_on_a_lab_bench(tmp_path
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, float("nan")])
 def test_stuck_fraction_outside_0_1_is_refused(fraction):
     with pytest.raises(ConfigError, match=r"stuck_fraction.*\[0, 1\)"):
-        run_insitu_job(ONCHIP, InsituParams(epochs=0), stuck_fraction=fraction, use_store=False)
+        run_insitu_job(ONCHIP, InsituParams(epochs=0), stuck_fraction=fraction)
 
 
 # ------------------------------------------------------------------ refusals
@@ -191,7 +191,6 @@ def test_ctrl_c_leaves_the_bench_safe_and_saves_the_partial_weights(tmp_path, mo
             ONCHIP,
             InsituParams(epochs=3, limit_train=64, limit_test=32),
             out=out,
-            use_store=False,
             on_epoch=interrupt,
         )
     assert aborts, "the bench was not put in its safe state"

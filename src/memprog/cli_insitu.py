@@ -84,8 +84,6 @@ def register(app: typer.Typer) -> None:
                 stuck_fraction=stuck_fraction,
                 out=out,
                 exsitu=exsitu,
-                db=db,
-                use_store=not no_store,
                 progress=show,
                 on_epoch=on_epoch,
                 log=log,

@@ -25,6 +25,10 @@ The scheme, per minibatch:
    conductance (1T1R compliance); an increase is that SET alone. Row-parallel, batched:
    at most one RESET and one SET message per minibatch, no read-back.
 
+Per epoch the job reports the test accuracy (the whole test set through ``VMM?``) and the
+training accuracy as seed 002 Fig. 3c does: the running minibatch accuracy, i.e. what
+the forward passes classified correctly before each update (no extra pass).
+
 The gate → conductance relation is measured, not assumed: :func:`calibrate_gate` RESETs
 and SETs spare rows at a ramp of gate voltages and fits a line through the responsive
 cells (Li's Fig. 3d). Nothing here reads a simulator parameter.
@@ -459,10 +463,15 @@ class ChipNetwork:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)[1].argmax(axis=1)
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """One minibatch: forward on chip, backward in software, open-loop update pulses."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
+        """One minibatch: forward on chip, backward in software, open-loop update pulses.
+
+        Returns the minibatch loss and how many of its samples the forward pass (before
+        the update) classified correctly.
+        """
         p, lay = self.params, self.layout
         h, prob = self.forward(x)
+        correct = int(np.count_nonzero(prob.argmax(axis=1) == y))
         onehot = np.zeros_like(prob)
         onehot[np.arange(y.size), y] = 1.0
         loss = float(-np.log(np.maximum(prob[np.arange(y.size), y], 1e-12)).mean())
@@ -493,7 +502,7 @@ class ChipNetwork:
         down = np.flatnonzero(pending < -p.update_threshold_us)
         up = np.flatnonzero(pending > p.update_threshold_us)
         self._pulse(down, np.concatenate([down, up]))
-        return loss
+        return loss, correct
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -659,11 +668,12 @@ def train_insitu(
             for start in range(0, n, p.batch_size):
                 idx = perm[start : start + p.batch_size]
                 lr = p.learning_rate / (1.0 + p.lr_decay * epoch_i)
-                losses.append(net.train_step(data.x_train[idx], data.y_train[idx], lr))
+                loss, ok = net.train_step(data.x_train[idx], data.y_train[idx], lr)
+                losses.append(loss)
+                correct += ok
                 bar.update(idx.size)
             ep_wall.append(time.perf_counter() - tw)
             ep_bench.append(bench.bench_time_s - tb)
-            correct = int((net.predict(data.x_train) == data.y_train).sum())
             acc = float((net.predict(data.x_test) == data.y_test).mean())
             epoch = epoch_i + 1
             row = {
@@ -892,25 +902,6 @@ def exsitu_transfer(
 
 
 # ---------------------------------------------------------------------------------- the job
-@contextmanager
-def _stored(db: str | None, use_store: bool, **start: Any) -> Iterator[Any]:
-    """A run of the store (Contract A) when ``memprog.store`` exists and is wanted, else None."""
-    if not use_store:
-        yield None
-        return
-    try:
-        from memprog.store import open_store, stored_run  # type: ignore[import-not-found]
-    except ImportError:
-        yield None
-        return
-    store = open_store(db)
-    try:
-        with stored_run(store, **start) as handle:
-            yield handle
-    finally:
-        store.close()
-
-
 def run_insitu_job(
     bench: str | Path,
     params: InsituParams | None = None,
@@ -918,19 +909,25 @@ def run_insitu_job(
     stuck_fraction: float | None = None,
     out: str | Path | None = None,
     exsitu: bool = False,
-    db: str | None = None,
-    use_store: bool = True,
+    sink: EventSink | None = None,
+    opener: Callable[[str], Any] | None = None,
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_partial: Callable[[InsituResult], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``memprog insitu``: train in the array of ``bench``; optionally compare with ex-situ.
 
     Validates everything before the first pulse (stuck fraction in [0, 1), a stack with
-    ``VMM?``), stores the run (kind ``insitu``) when the run store is available, and
-    writes the weights to ``out`` as a Contract B file. On Ctrl-C (or SIGTERM/SIGHUP as
-    ``memprog.signals.Interrupted``) the partly trained weights are written to ``out``
-    first, the bench is left safe by its ``with`` block, and the interrupt propagates.
+    ``VMM?``) and writes the weights to ``out`` as a Contract B file. On Ctrl-C (or
+    SIGTERM/SIGHUP as ``memprog.signals.Interrupted``) the partly trained weights are
+    written to ``out`` first (and handed to ``on_partial``), the bench is left safe by
+    its ``with`` block, and the interrupt propagates.
+
+    Args:
+        sink: where events go (the run store's sink).
+        opener: opens a bench file as a context manager (default :func:`memprog.open_bench`;
+            the CLI passes its run context's, which records the safe state).
     """
     from memprog.bench import open_bench
 
@@ -943,49 +940,37 @@ def run_insitu_job(
     data = load_dataset("digits", seed=p.seed, limit_train=p.limit_train, limit_test=p.limit_test)
     out_path = Path(out) if out is not None else None
     source = f"insitu:{Path(str(bench)).name}"
+    opener = opener or open_bench
 
     def save(res: InsituResult) -> None:
         if out_path is not None:
             save_weights(out_path, res, p, source)
             say(f"memprog: weights after {res.epochs} epoch(s) saved to {out_path}")
+        if on_partial is not None:
+            on_partial(res)
 
-    summary: dict[str, Any]
     with bench_with_stuck_fraction(bench, stuck_fraction) as path:
-        with open_bench(path) as b:
+        with opener(str(path)) as b:
             require_vmm(b)
-            cfg = b.config
-            with _stored(
-                db,
-                use_store,
-                kind="insitu",
-                bench=cfg.name,
-                bench_path=str(path),
-                chip_id=cfg.chip.id,
-                technology=cfg.chip.technology,
-                protocol="insitu/li2018",
-                params={**p.model_dump(), "stuck_fraction": stuck_fraction},
-            ) as handle:
-                sink = handle.sink if handle is not None else None
-                res = train_insitu(
-                    b,
-                    p,
-                    data,
-                    sink=sink,
-                    progress=progress,
-                    stuck_fraction=stuck_fraction,
-                    on_interrupt=save,
-                    on_epoch=on_epoch,
-                )
-                save(res)
-                summary = res.summary()
-                summary["bench"] = cfg.name
-                summary["weights"] = str(out_path) if out_path is not None else None
-                summary["run_id"] = handle.run_id if handle is not None else None
-                if handle is not None:
-                    handle.summary = summary
+            res = train_insitu(
+                b,
+                p,
+                data,
+                sink=sink,
+                progress=progress,
+                stuck_fraction=stuck_fraction,
+                on_interrupt=save,
+                on_epoch=on_epoch,
+            )
+            name = b.config.name
+    if out_path is not None:
+        save_weights(out_path, res, p, source)
+    summary = res.summary()
+    summary["bench"] = name
+    summary["weights"] = str(out_path) if out_path is not None else None
     if exsitu:
         with bench_with_stuck_fraction(bench, stuck_fraction) as path:
-            with open_bench(path) as b:
+            with opener(str(path)) as b:
                 ex = exsitu_transfer(b, p, data, progress=progress)
         summary["exsitu"] = ex
         summary["exsitu_accuracy"] = ex["chip_accuracy"]
