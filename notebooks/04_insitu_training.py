@@ -13,8 +13,6 @@
 # Run it as a script or open it with jupytext.
 
 # %%
-import numpy as np
-
 import memprog
 from memprog.jobs.insitu import (
     InsituParams,
@@ -24,7 +22,7 @@ from memprog.jobs.insitu import (
     train_insitu,
 )
 
-EPOCHS = 3  # the benchmark figures: 8
+EPOCHS = 2  # the benchmark figures: 8
 LIMIT_TRAIN = None  # all 1,347 training images (one epoch takes about a second)
 data = load_dataset("digits", seed=0, limit_train=LIMIT_TRAIN)
 print(f"digits: {len(data.x_train)} training, {len(data.x_test)} test images, 64 inputs")
@@ -84,7 +82,7 @@ plt.show()
 # %%
 with bench_with_stuck_fraction("sim_onchip", 0.5) as path:
     with memprog.open_bench(path) as bench:
-        ins = train_insitu(bench, params, data, stuck_fraction=0.5)
+        ins = train_insitu(bench, params.model_copy(update={"epochs": 3}), data, stuck_fraction=0.5)
     with memprog.open_bench(path) as bench:
         ex = exsitu_transfer(bench, params, data, software_epochs=20)
 print(f"50 % stuck: in-situ {ins.test_accuracy:.3f}")
