@@ -114,15 +114,23 @@ def test_sim_params_refused_when_unknown_out_of_range_or_on_a_lab_bench(tmp_path
 def test_stuck_fraction_outside_0_1_is_refused(fraction):
     with pytest.raises(ConfigError, match=r"stuck_fraction.*\[0, 1\)"):
         run_insitu_job(ONCHIP, InsituParams(epochs=0), stuck_fraction=fraction)
+    res = CliRunner().invoke(app, ["insitu", "--stuck-fraction", str(fraction), "--json"])
+    assert res.exit_code == 2 and "[0, 1)" in res.stderr and res.stdout == ""
 
 
 # ------------------------------------------------------------------ refusals
+@pytest.fixture(autouse=True)
+def _store_in_tmp(tmp_path, monkeypatch):
+    """Stored runs go to a throw-away SQLite file, never the user's store."""
+    monkeypatch.setenv("MEMPROG_DB", f"sqlite:///{tmp_path / 'runs.sqlite'}")
+
+
 @pytest.mark.parametrize("bench", ["sim_k4200_707b", "sim_b1500_wgfmu"])
 def test_a_bench_without_vmm_is_refused_naming_it(bench):
     with memprog.open_bench(bench) as b:
         with pytest.raises(ConfigError, match="VMM"):
             require_vmm(b)
-    res = CliRunner().invoke(app, ["insitu", "--bench", bench, "--json", "--no-store"])
+    res = CliRunner().invoke(app, ["insitu", "--bench", bench, "--json"])
     assert res.exit_code == 2
     assert "VMM" in res.stderr and res.stdout == ""
 
@@ -158,9 +166,7 @@ def test_seed002_insitu_adapts_to_stuck_devices_where_exsitu_does_not():
 
 def test_cli_json_and_contract_b_weights(tmp_path):
     out = tmp_path / "w.pt"
-    res = CliRunner().invoke(
-        app, ["insitu", "--epochs", "1", "--json", "--no-store", "--out", str(out)]
-    )
+    res = CliRunner().invoke(app, ["insitu", "--epochs", "1", "--json", "--out", str(out)])
     assert res.exit_code == 0, res.stderr
     summary = json.loads(res.stdout)
     for key in ("test_accuracy", "epochs", "stuck_fraction", "pulses", "wall_s", "bench_time_s"):
