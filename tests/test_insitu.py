@@ -203,3 +203,62 @@ def test_ctrl_c_leaves_the_bench_safe_and_saves_the_partial_weights(tmp_path, mo
     w = torch.load(out, weights_only=True)
     assert w["epochs"] == 1
     assert torch.isfinite(w["state_dict"]["layers.0.weight"]).all()
+
+
+# ------------------------------------------------------------------ the run store
+def test_cli_stores_the_run(tmp_path):
+    from memprog.store import open_store
+
+    res = CliRunner().invoke(
+        app,
+        [
+            "insitu",
+            "--epochs",
+            "1",
+            "--stuck-fraction",
+            "0.3",
+            "--json",
+            "--out",
+            str(tmp_path / "w.pt"),
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert "memprog: run " in res.stderr
+    store = open_store()
+    try:
+        runs = store.list_runs(kind="insitu")
+        assert len(runs) == 1 and runs.status.iloc[0] == "complete"
+        run = store.get_run(summary["run_id"])
+        assert run["params"]["stuck_fraction"] == 0.3
+        assert run["summary"]["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+        assert [e["epoch"] for e in store.events(summary["run_id"], "epoch")] == [1]
+    finally:
+        store.close()
+
+
+def test_cli_ctrl_c_exits_130_run_interrupted_weights_saved(tmp_path, monkeypatch):
+    from memprog.jobs import insitu
+    from memprog.store import open_store
+
+    calls = []
+    step = insitu.ChipNetwork.train_step
+
+    def interrupted_step(self, x, y, lr):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return step(self, x, y, lr)
+
+    monkeypatch.setattr(insitu.ChipNetwork, "train_step", interrupted_step)
+    out = tmp_path / "partial.pt"
+    res = CliRunner().invoke(app, ["insitu", "--epochs", "2", "--out", str(out)])
+    assert res.exit_code == 130, res.stderr
+    assert "interrupted" in res.stderr and "made safe" in res.stderr and str(out) in res.stderr
+    w = torch.load(out, weights_only=True)
+    assert w["epochs"] == 0 and w["format"] == "memprog.weights/1"
+    store = open_store()
+    try:
+        assert store.list_runs(kind="insitu").status.tolist() == ["interrupted"]
+    finally:
+        store.close()
