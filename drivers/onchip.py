@@ -31,6 +31,7 @@ from .onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramR
 from .transport import Transport
 
 PROTOCOL_MAJOR = 1  # the protocol version this driver speaks (drivers/onchip_protocol.md)
+VMM_BATCH_MAX = 1024  # input vectors per VMM:INP block (protocol v1.1)
 TEXT_BATCH_MAX = 16  # cells of one row sent as a text PULS:ROW? list; larger batches go binary
 _RAW_REFUSED = ("PULS", "PROG", "VMM", "READ:VOLT")  # stimulus commands: typed methods only
 
@@ -589,26 +590,36 @@ class OnChipController:
 
     # ------------------------------------------------------------------ analog VMM
     def vmm(self, input_v: object) -> np.ndarray:
-        """``VMM:INP`` + ``VMM?``: row voltages in, column currents (A) out, in one integration.
+        """``VMM:INP`` + ``VMM?``: row voltages in, column currents (A) out.
 
+        ``input_v`` is one vector (rows,) — one integration — or a batch (k, rows) of up to
+        :data:`VMM_BATCH_MAX` vectors sent as one block, answered by one block of k x cols
+        currents (k integrations, one after the other): a minibatch costs two messages.
         Each input is a read-level voltage: |V| <= the chip's ``read_v_max``.
         """
         self._require_connected()
         v = np.asarray(input_v, dtype=float)
-        if v.shape != (self.rows,):
-            raise ConfigError("input_v shape", v.shape, f"({self.rows},)")
+        single = v.ndim == 1
+        if single:
+            v = v[None, :]
+        if v.ndim != 2 or v.shape[1] != self.rows or not 1 <= v.shape[0] <= VMM_BATCH_MAX:
+            raise ConfigError(
+                "input_v shape",
+                np.shape(input_v),
+                f"({self.rows},) or (k, {self.rows}), 1 <= k <= {VMM_BATCH_MAX}",
+            )
         bad = ~np.isfinite(v) | (np.abs(v) > self.limits.read_v_max)
         if bad.any():
             raise SafetyError("input_v", float(v[bad][0]), f"|V| <= {self.limits.read_v_max} V")
-        self.transport.write_binary(cmd.VMM_INPUT_HEADER, v.astype("<f4"), "f")
+        self.transport.write_binary(cmd.VMM_INPUT_HEADER, v.astype("<f4").ravel(), "f")
+        n = v.shape[0] * self.cols
         try:
-            i = self._query_block(
-                cmd.VMM_QUERY, "f", self.cols, f"a block of {self.cols} float32 column currents"
-            )
+            i = self._query_block(cmd.VMM_QUERY, "f", n, f"a block of {n} float32 column currents")
         except InstrumentError:
             self._safe_after_error()
             raise
-        return i.astype(np.float64)
+        i = i.astype(np.float64)
+        return i if single else i.reshape(v.shape[0], self.cols)
 
     # ------------------------------------------------------------------ on-chip 6-bit programming
     def program_range_us(self) -> tuple[float, float]:

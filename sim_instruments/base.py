@@ -135,9 +135,11 @@ class SimBench:
 
         self.config = config
         c = config.chip
+        technology = c.device_params() if c.sim_params else c.technology
         self.chip = SimChip(
-            c.rows, c.cols, c.technology, seed=c.seed, bias_scheme=c.bias_scheme, read_scheme=c.read_scheme
+            c.rows, c.cols, technology, seed=c.seed, bias_scheme=c.bias_scheme, read_scheme=c.read_scheme
         )
+        self.chip.technology = c.technology  # the preset it derives from, as the chip reports it
         self.instruments: dict[str, SimulatedInstrument] = {}
         self.by_resource: dict[str, SimulatedInstrument] = {}
         for name, inst_cfg in config.instruments.items():

@@ -508,13 +508,32 @@ class SimChip:
 
         All word lines are driven at once and every column is held at virtual ground, so
         column j collects sum_i G_ij * V_i (with read noise and RTN on every cell).
+        ``input_v`` is one vector (rows,) or a batch (k, rows): k integrations one after
+        the other, each with its own noise and one ``read_time_s`` of simulated time;
+        the result is (cols,) or (k, cols).
+
+        Only cells on driven rows (V != 0) carry current, so the noisy conductance is
+        evaluated on the span of rows that any vector drives: the same currents, without
+        sampling noise on cells that contribute nothing.
         """
         v = require_range("input_v", input_v, -0.5, 0.5, "V")
-        if v.shape != (self.rows,):
-            raise ConfigError("input_v length", v.shape, f"({self.rows},)")
-        g = self._observed_g(slice(0, self.n_cells)).reshape(self.rows, self.cols)
-        self.clock_s += self.params.read_time_s
-        return (g * 1e-6).T @ v
+        single = v.ndim == 1
+        vb = v[None, :] if single else v
+        if vb.ndim != 2 or vb.shape[1] != self.rows or vb.shape[0] == 0:
+            raise ConfigError("input_v shape", v.shape, f"({self.rows},) or (k, {self.rows})")
+        driven = np.flatnonzero(np.any(vb != 0, axis=0))
+        out = np.zeros((vb.shape[0], self.cols))
+        if driven.size:
+            r0, r1 = int(driven[0]), int(driven[-1]) + 1
+            sel = slice(r0 * self.cols, r1 * self.cols)
+            vs = vb[:, r0:r1]
+            for k in range(vb.shape[0]):
+                g = self._observed_g(sel).reshape(r1 - r0, self.cols)
+                out[k] = (g * 1e-6).T @ vs[k]
+                self.clock_s += self.params.read_time_s
+        else:
+            self.clock_s += self.params.read_time_s * vb.shape[0]
+        return out[0] if single else out
 
     def advance(self, dt_s: float) -> None:
         """Let simulated time pass (bus latency, waits, retention)."""

@@ -47,6 +47,7 @@ GATE_HEADROOM_V = 0.5  # firmware gate limit above the gate voltage of full comp
 STALL_ITERATIONS = 8  # on-chip programming gives up on a cell that has not moved by then
 MAX_ITERATIONS = 60  # on-chip programming iterations (SET + verify passes)
 VERIFY_FRACTION = 0.6  # accept a cell within this fraction of the half level step
+VMM_BATCH_MAX = 1024  # input vectors one VMM:INP block may hold (firmware buffer)
 
 
 class OnChipSimOptions(MemprogModel):
@@ -568,9 +569,14 @@ class SimOnChipController(SimulatedInstrument):
     def _vmm_input(self, args: str) -> None:
         self.vmm_input = None
         v = _parse_block(args.lstrip(" "), "<f4").astype(np.float64)
-        if v.size != self.rows:
+        if v.size == 0 or v.size % self.rows:
             raise _CommandError(
                 -161, f"Invalid block data; {v.size} input voltages, the array has {self.rows} rows"
+            )
+        if v.size // self.rows > VMM_BATCH_MAX:
+            raise _CommandError(
+                -161,
+                f"Invalid block data; {v.size // self.rows} input vectors, at most {VMM_BATCH_MAX}",
             )
         bad = ~np.isfinite(v) | (np.abs(v) > READ_V_MAX)
         if bad.any():
@@ -579,9 +585,10 @@ class SimOnChipController(SimulatedInstrument):
                 f"Input voltage out of range; {float(v[bad][0]):.6G} V, "
                 f"allowed |V| <= {READ_V_MAX:.6G} V",
             )
-        self.vmm_input = v
+        self.vmm_input = v.reshape(-1, self.rows)
 
     def _vmm(self, args: str) -> bytes:
+        """One integration per stored input vector, in order; currents vector by vector."""
         _fields(args, ())
         if self.vmm_input is None:
             raise _CommandError(213, "No VMM input; send VMM:INP <block> first")

@@ -54,6 +54,11 @@ class ChipConfig(MemprogModel):
     bias_scheme: Literal["v3", "v2"] = "v3"
     read_scheme: Literal["ground", "float"] = "ground"
     limits: SafetyLimits
+    sim_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="simulator only: technology-preset fields this chip has instead "
+        "(e.g. unresponsive_fraction: 0.3 for a chip with 30 % stuck devices)",
+    )
 
     @model_validator(mode="after")
     def _limits_below_breakdown(self) -> ChipConfig:
@@ -62,6 +67,8 @@ class ChipConfig(MemprogModel):
         params = PRESETS.get(self.technology)
         if params is None:
             raise ConfigError("chip.technology", self.technology, f"one of {sorted(PRESETS)}")
+        if self.sim_params:
+            params = self.device_params()
         for name in ("set_v_max", "reset_v_max"):
             value = getattr(self.limits, name)
             if value >= params.v_breakdown_v:
@@ -72,6 +79,29 @@ class ChipConfig(MemprogModel):
                     "a safety limit at or beyond breakdown would let a pulse destroy the cell",
                 )
         return self
+
+    def device_params(self) -> Any:
+        """The simulated chip's physics: the technology preset with ``sim_params`` applied.
+
+        Unknown fields and values outside a field's range are refused (ConfigError naming
+        ``chip.sim_params.<field>``), never dropped or clipped.
+        """
+        from memprog.sim_instruments.device_params import DeviceParams
+        from memprog.sim_instruments.presets import get_preset
+
+        preset = get_preset(self.technology)
+        unknown = sorted(set(self.sim_params) - set(DeviceParams.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"chip.sim_params.{unknown[0]}", self.sim_params[unknown[0]],
+                "a field of the technology preset (DeviceParams)",
+            )
+        try:
+            return DeviceParams(**{**preset.model_dump(), **self.sim_params})
+        except ConfigError as exc:
+            raise ConfigError(
+                f"chip.sim_params: {exc.parameter}", exc.value, exc.allowed, exc.detail
+            ) from exc
 
 
 class ProgrammerConfig(MemprogModel):
@@ -102,6 +132,15 @@ class BenchConfig(MemprogModel):
                     f"instruments.{name}.resource", inst.resource, f"unique (also used by {seen[inst.resource]})"
                 )
             seen[inst.resource] = name
+        if self.chip.sim_params:
+            real = sorted(n for n, i in self.instruments.items() if not i.simulated)
+            if real:
+                raise ConfigError(
+                    "chip.sim_params",
+                    sorted(self.chip.sim_params),
+                    "empty on a bench with real instruments",
+                    f"simulator-only physics; {', '.join(real)} talk to a real chip",
+                )
         return self
 
     def instrument_of_kind(self, kind: str) -> tuple[str, InstrumentConfig]:

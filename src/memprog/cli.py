@@ -127,6 +127,7 @@ def _register_subcommands() -> None:
 
     cli_sim.register(sim_app)
     __import__("memprog.cli_db").cli_db.register(app)
+    __import__("memprog.cli_insitu", fromlist=["register"]).register(app)
 
 
 _register_subcommands()

@@ -1,0 +1,1 @@
+"""Jobs: whole workflows built on the protocols (weight programming, in-situ training)."""
