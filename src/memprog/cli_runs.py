@@ -227,7 +227,18 @@ def _jsonable(x: object) -> object:
         return str(x)
 
 
+def _print_traceback_if_debug(exc: BaseException) -> None:
+    """``--debug`` / ``MEMPROG_DEBUG=1``: the traceback behind the one-line error."""
+    from memprog.cli_common import debug_enabled
+
+    if debug_enabled():
+        import traceback
+
+        typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+
+
 def _fail(exc: MemprogError, code: int) -> NoReturn:
+    _print_traceback_if_debug(exc)
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(code)
 
@@ -282,6 +293,7 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
                 else f"; run {run_id} could not be marked failed (it stays 'running')"
             )
         line = f"error: {' '.join(str(exc).split())}{tail}{run}"
+        _print_traceback_if_debug(exc)
     typer.echo(line, err=True)
     if as_json and signum is not None:
         _emit_json(
