@@ -388,6 +388,16 @@ class CrossbarProgrammer(CellProgrammer):
             raise
         return out
 
+    def wait(self, seconds: float) -> None:
+        """Let bench time pass with the chip unbiased: the 707B's TSP ``delay()``.
+
+        KXCI user mode has no wait of its own; the matrix's script engine does, and with
+        every crosspoint open (the state after each operation) no line of the chip is
+        driven while it runs.
+        """
+        self._release()
+        self.matrix.delay(seconds)
+
     # ------------------------------------------------------------------ safety
     def _fail_safe(self) -> None:
         try_safe_state(self.safe_state)

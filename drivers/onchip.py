@@ -25,6 +25,7 @@ import numpy as np
 
 from memprog.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
 from memprog.limits import SafetyLimits
+from memprog.protocols.programmer import wait_chunks
 
 from . import onchip_commands as cmd
 from .onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramResult
@@ -206,6 +207,20 @@ class OnChipController:
         reply = self._query("*OPC?")
         if reply != "1":
             raise ProtocolError("'1' from *OPC?", reply, self.name)
+
+    def wait(self, seconds: float) -> None:
+        """``SYST:WAIT? <s>``: the controller idles (lines and gates at 0 V) for ``seconds``.
+
+        Why an instrument-side wait (protocol v1, ``drivers/onchip_protocol.md``): bench
+        time belongs to the bench, so the firmware keeps it; the reply comes when the wait
+        is over, so the host never guesses. Long waits go as several waits of at most
+        ``WAIT_CHUNK_S`` so each answers inside any VISA timeout over a second. On the
+        simulated bench the same message advances the chip's clock; nothing here knows.
+        """
+        for chunk in wait_chunks(seconds):
+            reply = self._query(cmd.wait_query(chunk))
+            if reply != "1":
+                raise ProtocolError("'1' from SYST:WAIT?", reply, self.name)
 
     def safe_state(self) -> None:
         """``ABOR``: stop any on-chip operation; every line and gate to 0 V."""

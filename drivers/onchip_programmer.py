@@ -87,6 +87,10 @@ class OnChipProgrammer(CellProgrammer):
         """Whole conductance map (µS) in one ``READ:ARR?`` message."""
         return self.controller.read_array(read_v)
 
+    def wait(self, seconds: float) -> None:
+        """Let bench time pass: the controller's own wait (``SYST:WAIT?``), chip idle."""
+        self.controller.wait(seconds)
+
     def close(self) -> None:
         """Every line and gate of the chip to 0 V."""
         self.controller.safe_state()
