@@ -53,6 +53,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
+from .settle import resolve_settle_s, settle_and_reverify
 
 
 class AlibartParams(MemprogModel):
@@ -110,6 +111,15 @@ class AlibartParams(MemprogModel):
     batch_size: int | None = Field(
         default=None, ge=1, description="cells in lock-step; None: all (row stacks), 1 (serial)"
     )
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="settle before the final re-verify (None: the technology's default, "
+        "protocols/settle.py; 0: none)",
+    )
+    settle_rounds: int = Field(
+        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
+    )
 
     @field_validator("reset_start_v", "reset_max_v")
     @classmethod
@@ -144,6 +154,8 @@ class AlibartParams(MemprogModel):
             return np.full(t.shape, float(self.tolerance_us))
         return np.maximum(self.tolerance_rel * t, self.tolerance_min_us)
 
+
+RETUNE_COARSE_REL = 0.15  # re-tunes after a settle: coarse gate step only beyond this error
 
 # A fine ramp for gated 1T1R (HfO2-like) cells once the gate compliance has done the coarse
 # step: it starts just above the SET/RESET thresholds, climbs in 8 mV steps and backs off
@@ -210,10 +222,30 @@ def tune_alibart(
     batch = p.batch_size or (1 if programmer.info.parallel == "cell" else r.size)
     bar = Progress(progress, r.size, "alibart")
     parts = []
+    settle = resolve_settle_s(programmer, p.settle_s)
+    # re-tunes after a settle: no settle of their own, and the fine ramp for cells a few %
+    # off (a coarse gate step would leave a large volatile part behind again)
+    quiet = p.model_copy(
+        update={"settle_s": 0.0, "coarse_min_rel": max(p.coarse_min_rel, RETUNE_COARSE_REL)}
+    )
     try:
         for k in range(0, r.size, batch):
             sl = slice(k, k + batch)
-            parts.append(_run_batch(programmer, r[sl], c[sl], t[sl], p, read_v, use_coarse, s, bar))
+            part = _run_batch(programmer, r[sl], c[sl], t[sl], p, read_v, use_coarse, s, bar)
+            if settle > 0:  # once per lock-step batch (per cell on a serial stack, as in the lab)
+                rb, cb, tb = r[sl], c[sl], t[sl]
+                settle_and_reverify(
+                    programmer,
+                    part,
+                    lambda idx, rb=rb, cb=cb, tb=tb: tune_alibart(
+                        programmer, rb[idx], cb[idx], tb[idx], params=quiet
+                    ),
+                    settle,
+                    rounds=p.settle_rounds,
+                    read_v=read_v,
+                    sink=s,
+                )
+            parts.append(part)
     finally:
         bar.close()
     res = TuneResult.concat(parts, "alibart") if len(parts) > 1 else parts[0]
@@ -425,11 +457,17 @@ def _coarse(
         dist = np.abs(t[idx] - g[idx])
         toward = np.abs(g2 - g[idx]) >= p.coarse_min_move_rel * dist
         moved = toward | (np.abs(g2 - t[idx]) < dist * (1 - p.coarse_min_move_rel))
-        dead = idx[~moved]
+        # A SET alone that did not move a cell proves nothing when the cell already sits
+        # near the compliance it was given (a cell that relaxed a few % below its target):
+        # only a cell that ignored a RESET and a SET, or one far below target, is stuck.
+        reset_first = np.zeros(r.size, dtype=bool)
+        reset_first[high] = True
+        far_below = g[idx] < 0.5 * t[idx]
+        dead = idx[~moved & (reset_first[idx] | far_below)]
         if dead.size:
             st.stuck[dead] = True
             st.done[dead] = True
-            st.final[dead] = g2[~moved]
+            st.final[dead] = g2[np.isin(idx, dead)]
             n_stuck = int(dead.size)
     sink.record_event(
         {

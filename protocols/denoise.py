@@ -51,6 +51,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
+from .settle import resolve_settle_s, settle_and_reverify
 
 SET, RESET = 0, 1
 # what a cell's last pulse was
@@ -117,6 +118,15 @@ class DenoiseParams(MemprogModel):
     )
     batch_size: int | None = Field(
         default=None, ge=1, description="None: all (row stacks), 1 (serial)"
+    )
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="settle before the final re-verify of tune() (None: the technology's "
+        "default, protocols/settle.py; 0: none)",
+    )
+    settle_rounds: int = Field(
+        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
     )
 
     @model_validator(mode="after")
@@ -214,11 +224,25 @@ class DenoiseTuner:
         batch = p.batch_size or (1 if prog.info.parallel == "cell" else r.size)
         bar = Progress(progress, r.size, "denoise")
         parts = []
+        settle = resolve_settle_s(prog, p.settle_s)
         try:
             for k in range(0, r.size, batch):
                 sl = slice(k, k + batch)
                 dead = None if pre is None else ~pre.converged[sl]
-                parts.append(self._run(r[sl], c[sl], t[sl], s, bar, dead))
+                part = self._run(r[sl], c[sl], t[sl], s, bar, dead)
+                if settle > 0:  # once per lock-step batch
+                    rb, cb, tb = r[sl], c[sl], t[sl]
+
+                    def _retune(idx: np.ndarray, rb=rb, cb=cb, tb=tb) -> TuneResult:
+                        again = self._run(rb[idx], cb[idx], tb[idx], s, Progress(False, 0, ""))
+                        again.pulses = again.pulses + again.extra["denoise_pulses"]
+                        return again
+
+                    settle_and_reverify(
+                        prog, part, _retune, settle, rounds=p.settle_rounds,
+                        read_v=self.read_v, sink=s,
+                    )  # fmt: skip
+                parts.append(part)
         finally:
             bar.close()
         res = TuneResult.concat(parts, "denoise") if len(parts) > 1 else parts[0]
@@ -242,6 +266,7 @@ class DenoiseTuner:
         reads = np.ones(r.size, dtype=np.int64)
         if far.any():
             ap = p.pretune or _pretune_defaults(p.pretune_us)
+            ap = ap if ap.settle_s is not None else ap.model_copy(update={"settle_s": 0.0})
             pre = tune_alibart(prog, r[far], c[far], t[far], params=ap)
             pulses[far] = pre.pulses
             reads[far] += pre.reads
@@ -598,7 +623,10 @@ class DenoiseTuner:
 
 def _pretune_defaults(band_us: float) -> AlibartParams:
     """A fine Alibart ramp for HfO2-like 1T1R cells, stopping within half of ``band_us``."""
-    return AlibartParams(**FINE_GATED_RAMP, tolerance_us=0.5 * band_us, reads_in_band=1)
+    # no settle of its own: the denoising loop and its final settle follow
+    return AlibartParams(
+        **FINE_GATED_RAMP, tolerance_us=0.5 * band_us, reads_in_band=1, settle_s=0.0
+    )
 
 
 def tune_denoise(
