@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from memprog.errors import ConfigError
+from memprog.limits import SafetyLimits
 from memprog.validation import MemprogModel, require_finite
 
 from .alibart import FINE_GATED_RAMP, RETUNE_COARSE_REL, AlibartParams, tune_alibart
@@ -42,16 +43,26 @@ Order = Literal["row-major", "column-major", "snake", "high-first", "low-first"]
 ORDERS: tuple[str, ...] = ("row-major", "column-major", "snake", "high-first", "low-first")
 
 
-def alibart_defaults(info: ProgrammerInfo) -> AlibartParams:
+def alibart_defaults(info: ProgrammerInfo, limits: SafetyLimits | None = None) -> AlibartParams:
     """Alibart settings suited to the stack.
 
-    Passive arrays: Drolet's. Gated 1T1R arrays: after the gate-compliance coarse step, a
+    Passive arrays: Drolet's ramps, capped by ``limits`` when given (the stack's limits,
+    which on a passive crossbar include the disturb interlock: the default bench keeps
+    unselected cells below their switching threshold). Gated 1T1R arrays: after the gate-compliance coarse step, a
     finer ramp starting closer to the SET threshold that remembers where each cell last
     overshot, 3 consecutive in-band reads, and a band of 0.6 % (floor 1.5 µS): tighter
     than the map's 1 % so cells do not stop right at its edge.
     """
     if not info.has_gate:
-        return AlibartParams()
+        if limits is None:
+            return AlibartParams()
+        d = AlibartParams()
+        return AlibartParams(
+            set_max_v=min(d.set_max_v, limits.set_v_max),
+            reset_max_v=min(d.reset_max_v, limits.reset_v_max),
+            set_start_v=min(d.set_start_v, limits.set_v_max),
+            reset_start_v=min(d.reset_start_v, limits.reset_v_max),
+        )
     return AlibartParams(
         **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3
     )
@@ -161,7 +172,9 @@ class ArrayJob:
         self.settle_s = resolve_settle_s(programmer, p.settle_s)
         self._quiet = {"settle_s": 0.0}  # the disturb re-verify's re-tunes: no settle
         if p.protocol == "alibart":
-            self.alibart = (p.alibart or alibart_defaults(info)).model_copy(update=quiet)
+            self.alibart = (p.alibart or alibart_defaults(info, programmer.limits)).model_copy(
+                update=quiet
+            )
             self._denoiser = None
         else:
             self.alibart = (p.alibart or alibart_defaults(info)).model_copy(update=quiet)
