@@ -202,6 +202,7 @@ def retention_check(
     delays_s: list[float],
     read_v: float | None = None,
     whole_array: bool = False,
+    converged: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Re-read the cells at each delay (seconds since the call) and report who stayed.
 
@@ -211,7 +212,9 @@ def retention_check(
 
     Returns:
         One dict per delay: ``delay_s``, ``cells``, ``within`` (count), ``fraction_within``,
-        ``max_abs_error_us``, ``mean_error_us``.
+        ``max_abs_error_us``, ``mean_error_us``; with ``converged`` (the cells the protocol
+        accepted) also ``converged`` and ``fraction_within_converged``: of the cells that
+        were programmed, how many are still in their band (stuck cells never were).
     """
     d = sorted(float(x) for x in delays_s)
     if not d or d[0] <= 0 or not np.all(np.isfinite(d)):
@@ -237,6 +240,10 @@ def retention_check(
                 "mean_error_us": float(err.mean()) if rows.size else 0.0,
             }
         )
+        if converged is not None:
+            cv = np.asarray(converged, dtype=bool)
+            out[-1]["converged"] = int(cv.sum())
+            out[-1]["fraction_within_converged"] = float(within[cv].mean()) if cv.any() else 0.0
     return out
 
 

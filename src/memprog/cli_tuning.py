@@ -99,6 +99,22 @@ def register(app: typer.Typer) -> None:
         ),
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
+        settle_s: Annotated[
+            float | None,
+            typer.Option(
+                "--settle-s",
+                help="Bench time waited before each level's verification (default: the "
+                "chip technology's; 0: none).",
+            ),
+        ] = None,
+        criterion: Annotated[
+            str,
+            typer.Option(
+                "--criterion",
+                help="every-read: every verification read within the tolerance (Rao); "
+                "mean: the verification mean within it, reads added where noise needs them.",
+            ),
+        ] = "every-read",
     ) -> None:
         """Program one cell through a ladder of equally spaced levels and verify each.
 
@@ -122,6 +138,8 @@ def register(app: typer.Typer) -> None:
                     verify_reads=verify_reads,
                     tolerance_us=tolerance_us,
                     progress=_progress(progress, as_json),
+                    settle_s=settle_s,
+                    criterion=criterion,
                 )
                 bench_time = b.bench_time_s
                 technology = b.programmer.info.technology
@@ -148,6 +166,8 @@ def register(app: typer.Typer) -> None:
             f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
             f"linearity R² {summary['linearity_r2']:.6f}\n"
             f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
+            f"\nfigures measured after a {summary['settle_s']:g} s settle per level "
+            f"({summary['settle_retunes']} levels re-tuned after it)"
         )
         emit(summary, as_json, human)
 
@@ -189,13 +209,30 @@ def register(app: typer.Typer) -> None:
         ] = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
+        settle_s: Annotated[
+            float | None,
+            typer.Option(
+                "--settle-s",
+                help="Bench time waited before the final re-verify (once per batch; default: "
+                "the chip technology's; 0: none).",
+            ),
+        ] = None,
+        retention_s: Annotated[
+            str | None,
+            typer.Option(
+                "--retention-s",
+                help="After programming, re-read the cells after these delays (s, e.g. "
+                "10,3600; simulated or real) and report the fraction within tolerance.",
+            ),
+        ] = None,
     ) -> None:
         """Tune cells (the grid --rows x --cols) or a whole --map to their targets."""
         from memprog import open_bench
         from memprog.protocols.alibart import tune_alibart
         from memprog.protocols.array import ArrayParams, alibart_defaults, program_array
-        from memprog.protocols.denoise import tune_denoise
-        from memprog.protocols.feedforward import tune_feedforward
+        from memprog.protocols.denoise import DenoiseParams, tune_denoise
+        from memprog.protocols.feedforward import FeedforwardParams, tune_feedforward
+        from memprog.protocols.settle import resolve_settle_s, retention_check
 
         t0 = time.perf_counter()
         show = _progress(progress, as_json)
@@ -204,9 +241,13 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("protocol", protocol, "alibart, denoise or feedforward")
             if map_path is None and (rows is None or cols is None or target_us is None):
                 raise ConfigError("--rows/--cols/--target-us", None, "all three, or --map")
+            delays = None if retention_s is None else list(parse_values(retention_s, "retention_s"))
             with open_bench(bench) as b:
                 prog = b.programmer
-                ali = alibart_defaults(prog.info)
+                ali = alibart_defaults(prog.info, prog.limits)
+                if settle_s is not None:
+                    ali = ali.model_copy(update={"settle_s": settle_s})
+                eff_settle = resolve_settle_s(prog, settle_s)
                 upd: dict[str, Any] = {}
                 if tolerance_rel is not None:
                     upd["tolerance_rel"] = tolerance_rel
@@ -224,7 +265,7 @@ def register(app: typer.Typer) -> None:
                     res = program_array(
                         prog,
                         m,
-                        ArrayParams(protocol=protocol, order=order, alibart=ali),
+                        ArrayParams(protocol=protocol, order=order, alibart=ali, settle_s=settle_s),
                         origin=(int(o[0]), int(o[1])),
                         progress=show,
                     )
@@ -236,9 +277,23 @@ def register(app: typer.Typer) -> None:
                     if protocol == "alibart":
                         res = tune_alibart(prog, r, c, t, params=ali, progress=show)
                     elif protocol == "denoise":
-                        res = tune_denoise(prog, r, c, t, progress=show)
+                        res = tune_denoise(
+                            prog, r, c, t, progress=show, params=_with_settle(DenoiseParams(), settle_s)
+                        )
                     else:
-                        res = tune_feedforward(prog, r, c, t, progress=show)
+                        res = tune_feedforward(
+                            prog, r, c, t, progress=show,
+                            params=_with_settle(FeedforwardParams(), settle_s),
+                        )  # fmt: skip
+                retention = (
+                    None
+                    if delays is None
+                    else retention_check(
+                        prog, res.rows, res.cols, res.target_us, res.tolerance_us, delays,
+                        whole_array=len(res) > 0.5 * prog.info.rows * prog.info.cols,
+                        converged=res.converged,
+                    )
+                )  # fmt: skip
                 bench_time = b.bench_time_s
                 technology = prog.info.technology
         except MemprogError as exc:
@@ -256,6 +311,9 @@ def register(app: typer.Typer) -> None:
         )
         if out is not None:
             summary["csv"] = str(out)
+        summary["settle_s"] = eff_settle
+        if retention is not None:
+            summary["retention"] = retention
         if png is not None:
             _plot_tune(res, technology, png)
             summary["png"] = str(png)
@@ -267,7 +325,20 @@ def register(app: typer.Typer) -> None:
             f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
             + (f"; plot: {png}" if png is not None else "")
         )
+        if retention is not None:
+            human += "".join(
+                f"\nafter {d['delay_s']:g} s: {d['within']} of {d['cells']} cells "
+                f"({100 * d['fraction_within']:.2f} %; "
+                f"{100 * d['fraction_within_converged']:.2f} % of the converged) within tolerance, "
+                f"max |error| {d['max_abs_error_us']:.3f} µS"
+                for d in retention
+            )
         emit(summary, as_json, human)
+
+
+def _with_settle(params: Any, settle_s: float | None) -> Any:
+    """``params`` with its ``settle_s`` replaced when the user gave one."""
+    return params if settle_s is None else params.model_copy(update={"settle_s": settle_s})
 
 
 def _plot_tune(res: Any, technology: str, out: Path) -> None:
