@@ -53,7 +53,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
-from .settle import resolve_settle_s, settle_and_reverify
+from .settle import adaptive_read, resolve_settle_s, settle_and_reverify
 
 
 class AlibartParams(MemprogModel):
@@ -120,6 +120,21 @@ class AlibartParams(MemprogModel):
     settle_rounds: int = Field(
         default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
     )
+    noise_probe_reads: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description="reads of each cell before tuning, to measure its read spread (0: off; "
+        "every loop read is then a single read, as in the paper)",
+    )
+    read_sem_frac: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="a cell whose single-read spread exceeds this fraction of its band is "
+        "read several times per loop read (the mean's standard error at this fraction)",
+    )
+    max_avg_reads: int = Field(default=64, ge=1, le=10_000, description="most reads averaged")
 
     @field_validator("reset_start_v", "reset_max_v")
     @classmethod
@@ -321,12 +336,25 @@ def _run_batch(
         if dead.size:
             _emit(sink, r, c, t, tol, st, dead)
             bar.update(dead.size)
+    # adaptive averaging: measure each cell's read spread once; only cells whose spread is
+    # large against their band read several times per loop read (most cells: one read)
+    n_avg = np.ones(n, dtype=np.int64)
+    if p.noise_probe_reads >= 2:
+        live = np.flatnonzero(~st.done)
+        if live.size:
+            _, cnt, sd = adaptive_read(
+                prog, r[live], c[live], read_v, np.inf,
+                min_reads=p.noise_probe_reads, max_reads=p.noise_probe_reads,
+            )  # fmt: skip
+            st.reads[live] += cnt
+            need = np.ceil((sd / (p.read_sem_frac * tol[live])) ** 2)
+            n_avg[live] = np.clip(need, 1, p.max_avg_reads).astype(np.int64)
     while True:
         act = np.flatnonzero(~st.done)
         if act.size == 0:
             break
-        g = prog.read(r[act], c[act], read_v)
-        st.reads[act] += 1
+        g = _avg_read(prog, r, c, act, read_v, n_avg)
+        st.reads[act] += n_avg[act]
         st.last_g[act] = g
         if trace:
             sink.record_event({"event": "read", "rows": r[act], "cols": c[act], "g_us": g})
@@ -416,6 +444,27 @@ def _run_batch(
         tolerance_us=tol,
         extra={"polarity_flips": st.flips},
     )
+
+
+def _avg_read(
+    prog: CellProgrammer,
+    r: np.ndarray,
+    c: np.ndarray,
+    act: np.ndarray,
+    read_v: float,
+    n_avg: np.ndarray,
+) -> np.ndarray:
+    """Mean of ``n_avg`` reads of each active cell (one batched read per round)."""
+    g = prog.read(r[act], c[act], read_v)
+    k = n_avg[act]
+    kmax = int(k.max())
+    if kmax == 1:
+        return g
+    tot = g.astype(float).copy()
+    for j in range(2, kmax + 1):
+        sub = np.flatnonzero(k >= j)
+        tot[sub] += prog.read(r[act[sub]], c[act[sub]], read_v)
+    return tot / k
 
 
 def _coarse(
