@@ -104,7 +104,17 @@ class DenoiseParams(MemprogModel):
     width_min_s: float = Field(default=10e-9, gt=0, description="shortest tuning pulse")
     width_max_s: float = Field(default=100e-6, gt=0, description="longest tuning pulse")
     width_ref_s: float = Field(default=1e-6, gt=0, description="width at which gains are quoted")
-    width_exponent: float = Field(default=0.5, gt=0, le=2, description="dG grows as width**this")
+    width_exponent: float = Field(
+        default=0.5,
+        gt=0,
+        le=2,
+        description="first guess of how dG grows with the width (dG ~ width**this), until "
+        "the cell's own tuning pulses have measured it (learn_width_exponent); [choice] 0.5, "
+        "a prior only: a first guess that overshoots leaves large volatile steps behind",
+    )
+    learn_width_exponent: bool = Field(
+        default=True, description="fit each cell's width exponent from its own pulses"
+    )
     width_grid_per_decade: int = Field(default=24, ge=2, le=1000, description="width quantisation")
     gain_learning: float = Field(default=0.4, gt=0, le=1, description="log-gain update weight")
     coarse_us: float = Field(
@@ -126,7 +136,11 @@ class DenoiseParams(MemprogModel):
         "default, protocols/settle.py; 0: none)",
     )
     settle_rounds: int = Field(
-        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
+        default=5,
+        ge=0,
+        le=100,
+        description="re-tunes of cells that drift out while settling (a ±0.4 µS acceptance "
+        "sees the volatile part of even a fine step)",
     )
 
     @model_validator(mode="after")
@@ -183,6 +197,10 @@ class DenoiseTuner:
         # amplitude at which the calibration first saw the cell move (~ its threshold): the
         # denoise pulses scale from it, not from amplitudes raised later for long steps
         self.v_onset = np.full((2, n), np.nan)
+        # per cell, per polarity: the width exponent, fitted (log-log least squares) from the
+        # moves of the cell's own tuning pulses at different widths
+        self.beta = np.full((2, n), p.width_exponent)
+        self._fit = np.zeros((5, 2, n))  # n, sum x, sum y, sum xx, sum xy
         lo, hi = np.log10(p.width_min_s), np.log10(p.width_max_s)
         self._log_w_lo, self._log_w_hi = lo, hi
         self._grid = p.width_grid_per_decade
@@ -525,7 +543,7 @@ class DenoiseTuner:
             room = self._room(g[tn], pol[tn])
             k = self.gain[pol[tn], fa[tn]]
             d = np.abs(err[tn])
-            w = p.width_ref_s * (d / (k * room)) ** (1.0 / p.width_exponent)
+            w = p.width_ref_s * (d / (k * room)) ** (1.0 / self.beta[pol[tn], fa[tn]])
             # out of the width range: move the amplitude one step for the next pulses
             too_long = w > p.width_max_s
             too_short = w < p.width_min_s * 0.5
@@ -569,7 +587,7 @@ class DenoiseTuner:
                 self.v_fix[cp[hit], ci[hit]] = self.v_cal[cp[hit], ci[hit]]
                 self.v_onset[cp[hit], ci[hit]] = self.v_cal[cp[hit], ci[hit]]
                 self.gain[cp[hit], ci[hit]] = moved[cal][hit] / (
-                    room[hit] * (p.cal_width_s / p.width_ref_s) ** p.width_exponent
+                    room[hit] * (p.cal_width_s / p.width_ref_s) ** self.beta[cp[hit], ci[hit]]
                 )
             miss = ~hit
             if miss.any():
@@ -582,7 +600,23 @@ class DenoiseTuner:
         if tn.any():
             ti, tp = fa[tn], pol[tn]
             room = self._room(m_before[tn], tp)
-            pred = self.gain[tp, ti] * room * (w[tn] / p.width_ref_s) ** p.width_exponent
+            x = np.log(w[tn] / p.width_ref_s)
+            if p.learn_width_exponent:
+                mv = moved[tn]
+                seen = mv > 0.1  # a move clear of the read noise
+                if seen.any():
+                    y = np.log(mv[seen] / room[seen])
+                    xs, ts, ps = x[seen], ti[seen], tp[seen]
+                    for row, val in enumerate((np.ones_like(xs), xs, y, xs * xs, xs * y)):
+                        np.add.at(self._fit[row], (ps, ts), val)
+                    f = self._fit[:, ps, ts]
+                    nn = f[0]
+                    var = f[3] / nn - (f[1] / nn) ** 2
+                    cov = f[4] / nn - (f[1] / nn) * (f[2] / nn)
+                    ok = (nn >= 4) & (var > 0.1)
+                    if ok.any():
+                        self.beta[ps[ok], ts[ok]] = np.clip(cov[ok] / var[ok], 0.1, 2.0)
+            pred = self.gain[tp, ti] * room * np.exp(self.beta[tp, ti] * x)
             ratio = np.clip(np.maximum(moved[tn], 0.05 * pred) / pred, 0.25, 4.0)
             self.gain[tp, ti] *= ratio**p.gain_learning
 
