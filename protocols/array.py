@@ -63,9 +63,12 @@ def alibart_defaults(info: ProgrammerInfo, limits: SafetyLimits | None = None) -
             set_start_v=min(d.set_start_v, limits.set_v_max),
             reset_start_v=min(d.reset_start_v, limits.reset_v_max),
         )
+    # no read averaging: a gated array's band is set against its RTN (slow two-level
+    # fluctuation), which reads microseconds apart cannot average away; denoising can
     return AlibartParams(
-        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3
-    )
+        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3,
+        noise_probe_reads=0,
+    )  # fmt: skip
 
 
 class ArrayParams(MemprogModel):
