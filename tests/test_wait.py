@@ -74,3 +74,15 @@ def test_bench_wait_advances_the_simulated_clock(bench):
         # the wait itself plus the messages' own bus time (a few ms at most)
         assert 3.0 <= dt < 3.05
         assert b.sim_chip.clock_s >= 3.0
+
+
+def test_onchip_wait_chunks_follow_the_visa_timeout():
+    class _Res:
+        timeout = 4000  # ms: waits of at most 2 s answer in time
+
+    pairs = ONCHIP_CONNECT + [("SYST:WAIT? 2", "1"), ("SYST:WAIT? 2", "1"), ("SYST:WAIT? 1", "1")]
+    with ExpectedProtocol(pairs) as t:
+        t.resource = _Res()
+        ctrl = OnChipController(t, ONCHIP_LIMITS, name="ctrl")
+        ctrl.connect()
+        ctrl.wait(5.0)
