@@ -21,6 +21,7 @@ from pydantic import Field
 
 from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.limits import SafetyLimits
+from memprog.protocols.programmer import wait_chunks
 from memprog.validation import MemprogModel
 
 from . import flex_commands as fx
@@ -277,6 +278,19 @@ class B1500:
     def set_autozero(self, on: bool) -> None:
         """ADC auto-zero (``AZ``)."""
         self.write(fx.az(on))
+
+    def pause(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the mainframe: FLEX ``PA`` (pause), checked by ``ERRX?``.
+
+        Why ``PA``: it is the B1500's own wait (command execution pauses for the given
+        time), and the ``ERRX?`` that follows is answered only after it, so the host blocks
+        exactly as long as the bench waits, on GPIB as on the simulated bench (whose clock
+        advances by the pause). Long waits go as pauses of at most ``WAIT_CHUNK_S``, each
+        inside any VISA timeout over a second.
+        """
+        for chunk in wait_chunks(seconds):
+            self.t.write(fx.pa(chunk))
+            self.check_errors("PA")
 
     # ------------------------------------------------------------------ safety
     def safe_state(self) -> None:

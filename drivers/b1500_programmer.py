@@ -308,6 +308,10 @@ class B1500WgfmuProgrammer(CellProgrammer):
             raise
 
     # ------------------------------------------------------------------ safety
+    def wait(self, seconds: float) -> None:
+        """Let bench time pass: the mainframe's FLEX ``PA`` pause (no pattern runs meanwhile)."""
+        self.mainframe.pause(seconds)
+
     def _fail_safe(self) -> None:
         try_safe_state(self.safe_state)
 

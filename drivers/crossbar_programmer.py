@@ -130,13 +130,27 @@ class CrossbarProgrammer(CellProgrammer):
         self.analyzer = analyzer
         self.matrix = matrix
         self.wiring = wiring
-        self.limits = limits
         self.options = options or CrossbarOptions()
         o = self.options
         self.bias_scheme = o.bias_scheme or bias_scheme
         self.read_scheme = o.read_scheme or read_scheme
         if self.bias_scheme not in ("v3", "v2"):
             raise ConfigError("bias_scheme", self.bias_scheme, "'v3' or 'v2'")
+        # disturb interlock: the largest share of a write any unselected cell sees (V/3: every
+        # unselected cell sees V/3; V/2: the half-selected ones see V/2). The limits the
+        # protocols check against are capped accordingly, so a ramp that would cross the
+        # interlock is refused before the first pulse, not halfway through a run.
+        self.bias_fraction = 1 / 3 if self.bias_scheme == "v3" else 1 / 2
+        self.bench_limits = limits
+        cap = limits.pulse_cap_v(self.bias_fraction)
+        if cap < max(limits.set_v_max, limits.reset_v_max):
+            limits = limits.model_copy(
+                update={
+                    "set_v_max": min(limits.set_v_max, cap),
+                    "reset_v_max": min(limits.reset_v_max, cap),
+                }
+            )
+        self.limits = limits
         if self.read_scheme not in ("ground", "float"):
             raise ConfigError("read_scheme", self.read_scheme, "'ground' or 'float'")
         roles = wiring.roles
@@ -345,6 +359,8 @@ class CrossbarProgrammer(CellProgrammer):
         except (TypeError, ValueError):
             raise ConfigError("width_s", width_s, "one pulse width in s") from None
         sent_amp = np.array([kx.sent_value(a) for a in amp]) if amp.size else amp
+        scheme = "V/3" if self.bias_scheme == "v3" else "V/2"
+        self.limits.check_unselected(sent_amp, self.bias_fraction, scheme)
         self.limits.check_pulse(sent_amp, kx.sent_value(width))
         # the voltage at the device: the PMU's 50 ohm source corrected for the load setting
         load = self.options.pmu_load_ohm
@@ -402,6 +418,16 @@ class CrossbarProgrammer(CellProgrammer):
             self._fail_safe()
             raise
         return out
+
+    def wait(self, seconds: float) -> None:
+        """Let bench time pass with the chip unbiased: the 707B's TSP ``delay()``.
+
+        KXCI user mode has no wait of its own; the matrix's script engine does, and with
+        every crosspoint open (the state after each operation) no line of the chip is
+        driven while it runs.
+        """
+        self._release()
+        self.matrix.delay(seconds)
 
     # ------------------------------------------------------------------ safety
     def _fail_safe(self) -> None:

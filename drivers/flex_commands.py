@@ -226,6 +226,17 @@ def wv(ch: int, mode: int, range_code: int, start_v: float, stop_v: float, steps
     return msg
 
 
+PA_MAX_S = 655.35  # FLEX PA: longest pause
+
+
+def pa(wait_s: float) -> str:
+    """``PA <s>``: pause command execution for ``s`` seconds (0-655.35 s, 10 µs steps)."""
+    s = float(wait_s)
+    if not 0 <= s <= PA_MAX_S:
+        raise ConfigError("wait_s", wait_s, f"[0, {PA_MAX_S}] s (FLEX PA)")
+    return f"PA {number(round(s, 5))}"
+
+
 def wt(hold_s: float, delay_s: float) -> str:
     """Staircase sweep timing: ``WT hold,delay``."""
     return f"WT {number(hold_s)},{number(delay_s)}"

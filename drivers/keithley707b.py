@@ -28,6 +28,7 @@ from memprog.crossbar_wiring import CrossbarWiring, TerminalRule
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.transport import Transport
 from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.protocols.programmer import wait_chunks
 from memprog.validation import MemprogModel
 
 
@@ -293,6 +294,21 @@ class Keithley707B:
     def closed_cache(self) -> set[str] | None:
         """The driver's record of closed crosspoints (None if unknown)."""
         return None if self._closed is None else set(self._closed)
+
+    def delay(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the instrument: TSP ``delay(s)``, then ``*OPC?``.
+
+        Why here: the 707B runs a TSP script engine whose ``delay()`` is a real
+        instrument-side wait; ``*OPC?`` answers only once it has run, so the host blocks
+        exactly as long as the bench waits. The crosspoints keep their state (the crossbar
+        stack opens them all after each operation, so the chip idles unbiased). Long waits
+        go as several of at most ``WAIT_CHUNK_S`` to stay inside the VISA timeout.
+        """
+        for chunk in wait_chunks(seconds):
+            self.transport.write(tsp.delay(chunk))
+            reply = self.transport.query("*OPC?").strip()
+            if reply != "1":
+                raise ProtocolError("'1' from *OPC? after delay()", reply, self.name)
 
     # ------------------------------------------------------------------ safety
     def safe_state(self) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from memprog.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
 from memprog.limits import SafetyLimits
+from memprog.protocols.programmer import WAIT_CHUNK_S, wait_chunks
 
 from . import onchip_commands as cmd
 from .onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramResult
@@ -250,6 +251,29 @@ class OnChipController:
         reply = self._query("*OPC?")
         if reply != "1":
             raise ProtocolError("'1' from *OPC?", reply, self.name)
+
+    def wait(self, seconds: float) -> None:
+        """``SYST:WAIT? <s>``: the controller idles (lines and gates at 0 V) for ``seconds``.
+
+        Why an instrument-side wait (protocol v1, ``drivers/onchip_protocol.md``): bench
+        time belongs to the bench, so the firmware keeps it; the reply comes when the wait
+        is over, so the host never guesses. Long waits go as several waits of at most half
+        the VISA timeout (``WAIT_CHUNK_S`` when the transport does not say), so each answers
+        in time. On the
+        simulated bench the same message advances the chip's clock; nothing here knows.
+        """
+        for chunk in wait_chunks(seconds, self._wait_chunk_s()):
+            reply = self._query(cmd.wait_query(chunk))
+            if reply != "1":
+                raise ProtocolError("'1' from SYST:WAIT?", reply, self.name)
+
+    def _wait_chunk_s(self) -> float:
+        """Longest single wait: half the VISA timeout when the transport has one (at most
+        the firmware's 10 s, at least ``WAIT_CHUNK_S``), else ``WAIT_CHUNK_S``."""
+        timeout_ms = getattr(getattr(self.transport, "resource", None), "timeout", None)
+        if isinstance(timeout_ms, int | float) and np.isfinite(timeout_ms) and timeout_ms > 0:
+            return float(min(cmd.WAIT_MAX_S, max(WAIT_CHUNK_S, 0.5e-3 * timeout_ms)))
+        return WAIT_CHUNK_S
 
     def safe_state(self) -> None:
         """``ABOR``: stop any on-chip operation; every line and gate to 0 V.

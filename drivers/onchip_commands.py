@@ -82,6 +82,16 @@ def read_voltage_suffix(read_v: float | None, first: bool = False) -> str:
     return (" " if first else ",") + num(read_v)
 
 
+WAIT_MAX_S = 10.0  # the firmware's longest single wait (SYST:WAIT?)
+
+
+def wait_query(seconds: float) -> str:
+    """``SYST:WAIT? <s>``: idle for ``seconds`` (0 < s <= WAIT_MAX_S), then answer ``1``."""
+    if not 0 < seconds <= WAIT_MAX_S:
+        raise ConfigError("seconds", seconds, f"(0, {WAIT_MAX_S:g}] s per SYST:WAIT?")
+    return f"SYST:WAIT? {num(seconds)}"
+
+
 def read_cell(row: int, col: int, read_v: float | None = None) -> str:
     """``READ:CELL?``: one cell; without ``read_v`` the configured read voltage is used."""
     return f"READ:CELL? {row},{col}{read_voltage_suffix(read_v)}"

@@ -147,6 +147,10 @@ class OnChipProgrammer(CellProgrammer):
         assert last is not None
         raise last
 
+    def wait(self, seconds: float) -> None:
+        """Let bench time pass: the controller's own wait (``SYST:WAIT?``), chip idle."""
+        self.controller.wait(seconds)
+
     def close(self) -> None:
         """Every line and gate of the chip to 0 V."""
         self.controller.safe_state()

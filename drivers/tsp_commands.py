@@ -154,6 +154,14 @@ def get_connect_rule() -> str:
     return "print(channel.connectrule)"
 
 
+def delay(seconds: float) -> str:
+    """``delay(s)``: the TSP engine pauses ``s`` seconds before the next command."""
+    s = float(seconds)
+    if not s > 0 or s != s or s == float("inf"):
+        raise ConfigError("seconds", seconds, "a finite delay > 0 s")
+    return f"delay({s:.6g})"
+
+
 def error_count() -> str:
     """``print(errorqueue.count)``."""
     return "print(errorqueue.count)"

@@ -53,6 +53,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
+from .settle import adaptive_read, resolve_settle_s, settle_and_reverify
 
 
 class AlibartParams(MemprogModel):
@@ -110,6 +111,30 @@ class AlibartParams(MemprogModel):
     batch_size: int | None = Field(
         default=None, ge=1, description="cells in lock-step; None: all (row stacks), 1 (serial)"
     )
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="settle before the final re-verify (None: the technology's default, "
+        "protocols/settle.py; 0: none)",
+    )
+    settle_rounds: int = Field(
+        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
+    )
+    noise_probe_reads: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description="reads of each cell before tuning, to measure its read spread (0: off; "
+        "every loop read is then a single read, as in the paper)",
+    )
+    read_sem_frac: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="a cell whose single-read spread exceeds this fraction of its band is "
+        "read several times per loop read (the mean's standard error at this fraction)",
+    )
+    max_avg_reads: int = Field(default=64, ge=1, le=10_000, description="most reads averaged")
 
     @field_validator("reset_start_v", "reset_max_v")
     @classmethod
@@ -144,6 +169,8 @@ class AlibartParams(MemprogModel):
             return np.full(t.shape, float(self.tolerance_us))
         return np.maximum(self.tolerance_rel * t, self.tolerance_min_us)
 
+
+RETUNE_COARSE_REL = 0.15  # re-tunes after a settle: coarse gate step only beyond this error
 
 # A fine ramp for gated 1T1R (HfO2-like) cells once the gate compliance has done the coarse
 # step: it starts just above the SET/RESET thresholds, climbs in 8 mV steps and backs off
@@ -210,10 +237,30 @@ def tune_alibart(
     batch = p.batch_size or (1 if programmer.info.parallel == "cell" else r.size)
     bar = Progress(progress, r.size, "alibart")
     parts = []
+    settle = resolve_settle_s(programmer, p.settle_s)
+    # re-tunes after a settle: no settle of their own, and the fine ramp for cells a few %
+    # off (a coarse gate step would leave a large volatile part behind again)
+    quiet = p.model_copy(
+        update={"settle_s": 0.0, "coarse_min_rel": max(p.coarse_min_rel, RETUNE_COARSE_REL)}
+    )
     try:
         for k in range(0, r.size, batch):
             sl = slice(k, k + batch)
-            parts.append(_run_batch(programmer, r[sl], c[sl], t[sl], p, read_v, use_coarse, s, bar))
+            part = _run_batch(programmer, r[sl], c[sl], t[sl], p, read_v, use_coarse, s, bar)
+            if settle > 0:  # once per lock-step batch (per cell on a serial stack, as in the lab)
+                rb, cb, tb = r[sl], c[sl], t[sl]
+                settle_and_reverify(
+                    programmer,
+                    part,
+                    lambda idx, rb=rb, cb=cb, tb=tb: tune_alibart(
+                        programmer, rb[idx], cb[idx], tb[idx], params=quiet
+                    ),
+                    settle,
+                    rounds=p.settle_rounds,
+                    read_v=read_v,
+                    sink=s,
+                )
+            parts.append(part)
     finally:
         bar.close()
     res = TuneResult.concat(parts, "alibart") if len(parts) > 1 else parts[0]
@@ -289,12 +336,25 @@ def _run_batch(
         if dead.size:
             _emit(sink, r, c, t, tol, st, dead)
             bar.update(dead.size)
+    # adaptive averaging: measure each cell's read spread once; only cells whose spread is
+    # large against their band read several times per loop read (most cells: one read)
+    n_avg = np.ones(n, dtype=np.int64)
+    if p.noise_probe_reads >= 2:
+        live = np.flatnonzero(~st.done)
+        if live.size:
+            _, cnt, sd = adaptive_read(
+                prog, r[live], c[live], read_v, np.inf,
+                min_reads=p.noise_probe_reads, max_reads=p.noise_probe_reads,
+            )  # fmt: skip
+            st.reads[live] += cnt
+            need = np.ceil((sd / (p.read_sem_frac * tol[live])) ** 2)
+            n_avg[live] = np.clip(need, 1, p.max_avg_reads).astype(np.int64)
     while True:
         act = np.flatnonzero(~st.done)
         if act.size == 0:
             break
-        g = prog.read(r[act], c[act], read_v)
-        st.reads[act] += 1
+        g = _avg_read(prog, r, c, act, read_v, n_avg)
+        st.reads[act] += n_avg[act]
         st.last_g[act] = g
         if trace:
             sink.record_event({"event": "read", "rows": r[act], "cols": c[act], "g_us": g})
@@ -386,6 +446,27 @@ def _run_batch(
     )
 
 
+def _avg_read(
+    prog: CellProgrammer,
+    r: np.ndarray,
+    c: np.ndarray,
+    act: np.ndarray,
+    read_v: float,
+    n_avg: np.ndarray,
+) -> np.ndarray:
+    """Mean of ``n_avg`` reads of each active cell (one batched read per round)."""
+    g = prog.read(r[act], c[act], read_v)
+    k = n_avg[act]
+    kmax = int(k.max())
+    if kmax == 1:
+        return g
+    tot = g.astype(float).copy()
+    for j in range(2, kmax + 1):
+        sub = np.flatnonzero(k >= j)
+        tot[sub] += prog.read(r[act[sub]], c[act[sub]], read_v)
+    return tot / k
+
+
 def _coarse(
     prog: CellProgrammer,
     r: np.ndarray,
@@ -425,11 +506,17 @@ def _coarse(
         dist = np.abs(t[idx] - g[idx])
         toward = np.abs(g2 - g[idx]) >= p.coarse_min_move_rel * dist
         moved = toward | (np.abs(g2 - t[idx]) < dist * (1 - p.coarse_min_move_rel))
-        dead = idx[~moved]
+        # A SET alone that did not move a cell proves nothing when the cell already sits
+        # near the compliance it was given (a cell that relaxed a few % below its target):
+        # only a cell that ignored a RESET and a SET, or one far below target, is stuck.
+        reset_first = np.zeros(r.size, dtype=bool)
+        reset_first[high] = True
+        far_below = g[idx] < 0.5 * t[idx]
+        dead = idx[~moved & (reset_first[idx] | far_below)]
         if dead.size:
             st.stuck[dead] = True
             st.done[dead] = True
-            st.final[dead] = g2[~moved]
+            st.final[dead] = g2[np.isin(idx, dead)]
             n_stuck = int(dead.size)
     sink.record_event(
         {

@@ -28,32 +28,47 @@ import numpy as np
 from pydantic import Field
 
 from memprog.errors import ConfigError
+from memprog.limits import SafetyLimits
 from memprog.validation import MemprogModel, require_finite
 
-from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
+from .alibart import FINE_GATED_RAMP, RETUNE_COARSE_REL, AlibartParams, tune_alibart
 from .common import Clock, Progress, target_range_us
 from .denoise import DenoiseParams, DenoiseTuner
 from .events import EventSink, sink_or_null
 from .programmer import CellProgrammer, ProgrammerInfo
 from .results import FLAG_DISTURBED, TuneResult
+from .settle import resolve_settle_s
 
 Order = Literal["row-major", "column-major", "snake", "high-first", "low-first"]
 ORDERS: tuple[str, ...] = ("row-major", "column-major", "snake", "high-first", "low-first")
 
 
-def alibart_defaults(info: ProgrammerInfo) -> AlibartParams:
+def alibart_defaults(info: ProgrammerInfo, limits: SafetyLimits | None = None) -> AlibartParams:
     """Alibart settings suited to the stack.
 
-    Passive arrays: Drolet's. Gated 1T1R arrays: after the gate-compliance coarse step, a
+    Passive arrays: Drolet's ramps, capped by ``limits`` when given (the stack's limits,
+    which on a passive crossbar include the disturb interlock: the default bench keeps
+    unselected cells below their switching threshold). Gated 1T1R arrays: after the gate-compliance coarse step, a
     finer ramp starting closer to the SET threshold that remembers where each cell last
     overshot, 3 consecutive in-band reads, and a band of 0.6 % (floor 1.5 µS): tighter
     than the map's 1 % so cells do not stop right at its edge.
     """
     if not info.has_gate:
-        return AlibartParams()
+        if limits is None:
+            return AlibartParams()
+        d = AlibartParams()
+        return AlibartParams(
+            set_max_v=min(d.set_max_v, limits.set_v_max),
+            reset_max_v=min(d.reset_max_v, limits.reset_v_max),
+            set_start_v=min(d.set_start_v, limits.set_v_max),
+            reset_start_v=min(d.reset_start_v, limits.reset_v_max),
+        )
+    # no read averaging: a gated array's band is set against its RTN (slow two-level
+    # fluctuation), which reads microseconds apart cannot average away; denoising can
     return AlibartParams(
-        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3
-    )
+        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3,
+        noise_probe_reads=0,
+    )  # fmt: skip
 
 
 class ArrayParams(MemprogModel):
@@ -74,6 +89,13 @@ class ArrayParams(MemprogModel):
     )
     reverify: bool = True
     max_reverify_passes: int = Field(default=2, ge=0, le=100)
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="bench time waited before each re-verify read of the whole batch (None: "
+        "the technology's default, protocols/settle.py; 0: none). Once per batch of the "
+        "job, not once per cell (a serial stack's batch is one cell)",
+    )
 
 
 def order_cells(
@@ -147,12 +169,21 @@ class ArrayJob:
         self.rows, self.cols, self.targets = rows[perm], cols[perm], targets[perm]
         self.map_shape = m.shape
         self.origin = (r0, c0)
+        # the protocol settles and re-verifies once per batch of this job (its lock-step
+        # batch); the job's re-verify passes then look for the disturb of later writes
+        quiet = {} if p.settle_s is None else {"settle_s": float(p.settle_s)}
+        self.settle_s = resolve_settle_s(programmer, p.settle_s)
+        self._quiet = {"settle_s": 0.0}  # the disturb re-verify's re-tunes: no settle
         if p.protocol == "alibart":
-            self.alibart = p.alibart or alibart_defaults(info)
+            self.alibart = (p.alibart or alibart_defaults(info, programmer.limits)).model_copy(
+                update=quiet
+            )
             self._denoiser = None
         else:
-            self.alibart = p.alibart or alibart_defaults(info)
-            self._denoiser = DenoiseTuner(programmer, p.denoise or DenoiseParams())
+            self.alibart = (p.alibart or alibart_defaults(info)).model_copy(update=quiet)
+            self._denoiser = DenoiseTuner(
+                programmer, (p.denoise or DenoiseParams()).model_copy(update=quiet)
+            )
         self.batch = p.batch_cells or (1 if info.parallel == "cell" else self.rows.size)
         self.parts: list[TuneResult] = []
         self.next_index = 0
@@ -243,10 +274,19 @@ class ArrayJob:
         idx = srt[np.searchsorted(fr[srt], self.rows * cols_n + self.cols)]
         return res.subset(idx)
 
-    def _tune(self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink) -> TuneResult:
+    def _tune(
+        self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink, retune: bool = False
+    ) -> TuneResult:
         if self._denoiser is not None:
             return self._denoiser.tune(r, c, t, sink=sink)
-        return tune_alibart(self.programmer, r, c, t, params=self.alibart, sink=sink)
+        p = self.alibart
+        if retune:
+            # a cell that relaxed or was disturbed a few % off comes back by the fine ramp:
+            # a coarse step would leave a large volatile part behind again
+            p = p.model_copy(
+                update={"coarse_min_rel": max(p.coarse_min_rel, RETUNE_COARSE_REL), **self._quiet}
+            )
+        return tune_alibart(self.programmer, r, c, t, params=p, sink=sink)
 
     def _reverify(self, res: TuneResult, sink: EventSink) -> TuneResult:
         """Read every cell again; re-tune those that drifted out of band (not stuck ones)."""
@@ -255,7 +295,8 @@ class ArrayJob:
         res.extra["reverify_us"] = np.full(len(res), np.nan)
         res.extra["drift_us"] = np.full(len(res), np.nan)
         retuned = np.zeros(len(res), dtype=bool)
-        for k in range(self.params.max_reverify_passes):
+        passes = self.params.max_reverify_passes
+        for k in range(passes):
             if len(res) > 0.5 * info.rows * info.cols:
                 g = prog.read_array()[res.rows, res.cols]
             else:
@@ -269,7 +310,7 @@ class ArrayJob:
             if not out.any():
                 break
             idx = np.flatnonzero(out)
-            again = self._tune(res.rows[idx], res.cols[idx], res.target_us[idx], sink)
+            again = self._tune(res.rows[idx], res.cols[idx], res.target_us[idx], sink, retune=True)
             res.final_us[idx] = again.final_us
             res.pulses[idx] += again.pulses
             res.reads[idx] += again.reads

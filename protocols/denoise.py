@@ -51,6 +51,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
+from .settle import resolve_settle_s, settle_and_reverify
 
 SET, RESET = 0, 1
 # what a cell's last pulse was
@@ -103,7 +104,17 @@ class DenoiseParams(MemprogModel):
     width_min_s: float = Field(default=10e-9, gt=0, description="shortest tuning pulse")
     width_max_s: float = Field(default=100e-6, gt=0, description="longest tuning pulse")
     width_ref_s: float = Field(default=1e-6, gt=0, description="width at which gains are quoted")
-    width_exponent: float = Field(default=0.5, gt=0, le=2, description="dG grows as width**this")
+    width_exponent: float = Field(
+        default=0.5,
+        gt=0,
+        le=2,
+        description="first guess of how dG grows with the width (dG ~ width**this), until "
+        "the cell's own tuning pulses have measured it (learn_width_exponent); [choice] 0.5, "
+        "a prior only: a first guess that overshoots leaves large volatile steps behind",
+    )
+    learn_width_exponent: bool = Field(
+        default=True, description="fit each cell's width exponent from its own pulses"
+    )
     width_grid_per_decade: int = Field(default=24, ge=2, le=1000, description="width quantisation")
     gain_learning: float = Field(default=0.4, gt=0, le=1, description="log-gain update weight")
     coarse_us: float = Field(
@@ -117,6 +128,19 @@ class DenoiseParams(MemprogModel):
     )
     batch_size: int | None = Field(
         default=None, ge=1, description="None: all (row stacks), 1 (serial)"
+    )
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="settle before the final re-verify of tune() (None: the technology's "
+        "default, protocols/settle.py; 0: none)",
+    )
+    settle_rounds: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="re-tunes of cells that drift out while settling (a ±0.4 µS acceptance "
+        "sees the volatile part of even a fine step)",
     )
 
     @model_validator(mode="after")
@@ -173,6 +197,10 @@ class DenoiseTuner:
         # amplitude at which the calibration first saw the cell move (~ its threshold): the
         # denoise pulses scale from it, not from amplitudes raised later for long steps
         self.v_onset = np.full((2, n), np.nan)
+        # per cell, per polarity: the width exponent, fitted (log-log least squares) from the
+        # moves of the cell's own tuning pulses at different widths
+        self.beta = np.full((2, n), p.width_exponent)
+        self._fit = np.zeros((5, 2, n))  # n, sum x, sum y, sum xx, sum xy
         lo, hi = np.log10(p.width_min_s), np.log10(p.width_max_s)
         self._log_w_lo, self._log_w_hi = lo, hi
         self._grid = p.width_grid_per_decade
@@ -214,11 +242,25 @@ class DenoiseTuner:
         batch = p.batch_size or (1 if prog.info.parallel == "cell" else r.size)
         bar = Progress(progress, r.size, "denoise")
         parts = []
+        settle = resolve_settle_s(prog, p.settle_s)
         try:
             for k in range(0, r.size, batch):
                 sl = slice(k, k + batch)
                 dead = None if pre is None else ~pre.converged[sl]
-                parts.append(self._run(r[sl], c[sl], t[sl], s, bar, dead))
+                part = self._run(r[sl], c[sl], t[sl], s, bar, dead)
+                if settle > 0:  # once per lock-step batch
+                    rb, cb, tb = r[sl], c[sl], t[sl]
+
+                    def _retune(idx: np.ndarray, rb=rb, cb=cb, tb=tb) -> TuneResult:
+                        again = self._run(rb[idx], cb[idx], tb[idx], s, Progress(False, 0, ""))
+                        again.pulses = again.pulses + again.extra["denoise_pulses"]
+                        return again
+
+                    settle_and_reverify(
+                        prog, part, _retune, settle, rounds=p.settle_rounds,
+                        read_v=self.read_v, sink=s,
+                    )  # fmt: skip
+                parts.append(part)
         finally:
             bar.close()
         res = TuneResult.concat(parts, "denoise") if len(parts) > 1 else parts[0]
@@ -242,6 +284,7 @@ class DenoiseTuner:
         reads = np.ones(r.size, dtype=np.int64)
         if far.any():
             ap = p.pretune or _pretune_defaults(p.pretune_us)
+            ap = ap if ap.settle_s is not None else ap.model_copy(update={"settle_s": 0.0})
             pre = tune_alibart(prog, r[far], c[far], t[far], params=ap)
             pulses[far] = pre.pulses
             reads[far] += pre.reads
@@ -500,7 +543,7 @@ class DenoiseTuner:
             room = self._room(g[tn], pol[tn])
             k = self.gain[pol[tn], fa[tn]]
             d = np.abs(err[tn])
-            w = p.width_ref_s * (d / (k * room)) ** (1.0 / p.width_exponent)
+            w = p.width_ref_s * (d / (k * room)) ** (1.0 / self.beta[pol[tn], fa[tn]])
             # out of the width range: move the amplitude one step for the next pulses
             too_long = w > p.width_max_s
             too_short = w < p.width_min_s * 0.5
@@ -544,7 +587,7 @@ class DenoiseTuner:
                 self.v_fix[cp[hit], ci[hit]] = self.v_cal[cp[hit], ci[hit]]
                 self.v_onset[cp[hit], ci[hit]] = self.v_cal[cp[hit], ci[hit]]
                 self.gain[cp[hit], ci[hit]] = moved[cal][hit] / (
-                    room[hit] * (p.cal_width_s / p.width_ref_s) ** p.width_exponent
+                    room[hit] * (p.cal_width_s / p.width_ref_s) ** self.beta[cp[hit], ci[hit]]
                 )
             miss = ~hit
             if miss.any():
@@ -557,7 +600,23 @@ class DenoiseTuner:
         if tn.any():
             ti, tp = fa[tn], pol[tn]
             room = self._room(m_before[tn], tp)
-            pred = self.gain[tp, ti] * room * (w[tn] / p.width_ref_s) ** p.width_exponent
+            x = np.log(w[tn] / p.width_ref_s)
+            if p.learn_width_exponent:
+                mv = moved[tn]
+                seen = mv > 0.1  # a move clear of the read noise
+                if seen.any():
+                    y = np.log(mv[seen] / room[seen])
+                    xs, ts, ps = x[seen], ti[seen], tp[seen]
+                    for row, val in enumerate((np.ones_like(xs), xs, y, xs * xs, xs * y)):
+                        np.add.at(self._fit[row], (ps, ts), val)
+                    f = self._fit[:, ps, ts]
+                    nn = f[0]
+                    var = f[3] / nn - (f[1] / nn) ** 2
+                    cov = f[4] / nn - (f[1] / nn) * (f[2] / nn)
+                    ok = (nn >= 4) & (var > 0.1)
+                    if ok.any():
+                        self.beta[ps[ok], ts[ok]] = np.clip(cov[ok] / var[ok], 0.1, 2.0)
+            pred = self.gain[tp, ti] * room * np.exp(self.beta[tp, ti] * x)
             ratio = np.clip(np.maximum(moved[tn], 0.05 * pred) / pred, 0.25, 4.0)
             self.gain[tp, ti] *= ratio**p.gain_learning
 
@@ -610,7 +669,10 @@ class DenoiseTuner:
 
 def _pretune_defaults(band_us: float) -> AlibartParams:
     """A fine Alibart ramp for HfO2-like 1T1R cells, stopping within half of ``band_us``."""
-    return AlibartParams(**FINE_GATED_RAMP, tolerance_us=0.5 * band_us, reads_in_band=1)
+    # no settle of its own: the denoising loop and its final settle follow
+    return AlibartParams(
+        **FINE_GATED_RAMP, tolerance_us=0.5 * band_us, reads_in_band=1, settle_s=0.0
+    )
 
 
 def tune_denoise(

@@ -36,6 +36,7 @@ from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v
 from .events import EventSink, NullSink, sink_or_null, wants_trace
 from .programmer import CellProgrammer
 from .results import FLAG_BUDGET, FLAG_NO_MODEL, TuneResult, compose_flags
+from .settle import adaptive_read, resolve_settle_s, settle_and_reverify
 
 
 class FeedforwardParams(MemprogModel):
@@ -70,6 +71,25 @@ class FeedforwardParams(MemprogModel):
     max_pulses: int = Field(default=200, ge=1, le=1_000_000, description="all pulses per target")
     batch_size: int | None = Field(
         default=None, ge=1, description="None: all (row stacks), 1 (serial)"
+    )
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="settle before the final re-verify of tune() (None: the technology's "
+        "default, protocols/settle.py; 0: none)",
+    )
+    settle_rounds: int = Field(
+        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
+    )
+    verify_sem_frac: float = Field(
+        default=0.3,
+        gt=0,
+        le=1,
+        description="adaptive verify: read a cell again until the standard error of its mean "
+        "is below this fraction of tolerance_us (only cells whose spread needs it)",
+    )
+    verify_max_reads: int = Field(
+        default=16, ge=1, le=10_000, description="most reads of one verification"
     )
 
     @model_validator(mode="after")
@@ -260,6 +280,7 @@ class FeedforwardTuner:
         sink: EventSink | None = None,
         progress: bool = False,
         feed_us: object | None = None,
+        settle: bool = True,
     ) -> TuneResult:
         """Program each cell to its target: feed the model's pulse forward, verify, correct.
 
@@ -287,6 +308,19 @@ class FeedforwardTuner:
             )
         finally:
             bar.close()
+        settle = resolve_settle_s(prog, p.settle_s) if settle else 0.0
+        if settle > 0:
+            settle_and_reverify(
+                prog,
+                res,
+                lambda idx: self._program(r[idx], c[idx], t[idx], ix[idx], s, Progress(False, 0, ""), None),
+                settle,
+                rounds=p.settle_rounds,
+                read_v=self.read_v,
+                sink=s,
+                min_reads=2,
+                max_reads=p.verify_max_reads,
+            )
         res.extra["characterisation_pulses"] = char_pulses  # spent in this call, not in pulses
         res.wall_s, res.bench_time_s, res.params = clock.wall_s, clock.bench_s, p.model_dump()
         s.record_event({"event": "tune_end", "protocol": "feedforward", "summary": res.summary()})
@@ -317,6 +351,15 @@ class FeedforwardTuner:
         ch.v0_set[ci[su]] = new[su]
         ch.v0_reset[ci[sr]] = new[sr]
 
+    def _verify(self, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Adaptive verification: mean of as many reads as each cell's own spread needs."""
+        p = self.params
+        m, cnt, _ = adaptive_read(
+            self.programmer, r, c, self.read_v, p.verify_sem_frac * p.tolerance_us,
+            min_reads=min(2, p.verify_max_reads), max_reads=p.verify_max_reads,
+        )  # fmt: skip
+        return m, cnt
+
     def _program(self, r, c, t, ix, sink, bar, feed) -> TuneResult:
         prog, p, ch = self.programmer, self.params, self.char
         assert ch is not None
@@ -331,8 +374,8 @@ class FeedforwardTuner:
         budget = np.zeros(n, dtype=bool)
         done = stuck.copy()
         if feed is None:
-            g = prog.read(r, c, self.read_v)
-            reads += 1
+            g, cnt = self._verify(r, c)
+            reads += cnt
         else:
             g = np.broadcast_to(feed, (n,)).astype(float)
         first = feed is not None
@@ -383,8 +426,8 @@ class FeedforwardTuner:
             if act.size == 0:
                 break
             g_before = g[i].copy() if i.size else None
-            g[act] = prog.read(r[act], c[act], self.read_v)
-            reads[act] += 1
+            g[act], cnt = self._verify(r[act], c[act])
+            reads[act] += cnt
             if i.size and p.learning > 0:
                 self._learn(ix[i], amp, g_before, g[i])
         flags = compose_flags({FLAG_NO_MODEL: stuck, FLAG_BUDGET: budget})

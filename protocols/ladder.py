@@ -28,6 +28,7 @@ from .denoise import DenoiseParams, DenoiseTuner
 from .events import EventSink, EventsOnly, NullSink, sink_or_null
 from .feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
 from .programmer import CellProgrammer
+from .settle import adaptive_read, resolve_settle_s
 
 LadderProtocol = Literal["denoise", "denoise-off", "alibart", "feedforward"]
 PROTOCOLS: tuple[str, ...] = ("denoise", "denoise-off", "alibart", "feedforward")
@@ -54,10 +55,15 @@ class LadderResult:
     wall_s: float = 0.0
     bench_time_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    criterion: str = "every-read"  # or "mean": the verification mean within the tolerance
+    settle_s: float = 0.0  # bench time waited before each level's verification
+    settle_retunes: np.ndarray | None = None  # re-tunes after a settle, per level
 
     @property
     def within(self) -> np.ndarray:
-        """Levels whose every verification read is within the tolerance."""
+        """Levels that count: every verification read (or their mean) within the tolerance."""
+        if self.criterion == "mean":
+            return np.abs(self.verify_mean_us - self.levels_us) <= self.tolerance_us
         return self.verify_max_err_us <= self.tolerance_us
 
     def summary(self) -> dict[str, Any]:
@@ -82,6 +88,10 @@ class LadderResult:
             "last_level_us": float(self.levels_us[-1]) if n else None,
             "wall_s": float(self.wall_s),
             "bench_time_s": None if self.bench_time_s is None else float(self.bench_time_s),
+            "criterion": self.criterion,
+            "settle_s": float(self.settle_s),
+            "settle_retunes": 0 if self.settle_retunes is None else int(self.settle_retunes.sum()),
+            "verify_reads_mean": float(self.extra.get("verify_reads", np.array([self.verify_reads])).mean()),
         }
 
     def to_frame(self) -> Any:
@@ -126,8 +136,21 @@ def run_ladder(
     tolerance_us: float = 1.0,
     sink: EventSink | None = None,
     progress: bool = False,
+    settle_s: float | None = None,
+    settle_rounds: int = 3,
+    criterion: str = "every-read",
+    max_verify_reads: int = 64,
 ) -> LadderResult:
     """Program one cell through every level in turn and verify each (see module docstring).
+
+    Relaxation-aware: after a level is programmed the bench waits ``settle_s`` (None: the
+    technology's default, :mod:`~memprog.protocols.settle`), then verifies; a level that
+    left its tolerance is re-tuned and settled again (at most ``settle_rounds`` times), so
+    the figures are the ones measured after the settle. ``criterion``: ``"every-read"``
+    (Rao: every one of ``verify_reads`` reads within the tolerance) or ``"mean"`` (the
+    states are distinguishable: the verification mean within the tolerance, with reads
+    added, only where a level's spread needs them, until the mean's standard error is a
+    quarter of the tolerance or ``max_verify_reads``).
 
     Raises:
         ConfigError: unknown protocol, bad cell, a level outside the chip's range, a
@@ -139,8 +162,13 @@ def run_ladder(
         raise ConfigError("tolerance_us", tolerance_us, "> 0 µS")
     if isinstance(verify_reads, bool) or int(verify_reads) != verify_reads or verify_reads < 1:
         raise ConfigError("verify_reads", verify_reads, "an integer >= 1")
+    if criterion not in ("every-read", "mean"):
+        raise ConfigError("criterion", criterion, "'every-read' or 'mean'")
+    if isinstance(settle_rounds, bool) or int(settle_rounds) != settle_rounds or settle_rounds < 0:
+        raise ConfigError("settle_rounds", settle_rounds, "an integer >= 0")
     r, c = check_cells(programmer, [row], [col])
     lv = check_targets(programmer, levels_us, np.size(levels_us))
+    settle = resolve_settle_s(programmer, settle_s)
     s = sink_or_null(sink)
     runner = _make_runner(programmer, protocol, params, tolerance_us)
     clock = Clock(programmer)
@@ -152,6 +180,8 @@ def run_ladder(
     dn = np.zeros(n, dtype=np.int64)
     reads = np.zeros(n, dtype=np.int64)
     conv = np.zeros(n, dtype=bool)
+    n_verify = np.zeros(n, dtype=np.int64)
+    retunes = np.zeros(n, dtype=np.int64)
     s.record_event(
         {"event": "ladder_start", "protocol": protocol, "row": row, "col": col, "levels": n}
     )
@@ -164,16 +194,26 @@ def run_ladder(
             # the previous level's verification mean is where the cell starts
             start = vmean[k - 1 : k] if k else None
             res = runner.level(r, c, lv, k, inner, start)
-            final[k] = res.final_us[0]
-            pulses[k] = res.pulses[0] + int(res.extra.get("denoise_pulses", [0])[0])
-            dn[k] = int(res.extra.get("denoise_pulses", [0])[0])
-            conv[k] = bool(res.converged[0])
-            v = np.empty(verify_reads)
-            for j in range(verify_reads):
-                v[j] = programmer.read(r, c, read_v)[0]
-            reads[k] = res.reads[0] + verify_reads
-            vmean[k] = v.mean()
-            vmax[k] = np.abs(v - lv[k]).max()
+            for attempt in range(settle_rounds + 1):
+                final[k] = res.final_us[0]
+                pulses[k] += res.pulses[0] + int(res.extra.get("denoise_pulses", [0])[0])
+                dn[k] += int(res.extra.get("denoise_pulses", [0])[0])
+                conv[k] = bool(res.converged[0])
+                reads[k] += res.reads[0]
+                if settle > 0:
+                    programmer.wait(settle)
+                m_k, n_k, e_k = _verify(
+                    programmer, r, c, read_v, lv[k], verify_reads, criterion, tolerance_us,
+                    max_verify_reads,
+                )  # fmt: skip
+                reads[k] += n_k
+                n_verify[k] += n_k
+                vmean[k], vmax[k] = m_k, e_k
+                ok = (abs(m_k - lv[k]) if criterion == "mean" else e_k) <= tolerance_us
+                if ok or settle <= 0 or attempt == settle_rounds:
+                    break
+                retunes[k] += 1
+                res = runner.retune(r, c, lv, k, inner, np.array([m_k]))
             if not isinstance(s, NullSink):
                 s.record_result(
                     {
@@ -209,14 +249,48 @@ def run_ladder(
         setup_pulses=setup,
         wall_s=clock.wall_s,
         bench_time_s=clock.bench_s,
+        extra={"verify_reads": n_verify},
+        criterion=criterion,
+        settle_s=settle,
+        settle_retunes=retunes,
     )
     s.record_event({"event": "ladder_end", "summary": out.summary()})
     return out
 
 
+def _verify(
+    programmer: CellProgrammer,
+    r: np.ndarray,
+    c: np.ndarray,
+    read_v: float,
+    level: float,
+    verify_reads: int,
+    criterion: str,
+    tolerance_us: float,
+    max_reads: int,
+) -> tuple[float, int, float]:
+    """(mean, reads, largest |read - level|) of one level's verification."""
+    if criterion == "mean":
+        m, cnt, _ = adaptive_read(
+            programmer, r, c, read_v, 0.25 * tolerance_us,
+            min_reads=max(2, verify_reads), max_reads=max(max_reads, verify_reads, 2),
+        )  # fmt: skip
+        return float(m[0]), int(cnt[0]), float("nan")
+    v = np.empty(verify_reads)
+    for j in range(verify_reads):
+        v[j] = programmer.read(r, c, read_v)[0]
+    return float(v.mean()), verify_reads, float(np.abs(v - level).max())
+
+
 class _Runner:
     def setup(self, r: np.ndarray, c: np.ndarray, lv: np.ndarray, sink: EventSink) -> int:
         return 0
+
+    def retune(
+        self, r: np.ndarray, c: np.ndarray, lv: np.ndarray, k: int, sink: EventSink, start: Any
+    ) -> Any:
+        """Bring the cell back to level ``k`` after it drifted while settling."""
+        return self.level(r, c, lv, k, sink, start)
 
     def level(
         self, r: np.ndarray, c: np.ndarray, lv: np.ndarray, k: int, sink: EventSink, start: Any
@@ -235,7 +309,8 @@ class _DenoiseRunner(_Runner):
 
 class _AlibartRunner(_Runner):
     def __init__(self, prog: CellProgrammer, params: AlibartParams) -> None:
-        self.prog, self.params = prog, params
+        # the ladder settles and re-verifies each level itself
+        self.prog, self.params = prog, params.model_copy(update={"settle_s": 0.0})
 
     def level(self, r, c, lv, k, sink, start):  # noqa: D102
         return tune_alibart(self.prog, r, c, lv[k : k + 1], params=self.params)
@@ -249,16 +324,19 @@ class _FeedforwardRunner(_Runner):
     def setup(self, r, c, lv, sink):  # noqa: D102
         ch = self.tuner.characterise(r, c, sink=sink)
         # approach the first level (from the HRS the characterisation ends in)
-        res = self.tuner.tune(r, c, lv[:1], sink=sink)
+        res = self.tuner.tune(r, c, lv[:1], sink=sink, settle=False)
         self._first = res
         self.schedule_ok = bool(np.all(np.isfinite(ch.schedule(lv))))
         return int(ch.pulses[0])
+
+    def retune(self, r, c, lv, k, sink, start):  # noqa: D102
+        return self.tuner.tune(r, c, lv[k : k + 1], sink=sink, settle=False)
 
     def level(self, r, c, lv, k, sink, start):  # noqa: D102
         if k == 0:
             return self._first
         # feed the scheduled pulse (computed from the previous level), then verify/correct
-        return self.tuner.tune(r, c, lv[k : k + 1], sink=sink, feed_us=lv[k - 1 : k])
+        return self.tuner.tune(r, c, lv[k : k + 1], sink=sink, feed_us=lv[k - 1 : k], settle=False)
 
 
 def _make_runner(prog: CellProgrammer, protocol: str, params: Any, tolerance_us: float) -> _Runner:

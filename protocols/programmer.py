@@ -73,6 +73,54 @@ class CellProgrammer(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Leave the hardware safe; default does nothing."""
 
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of bench time pass with the chip idle (Contract C).
+
+        Why a programmer method: relaxation-aware verification (settle before accepting,
+        re-verify after a settle, retention checks) needs bench time to pass, and only the
+        stack knows how its bench passes time. Each shipped stack asks its instruments to
+        wait (an instrument-side wait command), so a lab bench really waits and the
+        simulated bench's clock advances by exactly that much; no stack branches on
+        simulation. This default, for stacks without an instrument-side wait, sleeps on the
+        host (a lab bench's time is wall time).
+
+        Raises:
+            ConfigError: ``seconds`` negative or not finite (nothing waited).
+        """
+        import time
+
+        s = check_wait_s(seconds)
+        if s > 0:
+            time.sleep(s)
+
+
+WAIT_CHUNK_S = 1.0  # longest single instrument-side wait a stack sends (any VISA timeout > 1 s works)
+
+
+def check_wait_s(seconds: object) -> float:
+    """``seconds`` as a float >= 0 (ConfigError naming ``seconds`` otherwise)."""
+    try:
+        s = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError("seconds", seconds, "a number of seconds >= 0") from None
+    if not np.isfinite(s) or s < 0:
+        raise ConfigError("seconds", s, "a finite number of seconds >= 0")
+    return s
+
+
+def wait_chunks(seconds: float, chunk_s: float = WAIT_CHUNK_S) -> list[float]:
+    """``seconds`` split into instrument-side waits of at most ``chunk_s`` (sum exact).
+
+    Why chunks: an instrument answers a wait only when it is over, so one wait must fit in
+    the VISA timeout; a long settle or a retention delay is many short waits.
+    """
+    s = check_wait_s(seconds)
+    if s == 0:
+        return []
+    n = int(np.ceil(s / chunk_s - 1e-12))
+    full = [chunk_s] * (n - 1)
+    return [*full, s - chunk_s * (n - 1)]
+
 
 def cell_indices(
     rows: object, cols: object, n_rows: int, n_cols: int

@@ -25,6 +25,8 @@ FLAG_RETRIES = "retry_budget"  # denoise/feedforward: the retry budget ran out
 FLAG_DISTURBED = "retuned"  # array: the re-verify pass found the cell disturbed and re-tuned it
 FLAG_SKIPPED = "skipped"  # array: the cell was excluded (known stuck, masked out)
 FLAG_NO_MODEL = "no_model"  # feedforward: the characterisation could not fit the cell
+FLAG_RELAXED = "relaxed"  # settle: out of band after settling, re-tuned
+FLAG_DRIFTED = "drifted_out"  # settle: still out of band after the last settle
 
 FLAG_WORDS = (
     FLAG_BUDGET,
@@ -36,6 +38,8 @@ FLAG_WORDS = (
     FLAG_DISTURBED,
     FLAG_SKIPPED,
     FLAG_NO_MODEL,
+    FLAG_RELAXED,
+    FLAG_DRIFTED,
 )
 
 

@@ -565,6 +565,14 @@ class SimB1500(SimulatedInstrument):
             raise FlexError(123, f"current compliance {icomp}")
         self.set.sweep = _Sweep(ch, mode, rng, start, stop, steps, icomp, pcomp)
 
+    def _pa(self, args: list[str]) -> None:
+        """``PA <s>``: pause command execution; the chip's clock advances by ``s``."""
+        self._nargs(args, 1, 1)
+        s = _num(args[0])
+        if not 0 <= s <= 655.35:
+            raise FlexError(120, "PA wait time")
+        self.chip.advance(s)
+
     def _wt(self, args: list[str]) -> None:
         self._nargs(args, 2, 5)
         vals = [_num(a) for a in args] + [0.0] * (5 - len(args))
@@ -831,6 +839,7 @@ _HANDLERS: dict[str, Any] = {
     "XE": SimB1500._xe,
     "WV": SimB1500._wv,
     "WT": SimB1500._wt,
+    "PA": SimB1500._pa,
     "WM": SimB1500._wm,
     "FMT": SimB1500._fmt,
     "AV": SimB1500._av,

@@ -215,9 +215,16 @@ class SimChip:
         return g
 
     # ------------------------------------------------------------------ physics core
+    @property
+    def _relaxes(self) -> bool:
+        p = self.params
+        return self.effects.relaxation and (
+            p.relax_rel_std > 0 or p.relax_step_std > 0 or p.relax_step_mean != 0
+        )
+
     def _relaxed_part(self, sel: Sel) -> np.ndarray | float:
         """Relaxation accumulated so far by the cells ``sel`` (0 if the effect is off)."""
-        if not self.effects.relaxation or self.params.relax_rel_std == 0:
+        if not self._relaxes:
             return 0.0
         age = (self.clock_s - self._t_prog_s[sel]) * (-1.0 / self.params.relax_tau_s)
         return self._relax_us[sel] * -np.expm1(age)
@@ -297,8 +304,16 @@ class SimChip:
             self._disturb_acc_us[si] = 0.0
             if fx.rtn:
                 self._draw_rtn(si)
-            if fx.relaxation and p.relax_rel_std > 0:
-                self._relax_us[si] = (p.relax_rel_std * g_new) * self._normal(g_new.size)
+            if self._relaxes:
+                # the part of earlier relaxation not yet relaxed carries on; g (and so g_new)
+                # already holds the part that has
+                age = (self.clock_s - self._t_prog_s[si]) * (-1.0 / p.relax_tau_s)
+                pending = self._relax_us[si] * np.exp(age)
+                step = g_new - g
+                new = step * (p.relax_step_std * self._normal(step.size) - p.relax_step_mean)
+                if p.relax_rel_std > 0:  # earlier model: redrawn at every switching pulse
+                    pending = (p.relax_rel_std * g_new) * self._normal(g_new.size)
+                self._relax_us[si] = pending + new
                 self._t_prog_s[si] = self.clock_s + width_s
         if n_sw == switching.size:
             return
@@ -552,7 +567,7 @@ class SimChip:
             idx = self.flat_index(rows, cols)
             shape = idx.shape
         g = self._g[idx].copy()
-        if self.effects.relaxation:
+        if self._relaxes:
             g += self._relax_us[idx] * (1.0 - np.exp(-(self.clock_s - self._t_prog_s[idx]) / self.params.relax_tau_s))
         return g.reshape(shape)
 

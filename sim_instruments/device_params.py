@@ -92,9 +92,20 @@ class DeviceParams(MemprogModel):
     denoise_v_high_frac: float = Field(gt=0, le=1)
     denoise_removal_probability: float = Field(ge=0, le=1)
     denoise_shift_std_us: float = Field(ge=0)
-    # --- relaxation after programming: G + r*(1-exp(-t/tau)), r ~ N(mean*dG_total, std*G)
+    # --- relaxation after programming: G + r*(1-exp(-t/tau)) since the last switching pulse.
+    # Each switching pulse adds to the part not yet relaxed r a volatile fraction of its own
+    # step dG: r += dG * (-relax_step_mean + relax_step_std * xi) (short-term plasticity: the
+    # part of a filament change a pulse just made is the part that can relax back). A non-zero
+    # relax_rel_std instead redraws r ~ N(0, relax_rel_std * G) at every switching pulse,
+    # whatever its size (the earlier model, kept for comparison).
     relax_rel_std: float = Field(ge=0, le=0.2)
     relax_tau_s: float = Field(gt=0)
+    relax_step_mean: float = Field(
+        default=0.0, ge=-1, le=1, description="mean fraction of each switching step that relaxes back"
+    )
+    relax_step_std: float = Field(
+        default=0.0, ge=0, le=1, description="std of that fraction (relative to the step)"
+    )
     # --- sub-threshold half-select disturb: per pulse with |V| >= disturb_v_min_v
     disturb_v_min_v: float = Field(gt=0)
     disturb_ref_v: float = Field(gt=0)

@@ -16,6 +16,7 @@ Behaviour modelled:
 * ``channel.connectrule`` (OFF 0, BREAK_BEFORE_MAKE 1, MAKE_BEFORE_BREAK 2);
 * ``errorqueue.count`` / ``errorqueue.next()`` / ``errorqueue.clear()``; ``reset()``,
   ``*RST``, ``*CLS``, ``*OPC?``, ``waitcomplete()``; ``*IDN?`` from ``k707b.yaml``;
+* ``delay(s)``: the script engine pauses ``s`` seconds (the chip's clock advances by ``s``);
 * numbers print in TSP's default ASCII format (``1.00000e+00``);
 * relays take time: every switching command that changes relays advances the chip clock by
   the relay settling time per phase (open phase, close phase), option ``sim_relay_settle_s``
@@ -59,6 +60,7 @@ _STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
         ("errclear", r"errorqueue\.clear\(\s*\)"),
         ("reset", r"reset\(\s*\)"),
         ("waitcomplete", r"waitcomplete\(\s*\)"),
+        ("delay", r"delay\(\s*([-+0-9.eE]+)\s*\)"),
         ("*RST", r"\*RST"),
         ("*CLS", r"\*CLS"),
         ("*OPC?", r"\*OPC\?"),
@@ -256,6 +258,14 @@ class Sim707B(SimulatedInstrument):
             self.reset()
         elif name == "*OPC?":
             return "1"
+        elif name == "delay":
+            try:
+                s = float(args[0])
+            except ValueError:
+                raise _RuntimeError(f"bad argument #1 to 'delay' ({args[0]!r})") from None
+            if not s >= 0:
+                raise _RuntimeError("bad argument #1 to 'delay' (a delay >= 0 expected)")
+            self.chip.advance(s)  # the script engine pauses; the bench's clock runs on
         elif name == "*IDN?":
             return self.static.match("*IDN?")
         return None  # waitcomplete: relays settle synchronously

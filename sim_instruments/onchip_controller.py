@@ -46,6 +46,7 @@ AMPLITUDE_MARGIN = 0.9  # firmware refuses pulses above this fraction of the bre
 GATE_HEADROOM_V = 0.5  # firmware gate limit above the gate voltage of full compliance
 STALL_ITERATIONS = 8  # on-chip programming gives up on a cell that has not moved by then
 MAX_ITERATIONS = 60  # on-chip programming iterations (SET + verify passes)
+WAIT_MAX_S = 10.0  # longest single SYST:WAIT?, s
 VERIFY_FRACTION = 0.6  # accept a cell within this fraction of the half level step
 VMM_BATCH_MAX = 1024  # input vectors one VMM:INP block may hold (firmware buffer)
 
@@ -215,6 +216,7 @@ class SimOnChipController(SimulatedInstrument):
             "PROGram:RESult?": self._prog_result,
             "PROGram:DATA?": self._prog_data,
             "ABORt": self._abort,
+            "SYSTem:WAIT?": self._wait,
         }
 
     # ------------------------------------------------------------------ VISA seam
@@ -659,6 +661,15 @@ class SimOnChipController(SimulatedInstrument):
         if self.prog_data is None:
             raise _CommandError(215, "No programming result; run PROG:STAR first")
         return _block(self.prog_data, "<f4")
+
+    def _wait(self, args: str) -> str:
+        """``SYST:WAIT? <s>``: idle (lines at 0 V) for ``s`` seconds of chip time, answer 1."""
+        (tok,) = _fields(args, ("seconds",))
+        s = _number(tok, "seconds")
+        if not 0 < s <= WAIT_MAX_S:
+            raise _CommandError(-222, f"Data out of range; wait {s:g} s, allowed (0, {WAIT_MAX_S:g}]")
+        self._advance(s)
+        return "1"
 
     def _abort(self, args: str) -> None:
         """Safe state: stop any on-chip operation; every line and gate back to 0 V.

@@ -13,7 +13,15 @@ Calibration choices for what the sources do not give (also in the README):
     peak-to-peak around a few µS) and one small one (<= 0.4 µS) per cell; dwell times
     log-uniform in [10 µs, 3 ms]. Sub-threshold pulses (0.4-0.8 V_th) remove the large one
     with probability 0.7 each and nudge G by N(0, 0.3 µS): Rao's denoise, reproduced.
-  * Relaxation: after programming the state relaxes by N(0, 0.1 % of G) with tau = 1 s.
+  * Relaxation (short-term plasticity): each switching pulse leaves a volatile part of its
+    own step, -2 % +- 3 % of dG, that relaxes with tau = 1 s on top of whatever earlier
+    pulses left unrelaxed. Why the step and not G: the part of the filament a pulse has
+    just moved is the part that can move back; a pulse that moves G by 0.1 µS cannot leave
+    a 4 µS relaxation behind (the earlier model, N(0, 0.1 % of G) redrawn at every switching
+    pulse, did; ``relax_rel_std`` still selects it). A coarse step of several mS relaxes by
+    tens of µS, so a level accepted within milliseconds of it moves after a settle.
+  * Read noise is the reading instrument's current noise at the 0.2 V read, written in µS
+    ([instrument]: I_rms / 0.2 V), never a value chosen from the level spacing.
   * Disturb: each sub-threshold pulse >= disturb_v_min_v on a cell adds a shift whose
     cumulative mean and std after n such pulses are mean*n**0.88 and std*n**0.3 (scaled
     by (|V|/disturb_ref_v)**2), the accumulated shift capped at +-60 µS. Fitted to Drolet's V/3 table assuming ~16 pulses per
@@ -46,9 +54,9 @@ TIO2_PASSIVE = DeviceParams(
     stuck_lrs_fraction=0.005,  # [Drolet] 0.5 % LRS-stuck
     stuck_lrs_mean_us=573.0,  # [Drolet] N(573, 99) µS
     stuck_lrs_std_us=99.0,  # [Drolet]
-    unresponsive_fraction=0.0,
-    read_noise_abs_us=0.1,  # [choice] small against the 1 % band
-    read_noise_rel=5e-4,  # [choice] 0.2 µS at 400 µS
+    unresponsive_fraction=0.0,  # [Drolet] failures are HRS/LRS-stuck (above)
+    read_noise_abs_us=0.1,  # [instrument] 20 nA rms at 0.2 V: a 10 µs SMU read on the 100 µA range [Drolet]
+    read_noise_rel=5e-4,  # [Drolet] instrument read spread ~10x below the 0.44-0.63 % tuning std
     read_time_s=10e-6,  # [Drolet] 0.2 V, 10 µs reads
     read_v=0.2,  # [Drolet]
     rtn_large_probability=0.2,  # [choice]
@@ -61,8 +69,10 @@ TIO2_PASSIVE = DeviceParams(
     denoise_v_high_frac=0.8,  # [choice]
     denoise_removal_probability=0.7,  # [choice]
     denoise_shift_std_us=0.3,  # [choice]
-    relax_rel_std=0.001,  # [choice] 0.1 % of G
-    relax_tau_s=1.0,  # [choice]
+    relax_rel_std=0.0,  # the step model below instead (see the module docstring)
+    relax_tau_s=1.0,  # [choice] seconds: a settle of a few s lets it finish
+    relax_step_mean=0.02,  # [choice] 2 % of each step relaxes back (short-term plasticity)
+    relax_step_std=0.03,  # [choice] +-3 % of the step, random per pulse
     disturb_v_min_v=0.25,  # [choice] 0.2 V reads never disturb
     disturb_ref_v=0.45,  # [choice] a typical V/3 level of 1.35 V pulses
     disturb_std_us=3.6,  # [Drolet] fit: k=1 -> 8.2 µS std at ~16 pulses/device
@@ -92,12 +102,12 @@ HFO2_1T1R = DeviceParams(
     gate_v_min_v=0.6,  # [Li] gate-controlled SET compliance
     gate_v_max_v=2.0,  # [Li]
     compliance_rel_std=0.02,  # [Li] 2 % update variation
-    stuck_hrs_fraction=0.0,
-    stuck_lrs_fraction=0.0,
+    stuck_hrs_fraction=0.0,  # [Li] failures reported as unresponsive (below), not HRS/LRS
+    stuck_lrs_fraction=0.0,  # [Li]
     unresponsive_fraction=0.11,  # [Li] 11 % of devices unresponsive
     unresponsive_us=10.0,  # [Li] stuck near 10 µS
-    read_noise_abs_us=0.05,  # [Rao] reads within 1 µS after denoising require << 1 µS
-    read_noise_rel=1e-5,  # [choice] 0.04 µS at 4 mS
+    read_noise_abs_us=0.05,  # [instrument] 10 nA rms at 0.2 V, on-chip sense amp; [Rao] all reads within 1 µS bound it
+    read_noise_rel=1e-5,  # [instrument] sense-amp gain noise, 8 nA at 4 mS (800 µA)
     read_time_s=10e-6,  # [choice]
     read_v=0.2,  # [Rao] 0.2 V read
     rtn_large_probability=0.6,  # [choice] most as-programmed states fluctuate [Rao]
@@ -110,14 +120,16 @@ HFO2_1T1R = DeviceParams(
     denoise_v_high_frac=0.8,  # [choice]
     denoise_removal_probability=0.7,  # [choice]
     denoise_shift_std_us=0.3,  # [choice]
-    relax_rel_std=0.001,  # [choice]
-    relax_tau_s=1.0,  # [choice]
+    relax_rel_std=0.0,  # the step model below instead (see the module docstring)
+    relax_tau_s=1.0,  # [choice] seconds: a settle of a few s lets it finish
+    relax_step_mean=0.02,  # [choice] 2 % of each step relaxes back (short-term plasticity)
+    relax_step_std=0.03,  # [choice] +-3 % of the step, random per pulse
     disturb_v_min_v=0.3,  # [choice] unused: 1T1R isolates unselected cells
     disturb_ref_v=0.45,  # [choice]
-    disturb_std_us=0.0,  # 1T1R: no half-select disturb
-    disturb_mean_us=0.0,
-    disturb_std_exponent=0.3,
-    disturb_mean_exponent=0.88,
+    disturb_std_us=0.0,  # [Li][Rao] 1T1R: the transistor isolates unselected cells
+    disturb_mean_us=0.0,  # [Li][Rao]
+    disturb_std_exponent=0.3,  # unused
+    disturb_mean_exponent=0.88,  # unused
     v_breakdown_v=3.3,  # [choice]
     breakdown_g_us=10000.0,  # [choice] a hard short
 )
@@ -137,35 +149,37 @@ TIO2X_FEEDFORWARD = DeviceParams(
     width_ref_s=1e-6,  # [choice]
     width_exponent=0.5,  # [choice]
     c2c_rel_std=0.03,  # [Diao] near-linear, repeatable potentiation
-    gate_v_min_v=0.6,
-    gate_v_max_v=2.0,
-    compliance_rel_std=0.0,
-    stuck_hrs_fraction=0.0,
-    stuck_lrs_fraction=0.0,
-    read_noise_abs_us=0.005,  # [choice] states 0.156 µS apart must be distinguishable
-    read_noise_rel=1e-5,  # [choice]
-    read_time_s=10e-6,
-    read_v=0.2,
-    rtn_large_probability=0.0,  # [choice] no large RTN in this material
-    rtn_large_amp_us=0.0,
-    rtn_large_amp_log_std=0.0,
-    rtn_small_amp_us=0.01,
-    rtn_dwell_min_s=10e-6,
-    rtn_dwell_max_s=3e-3,
-    denoise_v_low_frac=0.4,
-    denoise_v_high_frac=0.8,
-    denoise_removal_probability=0.7,
-    denoise_shift_std_us=0.0,
-    relax_rel_std=0.0,  # [choice] switched off: the open-loop scheme needs a stable state
-    relax_tau_s=1.0,
-    disturb_v_min_v=0.3,
-    disturb_ref_v=0.45,
-    disturb_std_us=0.0,
-    disturb_mean_us=0.0,
-    disturb_std_exponent=0.3,
-    disturb_mean_exponent=0.88,
-    v_breakdown_v=3.0,
-    breakdown_g_us=5000.0,
+    gate_v_min_v=0.6,  # [choice] as HfO2 (the feedforward scheme never uses the gate)
+    gate_v_max_v=2.0,  # [choice]
+    compliance_rel_std=0.0,  # unused: no gate-limited SET in the scheme
+    stuck_hrs_fraction=0.0,  # [Diao] single selected devices (no array yield reported)
+    stuck_lrs_fraction=0.0,  # [Diao]
+    read_noise_abs_us=0.03,  # [instrument] 6 nA rms at 0.2 V: a ~10 µs read on a 100 µA SMU range (~100 µA flows)
+    read_noise_rel=1e-5,  # [instrument] gain noise, 1 nA at 100 µA
+    read_time_s=10e-6,  # [choice] as the other presets' SMU reads
+    read_v=0.2,  # [choice] the field's usual 0.2 V read [Drolet][Rao]
+    rtn_large_probability=0.3,  # [choice] on: no seed says it is absent
+    rtn_large_amp_us=0.08,  # [Diao] bound: 512 states 0.156 µS apart were resolved -> ~half a spacing p-p
+    rtn_large_amp_log_std=0.5,  # [choice] as the other oxides
+    rtn_small_amp_us=0.03,  # [choice] below the read noise
+    rtn_dwell_min_s=10e-6,  # [choice] as the other oxides
+    rtn_dwell_max_s=3e-3,  # [choice]
+    denoise_v_low_frac=0.4,  # [choice] as HfO2 [Rao]
+    denoise_v_high_frac=0.8,  # [choice]
+    denoise_removal_probability=0.7,  # [choice]
+    denoise_shift_std_us=0.01,  # [choice] scaled to the window as HfO2's 0.3 µS to 4 mS
+    relax_rel_std=0.0,  # the step model below instead (see the module docstring)
+    relax_tau_s=1.0,  # [choice] as the other oxides
+    relax_step_mean=0.02,  # [choice] as the other oxides: on, no seed says it is absent
+    relax_step_std=0.03,  # [choice]
+    disturb_v_min_v=0.3,  # unused: single devices, no half-select
+    disturb_ref_v=0.45,  # unused
+    disturb_std_us=0.0,  # [Diao] single devices pulsed directly: no half-select disturb
+    disturb_mean_us=0.0,  # [Diao]
+    disturb_std_exponent=0.3,  # unused
+    disturb_mean_exponent=0.88,  # unused
+    v_breakdown_v=3.0,  # [choice] as TiO2 [Drolet]
+    breakdown_g_us=5000.0,  # [choice] a hard short
 )
 
 PRESETS: dict[str, DeviceParams] = {

@@ -140,17 +140,39 @@ def test_rtn_before_and_after_denoising():
 
 
 def test_relaxation_after_programming():
+    # physics change (issue 10): the volatile part is a fraction of each pulse's own step,
+    # -relax_step_mean +- relax_step_std of dG, not N(0, 0.1 % of G) redrawn by every pulse
     fx = Effects(**{**ONLY_PULSE_LAW, "relaxation": True})
     chip = SimChip(32, 32, "hfo2_1t1r", seed=8, effects=fx)
+    p = chip.params
     r, c = _all(chip)
+    g0 = chip.true_conductance_us()
     chip.pulse(r, c, 1.3, 100e-9, gate_v=1.3)
     g_now = chip.true_conductance_us()
-    chip.advance(10 * chip.params.relax_tau_s)
+    step = g_now - g0
+    chip.advance(20 * p.relax_tau_s)
     drift = chip.true_conductance_us() - g_now
-    rel = (drift / g_now).ravel()
-    assert rel.std() == pytest.approx(chip.params.relax_rel_std, rel=0.15)
+    frac = (drift / step).ravel()
+    assert frac.mean() == pytest.approx(-p.relax_step_mean, abs=3 * p.relax_step_std / 32)
+    assert frac.std() == pytest.approx(p.relax_step_std, rel=0.15)
     chip.advance(100.0)
     assert np.allclose(chip.true_conductance_us() - g_now, drift, atol=1e-3)  # settled
+
+
+def test_relaxation_of_a_coarse_step_carries_through_small_later_steps():
+    fx = Effects(**{**ONLY_PULSE_LAW, "relaxation": True})
+    chip = SimChip(16, 16, "hfo2_1t1r", seed=3, effects=fx)
+    p = chip.params
+    r, c = _all(chip)
+    chip.pulse(r, c, 1.6, 1e-6, gate_v=1.6)  # coarse: a large step, a large volatile part
+    chip.advance(1e-3)
+    g1 = chip.true_conductance_us()
+    chip.pulse(r, c, 0.95, 10e-9, gate_v=2.0)  # fine nudge, tiny step
+    g2 = chip.true_conductance_us()
+    chip.advance(20 * p.relax_tau_s)
+    moved = chip.true_conductance_us() - g2
+    # what is left to relax is still the coarse step's volatile part (>> the nudge)
+    assert np.abs(moved).mean() > 10 * np.abs(g2 - g1).mean() * p.relax_step_std
 
 
 def test_gate_voltage_sets_the_set_compliance():

@@ -19,6 +19,8 @@ HFO2_FINE = AlibartParams(
     reset_step_v=0.005,
     restart_backoff_v=0.02,
     reads_in_band=3,
+    settle_s=0.0,  # issue 10: these tests count the loop's own calls; settle tested apart
+    noise_probe_reads=0,  # likewise adaptive averaging (tests/test_settle.py, robustness)
 )
 
 

@@ -75,7 +75,8 @@ def test_resume_after_an_interruption():
     chip = SimChip(8, 8, "hfo2_1t1r", seed=2)
     prog = DirectChipProgrammer(chip)
     m = random_level_map(8, 8, 64, seed=4)
-    job = ArrayJob(prog, m, ArrayParams(batch_cells=16, reverify=False))
+    # issue 10: no settle, so the interruption lands mid-job as before (settle tested apart)
+    job = ArrayJob(prog, m, ArrayParams(batch_cells=16, reverify=False, settle_s=0.0))
     pulse = prog.pulse
     calls = {"n": 0}
 
@@ -93,7 +94,9 @@ def test_resume_after_an_interruption():
     prog.pulse = pulse
     n_before = chip.pulse_count
     sink = MemorySink()
-    res = ArrayJob(prog, m, ArrayParams(batch_cells=16, reverify=False), resume=partial).run(
+    res = ArrayJob(
+        prog, m, ArrayParams(batch_cells=16, reverify=False, settle_s=0.0), resume=partial
+    ).run(
         sink=sink
     )
     assert len(res) == 64

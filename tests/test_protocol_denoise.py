@@ -57,7 +57,8 @@ def test_denoised_cell_reads_within_one_microsiemens():
     chip, prog, r, c = _cell()
     sink = MemorySink()
     res = tune_denoise(prog, [r], [c], [1234.0], sink=sink)
-    assert res.converged[0] and res.flags[0] == ""
+    # issue 10: a cell re-tuned after its settle says so ("relaxed"); nothing else
+    assert res.converged[0] and res.flags[0] in ("", "relaxed")
     assert abs(res.final_us[0] - 1234.0) <= 0.4
     assert res.extra["denoise_pulses"][0] >= 4  # min_denoise after the last tuning pulse
     assert res.extra["spread_us"][0] <= 0.6
@@ -100,10 +101,16 @@ def test_ladder_2048_levels_with_and_without_denoising():
     assert s["levels_converged"] == 2048
     assert 5 < s["pulses_per_level"] < 25  # measured: 17.2 (2.9 tuning + 14.3 denoise)
     assert s["linearity_r2"] > 0.99999
-    assert 0.1 < s["bench_time_s"] < 5
-    # the control: the same ladder without denoising, on a fresh chip of the same seed
+    # issue 10: every level is verified after a 5 s settle (the HfO2 default), so the bench
+    # time is ~2,048 x 5 s; the levels counted are the ones still there after it
+    assert s["settle_s"] == 5.0
+    assert 2048 * 5.0 < s["bench_time_s"] < 2048 * 5.0 * 1.3
+    # the control: the same ladder without denoising (and without the settle's re-tunes,
+    # which would hide what denoising does), on a fresh chip of the same seed
     chip2, prog2, r2, c2 = _cell()
-    off = run_ladder(prog2, r2, c2, lv[:1024], protocol="denoise-off", verify_reads=8)
+    off = run_ladder(
+        prog2, r2, c2, lv[:1024], protocol="denoise-off", verify_reads=8, settle_s=0.0
+    )
     failed = 1024 - off.summary()["levels_within_tolerance"]
     assert failed >= 15  # measured: 3-4 % of levels fail without denoising
     assert off.denoise_pulses.sum() == 0

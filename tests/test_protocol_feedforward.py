@@ -56,17 +56,20 @@ def test_characterisation_recovers_the_cells_physics():
 def test_512_states_feedforward_vs_alibart():
     lv = ladder_levels(420, STEP_US, 512)
     assert lv[-1] / lv[0] == pytest.approx(1.19, abs=0.005)
-    tol = STEP_US / 2  # states distinguishable: every read within half the spacing
+    # issue 10: with the sourced read noise (6 nA at 0.2 V = 0.03 µS) and RTN on, a single
+    # read is not within half a spacing; a state counts when its averaged verification is
+    # (criterion "mean", reads added only where a level's spread needs them), after a settle
+    tol = STEP_US / 2
     chip, prog = _prog()
-    ff = run_ladder(prog, 0, 0, lv, protocol="feedforward", tolerance_us=tol)
+    ff = run_ladder(prog, 0, 0, lv, protocol="feedforward", tolerance_us=tol, criterion="mean")
     s = ff.summary()
     assert s["levels_within_tolerance"] >= 510  # measured: 512 of 512
     assert s["linearity_r2"] > 0.9999
     chip2, prog2 = _prog()
-    ali = run_ladder(prog2, 0, 0, lv, protocol="alibart", tolerance_us=tol)
+    ali = run_ladder(prog2, 0, 0, lv, protocol="alibart", tolerance_us=tol, criterion="mean")
     a = ali.summary()
     assert a["levels_within_tolerance"] >= 505
-    # measured: 1.04 vs 7.4 pulses per level; with characterisation 1.6 per level
+    # measured (issue 10 presets): 1.48 vs 29.2 pulses per level; 2.07 with characterisation
     assert s["pulses_per_level"] <= 0.5 * a["pulses_per_level"]
     assert s["pulses"] / 512 <= 0.5 * a["pulses_per_level"]
 
@@ -87,6 +90,9 @@ def test_unfit_cells_are_flagged_not_looped():
     prog = DirectChipProgrammer(chip)
     res = tune_feedforward(prog, [0, 0, 0, 0], [0, 1, 2, 3], 2000.0)
     assert not res.converged.any()
-    assert all(f in ("no_model", "pulse_budget") for f in res.flags)
-    assert res.pulses.max() <= FeedforwardParams().max_pulses
+    # issue 10: a cell that looked on target and then left its band after the settle also
+    # says so (drifted_out, relaxed)
+    allowed = {"no_model", "pulse_budget", "drifted_out", "relaxed"}
+    assert all(set(f.split(",")) <= allowed and f for f in res.flags)
+    assert res.pulses.max() <= 2 * FeedforwardParams().max_pulses  # + one settle re-tune
     assert np.all(res.extra["characterisation_pulses"] == 300)

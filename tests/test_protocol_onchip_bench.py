@@ -56,6 +56,7 @@ def test_feedforward_512_states_through_the_onchip_bench():
             ladder_levels(420, step, 512),
             protocol="feedforward",
             tolerance_us=step / 2,
+            criterion="mean",  # issue 10: sourced read noise and RTN; see test_protocol_feedforward
         ).summary()
     assert ff["levels_within_tolerance"] >= 510  # measured: 512 of 512
-    assert ff["pulses_per_level"] < 1.5  # measured: 1.04
+    assert ff["pulses_per_level"] < 2.5  # measured (issue 10 presets): ~1.5

@@ -217,6 +217,14 @@ class Bench:
                 return ensure().chip
         return None
 
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of bench time pass (Contract C): the programmer's instrument-side wait.
+
+        On a simulated bench the simulated clock advances by ``seconds``; in the lab the
+        instruments wait for real. ``bench_time_s`` includes the wait either way.
+        """
+        self.programmer.wait(seconds)
+
     def safe_state(self) -> None:
         """Every instrument to its safe state (0 V, outputs off, matrix open)."""
         steps = [getattr(inst, "safe_state", None) for inst in self.instruments.values()]

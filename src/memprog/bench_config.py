@@ -25,6 +25,9 @@ from memprog.validation import MemprogModel
 InstrumentKind = Literal["onchip", "k4200", "k707b", "b1500", "wgfmu"]
 StackKind = Literal["onchip", "k4200_707b", "b1500_wgfmu"]
 SIM_LIBRARY = "@memprog"
+# [choice] disturb interlock default: 0.8 x the lowest switching threshold, i.e. 4 sigma of
+# the thresholds' 5 % cell-to-cell spread below the mean, so no unselected cell switches
+UNSELECTED_MARGIN = 0.8
 
 
 class InstrumentConfig(MemprogModel):
@@ -69,6 +72,7 @@ class ChipConfig(MemprogModel):
             raise ConfigError("chip.technology", self.technology, f"one of {sorted(PRESETS)}")
         if self.sim_params:
             params = self.device_params()
+        self._disturb_interlock(params)
         for name in ("set_v_max", "reset_v_max"):
             value = getattr(self.limits, name)
             if value >= params.v_breakdown_v:
@@ -102,6 +106,36 @@ class ChipConfig(MemprogModel):
             raise ConfigError(
                 f"chip.sim_params: {exc.parameter}", exc.value, exc.allowed, exc.detail
             ) from exc
+    def _disturb_interlock(self, params: Any) -> None:
+        """Fill (or check) ``limits.unselected_v_max`` from the technology's thresholds.
+
+        Default: ``UNSELECTED_MARGIN`` x the lower of the SET and RESET thresholds, so no
+        unselected cell of a passive array switches under the V/3 or V/2 bias (the margin
+        covers the thresholds' cell-to-cell spread). A larger value is refused unless
+        ``allow_unselected_above_threshold`` says the user means it (seed 001's RESET ramp
+        to -2.4 V puts 0.8 V, the SET threshold, on every unselected cell).
+        """
+        default = round(
+            UNSELECTED_MARGIN * min(params.v_set_threshold_v, params.v_reset_threshold_v), 3
+        )
+        lim = self.limits
+        if lim.unselected_v_max is None:
+            object.__setattr__(self, "limits", lim.model_copy(update={"unselected_v_max": default}))
+            return
+        if lim.unselected_v_max > default and not lim.allow_unselected_above_threshold:
+            raise ConfigError(
+                "chip.limits.unselected_v_max",
+                lim.unselected_v_max,
+                f"<= {default} V ({UNSELECTED_MARGIN} x the lowest switching threshold of "
+                f"{self.technology}), or set allow_unselected_above_threshold: true",
+                "unselected cells would switch under the V/3 or V/2 bias",
+            )
+        if lim.unselected_v_max >= params.v_breakdown_v:
+            raise ConfigError(
+                "chip.limits.unselected_v_max",
+                lim.unselected_v_max,
+                f"< {params.v_breakdown_v} V (breakdown of {self.technology})",
+            )
 
 
 class ProgrammerConfig(MemprogModel):

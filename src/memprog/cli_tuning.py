@@ -117,6 +117,22 @@ def register(app: typer.Typer) -> None:
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
         db: DbOpt = None,
+        settle_s: Annotated[
+            float | None,
+            typer.Option(
+                "--settle-s",
+                help="Bench time waited before each level's verification (default: the "
+                "chip technology's; 0: none).",
+            ),
+        ] = None,
+        criterion: Annotated[
+            str,
+            typer.Option(
+                "--criterion",
+                help="every-read: every verification read within the tolerance (Rao); "
+                "mean: the verification mean within it, reads added where noise needs them.",
+            ),
+        ] = "every-read",
     ) -> None:
         """Program one cell through a ladder of equally spaced levels and verify each.
 
@@ -155,6 +171,8 @@ def register(app: typer.Typer) -> None:
                     tolerance_us=tolerance_us,
                     sink=ctx.sink,
                     progress=_progress(progress, as_json),
+                    settle_s=settle_s,
+                    criterion=criterion,
                 )
                 bench_time = b.bench_time_s
                 technology = b.programmer.info.technology
@@ -179,6 +197,8 @@ def register(app: typer.Typer) -> None:
                 f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
                 f"linearity R² {summary['linearity_r2']:.6f}\n"
                 f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
+                f"\nfigures measured after a {summary['settle_s']:g} s settle per level "
+                f"({summary['settle_retunes']} levels re-tuned after it)"
             )
             return Outcome(summary, human, failed_cells=int((~res.converged).sum()))
 
@@ -192,6 +212,7 @@ def register(app: typer.Typer) -> None:
             params={
                 "levels": levels, "start_us": start_us, "step_us": step_us, "row": row,
                 "col": col, "tolerance_us": tolerance_us, "verify_reads": verify_reads,
+                "settle_s": settle_s, "criterion": criterion,
             },
             cells_total=levels,
         )  # fmt: skip
@@ -243,6 +264,22 @@ def register(app: typer.Typer) -> None:
                 "not pulsed again).",
             ),
         ] = None,
+        settle_s: Annotated[
+            float | None,
+            typer.Option(
+                "--settle-s",
+                help="Bench time waited before the final re-verify (once per batch; default: "
+                "the chip technology's; 0: none).",
+            ),
+        ] = None,
+        retention_s: Annotated[
+            str | None,
+            typer.Option(
+                "--retention-s",
+                help="After programming, re-read the cells after these delays (s, e.g. "
+                "10,3600; simulated or real) and report the fraction within tolerance.",
+            ),
+        ] = None,
     ) -> None:
         """Tune cells (the grid --rows x --cols) or a whole --map to their targets.
 
@@ -254,8 +291,9 @@ def register(app: typer.Typer) -> None:
         from memprog.cli_runs import Outcome, run_command
         from memprog.protocols.alibart import tune_alibart
         from memprog.protocols.array import ArrayParams, alibart_defaults, program_array
-        from memprog.protocols.denoise import tune_denoise
-        from memprog.protocols.feedforward import tune_feedforward
+        from memprog.protocols.denoise import DenoiseParams, tune_denoise
+        from memprog.protocols.feedforward import FeedforwardParams, tune_feedforward
+        from memprog.protocols.settle import resolve_settle_s, retention_check
 
         t0 = time.perf_counter()
         show = _progress(progress, as_json)
@@ -279,6 +317,7 @@ def register(app: typer.Typer) -> None:
                 cc = parse_indices(cols, "cols")  # type: ignore[arg-type]
                 r, c = (a.ravel() for a in np.meshgrid(rr, cc, indexing="ij"))
                 t = parse_values(target_us, "target_us")  # type: ignore[arg-type]
+            delays = None if retention_s is None else list(parse_values(retention_s, "retention_s"))
         except MemprogError as exc:
             raise fail(exc) from exc
         job = None
@@ -293,7 +332,7 @@ def register(app: typer.Typer) -> None:
         params: dict[str, Any] = {
             "protocol": protocol, "order": order, "tolerance_rel": tolerance_rel,
             "max_pulses": max_pulses, "map": None if map_path is None else str(map_path),
-            "job": job, "pid": os.getpid(),
+            "job": job, "pid": os.getpid(), "settle_s": settle_s, "retention_s": delays,
         }  # fmt: skip
         resume_from: list[Any] = []
 
@@ -306,7 +345,10 @@ def register(app: typer.Typer) -> None:
                 ctx.on_interrupt(lambda: _write_partial_csv(ctx, out))
             with ctx.open_bench(bench) as b:
                 prog = b.programmer
-                ali = alibart_defaults(prog.info)
+                ali = alibart_defaults(prog.info, prog.limits)
+                if settle_s is not None:
+                    ali = ali.model_copy(update={"settle_s": settle_s})
+                eff_settle = resolve_settle_s(prog, settle_s)
                 upd: dict[str, Any] = {}
                 if tolerance_rel is not None:
                     upd["tolerance_rel"] = tolerance_rel
@@ -318,7 +360,7 @@ def register(app: typer.Typer) -> None:
                     res = program_array(
                         prog,
                         m,
-                        ArrayParams(protocol=protocol, order=order, alibart=ali),
+                        ArrayParams(protocol=protocol, order=order, alibart=ali, settle_s=settle_s),
                         origin=(int(o[0]), int(o[1])),  # type: ignore[index]
                         resume=ctx.store.resume_result(resume) if resume else None,
                         sink=ctx.sink,
@@ -327,9 +369,24 @@ def register(app: typer.Typer) -> None:
                 elif protocol == "alibart":
                     res = tune_alibart(prog, r, c, t, params=ali, sink=ctx.sink, progress=show)
                 elif protocol == "denoise":
-                    res = tune_denoise(prog, r, c, t, sink=ctx.sink, progress=show)
+                    res = tune_denoise(
+                        prog, r, c, t, sink=ctx.sink, progress=show,
+                        params=_with_settle(DenoiseParams(), settle_s),
+                    )  # fmt: skip
                 else:
-                    res = tune_feedforward(prog, r, c, t, sink=ctx.sink, progress=show)
+                    res = tune_feedforward(
+                        prog, r, c, t, sink=ctx.sink, progress=show,
+                        params=_with_settle(FeedforwardParams(), settle_s),
+                    )  # fmt: skip
+                retention = (
+                    None
+                    if delays is None
+                    else retention_check(
+                        prog, res.rows, res.cols, res.target_us, res.tolerance_us, delays,
+                        whole_array=len(res) > 0.5 * prog.info.rows * prog.info.cols,
+                        converged=res.converged,
+                    )
+                )  # fmt: skip
                 bench_time = b.bench_time_s
                 technology = prog.info.technology
             ctx.sink.record_results(res)  # the final (re-verified) row of every cell
@@ -348,6 +405,9 @@ def register(app: typer.Typer) -> None:
                 summary["resumed_from"] = resume
             if out is not None:
                 summary["csv"] = str(out)
+            summary["settle_s"] = eff_settle
+            if retention is not None:
+                summary["retention"] = retention
             if png is not None:
                 _plot_tune(res, technology, png)
                 summary["png"] = str(png)
@@ -359,6 +419,14 @@ def register(app: typer.Typer) -> None:
                 f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
                 + (f"; plot: {png}" if png is not None else "")
             )
+            if retention is not None:
+                human += "".join(
+                    f"\nafter {d['delay_s']:g} s: {d['within']} of {d['cells']} cells "
+                    f"({100 * d['fraction_within']:.2f} %; "
+                    f"{100 * d['fraction_within_converged']:.2f} % of the converged) within tolerance, "
+                    f"max |error| {d['max_abs_error_us']:.3f} µS"
+                    for d in retention
+                )
             return Outcome(summary, human, failed_cells=int((~res.converged).sum()))
 
         run_command(
@@ -373,6 +441,11 @@ def register(app: typer.Typer) -> None:
             resumed_from=resume,
             before_start=check_resume,
         )
+
+
+def _with_settle(params: Any, settle_s: float | None) -> Any:
+    """``params`` with its ``settle_s`` replaced when the user gave one."""
+    return params if settle_s is None else params.model_copy(update={"settle_s": settle_s})
 
 
 def map_digest(m: np.ndarray) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from memprog.limits import SafetyLimits
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, check_wait_s
 from memprog.sim_instruments.chip import SimChip
 
 
@@ -44,6 +44,10 @@ class DirectChipProgrammer(CellProgrammer):
         v = self.info.read_v if read_v is None else read_v
         self.limits.check_read(v)
         return self.chip.read(rows, cols, v)
+
+    def wait(self, seconds: float) -> None:
+        """Let simulated time pass on the chip (relaxation proceeds; nothing is applied)."""
+        self.chip.advance(check_wait_s(seconds))
 
     @property
     def bench_time_s(self) -> float:

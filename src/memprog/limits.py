@@ -28,6 +28,19 @@ class SafetyLimits(MemprogModel):
     current_compliance_a: float = Field(default=10e-3, gt=0, le=0.1)
     conductance_min_us: float = Field(default=1.0, gt=0, description="lowest target allowed")
     conductance_max_us: float = Field(default=10000.0, gt=0, description="highest target allowed")
+    unselected_v_max: float | None = Field(
+        default=None,
+        gt=0,
+        le=20,
+        description="disturb interlock: largest |V| a write may put on an unselected cell of a "
+        "passive array (V/3, V/2 bias), V; None: filled from the technology's switching "
+        "thresholds with a margin when the bench file is loaded",
+    )
+    allow_unselected_above_threshold: bool = Field(
+        default=False,
+        description="allow unselected_v_max above the technology's safe default (unselected "
+        "cells may then really switch)",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> SafetyLimits:
@@ -56,6 +69,30 @@ class SafetyLimits(MemprogModel):
         bad = (w < self.width_s_min) | (w > self.width_s_max)
         if bad.any():
             raise SafetyError("width_s", float(w[bad][0]), f"[{self.width_s_min:g}, {self.width_s_max:g}] s")
+
+    def check_unselected(self, amplitude_v: object, bias_fraction: float, scheme: str = "") -> None:
+        """Disturb interlock: refuse (SafetyError) a write whose bias on unselected cells,
+        ``|V| x bias_fraction`` (1/3 under V/3, 1/2 under V/2), exceeds ``unselected_v_max``.
+        Does nothing when no interlock is set."""
+        if self.unselected_v_max is None:
+            return
+        amp = np.atleast_1d(np.asarray(amplitude_v, dtype=float))
+        bad = np.abs(amp) * bias_fraction > self.unselected_v_max + 1e-12
+        if bad.any():
+            v = float(amp[bad][0])
+            cap = self.unselected_v_max / bias_fraction
+            raise SafetyError(
+                "amplitude_v",
+                v,
+                f"|V| <= {cap:.4g} V: {scheme or 'the bias scheme'} puts {abs(v) * bias_fraction:.4g} V "
+                f"on unselected cells, above unselected_v_max ({self.unselected_v_max} V)",
+            )
+
+    def pulse_cap_v(self, bias_fraction: float) -> float:
+        """Largest pulse magnitude the disturb interlock allows under a bias scheme (inf: none)."""
+        if self.unselected_v_max is None:
+            return float("inf")
+        return round(self.unselected_v_max / bias_fraction, 9)
 
     def check_read(self, read_v: float) -> None:
         """Refuse a read voltage that is non-finite or larger than ``read_v_max``."""

@@ -1,0 +1,261 @@
+"""Relaxation-aware verification: settle, re-verify, re-tune; reads averaged as noise demands.
+
+Why: a freshly programmed state is not yet the state that stays. Part of what the last
+pulses did relaxes back within seconds (short-term plasticity), so a cell accepted on
+reads taken microseconds after its last pulse can leave its band when the network runs.
+Every protocol therefore ends with a settle-and-re-verify pass: let bench time pass
+(:meth:`CellProgrammer.wait`: the simulated clock on the simulator, a real wait in the
+lab), read every accepted cell again, re-tune the ones that drifted out, settle again; the
+figures a protocol reports are the ones measured after the last settle.
+
+The settle time is the protocol's own parameter. Its default is chosen per technology from
+the bench's chip (``ProgrammerInfo.technology``), never from a simulator parameter:
+:data:`SETTLE_DEFAULTS_S`. An unknown technology gets no settle unless one is asked for.
+
+Adaptive averaging (:func:`adaptive_read`): a cell gets ``min_reads`` reads; only the cells
+whose sample spread says the mean is not yet known to ``sem_target_us`` get more (in
+rounds, up to ``max_reads``). Quiet cells cost ``min_reads`` reads, noisy ones what they
+need; nothing here assumes a noise level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from memprog.errors import ConfigError
+
+from .events import EventSink, NullSink
+from .programmer import CellProgrammer, ProgrammerInfo
+from .results import FLAG_DRIFTED, FLAG_RELAXED, TuneResult, add_flag
+
+# [choice] Filamentary oxide cells relax mostly within the first seconds after a pulse
+# (short-term plasticity of TiO2 and HfO2 filaments); 5 s lets what a pulse left volatile
+# happen before the accepting reads. In the lab a user who has measured the chip's own
+# relaxation passes settle_s.
+SETTLE_DEFAULTS_S: dict[str, float] = {
+    "hfo2_1t1r": 5.0,
+    "tio2_passive": 5.0,
+    "tio2x_feedforward": 5.0,
+}
+DEFAULT_SETTLE_ROUNDS = 3
+
+
+def default_settle_s(info: ProgrammerInfo) -> float:
+    """The settle time for the bench's chip technology (0 for an unknown technology)."""
+    return float(SETTLE_DEFAULTS_S.get(info.technology, 0.0))
+
+
+def resolve_settle_s(programmer: CellProgrammer, settle_s: float | None) -> float:
+    """``settle_s`` checked (>= 0, finite), or the technology default when None."""
+    if settle_s is None:
+        return default_settle_s(programmer.info)
+    s = float(settle_s)
+    if not np.isfinite(s) or s < 0:
+        raise ConfigError("settle_s", settle_s, "a finite number of seconds >= 0")
+    return s
+
+
+def adaptive_read(
+    programmer: CellProgrammer,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    read_v: float | None,
+    sem_target_us: float | np.ndarray,
+    min_reads: int = 2,
+    max_reads: int = 32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean conductance of each cell, with only as many reads as its own spread needs.
+
+    Every cell is read ``min_reads`` times; a cell whose standard error of the mean
+    (sample std / sqrt(n)) exceeds ``sem_target_us`` gets more reads, doubling its count
+    per round, until it meets the target or has ``max_reads``. One batched ``read`` per
+    round of the cells that still need it.
+
+    Returns:
+        (mean_us, n_reads, std_us) per cell.
+    """
+    if min_reads < 1 or max_reads < min_reads:
+        raise ConfigError("min_reads/max_reads", (min_reads, max_reads), "1 <= min <= max")
+    n = rows.size
+    target = np.broadcast_to(np.asarray(sem_target_us, float), (n,))
+    s1 = np.zeros(n)
+    s2 = np.zeros(n)
+    cnt = np.zeros(n, dtype=np.int64)
+    for _ in range(min_reads):
+        g = programmer.read(rows, cols, read_v)
+        s1 += g
+        s2 += g * g
+    cnt[:] = min_reads
+    while True:
+        mean = s1 / cnt
+        var = np.maximum(s2 / cnt - mean * mean, 0.0) * cnt / np.maximum(cnt - 1, 1)
+        need = (np.sqrt(var / cnt) > target) & (cnt < max_reads)
+        if not need.any() or min_reads < 2:
+            break
+        idx = np.flatnonzero(need)
+        extra = int(min(cnt[idx].min(), max_reads - cnt[idx].max()))
+        extra = max(extra, 1)
+        for _ in range(extra):
+            g = programmer.read(rows[idx], cols[idx], read_v)
+            s1[idx] += g
+            s2[idx] += g * g
+        cnt[idx] += extra
+    mean = s1 / cnt
+    std = np.sqrt(np.maximum(s2 / cnt - mean * mean, 0.0) * cnt / np.maximum(cnt - 1, 1))
+    return mean, cnt, std
+
+
+@dataclass
+class SettleReport:
+    """What the settle-and-re-verify pass found (per cell, in the result's order)."""
+
+    settled_us: np.ndarray  # mean of the reads after the last settle (NaN: not checked)
+    settle_reads: np.ndarray
+    rounds: int  # settles done
+    retuned: np.ndarray  # re-tuned at least once after a settle
+    settle_s: float
+
+
+def settle_and_reverify(
+    programmer: CellProgrammer,
+    result: TuneResult,
+    retune: Callable[[np.ndarray], TuneResult],
+    settle_s: float,
+    rounds: int = DEFAULT_SETTLE_ROUNDS,
+    read_v: float | None = None,
+    sink: EventSink | None = None,
+    min_reads: int = 2,
+    max_reads: int = 16,
+) -> SettleReport:
+    """Settle, re-read the converged cells, re-tune those out of band; update ``result``.
+
+    ``retune(idx)`` re-tunes the cells ``idx`` (indices into ``result``) without settling
+    and returns their :class:`TuneResult`. After at most ``rounds`` re-tunes a last settle
+    is always followed by a read, so ``result.final_us`` of the checked cells is the mean
+    measured after the settle, and a cell still outside its band is no longer converged
+    (flag ``drifted_out``). Cells that had not converged are left as they are.
+    """
+    if settle_s <= 0:
+        n = len(result)
+        return SettleReport(np.full(n, np.nan), np.zeros(n, np.int64), 0, np.zeros(n, bool), 0.0)
+    s = sink if sink is not None else NullSink()
+    n = len(result)
+    settled = np.full(n, np.nan)
+    sreads = np.zeros(n, dtype=np.int64)
+    retuned = np.zeros(n, dtype=bool)
+    check = np.flatnonzero(result.converged)
+    tol = np.broadcast_to(np.asarray(result.tolerance_us, float), (n,))
+    k = 0
+    for k in range(rounds + 1):
+        if check.size == 0:
+            break
+        programmer.wait(settle_s)
+        m, cnt, _ = adaptive_read(
+            programmer, result.rows[check], result.cols[check], read_v,
+            0.25 * tol[check], min_reads=min_reads, max_reads=max_reads,
+        )  # fmt: skip
+        settled[check] = m
+        sreads[check] += cnt
+        result.reads[check] += cnt
+        out = np.abs(m - result.target_us[check]) > tol[check]
+        s.record_event(
+            {"event": "settle", "round": k, "settle_s": settle_s, "checked": int(check.size),
+             "out_of_band": int(out.sum())}
+        )  # fmt: skip
+        result.final_us[check] = m
+        if not out.any():
+            break
+        bad = check[out]
+        if k == rounds:
+            result.converged[bad] = False
+            drifted = np.zeros(n, dtype=bool)
+            drifted[bad] = True
+            add_flag(result.flags, drifted, FLAG_DRIFTED)
+            break
+        again = retune(bad)
+        result.pulses[bad] += again.pulses
+        result.reads[bad] += again.reads
+        retuned[bad] = True
+        ok = again.converged
+        result.converged[bad] = ok
+        result.final_us[bad] = again.final_us
+        for j in np.flatnonzero(~ok):  # only the cells the re-tune gave up on
+            i = bad[j]
+            words = [w for w in (result.flags[i], again.flags[j], FLAG_DRIFTED) if w]
+            result.flags[i] = ",".join(dict.fromkeys(",".join(words).split(",")))
+        check = bad[ok]
+    add_flag(result.flags, retuned, FLAG_RELAXED)
+    result.extra["settled_us"] = settled
+    result.extra["settle_reads"] = sreads
+    return SettleReport(settled, sreads, k + 1, retuned, settle_s)
+
+
+def retention_check(
+    programmer: CellProgrammer,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    targets_us: np.ndarray,
+    tolerance_us: np.ndarray | float,
+    delays_s: list[float],
+    read_v: float | None = None,
+    whole_array: bool = False,
+    converged: np.ndarray | None = None,
+) -> list[dict[str, float]]:
+    """Re-read the cells at each delay (seconds since the call) and report who stayed.
+
+    The delays are cumulative from the start of the call (``10,3600`` reads after 10 s and
+    after 1 h), each reached with :meth:`CellProgrammer.wait`. ``whole_array`` reads the
+    array in one bulk read (large maps on row-parallel stacks).
+
+    Returns:
+        One dict per delay: ``delay_s``, ``cells``, ``within`` (count), ``fraction_within``,
+        ``max_abs_error_us``, ``mean_error_us``; with ``converged`` (the cells the protocol
+        accepted) also ``converged`` and ``fraction_within_converged``: of the cells that
+        were programmed, how many are still in their band (stuck cells never were).
+    """
+    d = sorted(float(x) for x in delays_s)
+    if not d or d[0] <= 0 or not np.all(np.isfinite(d)):
+        raise ConfigError("retention_s", delays_s, "positive delays in seconds, e.g. 10,3600")
+    tol = np.broadcast_to(np.asarray(tolerance_us, float), rows.shape)
+    out, elapsed = [], 0.0
+    for delay in d:
+        programmer.wait(delay - elapsed)
+        elapsed = delay
+        if whole_array:
+            g = programmer.read_array(read_v)[rows, cols]
+        else:
+            g = programmer.read(rows, cols, read_v)
+        err = g - targets_us
+        within = np.abs(err) <= tol
+        out.append(
+            {
+                "delay_s": delay,
+                "cells": int(rows.size),
+                "within": int(within.sum()),
+                "fraction_within": float(within.mean()) if rows.size else 0.0,
+                "max_abs_error_us": float(np.abs(err).max()) if rows.size else 0.0,
+                "mean_error_us": float(err.mean()) if rows.size else 0.0,
+            }
+        )
+        if converged is not None:
+            cv = np.asarray(converged, dtype=bool)
+            out[-1]["converged"] = int(cv.sum())
+            out[-1]["fraction_within_converged"] = float(within[cv].mean()) if cv.any() else 0.0
+    return out
+
+
+__all__ = [
+    "SETTLE_DEFAULTS_S",
+    "DEFAULT_SETTLE_ROUNDS",
+    "FLAG_RELAXED",
+    "FLAG_DRIFTED",
+    "default_settle_s",
+    "resolve_settle_s",
+    "adaptive_read",
+    "settle_and_reverify",
+    "SettleReport",
+    "retention_check",
+]
