@@ -556,8 +556,12 @@ def pmu_source_range(ch_: int, range_v: int) -> str:
 def pmu_device_voltage_max(level_v: float, load_ohm: float) -> float:
     """The largest voltage a device can see for a programmed ``level_v``: the open-circuit
     voltage level * (load + 50)/load (a device of higher resistance than the load setting,
-    up to an open line, gets more than the level)."""
-    return level_v * (load_ohm + PMU_OUTPUT_OHM) / load_ohm
+    up to an open line, gets more than the level).
+
+    Rounded to 1 mV, the resolution the safety limits are written in: into the default
+    1 Mohm load setting the correction is 50 ppm (0.12 mV at 2.4 V), which must not refuse
+    a ramp whose top is exactly the limit; any larger excess still counts."""
+    return np.round(np.asarray(level_v, dtype=float) * (load_ohm + PMU_OUTPUT_OHM) / load_ohm, 3)
 
 
 def pmu_burst_count(count: int) -> str:

@@ -43,7 +43,7 @@ from .common import (
     check_targets,
     gate_for_conductance,
 )
-from .events import EventSink, NullSink, sink_or_null, wants_bulk, wants_trace
+from .events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
 from .programmer import CellProgrammer
 from .results import (
     FLAG_AT_CAP,
@@ -253,7 +253,8 @@ def tune_alibart(
                     programmer,
                     part,
                     lambda idx, rb=rb, cb=cb, tb=tb: tune_alibart(
-                        programmer, rb[idx], cb[idx], tb[idx], params=quiet
+                        programmer, rb[idx], cb[idx], tb[idx], params=quiet,
+                        sink=EventsOnly(s),  # re-tune pulses are traced; results come from here
                     ),
                     settle,
                     rounds=p.settle_rounds,
