@@ -60,7 +60,11 @@ class ProgramParams(MemprogModel):
     g_max_us: float | None = Field(default=None, gt=0, description="high end of the weight mapping")
     tolerance_rel: float = Field(default=0.01, gt=0, lt=1, description="band / target")
     tolerance_min_us: float = Field(default=3.0, ge=0, description="floor of the band (µS)")
-    chunk_cells: int = Field(default=2048, ge=1, description="cells per resumable chunk")
+    chunk_cells: int = Field(
+        default=16384,
+        ge=2,
+        description="cells per resumable chunk (larger: fewer lock-step iterations, coarser resume)",
+    )
     settle_s: float = Field(
         default=1.0, ge=0, description="bench time to let pass before the final verification read"
     )
