@@ -292,4 +292,62 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code)
 
 
-__all__ = ["register", "program_command", "human_summary"]
+def evaluate_on_bench(
+    weights: Path,
+    bench: str,
+    transfers: int,
+    variability: Any,
+    test_set: tuple[Any, Any],
+    *,
+    mc_transfers: int = 1000,
+    seed: int = 0,
+    png: Path | None = None,
+    as_json: bool = False,
+    progress: bool = False,
+) -> None:
+    """``memprog evaluate W.pt --on-bench B --transfers K``: K programmed chips vs the MC prediction.
+
+    Called by ``memprog evaluate`` (cli_train.py) once it has the variability model and the
+    held-out set; prints the summary (one JSON document with ``--json``).
+    """
+    from memprog.jobs.evaluate import compare_with_prediction
+
+    out = compare_with_prediction(
+        weights, bench, transfers, variability, test_set,
+        mc_transfers=mc_transfers, first_seed=seed + 1, png=png, progress=progress,
+    )
+    pr = out["predicted"]
+    meas = ", ".join(f"{100 * a:.1f}" for a in out["measured_accuracies"])
+    human = (
+        f"{weights} on {transfers} fresh simulated chips of {bench} (one pair per weight):\n"
+        f"  measured chip accuracy (%): {meas}; mean {100 * out['measured_mean']:.1f}\n"
+        f"  predicted ({pr['source']}, {pr['mc_transfers']} MC transfers): mean {100 * pr['mean']:.1f} %, "
+        f"5-95 % band {100 * pr['p5']:.1f}-{100 * pr['p95']:.1f} %; software {100 * out['software_accuracy']:.1f} %\n"
+        f"  measured mean inside the predicted band: {'yes' if out['measured_mean_in_predicted_5_95'] else 'no'}"
+        + (f"; plot: {png}" if png is not None else "")
+    )
+    emit(out, as_json, human)
+
+
+def evaluate_on_bench_command(
+    weights: Path, bench: str, transfers: int, db: str | None, preset: str,
+    chip_id: str | None, seed: int, png: Path | None, as_json: bool,
+) -> None:
+    """The ``--on-bench`` branch of ``memprog evaluate`` (options as that command parsed them)."""
+    try:
+        from memprog.cli_train import load_variability
+        from memprog.hwaware.mapping import load_weights
+        from memprog.hwaware.training import held_out_set
+
+        var = load_variability(db, preset, chip_id)
+        x, y = held_out_set(load_weights(weights))
+        evaluate_on_bench(
+            weights, bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
+            progress=sys.stderr.isatty() and not as_json,
+        )
+    except MemprogError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3 if isinstance(exc, InstrumentError) else 2) from exc
+
+
+__all__ = ["register", "program_command", "human_summary", "evaluate_on_bench", "evaluate_on_bench_command"]

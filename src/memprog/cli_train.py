@@ -120,8 +120,13 @@ def register(app: typer.Typer) -> None:
         png: Annotated[Path | None, typer.Option("--png", help="Draw the table (and the half-moons boundary).")] = None,
         device: DeviceOpt = "cpu",
         as_json: JsonOpt = False,
+        on_bench: Annotated[str | None, typer.Option("--on-bench", help="Also program --transfers fresh simulated chips of this bench and set their accuracies beside the prediction.")] = None,
     ) -> None:
         """Monte Carlo transfer evaluation: per test point, the fraction of transfers that get it right."""
+        if on_bench is not None:  # memprog program's comparison (cli_program.py)
+            from memprog.cli_program import evaluate_on_bench_command
+
+            return evaluate_on_bench_command(weights, on_bench, transfers, db, preset, chip_id, seed, png, as_json)
         import time
 
         from memprog.hwaware.mapping import load_weights
