@@ -141,3 +141,39 @@ def test_resume_pulses_no_finished_cell_again(tmp_path):
     # finished cells were not pulsed: only relaxation/noise-free truth unchanged
     np.testing.assert_allclose(after[rr, cc], before[rr, cc], atol=1.0)
     assert rep.chip_accuracy >= 0.85
+
+
+def test_known_stuck_cells_are_avoided_not_pulsed_and_made_up_for(tmp_path):
+    net, data = _net(tmp_path, sizes=(20, 12, 4), seed=3)
+    with memprog.open_bench(BENCH) as b:
+        chip = b.sim_chip
+        bad = ~chip.working_mask.reshape(chip.rows, chip.cols)
+        truth = chip.true_conductance_us()
+        known = {(int(r), int(c)): float(truth[r, c]) for r, c in np.argwhere(bad)}
+        rep = run_program(b, net, ProgramParams(), test_set=data, known_stuck=known)
+    pl = rep.plan.placement
+    assert pl.avoided_stuck > 0  # spare rows and columns were used to dodge them
+    r = rep.result
+    skipped = r.has_flag("skipped")
+    assert skipped.sum() == pl.stuck_inside and (r.pulses[skipped] == 0).all()
+    # few cells left that the protocol found stuck (11 % without the map), pairs close
+    assert (r.has_flag("stuck") & ~skipped).mean() < 0.01
+    for layer in rep.summary()["layers"]:
+        assert layer["pair_error_rms_us"] < 10, layer
+    assert rep.chip_accuracy >= 0.95
+
+
+def test_prediction_vs_chips(tmp_path):
+    from memprog.hwaware.variability import VariabilityModel
+    from memprog.jobs.evaluate import compare_with_prediction
+
+    net, data = _net(tmp_path, sizes=(10, 8, 3), seed=4)
+    out = compare_with_prediction(
+        tmp_path / "w.pt", BENCH, 2, VariabilityModel.from_preset("tio2_passive"), data,
+        mc_transfers=200, png=tmp_path / "cmp.png",
+    )
+    assert len(out["measured_accuracies"]) == 2 and out["copies"] == 1
+    assert {c["seed"] for c in out["chips"]} == {1, 2}  # two different chips
+    assert out["chips"][0]["cells_stuck"] != out["chips"][1]["cells_stuck"] or out["measured_accuracies"]
+    assert 0 <= out["predicted"]["p5"] <= out["predicted"]["p95"] <= 1
+    assert (tmp_path / "cmp.png").exists()

@@ -713,7 +713,10 @@ def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str) -> No
     tgt[rows - r0, cols - c0] = r.target_us[sel]
     ach[rows - r0, cols - c0] = r.final_us[sel]
     err = ach - tgt
-    lim = float(np.nanpercentile(np.abs(err), 99)) if np.isfinite(err).any() else 1.0
+    # colour scale from the working cells (stuck ones saturate the ends of the scale)
+    ok = ~r.has_flag(FLAG_STUCK)[sel]
+    e_ok = np.abs(r.final_us[sel] - r.target_us[sel])[ok]
+    lim = float(np.percentile(e_ok, 99)) if e_ok.size else 1.0
     lim = max(lim, 1e-3)
     extent = (c0 - 0.5, c0 + shape[1] - 0.5, r0 + shape[0] - 0.5, r0 - 0.5)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
@@ -724,7 +727,7 @@ def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str) -> No
         ax.set_title(title)
     im = axes[2].imshow(err, extent=extent, vmin=-lim, vmax=lim, cmap="coolwarm", interpolation="nearest", aspect="auto")
     fig.colorbar(im, ax=axes[2], shrink=0.85, extend="both")
-    axes[2].set_title("achieved − target (µS; ±99th percentile)")
+    axes[2].set_title("achieved − target (µS; scale: 99 % of working cells)")
     for ax in axes:
         ax.set_xlabel("column")
         ax.set_ylabel("row")
