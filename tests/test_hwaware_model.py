@@ -220,3 +220,30 @@ def test_evaluate_on_cuda_matches_shapes():  # pragma: no cover - needs a GPU
 def test_later_writes_buffer_matches_mapping():
     layer = HardwareAwareLinear(3, 2, None)
     assert torch.equal(layer.later_writes, torch.as_tensor(later_writes(4, 2)))
+
+
+def test_fused_model_equals_layer_by_layer_and_masks_stuck():
+    lw = list(range(0, 40))
+    d = pd.DataFrame({"later_writes": lw, "delta_us": [-0.5 * k for k in lw]})
+    m = _model(disturb=d)  # deterministic: disturb by position only
+    torch.manual_seed(0)
+    fused = convert(MLP([3, 5, 2]), m)
+    torch.manual_seed(0)
+    single = convert(MLP([3, 5, 2]), m, fuse=False)
+    x = torch.randn(7, 3)
+    fused.train()
+    single.train()
+    for _ in range(3):
+        torch.testing.assert_close(fused(x), single(x), rtol=1e-5, atol=1e-5)
+    # stuck devices: zero gradient exactly where a weight's device is stuck
+    m = _model(fractions={"hrs": 0.2, "lrs": 0.1})
+    net = convert(MLP([3, 5, 2]), m, generator=torch.Generator().manual_seed(0))
+    net.train()
+    net(x).sum().backward()
+    group = net.layers[0]._group
+    for layer, (_, _, keep_w, keep_b) in zip(net.layers, group._slices, strict=True):
+        assert (keep_w == 0).any()
+        assert bool(((keep_w == 0) <= (layer.weight.grad == 0)).all())  # stuck => no gradient
+        assert bool(((keep_b == 0) <= (layer.bias.grad == 0)).all())
+        assert bool((layer.weight.grad[keep_w == 1] != 0).any())
+    assert 0.3 < group.stuck_weights / (group.batches * group.later_writes.shape[1]) < 0.7

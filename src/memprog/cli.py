@@ -107,9 +107,9 @@ def _register_subcommands() -> None:
     from memprog import cli_tuning
 
     cli_tuning.register(app)
+    __import__("memprog.cli_db").cli_db.register(app)
     __import__("memprog.cli_train", fromlist=["register"]).register(app)  # train, evaluate
     __import__("importlib").import_module("memprog.cli_program").register(app)
-    __import__("memprog.cli_db").cli_db.register(app)
 
 
 _register_subcommands()

@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (default per dataset).")] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of weights, batch order and sampled transfers.")] = 0,
+        lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (seed 001: 0.01).")] = 0.01,
         chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
         device: DeviceOpt = "cpu",
         progress: ProgressOpt = None,
@@ -93,13 +94,13 @@ def register(app: typer.Typer) -> None:
             dev = _check_device(device)
             var = load_variability(db, preset, chip_id)
             res = train(
-                dataset, var, hardware_aware=hardware_aware, epochs=epochs, seed=seed,
+                dataset, var, hardware_aware=hardware_aware, epochs=epochs, seed=seed, lr=lr,
                 device=dev, progress=_show(progress, as_json),
             )
             save_weights(res.weights, out)
         except MemprogError as exc:
             raise fail(exc) from exc
-        summary = res.summary() | {"out": str(out), "device": str(dev)}
+        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": lr}
         kind = "hardware-aware" if hardware_aware else "regular"
         human = (
             f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "

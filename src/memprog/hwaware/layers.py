@@ -72,6 +72,7 @@ class HardwareAwareLinear(nn.Module):
         self._draws: torch.Tensor | None = None
         self._keep: tuple[torch.Tensor, ...] = ()
         self._next = 0
+        self._group: _TransferGroup | None = None  # set by convert(): one fused draw per model
         self.stuck_weights = 0  # weights with a stuck device, summed over drawn batches
         self.batches = 0  # batches drawn
 
@@ -127,6 +128,11 @@ class HardwareAwareLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.variability is None:
             return F.linear(x, self.weight, self.bias)
+        if self._group is not None:
+            delta_w, delta_b, keep_w, keep_b = self._group.take(self)
+            w = torch.addcmul(delta_w, self.weight, keep_w)
+            b = torch.addcmul(delta_b, self.bias, keep_b)
+            return F.linear(x, w, b)
         draw, keep, keep_w, keep_b = self._draw()
         # reparametrization: the forward pass sees the transferred weights
         # (delta + w * keep == transferred), the backward pass the identity masked by keep
@@ -136,6 +142,84 @@ class HardwareAwareLinear(nn.Module):
         w = torch.addcmul(delta[:, :n], self.weight, keep_w)
         b = torch.addcmul(delta[:, n], self.bias, keep_b)
         return F.linear(x, w, b)
+
+
+class _TransferGroup:
+    """One transfer of every hardware-aware layer of a model, sampled in one pass.
+
+    Why: for small networks a training step is dominated by per-op overhead, not arithmetic;
+    sampling all layers' devices as one flat vector costs the ops of one layer. Each layer
+    takes its slice once per round; a layer asking twice starts the next round (a new
+    transfer of every layer, from the weights as they are then).
+
+    Flat order: per layer, its weights row-major then its biases; devices (2, P): g_plus,
+    g_minus.
+    """
+
+    def __init__(self, layers: list[HardwareAwareLinear], variability: VariabilityModel,
+                 generator: torch.Generator | None, chunk: int) -> None:
+        self.layers = layers
+        self.var = variability
+        self.generator = generator
+        self.chunk = chunk
+        self.device = layers[0].weight.device
+        lw, index, self.bounds = [], [], []
+        o = 0
+        for i, layer in enumerate(layers):
+            n, m = layer.in_features, layer.out_features
+            lwl = layer.later_writes  # (2, out, in+1)
+            lw.append(torch.cat([lwl[:, :, :n].reshape(2, -1), lwl[:, :, n]], dim=1))
+            size = m * (n + 1)
+            index.append(torch.full((size,), i, dtype=torch.long, device=self.device))
+            self.bounds.append((o, o + m * n, o + size))
+            o += size
+        self.later_writes = torch.cat(lw, dim=1)
+        self.index = torch.cat(index)
+        self.sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1)
+        self._draws: torch.Tensor | None = None
+        self._keep: torch.Tensor | None = None
+        self._next = 0
+        self._served: set[int] = set()
+        self._slices: list[tuple[torch.Tensor, ...]] = []
+        self.stuck_weights = 0
+        self.batches = 0
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._draws is None or self._next >= self.chunk:
+            d = self.var.draw(self.chunk, self.later_writes, self.generator)
+            self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
+            self._keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).float()
+            self._next = 0
+            self.stuck_weights += int(self._keep.numel() - self._keep.sum().item())
+            self.batches += self.chunk
+        i = self._next
+        self._next += 1
+        return self._draws[i], self._keep[i]
+
+    def _round(self) -> None:
+        v = self.var
+        draw, keep = self._draw()
+        with torch.no_grad():
+            flat = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight, layer.bias)])
+            absf = flat.abs()
+            m = torch.stack([absf[a:c].amax() for a, _, c in self.bounds])
+            s = m.clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)[self.index]
+            g = torch.relu_(flat * self.sign).div_(s).add_(v.g_min_us)
+            g = torch.addcmul(draw[2], g, torch.addcmul(draw[1], g, draw[0]))
+            delta = (g[0] - g[1]).mul_(s).sub_(flat.mul_(keep))
+        self._slices = []
+        for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
+            shape = layer.weight.shape
+            self._slices.append((delta[a:b].view(shape), delta[b:c], keep[a:b].view(shape), keep[b:c]))
+        self._served = set()
+
+    def take(self, layer: HardwareAwareLinear) -> tuple[torch.Tensor, ...]:
+        """This round's (delta_w, delta_b, keep_w, keep_b) of ``layer``."""
+        i = layer._group_index
+        if i in self._served or not self._slices:
+            self._round()
+        self._served.add(i)
+        return self._slices[i]
 
 
 class MLP(nn.Module):
@@ -166,25 +250,48 @@ class MLP(nn.Module):
 
 
 def convert(
-    model: nn.Module, variability: VariabilityModel, *, generator: torch.Generator | None = None, chunk: int = 256
+    model: nn.Module,
+    variability: VariabilityModel,
+    *,
+    generator: torch.Generator | None = None,
+    chunk: int = 256,
+    fuse: bool = True,
 ) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (recursively, in place) by a hardware-aware copy.
 
     The model's ``state_dict`` keys are unchanged, so a converted model loads and saves the
-    same weight files as the plain one. Returns ``model``.
+    same weight files as the plain one. With ``fuse`` (default) the converted layers sample
+    their transfers together, one pass per training step (see ``_TransferGroup``). Returns
+    ``model``.
     """
+    _replace(model, variability, generator, chunk)
+    if fuse:
+        layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
+        if layers:
+            group = _TransferGroup(layers, layers[0].variability, generator, chunk)
+            for i, layer in enumerate(layers):
+                layer._group = group
+                layer._group_index = i
+    return model
+
+
+def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
             setattr(model, name, HardwareAwareLinear.from_linear(child, variability, generator=generator, chunk=chunk))
         else:
-            convert(child, variability, generator=generator, chunk=chunk)
-    return model
+            _replace(child, variability, generator, chunk)
 
 
 def stuck_weight_fraction(model: nn.Module) -> dict[str, float]:
-    """Per hardware-aware layer, the mean fraction of weights substituted per drawn batch."""
+    """Per hardware-aware layer (or ``"all"`` for fused layers), the mean fraction of weights
+    substituted per drawn batch."""
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, HardwareAwareLinear) and m.batches:
-            out[name] = m.stuck_weights / (m.batches * m.out_features * (m.in_features + 1))
+        if isinstance(m, HardwareAwareLinear):
+            if m._group is not None and m._group.batches:
+                g = m._group
+                out["all"] = g.stuck_weights / (g.batches * g.later_writes.shape[1])
+            elif m.batches:
+                out[name] = m.stuck_weights / (m.batches * m.out_features * (m.in_features + 1))
     return out

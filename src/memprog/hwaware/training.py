@@ -26,7 +26,9 @@ from .mapping import WEIGHTS_FORMAT
 from .variability import VariabilityModel
 
 DATA_SEED = 0  # one fixed split, like the stored dataset of seed 001: every run sees the same points
-DEFAULT_EPOCHS = {"halfmoons": 3000, "digits": 300}
+# seed 001's authors train 10,000 epochs; at lr 0.01 the regular half-moons network leaves
+# its near-linear plateau only after 3,000-10,000 epochs (measured), so fewer is not converged
+DEFAULT_EPOCHS = {"halfmoons": 10000, "digits": 300}
 
 
 @dataclass
