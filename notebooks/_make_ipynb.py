@@ -126,95 +126,69 @@ assert results["denoise"].summary()["levels_within_tolerance"] >= 0.95 * n_level
 PIPELINE = [
     ("md", """# Characterise → hardware-aware training → program → run on the chip
 
-The loop of DESIGN.md §1 on one simulated chip:
+The loop of DESIGN.md §1 on one simulated chip, every step stored in the run store
+(`$MEMPROG_DB`, else the embedded SQLite file):
 
-1. **characterise** the chip: program a block of cells to a few levels and measure the
-   tuning imprecision by level and the stuck cells (Drolet's variability tables);
-2. **train** the 64-54-10 digits network hardware-aware through that variability model
-   (`memprog.hwaware`);
-3. **program** the trained weights onto the same chip (`memprog.jobs`: differential pairs,
-   two cells per conductance, stuck cells compensated);
+1. **characterise** the chip as seed 001 does (`memprog characterize`: stuck census,
+   tuning imprecision by level, disturb, RTN), giving the variability database;
+2. **train** the 64-54-10 digits network hardware-aware through that database
+   (`memprog train --hardware-aware --db ...`);
+3. **program** the trained weights onto the same chip (`memprog program`: differential
+   pairs, two cells per conductance, the stuck cells the census found avoided);
 4. **run** the test set on the chip by analog VMM and compare with software.
 
-`MEMPROG_NOTEBOOK_SMALL=1` (the test suite) trains for a few epochs only."""),
+`MEMPROG_NOTEBOOK_SMALL=1` (the test suite) characterises and trains on small settings."""),
     ("code", SMALL + '''
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 import memprog
-from memprog.protocols.array import ArrayParams, program_array'''),
-    ("md", "## 1. Characterise: a 32×32 block at eight levels"),
-    ("code", '''levels = np.linspace(50.0, 500.0, 8)
-block = np.repeat(levels, 128).reshape(32, 32)
-with memprog.open_bench("sim_onchip") as bench:
-    res = program_array(bench.programmer, block, ArrayParams(), origin=(200, 200))
-    bench.programmer.controller  # noqa: B018 - the on-chip stack
-    settled = bench.programmer.read(res.rows, res.cols)
-stuck = res.has_flag("stuck")
-ok = ~stuck
-rel = 100 * (settled - res.target_us) / res.target_us
-table = pd.DataFrame({"level_us": res.target_us[ok], "err_pct": rel[ok]}).groupby("level_us")["err_pct"].agg(["mean", "std"])
-print(table.round(3))
-print(f"stuck cells: {stuck.sum()} of {len(res)} ({100 * stuck.mean():.1f} %), near {np.median(settled[stuck]):.1f} µS")'''),
+from memprog.store import VariabilityDB, default_db_url, open_store, stored_run
+
+url = default_db_url()
+BENCH = "sim_onchip"'''),
+    ("md", "## 1. Characterise the chip"),
+    ("code", '''from memprog.protocols.characterize import CharacterizeParams, characterize
+
+params = CharacterizeParams(devices=4, levels=4, repeats=2, disturb_cells=16) if SMALL else CharacterizeParams()
+store = open_store(url)
+with memprog.open_bench(BENCH) as bench:
+    chip_id, tech = bench.config.chip.id, bench.programmer.info.technology
+    with stored_run(store, kind="characterize", bench=BENCH, chip_id=chip_id, technology=tech,
+                    protocol="characterize", params=params.model_dump()) as run:
+        counts = characterize(bench.programmer, params, sink=run.sink)
+store.close()
+vdb = VariabilityDB(url, chip_id=chip_id)
+print(counts)
+print("stuck fractions:", vdb.stuck_fractions())
+print(vdb.imprecision().round(3))'''),
     ("code", '''from memprog.hwaware.variability import VariabilityModel
 
-fit = np.polyfit(table.index.to_numpy(), table["std"].to_numpy(), 1)
-if min(np.polyval(fit, [50.0, 500.0])) < 0:
-    # the error is ~constant in µS, so std% falls like 1/G and a line goes negative: keep
-    # the model's linear form with a flat line at the mean (conservative at high G)
-    fit = np.array([0.0, float(table["std"].mean())])
-imprecision = {
-    "slope_pct_per_us": float(fit[0]),
-    "intercept_pct": float(fit[1]),
-    "offset_mean_pct": float(rel[ok].mean()),
-    "offset_std_pct": float(table["mean"].std()),
-}
-var = VariabilityModel.from_tables(
-    g_range_us=(50.0, 500.0),
-    imprecision_fit=imprecision,
-    disturb=pd.DataFrame({"later_writes": np.arange(4), "delta_us": np.zeros(4)}),  # 1T1R: no half-select disturb
-    stuck_fractions={"hrs": float(stuck.mean()), "lrs": 0.0},
-    stuck=pd.DataFrame({"kind": ["hrs"] * int(stuck.sum()), "g_us": settled[stuck]}),
-    source="notebook characterisation of HFO2-1T1R-SIM-01",
-)
-print(imprecision)'''),
-    ("md", "## 2. Hardware-aware training through that model"),
+var = VariabilityModel.from_db(vdb)
+print(var.summary())'''),
+    ("md", "## 2. Hardware-aware training through the chip's own variability"),
     ("code", '''from memprog.hwaware.mapping import save_weights
-from memprog.hwaware.training import train
+from memprog.hwaware.training import held_out_set, train
 
 tr = train("digits", var, hardware_aware=True, epochs=3 if SMALL else 300, seed=0)
 path = save_weights(tr.weights, "digits_hwaware.pt")
-print(tr.summary()["test_accuracy_ideal"], path)'''),
-    ("md", """## 3–4. Program it and run the test set on the chip"""),
-    ("code", '''from memprog.hwaware.training import held_out_set
-from memprog.jobs import ProgramParams, load_program_input, run_program
-
-net = load_program_input(path)
 x, y = held_out_set(tr.weights)
 if SMALL:
     x, y = x[:120], y[:120]
-with memprog.open_bench("sim_onchip") as bench:
-    rep = run_program(bench, net, ProgramParams(), test_set=(x, y))
-s = rep.summary()
-print(f"software {100 * s['software_accuracy']:.1f} %, chip {100 * s['chip_accuracy']:.1f} % ({s['inference']}); "
-      f"{s['cells_within_tolerance']}/{s['cells_total']} cells within tolerance, {s['cells_stuck']} stuck; "
-      f"bench time {s['bench_time_s']:.2f} s")
+np.savez("digits_test.npz", x=x, y=y)
+print(tr.summary()["test_accuracy_ideal"], tr.weights["mapping"], path)'''),
+    ("md", """## 3–4. Program it and run the test set on the chip
+`program_command` is what `memprog program digits_hwaware.pt --test-set digits_test.npz`
+runs; it finds the census's stuck cells in the store and steers around them."""),
+    ("code", '''from memprog.cli_program import human_summary, program_command
+
+s, code = program_command("digits_hwaware.pt", BENCH, test_set="digits_test.npz", db=url, out="program_report")
+print(human_summary(s))
 assert s["chip_accuracy"] >= s["software_accuracy"] - 0.05'''),
-    ("code", '''r = rep.result
-sel = rep.plan.cells["layer"] == 0
-r0, c0 = r.rows[sel].min(), r.cols[sel].min()
-shape = (r.rows[sel].max() - r0 + 1, r.cols[sel].max() - c0 + 1)
-tgt = np.full(shape, np.nan)
-ach = np.full(shape, np.nan)
-tgt[r.rows[sel] - r0, r.cols[sel] - c0] = r.target_us[sel]
-ach[r.rows[sel] - r0, r.cols[sel] - c0] = r.final_us[sel]
-fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-for a, m, t in ((ax[0], tgt, "target (µS)"), (ax[1], ach, "achieved (µS)")):
-    im = a.imshow(m, cmap="viridis", vmin=np.nanmin(tgt), vmax=np.nanmax(tgt), aspect="auto")
-    a.set_title(f"layer 0, {t}")
-    fig.colorbar(im, ax=a)
-plt.show()'''),
+    ("code", '''from IPython.display import Image, display
+
+for png in s["report"]["png"]:
+    display(Image(png))'''),
 ]
 
 

@@ -66,7 +66,7 @@ def test_bad_input_exits_2_before_anything_is_sent(tmp_path, monkeypatch):
     assert "w.pt" in out.stderr and "zip archive" in out.stderr
 
 
-def test_kill_9_then_resume_stores_every_cell_once(tmp_path):
+def test_kill_9_then_resume_stores_every_cell_once(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(5)
     torch.save(
         {"a.weight": torch.randn(16, 24, generator=g), "a.bias": torch.randn(16, generator=g),
@@ -102,8 +102,8 @@ def test_kill_9_then_resume_stores_every_cell_once(tmp_path):
     store.close()
     total = 4 * (25 * 16 + 17 * 4)
     assert 0 < len(first) < total
-    out = subprocess.run([*args, "--resume", run_id], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode in (0, 1), out.stderr
+    out = _invoke(tmp_path, monkeypatch, [*args[3:], "--resume", run_id])  # in-process from here
+    assert out.exit_code in (0, 1), out.stderr
     s = json.loads(out.stdout)
     assert s["resumed_from"] == run_id and s["cells_total"] == total
     store = open_store(url, read_only=True)
@@ -119,6 +119,14 @@ def test_kill_9_then_resume_stores_every_cell_once(tmp_path):
     start = store.events(s["run_id"], "program_start")
     assert start and start[0]["resumed_cells"] == len(first)
     store.close()
+    # `memprog db export` of the finished run: exactly one row per cell
+    exp = tmp_path / "cells.csv"
+    out = _invoke(tmp_path, monkeypatch, ["db", "export", "--run", s["run_id"], "--out", str(exp)])
+    assert out.exit_code == 0, out.stderr
+    import pandas as pd
+
+    df = pd.read_csv(exp)
+    assert len(df) == total and not df.duplicated(["row", "col"]).any()
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--test-set"])
