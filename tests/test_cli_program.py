@@ -135,3 +135,18 @@ def test_resume_and_test_set_are_checked(tmp_path, monkeypatch, flag):
     out = _invoke(tmp_path, monkeypatch, ["program", "--example", "digits", flag, value])
     assert out.exit_code == 2, out.stderr
     assert value in out.stderr
+
+
+def test_evaluate_on_bench_sets_chips_beside_the_prediction(tmp_path, monkeypatch):
+    from memprog.examples import example
+
+    w, _ = example("digits")
+    out = _invoke(tmp_path, monkeypatch, [
+        "evaluate", str(w), "--on-bench", "sim_onchip", "--transfers", "1", "--preset", "tio2_passive",
+        "--png", "cmp.png", "--json",
+    ])
+    assert out.exit_code == 0, out.stderr
+    s = json.loads(out.stdout)
+    assert len(s["measured_accuracies"]) == 1 and s["predicted"]["source"] == "preset:tio2_passive"
+    assert s["measured_accuracies"][0] >= s["software_accuracy"] - 0.1
+    assert (tmp_path / "cmp.png").exists()
