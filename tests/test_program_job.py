@@ -49,6 +49,11 @@ class _NoVmm:
     def bench_time_s(self):
         return self._p.bench_time_s
 
+    def wait(self, seconds):
+        w = getattr(self._p, "wait", None)  # Contract C, where the stack has it
+        if w is not None:
+            w(seconds)
+
 
 class _Bench:
     def __init__(self, prog):
