@@ -182,3 +182,12 @@ def test_prediction_vs_chips(tmp_path):
     assert out["chips"][0]["cells_stuck"] != out["chips"][1]["cells_stuck"] or out["measured_accuracies"]
     assert 0 <= out["predicted"]["p5"] <= out["predicted"]["p95"] <= 1
     assert (tmp_path / "cmp.png").exists()
+
+
+def test_feedforward_on_the_tio2x_chip(tmp_path):
+    net, data = _net(tmp_path, sizes=(4, 3, 2), seed=6)
+    with memprog.open_bench("sim_onchip_tio2x") as b:
+        rep = run_program(b, net, ProgramParams(protocol="feedforward"), test_set=data)
+    s = rep.summary()
+    assert s["cells_within_tolerance"] == s["cells_total"]
+    assert s["chip_accuracy"] >= 0.95

@@ -60,6 +60,8 @@ def program_command(
     progress: bool = False,
     store_runs: bool = True,
     chunk_cells: int | None = None,
+    g_min_us: float | None = None,
+    g_max_us: float | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The whole command as a function: (summary, exit code). Raises MemprogError on bad input."""
     from memprog import open_bench
@@ -90,7 +92,9 @@ def program_command(
         if not isinstance(source, Network):
             raise ConfigError("--test-set", str(test_set), "only with a network (not a conductance map)")
         data = load_test_set(test_set, source.sizes[0])
-    params = ProgramParams(protocol=protocol, copies=copies, settle_s=settle_s)
+    params = ProgramParams(
+        protocol=protocol, copies=copies, settle_s=settle_s, g_min_us=g_min_us, g_max_us=g_max_us
+    )
     if chunk_cells is not None:
         params = ProgramParams(**{**params.model_dump(), "chunk_cells": chunk_cells})
     sha = file_sha256(weights)
@@ -261,6 +265,8 @@ def register(app: typer.Typer) -> None:
         settle_s: Annotated[float, typer.Option("--settle-s", min=0.0, help="Bench time to let pass before the final verification.")] = 1.0,
         max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", min=0.0, max=1.0, help="Exit 1 when chip accuracy is lower than software by more.")] = 0.03,
         chunk_cells: Annotated[int | None, typer.Option("--chunk-cells", min=2, help="Cells per resumable chunk (default 16384).")] = None,
+        g_min_us: Annotated[float | None, typer.Option("--g-min-us", help="Weight mapping low end (default: the file's, else the chip's).")] = None,
+        g_max_us: Annotated[float | None, typer.Option("--g-max-us", help="Weight mapping high end.")] = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -277,6 +283,7 @@ def register(app: typer.Typer) -> None:
             summary, code = program_command(
                 weights, bench, protocol, db, test_set, resume, example, out, copies,
                 settle_s, max_accuracy_drop, _progress(progress), chunk_cells=chunk_cells,
+                g_min_us=g_min_us, g_max_us=g_max_us,
             )
         except MemprogError as exc:
             typer.echo(f"error: {exc}", err=True)

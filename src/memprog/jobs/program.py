@@ -411,7 +411,9 @@ def program_plan(
                 todo_b = ~finished[ib] & ~plan.known_stuck[ib]
                 if todo_b.any():
                     kb_ = ib[todo_b]
-                    tb = np.clip(total[kb_] - final[ia[todo_b]], lo, hi)
+                    fa = final[ia[todo_b]]
+                    # a copy 0 without a reading (a protocol that gave up on it): its share
+                    tb = np.clip(np.where(np.isfinite(fa), total[kb_] - fa, c["g_us"][kb_]), lo, hi)
                     rb = engine.tune_verify(c["row"][kb_], c["col"][kb_], tb, inner)
                     final[kb_] = rb.final_us
                     # copy 1 stuck: re-tune its copy 0 (not yet recorded) to make up for it
@@ -423,6 +425,7 @@ def program_plan(
                             (a_of[int(p)], q)
                             for q, p in enumerate(np.flatnonzero(todo_b))
                             if stuck_b[q] and int(p) in a_of and ra.converged[a_of[int(p)]]
+                            and np.isfinite(rb.final_us[q])
                         ]
                         if fix:
                             qa = np.array([f[0] for f in fix])
