@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit
-from memprog.errors import ConfigError, InstrumentError, MemprogError
+from memprog.errors import ConfigError, MemprogError, SafetyError
 
 
 def _progress(flag: bool | None) -> bool:
@@ -62,6 +62,7 @@ def program_command(
     chunk_cells: int | None = None,
     g_min_us: float | None = None,
     g_max_us: float | None = None,
+    order: str = "row-major",
 ) -> tuple[dict[str, Any], int]:
     """The whole command as a function: (summary, exit code). Raises MemprogError on bad input."""
     from memprog import open_bench
@@ -93,7 +94,8 @@ def program_command(
             raise ConfigError("--test-set", str(test_set), "only with a network (not a conductance map)")
         data = load_test_set(test_set, source.sizes[0])
     params = ProgramParams(
-        protocol=protocol, copies=copies, settle_s=settle_s, g_min_us=g_min_us, g_max_us=g_max_us
+        protocol=protocol, copies=copies, settle_s=settle_s, g_min_us=g_min_us, g_max_us=g_max_us,
+        order=order,
     )
     if chunk_cells is not None:
         params = ProgramParams(**{**params.model_dump(), "chunk_cells": chunk_cells})
@@ -205,6 +207,17 @@ def program_command(
     return summary, code
 
 
+def _exit_code(exc: MemprogError) -> int:
+    """2 for bad input (refused before or without harm), 3 for the instrument or the store."""
+    try:
+        from memprog.store import StoreError
+    except ImportError:  # pragma: no cover - the store ships with memprog
+        StoreError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if isinstance(exc, ConfigError | SafetyError) and not isinstance(exc, StoreError):
+        return 2
+    return 3
+
+
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     import json
 
@@ -267,6 +280,7 @@ def register(app: typer.Typer) -> None:
         chunk_cells: Annotated[int | None, typer.Option("--chunk-cells", min=2, help="Cells per resumable chunk (default 16384).")] = None,
         g_min_us: Annotated[float | None, typer.Option("--g-min-us", help="Weight mapping low end (default: the file's, else the chip's).")] = None,
         g_max_us: Annotated[float | None, typer.Option("--g-max-us", help="Weight mapping high end.")] = None,
+        order: Annotated[str, typer.Option("--order", help="row-major | column-major | snake | high-first | low-first")] = "row-major",
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -283,11 +297,11 @@ def register(app: typer.Typer) -> None:
             summary, code = program_command(
                 weights, bench, protocol, db, test_set, resume, example, out, copies,
                 settle_s, max_accuracy_drop, _progress(progress), chunk_cells=chunk_cells,
-                g_min_us=g_min_us, g_max_us=g_max_us,
+                g_min_us=g_min_us, g_max_us=g_max_us, order=order,
             )
         except MemprogError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(3 if isinstance(exc, InstrumentError) else 2) from exc
+            raise typer.Exit(_exit_code(exc)) from exc
         except BaseException as exc:
             signum = interrupt_signum(exc)
             if signum is None:
@@ -354,7 +368,7 @@ def evaluate_on_bench_command(
         )
     except MemprogError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(3 if isinstance(exc, InstrumentError) else 2) from exc
+        raise typer.Exit(_exit_code(exc)) from exc
 
 
 __all__ = ["register", "program_command", "human_summary", "evaluate_on_bench", "evaluate_on_bench_command"]

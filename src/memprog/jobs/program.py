@@ -72,6 +72,11 @@ class ProgramParams(MemprogModel):
         default=None, gt=0, description="VMM input voltage for an input of 1; None: the read voltage"
     )
     avoid_stuck: bool = True
+    order: Literal["row-major", "column-major", "snake", "high-first", "low-first"] = Field(
+        default="row-major",
+        description="programming order of the cells (protocols.array.order_cells); on a "
+        "passive crossbar it decides which cells collect the disturb of later writes",
+    )
 
 
 @dataclass
@@ -174,7 +179,7 @@ def make_plan(
         plan = Plan(None, cells, [], {}, np.zeros(rr.size, bool), np.full(rr.size, np.nan))
     else:
         mats = source.chip_matrices()
-        g_min, g_max = _mapping(source, params, lo, hi)
+        g_min, g_max = _mapping(source, params, lo, hi, info.technology)
         if placement is None:
             placement = place_network(
                 [m.shape for m in mats], (info.rows, info.cols), params.copies, stuck_mask
@@ -201,16 +206,24 @@ def make_plan(
     return plan
 
 
-def _mapping(net: Network, params: ProgramParams, lo: float, hi: float) -> tuple[float, float]:
-    """Weight mapping window: the CLI's, else the file's, else the chip's lowest decade.
+# Weight-mapping windows per technology when neither the file nor the user gives one.
+DEFAULT_MAPPING_US: dict[str, tuple[float, float]] = {
+    "hfo2_1t1r": (50.0, 500.0),  # [Rao] levels start at 50 µS; [choice] the lowest decade:
+    # small VMM currents, a 1 % band still above the as-programmed RTN of a few µS
+    "tio2_passive": (100.0, 400.0),  # [Drolet] working range 100-400 µS
+    "tio2x_feedforward": (420.0, 500.0),  # [Diao] HRS/LRS = 1.19 window of the preset
+}
 
-    [choice] Without a mapping in the file: from the lowest target the chip takes to 10x
-    that (50 → 500 µS on HfO2 1T1R) — low conductances keep VMM currents and read power
-    small, and a 1 % band stays above the as-programmed RTN of a few µS.
+
+def _mapping(net: Network, params: ProgramParams, lo: float, hi: float, technology: str = "") -> tuple[float, float]:
+    """Weight mapping window: the caller's, else the file's, else the technology's.
+
+    Unknown technology: [choice] the inner 10-90 % of the chip's target range.
     """
     m = net.mapping or {}
-    g_min = params.g_min_us or m.get("g_min_us") or max(lo, 50.0)
-    g_max = params.g_max_us or m.get("g_max_us") or min(hi, 10.0 * g_min)
+    d_lo, d_hi = DEFAULT_MAPPING_US.get(technology, (lo + 0.1 * (hi - lo), lo + 0.9 * (hi - lo)))
+    g_min = params.g_min_us or m.get("g_min_us") or d_lo
+    g_max = params.g_max_us or m.get("g_max_us") or d_hi
     if not g_min < g_max:
         raise ConfigError("g_min_us/g_max_us", (g_min, g_max), "g_min_us < g_max_us")
     _check_range("weight mapping", np.array([g_min, g_max]), lo, hi)
@@ -363,6 +376,9 @@ def program_plan(
     extra = {"layer": c["layer"], "copy": c["copy"], "sign": c["sign"]}
     total = c["g_us"] * copies
     first = np.flatnonzero(c["copy"] == 0)
+    from memprog.protocols.array import order_cells
+
+    first = first[order_cells(c["row"][first], c["col"][first], c["g_us"][first], params.order)]
     twin = _twin(c, first, np.flatnonzero(c["copy"] == copies - 1)) if copies > 1 else None
     results: list[tuple[np.ndarray, TuneResult]] = []
     if have:
@@ -595,6 +611,7 @@ def run_program(
     p = params or ProgramParams()
     prog: CellProgrammer = bench.programmer
     clock = Clock(prog)
+    b0 = getattr(bench, "bench_time_s", None)
     t0 = time.perf_counter()
     plan = make_plan(source, prog, p, known_stuck, placement)
     if test_set is not None and isinstance(source, Network):
@@ -665,10 +682,11 @@ def run_program(
             }
         )
     res.wall_s = time.perf_counter() - t0
-    res.bench_time_s = clock.bench_s
-    return ProgramReport(
-        run_id, res, plan, sw, chip, readout, inference, layers, res.wall_s, clock.bench_s, settle
-    )
+    bt = clock.bench_s
+    if bt is None and isinstance(b0, float):  # the stack has no clock, the bench has one
+        bt = float(bench.bench_time_s) - b0
+    res.bench_time_s = bt
+    return ProgramReport(run_id, res, plan, sw, chip, readout, inference, layers, res.wall_s, bt, settle)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -762,4 +780,5 @@ __all__ = [
     "write_report",
     "file_sha256",
     "PROTOCOLS",
+    "DEFAULT_MAPPING_US",
 ]
