@@ -642,6 +642,12 @@ def run_program(
         for k, (m_sw, m_ch) in enumerate(zip(mats_sw, mats_chip, strict=True)):
             sel = plan.cells["layer"] == k
             dg = (m_ch - m_sw) / plan.scales[k]  # differential conductance error, µS
+            # weights one of whose conductances has every copy stuck: nothing could fix them
+            c = plan.cells
+            live = np.zeros((2,) + m_sw.shape)
+            st = res.has_flag(FLAG_STUCK)
+            np.add.at(live, ((c["sign"][sel] < 0).astype(int), c["i"][sel], c["j"][sel]), (~st[sel]).astype(float))
+            dead = (live == 0).any(axis=0)
             layers.append(
                 {
                     "layer": k,
@@ -650,6 +656,8 @@ def run_program(
                     "cells_within_tolerance": int(res.within_tolerance[sel].sum()),
                     "cells_stuck": int(res.has_flag(FLAG_STUCK)[sel].sum()),
                     "pair_error_rms_us": float(np.sqrt(np.mean(dg**2))),
+                    "weights_dead": int(dead.sum()),
+                    "pair_error_rms_live_us": float(np.sqrt(np.mean(dg[~dead] ** 2))) if (~dead).any() else None,
                     "pair_error_max_us": float(np.abs(dg).max()),
                     "cell_error_rms_us": float(np.sqrt(np.mean(res.error_us[sel] ** 2))),
                     "scale_per_us": plan.scales[k],
