@@ -138,15 +138,27 @@ def test_resume_and_test_set_are_checked(tmp_path, monkeypatch, flag):
 
 
 def test_evaluate_on_bench_sets_chips_beside_the_prediction(tmp_path, monkeypatch):
-    from memprog.examples import example
+    from memprog.hwaware.mapping import save_weights
 
-    w, _ = example("digits")
+    g = torch.Generator().manual_seed(7)
+    save_weights(
+        {
+            "format": "memprog.weights/1", "dataset": "halfmoons", "sizes": [2, 8, 1],
+            "activation": "sigmoid", "output": "sigmoid",
+            "state_dict": {"layers.0.weight": 4 * torch.randn(8, 2, generator=g), "layers.0.bias": torch.randn(8, generator=g),
+                           "layers.1.weight": 4 * torch.randn(1, 8, generator=g), "layers.1.bias": torch.randn(1, generator=g)},
+            "mapping": {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0},
+            "hardware_aware": False, "seed": 0, "epochs": 0, "variability_source": "preset:tio2_passive",
+        },
+        tmp_path / "moons.pt",
+    )
     out = _invoke(tmp_path, monkeypatch, [
-        "evaluate", str(w), "--on-bench", "sim_onchip", "--transfers", "1", "--preset", "tio2_passive",
-        "--png", "cmp.png", "--json",
+        "evaluate", str(tmp_path / "moons.pt"), "--on-bench", "sim_onchip", "--transfers", "2",
+        "--preset", "tio2_passive", "--png", "cmp.png", "--json",
     ])
     assert out.exit_code == 0, out.stderr
     s = json.loads(out.stdout)
-    assert len(s["measured_accuracies"]) == 1 and s["predicted"]["source"] == "preset:tio2_passive"
-    assert s["measured_accuracies"][0] >= s["software_accuracy"] - 0.1
+    assert len(s["measured_accuracies"]) == 2 and s["predicted"]["source"] == "preset:tio2_passive"
+    assert {c["seed"] for c in s["chips"]} == {1, 2}
+    assert 0 <= s["predicted"]["p5"] <= s["predicted"]["p95"] <= 1
     assert (tmp_path / "cmp.png").exists()
