@@ -254,7 +254,11 @@ class _Programmer:
             # peak-to-peak, so averaging every loop read buys no precision the map needs
             # and costs most of the job's time; the settle-and-re-verify stays.
             ali = ali.model_copy(update={"noise_probe_reads": 0})
+
         self.alibart = ali
+        # protocols with relaxation-aware verification (Contract C stacks) settle and
+        # re-verify every batch themselves; the job's own re-verify read is then redundant
+        self.protocol_settles = params.protocol == "alibart" and "settle_s" in type(ali).model_fields
         if params.protocol == "denoise":
             from memprog.protocols.denoise import DenoiseTuner
 
@@ -278,6 +282,8 @@ class _Programmer:
         p = self.params
         res = self.tune(r, c, t, sink)
         res.tolerance_us = np.maximum(p.tolerance_rel * res.target_us, p.tolerance_min_us)
+        if self.protocol_settles:
+            return res  # the protocol settled and re-verified its cells already
         return self._reverify(res, sink)
 
     def _reverify(self, res: TuneResult, sink: EventSink) -> TuneResult:
