@@ -150,7 +150,7 @@ BENCH = "sim_onchip"'''),
     ("md", "## 1. Characterise the chip"),
     ("code", '''from memprog.protocols.characterize import CharacterizeParams, characterize
 
-params = CharacterizeParams(devices=4, levels=4, repeats=2, disturb_cells=16) if SMALL else CharacterizeParams()
+params = CharacterizeParams(devices=3, levels=3, repeats=1, disturb_cells=8, census_cells=1024) if SMALL else CharacterizeParams()
 store = open_store(url)
 with memprog.open_bench(BENCH) as bench:
     chip_id, tech = bench.config.chip.id, bench.programmer.info.technology
@@ -170,11 +170,11 @@ print(var.summary())'''),
     ("code", '''from memprog.hwaware.mapping import save_weights
 from memprog.hwaware.training import held_out_set, train
 
-tr = train("digits", var, hardware_aware=True, epochs=3 if SMALL else 300, seed=0)
+tr = train("digits", var, hardware_aware=True, epochs=2 if SMALL else 300, seed=0)
 path = save_weights(tr.weights, "digits_hwaware.pt")
 x, y = held_out_set(tr.weights)
 if SMALL:
-    x, y = x[:120], y[:120]
+    x, y = x[:80], y[:80]
 np.savez("digits_test.npz", x=x, y=y)
 print(tr.summary()["test_accuracy_ideal"], tr.weights["mapping"], path)'''),
     ("md", """## 3–4. Program it and run the test set on the chip
