@@ -38,7 +38,11 @@ def load_variability(db: str | None, preset: str, chip_id: str | None = None) ->
         from memprog.store import VariabilityDB
     except ImportError as exc:  # pragma: no cover - the store ships with memprog
         raise ConfigError("--db", db, "a memprog with the run store (memprog.store)") from exc
-    return VariabilityModel.from_db(VariabilityDB(db, chip_id=chip_id))
+    vdb = VariabilityDB(db, chip_id=chip_id)
+    try:
+        return VariabilityModel.from_db(vdb)
+    finally:
+        vdb.close()
 
 
 def _show(flag: bool | None, as_json: bool) -> bool:
@@ -81,13 +85,21 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (seed 001: 0.01).")] = 0.01,
         chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
         device: DeviceOpt = "cpu",
+        threads: Annotated[
+            int, typer.Option("--threads", min=1, help="CPU threads for torch (small networks: 1 is fastest).")
+        ] = 1,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Train a network on half-moons or digits, regular or hardware-aware; write its weights."""
+        import torch
+
         from memprog.hwaware.mapping import save_weights
         from memprog.hwaware.training import train
 
+        # the ops of these networks are far below torch's parallel grain size; a second
+        # thread only spins (and, on a busy machine, steals time from the first)
+        torch.set_num_threads(threads)
         try:
             if dataset not in ("halfmoons", "digits"):
                 raise ConfigError("--dataset", dataset, "halfmoons or digits")
