@@ -53,6 +53,8 @@ def main() -> None:
         "chip_accuracy": s["chip_accuracy"],
         "accuracy_gap_points": 100 * (s["software_accuracy"] - s["chip_accuracy"]),
         "pair_error_rms_us": [layer["pair_error_rms_us"] for layer in s["layers"]],
+        "pair_error_rms_live_us": [layer["pair_error_rms_live_us"] for layer in s["layers"]],
+        "weights_dead": [layer["weights_dead"] for layer in s["layers"]],
         "load_s": t_load,
         "job_wall_s": t_job,
         "bench_time_s": s["bench_time_s"],
@@ -77,7 +79,9 @@ def main() -> None:
         f"software {100 * out['software_accuracy']:.1f} %, chip {100 * out['chip_accuracy']:.1f} % "
         f"(gap {out['accuracy_gap_points']:+.1f} points); {out['cells_within_tolerance']}/{out['cells_total']} cells "
         f"within tolerance, {out['cells_stuck']} stuck; pair error rms "
-        f"{', '.join(f'{e:.1f}' for e in out['pair_error_rms_us'])} µS\n"
+        f"{', '.join(f'{e:.2f}' for e in out['pair_error_rms_live_us'])} µS over weights with a working cell "
+        f"({', '.join(f'{e:.1f}' for e in out['pair_error_rms_us'])} µS over all, "
+        f"{sum(out['weights_dead'])} weights with a conductance whose copies are all stuck)\n"
         f"job wall {t_job:.2f} s (load {t_load:.2f} s), simulated bench time {out['bench_time_s']:.2f} s"
         + (f"; whole command (store, report) {out['command_wall_s']:.2f} s" if "command_wall_s" in out else "")
     )
