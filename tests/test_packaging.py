@@ -55,3 +55,4 @@ def test_regular_install_imports_every_subpackage(tmp_path):
     assert Path(where).is_relative_to(target.resolve())
     yamls = {p.name for p in (target / "memprog" / "sim_instruments").glob("*.yaml")}
     assert yamls, "simulator YAML files must be installed as package data"
+    assert (target / "memprog" / "examples" / "digits_64_54_10.pt").exists(), "the shipped example is package data"

@@ -128,6 +128,8 @@ def _register_subcommands() -> None:
     cli_sim.register(sim_app)
     __import__("memprog.cli_db").cli_db.register(app)
     __import__("memprog.cli_insitu", fromlist=["register"]).register(app)
+    __import__("memprog.cli_train", fromlist=["register"]).register(app)  # train, evaluate
+    __import__("importlib").import_module("memprog.cli_program").register(app)
 
 
 _register_subcommands()

@@ -1,0 +1,91 @@
+"""The program job end to end: the shipped 64-54-10 digits network onto one 256x256 array.
+
+Through the on-chip bench (``benches/sim_onchip.yaml``: real driver, protocol v1, the
+@memprog simulator): load the weights, place two differential layers (two cells per
+conductance), program and verify every cell, run the 360-image test set by analog ``VMM?``.
+Prints software vs chip accuracy, cells within tolerance, stuck cells, wall and simulated
+bench time of the job (bench already open, no store, no report files) and of the whole
+command as README command 1 runs it (store + report). Target (issue 12): <= 10 s wall on
+2 cores, chip accuracy within 3 points of software.
+Run: ``python benchmarks/bench_program.py [--json] [--copies 1|2] [--protocol P]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from memprog import open_bench
+from memprog.examples import example
+from memprog.jobs import ProgramParams, load_program_input, load_test_set, run_program
+
+BENCHES = Path(__file__).resolve().parents[1] / "benches"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--copies", type=int, default=None, choices=(1, 2))
+    ap.add_argument("--protocol", default="alibart", choices=("alibart", "denoise", "feedforward"))
+    ap.add_argument("--no-command", action="store_true", help="skip the whole-command timing")
+    a = ap.parse_args()
+    w, t = example("digits")
+    t0 = time.perf_counter()
+    net = load_program_input(w)
+    x, y = load_test_set(t, net.sizes[0])
+    t_load = time.perf_counter() - t0
+    with open_bench(BENCHES / "sim_onchip.yaml") as b:
+        t1 = time.perf_counter()
+        rep = run_program(b, net, ProgramParams(protocol=a.protocol, copies=a.copies), test_set=(x, y))
+        t_job = time.perf_counter() - t1
+    s = rep.summary()
+    out = {
+        "network": net.sizes,
+        "copies": s["copies"],
+        "protocol": a.protocol,
+        "cells_total": s["cells_total"],
+        "cells_within_tolerance": s["cells_within_tolerance"],
+        "cells_stuck": s["cells_stuck"],
+        "software_accuracy": s["software_accuracy"],
+        "chip_accuracy": s["chip_accuracy"],
+        "accuracy_gap_points": 100 * (s["software_accuracy"] - s["chip_accuracy"]),
+        "pair_error_rms_us": [layer["pair_error_rms_us"] for layer in s["layers"]],
+        "pair_error_rms_live_us": [layer["pair_error_rms_live_us"] for layer in s["layers"]],
+        "weights_dead": [layer["weights_dead"] for layer in s["layers"]],
+        "load_s": t_load,
+        "job_wall_s": t_job,
+        "bench_time_s": s["bench_time_s"],
+        "target_wall_s": 10.0,
+        "target_gap_points": 3.0,
+    }
+    if not a.no_command:
+        from memprog.cli_program import program_command
+
+        with tempfile.TemporaryDirectory() as tmp:
+            import os
+
+            os.environ.setdefault("MEMPROG_DB", f"sqlite:///{Path(tmp) / 'bench.sqlite'}")
+            t2 = time.perf_counter()
+            program_command(None, str(BENCHES / "sim_onchip.yaml"), example="digits", out=Path(tmp) / "rep")
+            out["command_wall_s"] = time.perf_counter() - t2
+    if a.json:
+        print(json.dumps(out))
+        return
+    print(
+        f"64-54-10 digits on one 256x256 hfo2_1t1r array ({s['copies']} cell(s) per conductance, {a.protocol}): "
+        f"software {100 * out['software_accuracy']:.1f} %, chip {100 * out['chip_accuracy']:.1f} % "
+        f"(gap {out['accuracy_gap_points']:+.1f} points); {out['cells_within_tolerance']}/{out['cells_total']} cells "
+        f"within tolerance, {out['cells_stuck']} stuck; pair error rms "
+        f"{', '.join(f'{e:.2f}' for e in out['pair_error_rms_live_us'])} µS over weights with a working cell "
+        f"({', '.join(f'{e:.1f}' for e in out['pair_error_rms_us'])} µS over all, "
+        f"{sum(out['weights_dead'])} weights with a conductance whose copies are all stuck)\n"
+        f"job wall {t_job:.2f} s (load {t_load:.2f} s), simulated bench time {out['bench_time_s']:.2f} s"
+        + (f"; whole command (store, report) {out['command_wall_s']:.2f} s" if "command_wall_s" in out else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Hardware-aware torch layers: a linear layer trained through simulated transfers.
+
+Why: a network trained on ideal weights meets, on a passive crossbar, tuning imprecision,
+disturb from the programming of its neighbours and stuck devices; trained *through* samples of
+those effects (Drolet et al., seed 001) it learns weights that survive them. Every training
+batch, each :class:`HardwareAwareLinear` maps its weights (bias folded in as an extra row) to
+differential conductance pairs in the working range (min-max per batch), applies one sampled
+transfer (:class:`~memprog.hwaware.variability.VariabilityModel`) and maps back. Gradients
+flow by the reparametrization trick, ``w_eff = w + (w_transferred - w).detach()``: the forward
+pass sees the transferred weights, the backward pass the identity — except for weights with a
+stuck device, whose gradient is masked for that batch (a stuck device ignores updates).
+
+Cost: the sampling is a dozen element-wise tensor ops per layer without autograd, and the
+random draws for many batches come from one call (``chunk``), so a training step costs little
+more than a plain ``nn.Linear`` step (``benchmarks/bench_hwaware.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memprog.errors import ConfigError
+
+from .mapping import ACTIVATIONS, later_writes
+from .variability import VariabilityModel
+
+_ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+
+
+class HardwareAwareLinear(nn.Module):
+    """``nn.Linear`` whose training forward pass sees one simulated crossbar transfer per batch.
+
+    In eval mode (or without a variability model) it is an ordinary linear layer: transfers
+    are evaluated in bulk by :func:`memprog.hwaware.transfer.evaluate_transfers`.
+
+    Args:
+        in_features, out_features: as ``nn.Linear`` (a bias is always present: it is the
+            extra crossbar row driven by a constant 1).
+        variability: the non-idealities to sample; ``None`` trains like ``nn.Linear``.
+        chunk: training batches whose random draws come from one call.
+        generator: torch generator for the draws (seed it for reproducible runs).
+        device: where parameters and draws live (CPU default).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        variability: VariabilityModel | None = None,
+        *,
+        chunk: int = 256,
+        generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ConfigError("layer shape", (in_features, out_features), "positive widths")
+        if chunk < 1:
+            raise ConfigError("chunk", chunk, ">= 1 batches")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        lin = nn.Linear(self.in_features, self.out_features, device=device)
+        self.weight = nn.Parameter(lin.weight.detach().clone())
+        self.bias = nn.Parameter(lin.bias.detach().clone())
+        lw = torch.as_tensor(later_writes(self.in_features + 1, self.out_features), device=device)
+        self.register_buffer("later_writes", lw, persistent=False)
+        self.register_buffer("_sign", torch.tensor([1.0, -1.0], device=device).view(2, 1, 1), persistent=False)
+        self.variability = variability.to(device) if variability is not None else None
+        self.chunk = int(chunk)
+        self.generator = generator
+        self._draws: torch.Tensor | None = None
+        self._keep: tuple[torch.Tensor, ...] = ()
+        self._next = 0
+        self._group: _TransferGroup | None = None  # set by convert(): one fused draw per model
+        self.stuck_weights = 0  # weights with a stuck device, summed over drawn batches
+        self.batches = 0  # batches drawn
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, variability: VariabilityModel | None, **kw) -> HardwareAwareLinear:
+        """A hardware-aware copy of ``lin`` (same weights; a missing bias starts at zero)."""
+        dev = lin.weight.device
+        layer = cls(lin.in_features, lin.out_features, variability, device=dev, **kw)
+        with torch.no_grad():
+            layer.weight.copy_(lin.weight)
+            if lin.bias is not None:
+                layer.bias.copy_(lin.bias)
+            else:
+                layer.bias.zero_()
+        return layer
+
+    def extra_repr(self) -> str:
+        src = self.variability.source if self.variability is not None else "none"
+        return f"in_features={self.in_features}, out_features={self.out_features}, variability={src}"
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This batch's draw, stacked (3, 2, out, in+1) as rel_a, rel_b1, disturb, and its keep
+        masks (1 where no device of the weight is stuck): (out, in+1), weights, biases."""
+        if self._draws is None or self._next >= self.chunk:
+            d = self.variability.draw(self.chunk, self.later_writes, self.generator)
+            self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
+            keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).to(self.weight.dtype)
+            n = self.in_features
+            self._keep = (keep, keep[:, :, :n].contiguous(), keep[:, :, n].contiguous())
+            self._next = 0
+            self.stuck_weights += int(keep.numel() - keep.sum().item())
+            self.batches += self.chunk
+        i = self._next
+        self._next += 1
+        k = self._keep
+        return self._draws[i], k[0][i], k[1][i], k[2][i]
+
+    def transferred(self, draw: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The (out, in+1) weights (bias last) after one transfer ``draw`` (no autograd).
+
+        With ``keep``, returns instead ``transferred - current * keep`` (the forward pass's
+        reparametrization offset).
+        """
+        v = self.variability
+        with torch.no_grad():
+            a = torch.cat([self.weight, self.bias[:, None]], dim=1)
+            s = a.abs().amax().clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)
+            g = torch.relu_(a * self._sign).div_(s).add_(v.g_min_us)
+            g = torch.addcmul(draw[2], g, torch.addcmul(draw[1], g, draw[0]))
+            at = (g[0] - g[1]).mul_(s)
+            return at if keep is None else at.sub_(a.mul_(keep))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.variability is None:
+            return F.linear(x, self.weight, self.bias)
+        if self._group is not None:
+            delta_w, delta_b, keep_w, keep_b = self._group.take(self)
+            w = torch.addcmul(delta_w, self.weight, keep_w)
+            b = torch.addcmul(delta_b, self.bias, keep_b)
+            return F.linear(x, w, b)
+        draw, keep, keep_w, keep_b = self._draw()
+        # reparametrization: the forward pass sees the transferred weights
+        # (delta + w * keep == transferred), the backward pass the identity masked by keep
+        # (a stuck device ignores updates)
+        delta = self.transferred(draw, keep)
+        n = self.in_features
+        w = torch.addcmul(delta[:, :n], self.weight, keep_w)
+        b = torch.addcmul(delta[:, n], self.bias, keep_b)
+        return F.linear(x, w, b)
+
+
+class _TransferGroup:
+    """One transfer of every hardware-aware layer of a model, sampled in one pass.
+
+    Why: for small networks a training step is dominated by per-op overhead, not arithmetic;
+    sampling all layers' devices as one flat vector costs the ops of one layer. Each layer
+    takes its slice once per round; a layer asking twice starts the next round (a new
+    transfer of every layer, from the weights as they are then).
+
+    Flat order: per layer, its weights row-major then its biases; devices (2, P): g_plus,
+    g_minus.
+    """
+
+    def __init__(self, layers: list[HardwareAwareLinear], variability: VariabilityModel,
+                 generator: torch.Generator | None, chunk: int) -> None:
+        self.layers = layers
+        self.var = variability
+        self.generator = generator
+        self.chunk = chunk
+        self.device = layers[0].weight.device
+        lw, index, self.bounds = [], [], []
+        o = 0
+        for i, layer in enumerate(layers):
+            n, m = layer.in_features, layer.out_features
+            lwl = layer.later_writes  # (2, out, in+1)
+            lw.append(torch.cat([lwl[:, :, :n].reshape(2, -1), lwl[:, :, n]], dim=1))
+            size = m * (n + 1)
+            index.append(torch.full((size,), i, dtype=torch.long, device=self.device))
+            self.bounds.append((o, o + m * n, o + size))
+            o += size
+        self.later_writes = torch.cat(lw, dim=1)
+        self.index = torch.cat(index)
+        self.sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1)
+        self._draws: torch.Tensor | None = None
+        self._keep: torch.Tensor | None = None
+        self._next = 0
+        self._served: set[int] = set()
+        self._slices: list[tuple[torch.Tensor, ...]] = []
+        self.stuck_weights = 0
+        self.batches = 0
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._draws is None or self._next >= self.chunk:
+            d = self.var.draw(self.chunk, self.later_writes, self.generator)
+            self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
+            self._keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).float()
+            self._next = 0
+            self.stuck_weights += int(self._keep.numel() - self._keep.sum().item())
+            self.batches += self.chunk
+        i = self._next
+        self._next += 1
+        return self._draws[i], self._keep[i]
+
+    def _round(self) -> None:
+        v = self.var
+        draw, keep = self._draw()
+        with torch.no_grad():
+            flat = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight, layer.bias)])
+            absf = flat.abs()
+            m = torch.stack([absf[a:c].amax() for a, _, c in self.bounds])
+            s = m.clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)[self.index]
+            g = torch.relu_(flat * self.sign).div_(s).add_(v.g_min_us)
+            g = torch.addcmul(draw[2], g, torch.addcmul(draw[1], g, draw[0]))
+            delta = (g[0] - g[1]).mul_(s).sub_(flat.mul_(keep))
+        self._slices = []
+        for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
+            shape = layer.weight.shape
+            self._slices.append((delta[a:b].view(shape), delta[b:c], keep[a:b].view(shape), keep[b:c]))
+        self._served = set()
+
+    def take(self, layer: HardwareAwareLinear) -> tuple[torch.Tensor, ...]:
+        """This round's (delta_w, delta_b, keep_w, keep_b) of ``layer``."""
+        i = layer._group_index
+        if i in self._served or not self._slices:
+            self._round()
+        self._served.add(i)
+        return self._slices[i]
+
+
+class MLP(nn.Module):
+    """A fully connected network ``sizes[0] -> ... -> sizes[-1]`` returning logits.
+
+    Its ``state_dict`` keys are Contract B's (``layers.{i}.weight``, ``layers.{i}.bias``).
+    """
+
+    def __init__(self, sizes: list[int], activation: str = "sigmoid", device: str | torch.device = "cpu"):
+        super().__init__()
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise ConfigError("sizes", sizes, ">= 2 positive layer widths")
+        if activation not in ACTIVATIONS:
+            raise ConfigError("activation", activation, f"one of {ACTIVATIONS}")
+        self.sizes = [int(s) for s in sizes]
+        self.activation = activation
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, device=device) for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = _ACT[self.activation]
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = act(x)
+        return x
+
+
+def convert(
+    model: nn.Module,
+    variability: VariabilityModel,
+    *,
+    generator: torch.Generator | None = None,
+    chunk: int = 256,
+    fuse: bool = True,
+) -> nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` (recursively, in place) by a hardware-aware copy.
+
+    The model's ``state_dict`` keys are unchanged, so a converted model loads and saves the
+    same weight files as the plain one. With ``fuse`` (default) the converted layers sample
+    their transfers together, one pass per training step (see ``_TransferGroup``). Returns
+    ``model``.
+    """
+    _replace(model, variability, generator, chunk)
+    if fuse:
+        layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
+        if layers:
+            group = _TransferGroup(layers, layers[0].variability, generator, chunk)
+            for i, layer in enumerate(layers):
+                layer._group = group
+                layer._group_index = i
+    return model
+
+
+def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int) -> None:
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            setattr(model, name, HardwareAwareLinear.from_linear(child, variability, generator=generator, chunk=chunk))
+        else:
+            _replace(child, variability, generator, chunk)
+
+
+def stuck_weight_fraction(model: nn.Module) -> dict[str, float]:
+    """Per hardware-aware layer (or ``"all"`` for fused layers), the mean fraction of weights
+    substituted per drawn batch."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, HardwareAwareLinear):
+            if m._group is not None and m._group.batches:
+                g = m._group
+                out["all"] = g.stuck_weights / (g.batches * g.later_writes.shape[1])
+            elif m.batches:
+                out[name] = m.stuck_weights / (m.batches * m.out_features * (m.in_features + 1))
+    return out

@@ -1,0 +1,242 @@
+"""Weights <-> differential conductance pairs, the crossbar layout, and the weight file.
+
+Why this module exists: three subsystems must agree, to the device, on how a trained layer
+becomes conductances — hardware-aware training (which samples the chip's non-idealities on
+those conductances), the program job (which writes them) and in-situ training (which reads
+them back). Contract B of the working agreement fixes the convention; this module is its
+only implementation, numpy in and out so the program job needs no torch.
+
+Convention (Contract B):
+  * a layer ``y = W x + b`` (``W``: out x in) is one (in+1) x out matrix ``A`` whose last row
+    is the bias, driven by a constant input of 1;
+  * each weight is a differential pair ``w = (g_plus - g_minus) * scale``: the device of the
+    weight's sign carries ``|w|``, the other sits at ``g_min``;
+  * ``scale = max|A| / (g_max - g_min)`` per layer (min-max per layer: the largest weight
+    sits at ``g_max``).
+
+Crossbar layout and programming order (used for the disturb model): the pair matrix of a
+layer sits on (in+1) rows x 2*out columns, the two devices of a weight in adjacent columns
+(``2*o`` for g_plus, ``2*o + 1`` for g_minus), programmed row-major (Drolet's order: the
+last device programmed sees no later write). :func:`later_writes` gives, per device, how
+many devices of the same layer are programmed after it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memprog.errors import ConfigError
+
+WEIGHTS_FORMAT = "memprog.weights/1"
+DATASETS = ("halfmoons", "digits")
+ACTIVATIONS = ("sigmoid", "relu", "tanh")
+OUTPUTS = ("sigmoid", "softmax")
+_KEYS = {
+    "format": str,
+    "dataset": str,
+    "sizes": list,
+    "activation": str,
+    "output": str,
+    "state_dict": dict,
+    "mapping": dict,
+    "hardware_aware": bool,
+    "seed": int,
+    "epochs": int,
+    "variability_source": str,
+}
+
+
+def _check_range(g_min_us: float, g_max_us: float) -> None:
+    if not (math.isfinite(g_min_us) and g_min_us >= 0):
+        raise ConfigError("g_min_us", g_min_us, "a finite conductance >= 0 µS")
+    if not (math.isfinite(g_max_us) and g_max_us > g_min_us):
+        raise ConfigError("g_max_us", g_max_us, f"finite and > g_min_us={g_min_us}")
+
+
+def weights_to_pairs(
+    w: np.ndarray, g_min_us: float, g_max_us: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Map a weight matrix to differential conductance pairs (min-max per layer).
+
+    Args:
+        w: the layer's weights, any shape (normally the (in+1) x out matrix with the bias row).
+        g_min_us, g_max_us: the chip's working range.
+
+    Returns:
+        ``(g_plus_us, g_minus_us, scale)`` with ``w == (g_plus_us - g_minus_us) * scale``;
+        the larger of each pair carries ``|w|``, the other sits at ``g_min_us``;
+        ``scale = max|w| / (g_max_us - g_min_us)`` (0 for an all-zero matrix, both devices at
+        ``g_min_us``).
+    """
+    g_min_us, g_max_us = float(g_min_us), float(g_max_us)
+    _check_range(g_min_us, g_max_us)
+    w = np.asarray(w, dtype=float)
+    if w.size == 0:
+        raise ConfigError("w", f"shape {w.shape}", "a non-empty weight matrix")
+    if not np.all(np.isfinite(w)):
+        raise ConfigError("w", f"{int((~np.isfinite(w)).sum())} non-finite values", "finite weights")
+    wmax = float(np.abs(w).max())
+    scale = wmax / (g_max_us - g_min_us)
+    if scale == 0.0:
+        g = np.full(w.shape, g_min_us)
+        return g, g.copy(), 0.0
+    g_plus = g_min_us + np.maximum(w, 0.0) / scale
+    g_minus = g_min_us + np.maximum(-w, 0.0) / scale
+    return g_plus, g_minus, scale
+
+
+def pairs_to_weights(g_plus_us: np.ndarray, g_minus_us: np.ndarray, scale: float) -> np.ndarray:
+    """The weights a pair of conductance matrices represents: ``(g_plus - g_minus) * scale``."""
+    gp = np.asarray(g_plus_us, dtype=float)
+    gm = np.asarray(g_minus_us, dtype=float)
+    if gp.shape != gm.shape:
+        raise ConfigError("g_minus_us", f"shape {gm.shape}", f"the shape of g_plus_us {gp.shape}")
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ConfigError("scale", scale, "a finite scale >= 0")
+    return (gp - gm) * float(scale)
+
+
+def fold_bias(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The (in+1) x out matrix of a layer: ``weight`` (out x in) transposed, bias as last row."""
+    weight = np.asarray(weight, dtype=float)
+    bias = np.asarray(bias, dtype=float)
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+        raise ConfigError(
+            "bias", f"shape {bias.shape}", f"({weight.shape[0]},) for a weight of shape {weight.shape}"
+        )
+    return np.vstack([weight.T, bias[None, :]])
+
+
+def unfold_bias(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`fold_bias`: ``(weight (out x in), bias (out,))``."""
+    a = np.asarray(a, dtype=float)
+    return a[:-1].T.copy(), a[-1].copy()
+
+
+def crossbar_columns(n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column of each output's g_plus and g_minus device: ``2*o`` and ``2*o + 1``."""
+    o = np.arange(int(n_out))
+    return 2 * o, 2 * o + 1
+
+
+def later_writes(n_rows: int, n_out: int) -> np.ndarray:
+    """Devices of the same layer programmed after each device, shape (2, n_out, n_rows).
+
+    Index ``[s, o, r]``: sign ``s`` (0 = g_plus, 1 = g_minus) of output ``o`` on row ``r``
+    (row ``n_rows - 1`` is the bias row). Row-major programming over the (n_rows x 2*n_out)
+    crossbar; the last device has 0 later writes.
+    """
+    n_rows, n_out = int(n_rows), int(n_out)
+    if n_rows < 1 or n_out < 1:
+        raise ConfigError("layer shape", (n_rows, n_out), "at least 1 row and 1 output")
+    total = n_rows * 2 * n_out
+    s = np.arange(2)[:, None, None]
+    o = np.arange(n_out)[None, :, None]
+    r = np.arange(n_rows)[None, None, :]
+    position = r * (2 * n_out) + 2 * o + s
+    return (total - 1 - position).astype(np.int64)
+
+
+def layer_pairs(state_dict: dict[str, Any], sizes: list[int], g_min_us: float, g_max_us: float):
+    """Per layer ``(g_plus_us, g_minus_us, scale)`` of the (in+1) x out matrix, in order."""
+    out = []
+    for i in range(len(sizes) - 1):
+        w = np.asarray(state_dict[f"layers.{i}.weight"], dtype=float)
+        b = np.asarray(state_dict[f"layers.{i}.bias"], dtype=float)
+        out.append(weights_to_pairs(fold_bias(w, b), g_min_us, g_max_us))
+    return out
+
+
+def validate_weights(obj: Any, source: str = "weights") -> dict:
+    """Check a weight dict against Contract B; return it (tensors untouched) or raise ConfigError."""
+    import torch
+
+    if not isinstance(obj, dict):
+        raise ConfigError(source, type(obj).__name__, f"a dict in the {WEIGHTS_FORMAT} format")
+    if obj.get("format") != WEIGHTS_FORMAT:
+        raise ConfigError(f"{source}: format", obj.get("format"), repr(WEIGHTS_FORMAT))
+    for key, typ in _KEYS.items():
+        if key not in obj:
+            raise ConfigError(f"{source}: {key}", "missing", f"a {typ.__name__}")
+        if not isinstance(obj[key], typ) or (typ is int and isinstance(obj[key], bool)):
+            raise ConfigError(f"{source}: {key}", type(obj[key]).__name__, f"a {typ.__name__}")
+    if obj["dataset"] not in DATASETS:
+        raise ConfigError(f"{source}: dataset", obj["dataset"], f"one of {DATASETS}")
+    if obj["activation"] not in ACTIVATIONS:
+        raise ConfigError(f"{source}: activation", obj["activation"], f"one of {ACTIVATIONS}")
+    if obj["output"] not in OUTPUTS:
+        raise ConfigError(f"{source}: output", obj["output"], f"one of {OUTPUTS}")
+    sizes = obj["sizes"]
+    if len(sizes) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
+        raise ConfigError(f"{source}: sizes", sizes, "a list of >= 2 positive layer widths")
+    if obj["output"] == "sigmoid" and sizes[-1] != 1:
+        raise ConfigError(f"{source}: sizes", sizes, "one output unit for a sigmoid output")
+    if obj["output"] == "softmax" and sizes[-1] < 2:
+        raise ConfigError(f"{source}: sizes", sizes, ">= 2 output units for a softmax output")
+    m = obj["mapping"]
+    if m.get("scheme") != "differential":
+        raise ConfigError(f"{source}: mapping.scheme", m.get("scheme"), "'differential'")
+    for k in ("g_min_us", "g_max_us"):
+        if not isinstance(m.get(k), float | int) or isinstance(m.get(k), bool):
+            raise ConfigError(f"{source}: mapping.{k}", m.get(k), "a number (µS)")
+    _check_range(float(m["g_min_us"]), float(m["g_max_us"]))
+    sd = obj["state_dict"]
+    expected = set()
+    for i in range(len(sizes) - 1):
+        for name, shape in (("weight", (sizes[i + 1], sizes[i])), ("bias", (sizes[i + 1],))):
+            key = f"layers.{i}.{name}"
+            expected.add(key)
+            t = sd.get(key)
+            if not isinstance(t, torch.Tensor):
+                raise ConfigError(f"{source}: state_dict[{key!r}]", type(t).__name__, f"a tensor of shape {shape}")
+            if tuple(t.shape) != shape:
+                raise ConfigError(f"{source}: state_dict[{key!r}]", f"shape {tuple(t.shape)}", f"shape {shape} for sizes {sizes}")
+            if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                raise ConfigError(f"{source}: state_dict[{key!r}]", "non-finite or non-float", "finite floating-point values")
+    extra = set(sd) - expected
+    if extra:
+        raise ConfigError(f"{source}: state_dict", sorted(extra), f"only the keys {sorted(expected)}")
+    return obj
+
+
+def load_weights(path: str | Path) -> dict:
+    """Load and validate a weight file written by ``memprog train`` (Contract B).
+
+    Never unpickles code: ``torch.load(..., weights_only=True)`` accepts only tensors and plain
+    containers; anything else (a pickled module, a file that is not a torch archive) is
+    refused with a ConfigError naming the file.
+    """
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("weights", str(path), "an existing weight file written by `memprog train`")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notes on foreign files
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to load means: not a weight file of ours
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            "weights", str(path), f"a {WEIGHTS_FORMAT} file loadable with weights_only=True ({first})"
+        ) from exc
+    return validate_weights(obj, source=str(path))
+
+
+def save_weights(obj: dict, path: str | Path) -> Path:
+    """Validate ``obj`` and write it with ``torch.save`` (tensors moved to the CPU first)."""
+    import torch
+
+    obj = dict(obj)
+    obj["state_dict"] = {k: v.detach().to("cpu", torch.float32).clone() for k, v in obj["state_dict"].items()}
+    validate_weights(obj, source="weights to save")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path

@@ -1,0 +1,174 @@
+"""Prediction vs chip: program a network onto K fresh simulated chips and set the measured
+accuracies beside the hardware-aware Monte Carlo prediction for the same weights.
+
+Why: the Monte Carlo transfer evaluation (:mod:`memprog.hwaware.transfer`) predicts, from
+the variability model, how accurate a transferred network will be; the simulated bench
+can program the very same weights onto as many fresh chips as wanted (a different chip
+seed is a different chip: other stuck cells, other device spread). Set side by side,
+the two distributions validate the variability model against the chip it came from.
+
+For an apples-to-apples comparison the chips are programmed as the prediction assumes:
+one differential pair per weight (``copies=1``, no twin compensation) unless asked
+otherwise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from memprog.errors import ConfigError
+
+from .program import ProgramParams, run_program
+from .weights import Network, load_program_input
+
+
+def fresh_chip_bench(bench: str | Path, seed: int, folder: Path) -> Path:
+    """A copy of a simulated bench file whose chip has another seed (another chip)."""
+    from memprog.bench_config import load_bench_config
+
+    cfg, path = load_bench_config(bench)
+    if not all(i.simulated for i in cfg.instruments.values()):
+        raise ConfigError("--on-bench", str(bench), "a simulated bench (fresh chips are new seeds)")
+    data = yaml.safe_load(path.read_text())
+    data["chip"]["seed"] = int(seed)
+    data["chip"]["id"] = f"{data['chip']['id']}-seed{seed}"
+    out = folder / f"{path.stem}_seed{seed}.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def compare_with_prediction(
+    weights: str | Path,
+    bench: str | Path,
+    transfers: int,
+    variability: Any,
+    test_set: tuple[np.ndarray, np.ndarray],
+    *,
+    mc_transfers: int = 1000,
+    first_seed: int = 1,
+    params: ProgramParams | None = None,
+    png: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Program ``weights`` onto ``transfers`` fresh simulated chips; compare with the MC prediction.
+
+    Args:
+        weights: a weight file (any format :func:`load_program_input` reads, not a map).
+        bench: a simulated bench (name or file); chip ``k`` gets seed ``first_seed + k``.
+        transfers: how many chips to program (K).
+        variability: a :class:`memprog.hwaware.variability.VariabilityModel` (``--db`` or
+            ``--preset``) for the Monte Carlo prediction.
+        test_set: (x, y) used by both.
+        mc_transfers: simulated transfers of the prediction.
+        params: programming settings; default one pair per weight (``copies=1``).
+        png: where to draw both distributions side by side.
+
+    Returns:
+        ``measured_accuracies`` (one per chip), ``predicted`` (mean, std, 5/50/95 %
+        percentiles of the MC transfer accuracies), ``software_accuracy`` and whether the
+        measured mean lies inside the predicted 5-95 % band.
+    """
+    from memprog import open_bench
+    from memprog.hwaware.transfer import TransferSimulator
+
+    if transfers < 1:
+        raise ConfigError("transfers", transfers, ">= 1")
+    net = load_program_input(weights)
+    if not isinstance(net, Network):
+        raise ConfigError("weights", str(weights), "a network (not a conductance map)")
+    x, y = test_set
+    p = params or ProgramParams(copies=1)
+    t0 = time.perf_counter()
+    g_range = None
+    if net.mapping is not None:
+        g_range = (net.mapping["g_min_us"], net.mapping["g_max_us"])
+    sim = TransferSimulator(
+        list(zip(net.weights, net.biases, strict=True)), variability,
+        activation=net.activation, g_range_us=g_range,
+    )
+    pred = sim.evaluate(x, y, mc_transfers, seed=first_seed)
+    acc = np.asarray(pred.transfer_accuracy, dtype=float)
+    measured: list[float] = []
+    chips: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(transfers):
+            seed = first_seed + k
+            path = fresh_chip_bench(bench, seed, Path(tmp))
+            with open_bench(path) as b:
+                rep = run_program(b, net, p, test_set=(x, y), progress=progress)
+            measured.append(float(rep.chip_accuracy))  # type: ignore[arg-type]
+            s = rep.summary()
+            chips.append(
+                {
+                    "seed": seed,
+                    "chip_accuracy": rep.chip_accuracy,
+                    "readout_accuracy": rep.readout_accuracy,
+                    "cells_stuck": s["cells_stuck"],
+                    "cells_within_tolerance": s["cells_within_tolerance"],
+                    "cells_total": s["cells_total"],
+                    "bench_time_s": s["bench_time_s"],
+                }
+            )
+    m = np.array(measured)
+    q5, q50, q95 = np.percentile(acc, [5, 50, 95])
+    out: dict[str, Any] = {
+        "weights": str(weights),
+        "bench": str(bench),
+        "transfers": transfers,
+        "copies": p.copies,
+        "software_accuracy": float(np.mean(net.predict(x) == y)),
+        "measured_accuracies": measured,
+        "measured_mean": float(m.mean()),
+        "measured_std": float(m.std()),
+        "chips": chips,
+        "predicted": {
+            "source": getattr(variability, "source", None),
+            "mc_transfers": mc_transfers,
+            "mean": float(acc.mean()),
+            "std": float(acc.std()),
+            "p5": float(q5),
+            "p50": float(q50),
+            "p95": float(q95),
+            "ideal_accuracy": float(pred.ideal_accuracy),
+        },
+        "measured_mean_in_predicted_5_95": bool(q5 <= m.mean() <= q95),
+        "wall_s": time.perf_counter() - t0,
+    }
+    if png is not None:
+        plot_comparison(out, acc, png)
+        out["png"] = str(png)
+    return out
+
+
+def plot_comparison(summary: dict[str, Any], predicted: np.ndarray, png: str | Path) -> None:
+    """Predicted transfer accuracies (histogram) beside the measured chips (points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    pct = 100 * np.asarray(predicted)
+    bins = np.linspace(min(pct.min(), 100 * min(summary["measured_accuracies"])) - 1, 100, 40)
+    ax.hist(pct, bins=bins, color="tab:blue", alpha=0.6, density=True,
+            label=f"predicted ({summary['predicted']['mc_transfers']} MC transfers)")
+    ym = ax.get_ylim()[1]
+    meas = 100 * np.asarray(summary["measured_accuracies"])
+    ax.plot(meas, np.full(meas.size, 0.5 * ym), "o", color="tab:red", ms=7,
+            label=f"measured ({meas.size} programmed chips)")
+    ax.axvline(100 * summary["software_accuracy"], color="k", ls=":", lw=1, label="software")
+    ax.set_xlabel("test accuracy (%)")
+    ax.set_ylabel("density")
+    ax.set_title(f"prediction ({summary['predicted']['source']}) vs chips")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["compare_with_prediction", "fresh_chip_bench", "plot_comparison"]
