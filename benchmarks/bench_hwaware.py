@@ -60,6 +60,9 @@ def _step_fn(sizes, hw: bool, var, x, y, multi: bool, device):
 
 
 def bench_steps(var, device, quick: bool) -> list[dict]:
+    # one thread: these ops are below torch's parallel grain size (memprog train does the same)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     out = []
     cases = [("2-8-1", [2, 8, 1], False), ("64-54-10", [64, 54, 10], True), ("256x256", [256, 256], True)]
     for name, sizes, multi in cases:
@@ -85,6 +88,7 @@ def bench_steps(var, device, quick: bool) -> list[dict]:
             "ratio_median": hm_ / pm_,
             "ratio_best": hb / pb,
         })
+    torch.set_num_threads(threads)
     return out
 
 
@@ -133,7 +137,7 @@ def main() -> None:
     if a.json:
         print(json.dumps(res))
         return
-    print(f"device {a.device}, torch threads {res['torch_threads']}")
+    print(f"device {a.device}, torch threads {res['torch_threads']} (training steps: 1)")
     print("training step (batch 256)   plain ms   hw-aware ms   ratio (median / best block)")
     for s in res["steps"]:
         print(f"  {s['network']:>10}          {s['plain_step_ms']:8.3f}   {s['hwaware_step_ms']:11.3f}   "

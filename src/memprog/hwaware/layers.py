@@ -29,6 +29,13 @@ from .variability import VariabilityModel
 _ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
 
+CHUNK_ELEMENTS = 1 << 20  # device draws held per chunk (x3 floats + a mask: ~16 MiB)
+
+
+def _chunk_for(chunk: int, devices: int) -> int:
+    return max(1, min(chunk, CHUNK_ELEMENTS // max(1, devices)))
+
+
 class HardwareAwareLinear(nn.Module):
     """``nn.Linear`` whose training forward pass sees one simulated crossbar transfer per batch.
 
@@ -39,7 +46,8 @@ class HardwareAwareLinear(nn.Module):
         in_features, out_features: as ``nn.Linear`` (a bias is always present: it is the
             extra crossbar row driven by a constant 1).
         variability: the non-idealities to sample; ``None`` trains like ``nn.Linear``.
-        chunk: training batches whose random draws come from one call.
+        chunk: at most this many training batches draw their transfers in one call (fewer
+            for large layers: a chunk holds at most ``CHUNK_ELEMENTS`` device draws).
         generator: torch generator for the draws (seed it for reproducible runs).
         device: where parameters and draws live (CPU default).
     """
@@ -67,7 +75,7 @@ class HardwareAwareLinear(nn.Module):
         self.register_buffer("later_writes", lw, persistent=False)
         self.register_buffer("_sign", torch.tensor([1.0, -1.0], device=device).view(2, 1, 1), persistent=False)
         self.variability = variability.to(device) if variability is not None else None
-        self.chunk = int(chunk)
+        self.chunk = _chunk_for(int(chunk), 2 * self.out_features * (self.in_features + 1))
         self.generator = generator
         self._draws: torch.Tensor | None = None
         self._keep: tuple[torch.Tensor, ...] = ()
@@ -161,7 +169,6 @@ class _TransferGroup:
         self.layers = layers
         self.var = variability
         self.generator = generator
-        self.chunk = chunk
         self.device = layers[0].weight.device
         lw, index, self.bounds = [], [], []
         o = 0
@@ -174,6 +181,9 @@ class _TransferGroup:
             self.bounds.append((o, o + m * n, o + size))
             o += size
         self.later_writes = torch.cat(lw, dim=1)
+        self.sizes = [n for a, b, c in self.bounds for n in (b - a, c - b)]
+        self.chunk = _chunk_for(chunk, self.later_writes.numel())
+        self._keep_parts: list[torch.Tensor] = []
         self.index = torch.cat(index)
         self.sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1)
         self._draws: torch.Tensor | None = None
@@ -184,21 +194,26 @@ class _TransferGroup:
         self.stuck_weights = 0
         self.batches = 0
 
-    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         if self._draws is None or self._next >= self.chunk:
             d = self.var.draw(self.chunk, self.later_writes, self.generator)
             self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
             self._keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).float()
+            # per layer, contiguous keep masks of its weights and biases (one select per step)
+            self._keep_parts = []
+            for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
+                self._keep_parts.append(self._keep[:, a:b].reshape(self.chunk, *layer.weight.shape).contiguous())
+                self._keep_parts.append(self._keep[:, b:c].contiguous())
             self._next = 0
             self.stuck_weights += int(self._keep.numel() - self._keep.sum().item())
             self.batches += self.chunk
         i = self._next
         self._next += 1
-        return self._draws[i], self._keep[i]
+        return self._draws[i], self._keep[i], [k[i] for k in self._keep_parts]
 
     def _round(self) -> None:
         v = self.var
-        draw, keep = self._draw()
+        draw, keep, parts = self._draw()
         with torch.no_grad():
             flat = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight, layer.bias)])
             absf = flat.abs()
@@ -207,10 +222,11 @@ class _TransferGroup:
             g = torch.relu_(flat * self.sign).div_(s).add_(v.g_min_us)
             g = torch.addcmul(draw[2], g, torch.addcmul(draw[1], g, draw[0]))
             delta = (g[0] - g[1]).mul_(s).sub_(flat.mul_(keep))
-        self._slices = []
-        for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
-            shape = layer.weight.shape
-            self._slices.append((delta[a:b].view(shape), delta[b:c], keep[a:b].view(shape), keep[b:c]))
+        pieces = torch.split(delta, self.sizes)
+        self._slices = [
+            (pieces[2 * i].view(layer.weight.shape), pieces[2 * i + 1], parts[2 * i], parts[2 * i + 1])
+            for i, layer in enumerate(self.layers)
+        ]
         self._served = set()
 
     def take(self, layer: HardwareAwareLinear) -> tuple[torch.Tensor, ...]:

@@ -342,30 +342,31 @@ class VariabilityModel:
         shape = (int(n), *later_writes.shape)
         k = later_writes.clamp(max=self.max_later_writes)
         normal = torch.randn((2, *shape), generator=generator, device=dev)
-        u = torch.rand((2, *shape), generator=generator, device=dev)
+        # one uniform per device decides both: u < f_h + f_l -> stuck (and which stuck
+        # sample); otherwise (u - f) / (1 - f), itself uniform on [0, 1), picks the disturb sample
+        u = torch.rand(shape, generator=generator, device=dev)
         rel_a = normal[0] * (self.slope_pct_per_us / 100.0)
-        rel_b1 = normal[0] * (self.intercept_pct / 100.0)
+        rel_b1 = normal[0].mul_(self.intercept_pct / 100.0)
         rel_b1 += normal[1].mul_(self.offset_std_pct / 100.0)
         rel_b1 += 1.0 + self.offset_mean_pct / 100.0
-        # disturb: a raw sample of the device's later-writes row
+        f_h, f_l = self.stuck_hrs_fraction, self.stuck_lrs_fraction
+        f = f_h + f_l
         counts = self.disturb_counts[k]
         m = self.disturb_us.shape[1]
-        idx = torch.minimum((u[0] * counts).long(), counts - 1)
+        v = (u - f).mul_(1.0 / (1.0 - f)) if f > 0 else u
+        idx = torch.minimum((v * counts).long(), counts - 1).clamp_(min=0)
         disturb = self.disturb_us.view(-1)[idx.add_(k * m)]
-        # stuck: u < f_h -> HRS, f_h <= u < f_h + f_l -> LRS; the position of u inside its
-        # interval is itself uniform and picks the stuck sample
-        f_h, f_l = self.stuck_hrs_fraction, self.stuck_lrs_fraction
-        us = u[1]
-        stuck = us < (f_h + f_l)
-        if f_h + f_l > 0:
+        stuck = u < f
+        if f > 0:
+            where = stuck.nonzero(as_tuple=True)  # few: stuck values only where needed
+            us = u[where]
             hrs = us < f_h
             nh, nl = self.stuck_hrs_us.numel(), self.stuck_lrs_us.numel()
             ih = (us * (nh / max(f_h, 1e-30))).long().clamp_(0, nh - 1)
             il = ((us - f_h) * (nl / max(f_l, 1e-30))).long().clamp_(0, nl - 1)
-            stuck_us = torch.where(hrs, self.stuck_hrs_us[ih], self.stuck_lrs_us[il])
-            disturb = torch.where(stuck, stuck_us, disturb)
-            rel_a.masked_fill_(stuck, 0.0)
-            rel_b1.masked_fill_(stuck, 0.0)
+            disturb[where] = torch.where(hrs, self.stuck_hrs_us[ih], self.stuck_lrs_us[il])
+            rel_a[where] = 0.0
+            rel_b1[where] = 0.0
         return Draw(rel_a, rel_b1, disturb, stuck)
 
     @staticmethod
