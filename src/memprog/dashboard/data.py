@@ -1,0 +1,504 @@
+"""What the dashboard shows, as JSON-ready dicts: the one place that reads the run store.
+
+Why a layer of its own: every page is a view of a JSON endpoint, and every endpoint is a
+thin wrapper over one method here, so a script, a test and the browser all see the same
+numbers. It only calls the public run-store API (:class:`memprog.store.Store`, opened
+read-only; the store builds every query, parameterised) — never SQL, never the file system.
+
+Consistency while a run is being written: each view is computed from *one* read of the
+cells table (one ``SELECT``, hence one snapshot of committed rows), so a map, its
+histogram and its counts always agree with each other even if the run advances between
+two requests. A store that is momentarily busy (a writer holding an SQLite lock) is
+retried for up to ~2 s before the request is answered 503 — never a 500.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from memprog.errors import ConfigError, MemprogError
+
+RUN_ID_RE = re.compile(r"[0-9a-f]{12}")
+RUNS_LIMIT_MAX = 10_000
+HIST_BINS = 60
+# the per-cell columns of a result row (Contract A); everything else is a protocol extra
+CELL_COLUMNS = (
+    "row", "col", "target_us", "final_us", "error_us", "tolerance_us",
+    "pulses", "reads", "converged", "flags", "seq",
+)  # fmt: skip
+
+T = TypeVar("T")
+
+
+class NotFound(MemprogError):
+    """The requested run (or cell) is not in the store."""
+
+
+class StoreBusy(MemprogError):
+    """The store stayed locked by a writer for longer than the retry window."""
+
+
+def valid_run_id(run_id: str) -> bool:
+    """True when ``run_id`` has the store's form: 12 lowercase hexadecimal characters."""
+    return isinstance(run_id, str) and RUN_ID_RE.fullmatch(run_id) is not None
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` unchanged, or :class:`NotFound` naming the allowed form."""
+    if not valid_run_id(run_id):
+        raise NotFound(f"run_id={run_id[:40]!r} is not a run id (allowed: 12 lowercase hex characters)")
+    return run_id
+
+
+def clean(x: Any) -> Any:
+    """A JSON-ready copy of ``x``: numpy scalars to Python, NaN/inf to None, times to ISO 8601."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return clean(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, pd.Timestamp):
+        x = x.to_pydatetime()
+    if isinstance(x, datetime):
+        return _as_utc(x).isoformat()
+    if x is None or isinstance(x, bool | int | str):
+        return x
+    if x is pd.NaT:
+        return None
+    return str(x)
+
+
+def _as_utc(t: datetime) -> datetime:
+    """Naive datetimes from the store are UTC (the store writes UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _to_datetime(x: Any) -> datetime | None:
+    if x is None or x is pd.NaT:
+        return None
+    if isinstance(x, pd.Timestamp):
+        return None if pd.isna(x) else _as_utc(x.to_pydatetime())
+    if isinstance(x, datetime):
+        return _as_utc(x)
+    if isinstance(x, str):
+        try:
+            return _as_utc(datetime.fromisoformat(x))
+        except ValueError:
+            return None
+    return None
+
+
+def grid(values: np.ndarray, decimals: int = 3) -> list[list[float | None]]:
+    """A 2-D float array as nested lists, rounded, with None where there is no value."""
+    v = np.round(np.asarray(values, dtype=float), decimals)
+    obj = v.astype(object)
+    obj[~np.isfinite(v)] = None
+    return obj.tolist()
+
+
+def progress_of(run: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Progress of a run: done, total, fraction, elapsed seconds and mean cells per second."""
+    done = int(run.get("cells_done") or 0)
+    total = run.get("cells_total")
+    total = int(total) if total is not None and not pd.isna(total) else None
+    start = _to_datetime(run.get("started_at"))
+    end = _to_datetime(run.get("ended_at"))
+    if end is None and run.get("status") == "running":
+        end = now or datetime.now(UTC)
+    elapsed = (end - start).total_seconds() if start and end else None
+    rate = done / elapsed if elapsed and elapsed > 0 else None
+    frac = min(done / total, 1.0) if total else None
+    return {
+        "cells_done": done,
+        "cells_total": total,
+        "fraction": frac,
+        "elapsed_s": elapsed,
+        "cells_per_s": rate,
+    }
+
+
+class DashboardData:
+    """The dashboard's read-only views of one run store.
+
+    Args:
+        store: an open :class:`memprog.store.Store` (opened with ``read_only=True``).
+        variability: builds a ``VariabilityDB`` for a chip id (None: all chips); the default
+            uses :class:`memprog.store.VariabilityDB` on the store's URL.
+        busy_retry_s: how long a locked store is retried before :class:`StoreBusy`.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        variability: Callable[[str | None], Any] | None = None,
+        busy_retry_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self._variability = variability or self._default_variability
+        self.busy_retry_s = float(busy_retry_s)
+        self._cache: dict[str, tuple[Any, Any]] = {}  # run_id -> (key, maps) for finished runs
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- plumbing
+    def _default_variability(self, chip_id: str | None) -> Any:
+        """A ``VariabilityDB`` over *this* read-only store (its constructor opens the store
+        for writing, which the dashboard never does)."""
+        import inspect
+
+        from memprog.store import VariabilityDB
+
+        if "store" in inspect.signature(VariabilityDB.__init__).parameters:
+            return VariabilityDB(self.store.url, chip_id=chip_id, store=self.store)
+        vdb = VariabilityDB.__new__(VariabilityDB)
+        vdb.store, vdb.url, vdb.chip_id, vdb.technology = self.store, self.store.url, chip_id, None
+        vdb._cache = {}
+        return vdb
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """Call ``fn``; retry while the store reports it is locked (a writer mid-commit)."""
+        deadline = time.monotonic() + self.busy_retry_s
+        delay = 0.02
+        while True:
+            try:
+                return fn()
+            except ConfigError:
+                raise
+            except Exception as exc:  # StoreError wrapping sqlalchemy's OperationalError, ...
+                text = str(exc).lower()
+                if "locked" not in text and "busy" not in text:
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusy("the store stayed locked by a writer; try again") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def _get_run(self, run_id: str) -> dict[str, Any]:
+        check_run_id(run_id)
+        try:
+            return self._retry(lambda: self.store.get_run(run_id))
+        except ConfigError as exc:
+            raise NotFound(f"no run {run_id} in this store") from exc
+
+    def _cells(self, run_id: str) -> pd.DataFrame:
+        df = self._retry(lambda: self.store.cells(run_id))
+        return df if df is not None else pd.DataFrame(columns=list(CELL_COLUMNS))
+
+    # ---------------------------------------------------------------- runs
+    def runs(
+        self,
+        *,
+        kind: str | None = None,
+        bench: str | None = None,
+        chip_id: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> dict[str, Any]:
+        """The runs table (newest first) with progress, plus the filter choices.
+
+        Returns ``{"runs": [...], "count": n, "filters": {...}, "choices": {...}, "now": iso}``;
+        each run has the store's columns and ``progress`` (see :func:`progress_of`).
+        """
+        from memprog.store import RUN_STATUSES
+
+        if status is not None and status not in RUN_STATUSES:
+            raise ConfigError("status", status, ", ".join(RUN_STATUSES))
+        if not 1 <= int(limit) <= RUNS_LIMIT_MAX:
+            raise ConfigError("limit", limit, f"1 to {RUNS_LIMIT_MAX}")
+        df = self._retry(
+            lambda: self.store.list_runs(
+                kind=kind or None,
+                bench=bench or None,
+                chip_id=chip_id or None,
+                status=status or None,
+                limit=int(limit),
+            )
+        )
+        now = datetime.now(UTC)
+        records = df.to_dict("records") if len(df) else []
+        runs = []
+        for r in records:
+            r = {k: (None if _isna(v) else v) for k, v in r.items()}
+            r["progress"] = progress_of(r, now)
+            runs.append(clean(r))
+        every = self._retry(lambda: self.store.list_runs(limit=RUNS_LIMIT_MAX))
+        choices = {
+            c: sorted({str(v) for v in every[c].dropna().unique()}) if c in every else []
+            for c in ("kind", "bench", "chip_id")
+        }
+        choices["status"] = list(RUN_STATUSES)
+        return {
+            "runs": runs,
+            "count": len(runs),
+            "filters": {"kind": kind, "bench": bench, "chip_id": chip_id, "status": status},
+            "choices": choices,
+            "now": now.isoformat(),
+        }
+
+    # ---------------------------------------------------------------- one run
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run: its record, progress, counts, flag census and error histogram."""
+        run = self._get_run(run_id)
+        cells = self._cells(run_id)
+        out: dict[str, Any] = {
+            "run": clean({k: v for k, v in run.items() if not _isna(v)}),
+            "progress": clean(progress_of(run)),
+            "cells_stored": len(cells),
+            "is_ladder": run.get("kind") == "levels" or "level" in cells.columns,
+            "columns": [str(c) for c in cells.columns],
+        }
+        out.update(clean(self._cell_stats(cells)))
+        return out
+
+    @staticmethod
+    def _cell_stats(cells: pd.DataFrame) -> dict[str, Any]:
+        n = len(cells)
+        conv = cells["converged"].astype(bool) if "converged" in cells and n else pd.Series([], dtype=bool)
+        err = _error_us(cells)
+        tol = _float_col(cells, "tolerance_us")
+        within = np.abs(err) <= tol if tol is not None else None
+        counts: dict[str, int] = {}
+        if "flags" in cells and n:
+            words = cells["flags"].fillna("").astype(str).str.split(",").explode()
+            vc = words[words != ""].value_counts()
+            counts = {str(k): int(v) for k, v in vc.items()}
+        fin = err[np.isfinite(err)] if err is not None else np.array([])
+        hist: dict[str, Any] = {"edges": [], "counts": []}
+        if fin.size:
+            lo, hi = float(fin.min()), float(fin.max())
+            if lo == hi:
+                lo, hi = lo - 0.5, hi + 0.5
+            bins = int(min(HIST_BINS, max(10, 2 * np.sqrt(fin.size))))
+            c, e = np.histogram(fin, bins=bins, range=(lo, hi))
+            hist = {"edges": np.round(e, 4).tolist(), "counts": c.tolist()}
+        return {
+            "converged": int(conv.sum()),
+            "within_tolerance": int(np.sum(within[np.isfinite(err)])) if within is not None else None,
+            "flag_counts": counts,
+            "max_abs_error_us": float(np.abs(fin).max()) if fin.size else None,
+            "mean_abs_error_us": float(np.abs(fin).mean()) if fin.size else None,
+            "error_histogram": hist,
+        }
+
+    def maps(self, run_id: str) -> dict[str, Any]:
+        """Target, achieved and error conductance as row × column grids, and flagged cells.
+
+        Grids span the stored cells' bounding box (``rows``/``cols`` give the array
+        indices); a cell not (yet) stored is None. ``flags`` maps each flag word to the
+        ``[rows, cols]`` of the cells carrying it. Values rounded to 0.001 µS.
+        """
+        run = self._get_run(run_id)
+        key = (run.get("status"), run.get("cells_done"), run.get("ended_at"))
+        if run.get("status") != "running":
+            with self._lock:
+                hit = self._cache.get(run_id)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        cells = self._cells(run_id)
+        out = self._maps_of(run_id, cells)
+        if run.get("status") != "running":
+            with self._lock:
+                if len(self._cache) > 8:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[run_id] = (key, out)
+        return out
+
+    @staticmethod
+    def _maps_of(run_id: str, cells: pd.DataFrame) -> dict[str, Any]:
+        empty = {"run_id": run_id, "cells": 0, "rows": [], "cols": [], "target_us": [],
+                 "final_us": [], "error_us": [], "flags": {}}  # fmt: skip
+        if not len(cells) or "row" not in cells or "col" not in cells:
+            return empty
+        if "level" in cells.columns:
+            # a ladder visits one cell many times: keep the last level per cell on the map
+            cells = cells.sort_values("level").drop_duplicates(["row", "col"], keep="last")
+        r = cells["row"].to_numpy(dtype=np.int64)
+        c = cells["col"].to_numpy(dtype=np.int64)
+        r0, c0 = int(r.min()), int(c.min())
+        nr, nc = int(r.max()) - r0 + 1, int(c.max()) - c0 + 1
+        out: dict[str, Any] = {
+            "run_id": run_id,
+            "cells": len(cells),
+            "rows": list(range(r0, r0 + nr)),
+            "cols": list(range(c0, c0 + nc)),
+        }
+        err = _error_us(cells)
+        for name, values in (
+            ("target_us", _float_col(cells, "target_us")),
+            ("final_us", _float_col(cells, "final_us")),
+            ("error_us", err),
+        ):
+            g = np.full((nr, nc), np.nan)
+            if values is not None:
+                g[r - r0, c - c0] = values
+            out[name] = grid(g)
+        flags: dict[str, list[list[int]]] = {}
+        if "flags" in cells:
+            f = cells["flags"].fillna("").astype(str).to_numpy()
+            has = f != ""
+            if has.any():
+                words = pd.Series(f[has], index=np.nonzero(has)[0]).str.split(",").explode()
+                words = words[words != ""]
+                for w, idx in words.groupby(words).groups.items():
+                    ii = np.asarray(idx, dtype=np.int64)
+                    flags[str(w)] = [r[ii].tolist(), c[ii].tolist()]
+        out["flags"] = flags
+        return out
+
+    def cell(self, run_id: str, row: int, col: int) -> dict[str, Any]:
+        """One cell's stored result(s) and its pulse/read trace (empty when not traced)."""
+        self._get_run(run_id)
+        cells = self._cells(run_id)
+        mine = cells[(cells["row"] == row) & (cells["col"] == col)] if len(cells) else cells
+        if not len(mine):
+            raise NotFound(f"run {run_id} has no result for cell ({row}, {col})")
+        try:
+            tr = self._retry(lambda: self.store.traces(run_id, row=row, col=col))
+        except ConfigError:
+            tr = pd.DataFrame()
+        tr = tr if tr is not None else pd.DataFrame()
+        records = mine.to_dict("records")
+        return clean(
+            {
+                "run_id": run_id,
+                "row": row,
+                "col": col,
+                "results": records,
+                "trace": {str(k): tr[k].tolist() for k in tr.columns},
+                "trace_points": len(tr),
+            }
+        )
+
+    def ladder(self, run_id: str) -> dict[str, Any]:
+        """A ``levels`` run: each level's target, achieved value, reads and tolerance band."""
+        run = self._get_run(run_id)
+        cells = self._cells(run_id)
+        if not len(cells):
+            return clean({"run_id": run_id, "levels": [], "target_us": [], "final_us": []})
+        if "level" in cells.columns:
+            cells = cells.sort_values("level")
+            level = cells["level"].to_numpy()
+        else:
+            order = "seq" if "seq" in cells.columns else None
+            cells = cells.sort_values(order) if order else cells
+            level = np.arange(len(cells))
+        target = _float_col(cells, "target_us")
+        final = _float_col(cells, "final_us")
+        tol = _float_col(cells, "tolerance_us")
+        if tol is None or not np.isfinite(tol).any():
+            t = (run.get("params") or {}).get("tolerance_us") or (run.get("summary") or {}).get(
+                "tolerance_us"
+            )
+            tol = np.full(len(cells), float(t)) if t is not None else None
+        out: dict[str, Any] = {
+            "run_id": run_id,
+            "levels": level,
+            "target_us": target,
+            "final_us": final,
+            "tolerance_us": tol,
+        }
+        for extra in ("verify_mean_us", "verify_max_err_us", "pulses", "reads", "converged"):
+            if extra in cells.columns:
+                out[extra] = cells[extra].to_numpy()
+        # individual verification reads, when the protocol stored them as a list column
+        if "verify_reads_us" in cells.columns:
+            out["verify_reads_us"] = [list(v) if v is not None else [] for v in cells["verify_reads_us"]]
+        err = final - target if final is not None and target is not None else None
+        if "verify_max_err_us" in cells.columns and tol is not None:
+            within = cells["verify_max_err_us"].to_numpy(dtype=float) <= tol
+        elif err is not None and tol is not None:
+            within = np.abs(err) <= tol
+        else:
+            within = None
+        out["within"] = within
+        out["levels_within_tolerance"] = int(np.sum(within)) if within is not None else None
+        return clean(out)
+
+    # ---------------------------------------------------------------- variability
+    def variability(self, chip_id: str | None = None) -> dict[str, Any]:
+        """The variability tables as plot-ready columns, per chip, plus the chips available."""
+        chips = self.chips()
+        if chip_id is not None and chip_id not in chips:
+            raise NotFound(f"no characterisation of chip {chip_id!r} in this store")
+        wanted = [chip_id] if chip_id is not None else (chips or [None])
+        per_chip = {str(c): self._variability_of(c) for c in wanted}
+        return clean({"chips": chips, "chip_id": chip_id, "per_chip": per_chip})
+
+    def chips(self) -> list[str]:
+        """Chip ids with at least one stored characterisation run."""
+        df = self._retry(lambda: self.store.list_runs(kind="characterize", limit=RUNS_LIMIT_MAX))
+        if not len(df) or "chip_id" not in df:
+            return []
+        return sorted({str(v) for v in df["chip_id"].dropna().unique()})
+
+    def _variability_of(self, chip_id: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"chip_id": chip_id, "missing": {}}
+        try:
+            vdb = self._variability(chip_id)
+        except MemprogError as exc:
+            out["missing"]["all"] = str(exc)
+            return out
+
+        def table(name: str, fn: Callable[[], Any]) -> None:
+            try:
+                val = self._retry(fn)
+            except MemprogError as exc:  # MissingDataError names the run that fills it
+                out["missing"][name] = str(exc)
+                return
+            if isinstance(val, pd.DataFrame):
+                out[name] = {str(k): val[k].tolist() for k in val.columns}
+            else:
+                out[name] = val
+
+        table("imprecision", vdb.imprecision)
+        table("imprecision_fit", vdb.imprecision_fit)
+        table("disturb", vdb.disturb)
+        table("stuck", vdb.stuck)
+        table("stuck_fractions", vdb.stuck_fractions)
+        table("rtn", vdb.rtn)
+        table("g_range_us", lambda: list(vdb.g_range_us()))
+        if isinstance(out.get("disturb"), dict) and out["disturb"].get("later_writes"):
+            d = pd.DataFrame(out["disturb"])
+            s = d.groupby("later_writes")["delta_us"].agg(["mean", "std", "count"]).reset_index()
+            out["disturb_by_writes"] = {str(k): s[k].tolist() for k in s.columns}
+        return out
+
+
+def _isna(v: Any) -> bool:
+    try:
+        return v is None or (not isinstance(v, dict | list | str) and bool(pd.isna(v)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _float_col(cells: pd.DataFrame, name: str) -> np.ndarray | None:
+    if name not in cells.columns:
+        return None
+    return pd.to_numeric(cells[name], errors="coerce").to_numpy(dtype=float)
+
+
+def _error_us(cells: pd.DataFrame) -> np.ndarray:
+    err = _float_col(cells, "error_us")
+    if err is None or (len(err) and not np.isfinite(err).any()):
+        f, t = _float_col(cells, "final_us"), _float_col(cells, "target_us")
+        if f is not None and t is not None:
+            return f - t
+        return np.full(len(cells), np.nan)
+    return err
+
+
+__all__ = ["DashboardData", "NotFound", "StoreBusy", "check_run_id", "clean", "progress_of", "valid_run_id"]

@@ -1,0 +1,64 @@
+"""One run: record and statistics, heat maps, per-cell drill-down, ladder, events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from .data import clean
+
+router = APIRouter()
+NO_STORE = {"cache-control": "no-store"}
+
+
+@router.get("/api/runs/{run_id}")
+def api_run(request: Request, run_id: str) -> JSONResponse:
+    """The run's record (params, summary), progress, counts, flag census, error histogram."""
+    return JSONResponse(request.app.state.data.run(run_id), headers=NO_STORE)
+
+
+@router.get("/api/runs/{run_id}/maps")
+def api_maps(request: Request, run_id: str) -> JSONResponse:
+    """Target, achieved and error conductance grids (µS) and the flagged cells by kind."""
+    return JSONResponse(request.app.state.data.maps(run_id), headers=NO_STORE)
+
+
+@router.get("/api/runs/{run_id}/cells/{row}/{col}")
+def api_cell(
+    request: Request,
+    run_id: str,
+    row: Annotated[int, Path(ge=0, le=1_000_000)],
+    col: Annotated[int, Path(ge=0, le=1_000_000)],
+) -> JSONResponse:
+    """One cell's result and its pulse/read trace."""
+    return JSONResponse(request.app.state.data.cell(run_id, row, col), headers=NO_STORE)
+
+
+@router.get("/api/runs/{run_id}/ladder")
+def api_ladder(request: Request, run_id: str) -> JSONResponse:
+    """A ladder (``levels`` run): per level target, achieved, reads, tolerance band."""
+    return JSONResponse(request.app.state.data.ladder(run_id), headers=NO_STORE)
+
+
+@router.get("/api/runs/{run_id}/events")
+def api_events(
+    request: Request,
+    run_id: str,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> JSONResponse:
+    """The run's events (newest ``limit``), bulky array fields summarised by their length."""
+    data = request.app.state.data
+    data._get_run(run_id)
+    events = data._retry(lambda: data.store.events(run_id, kind=kind))
+    tail = events[-limit:]
+    out = []
+    for e in tail:
+        out.append({k: (f"[{len(v)} values]" if _is_bulky(v) else v) for k, v in e.items()})
+    return JSONResponse(clean({"run_id": run_id, "count": len(events), "events": out}), headers=NO_STORE)
+
+
+def _is_bulky(v: object) -> bool:
+    return hasattr(v, "__len__") and not isinstance(v, str | dict) and len(v) > 16  # type: ignore[arg-type]

@@ -1,0 +1,26 @@
+"""The runs table: ``GET /api/runs`` (the page ``/`` polls it every second)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter()
+
+
+@router.get("/api/runs")
+def api_runs(
+    request: Request,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    bench: Annotated[str | None, Query(max_length=512)] = None,
+    chip_id: Annotated[str | None, Query(max_length=256)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> JSONResponse:
+    """Runs, newest first, with progress (cells done/total, fraction, cells per second)."""
+    data = request.app.state.data.runs(
+        kind=kind, bench=bench, chip_id=chip_id, status=status, limit=limit
+    )
+    return JSONResponse(data, headers={"cache-control": "no-store"})

@@ -1,0 +1,20 @@
+"""Variability: ``GET /api/variability[?chip_id=...]`` (the page ``/variability`` draws it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter()
+
+
+@router.get("/api/variability")
+def api_variability(
+    request: Request, chip_id: Annotated[str | None, Query(max_length=256)] = None
+) -> JSONResponse:
+    """Imprecision by level with its fit, disturb by later writes, stuck census and RTN, per
+    chip (every chip with a characterisation when ``chip_id`` is not given)."""
+    return JSONResponse(request.app.state.data.variability(chip_id or None),
+                        headers={"cache-control": "no-store"})  # fmt: skip

@@ -1,0 +1,46 @@
+// Shared helpers of the dashboard pages: fetch JSON, escape, format.
+"use strict";
+const MP = {
+  async json(url) {
+    const r = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+    if (!r.ok) {
+      let detail = r.statusText;
+      try { detail = (await r.json()).detail || detail; } catch (e) { /* not JSON */ }
+      const err = new Error(detail); err.status = r.status; throw err;
+    }
+    return r.json();
+  },
+  esc(s) {
+    return String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  },
+  num(x, d = 2) { return x === null || x === undefined ? "—" : Number(x).toFixed(d); },
+  int(x) { return x === null || x === undefined ? "—" : Number(x).toLocaleString("en-US"); },
+  time(iso) {
+    if (!iso) return "—";
+    const t = new Date(iso);
+    return t.toLocaleString("sv-SE", { hour12: false }).slice(0, 19);
+  },
+  dur(s) {
+    if (s === null || s === undefined) return "—";
+    if (s < 60) return s.toFixed(1) + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
+    return (s / 3600).toFixed(1) + " h";
+  },
+  badge(status) { return `<span class="badge ${MP.esc(status)}">${MP.esc(status)}</span>`; },
+  bar(p, status) {
+    const frac = p.fraction === null || p.fraction === undefined ? (status === "complete" ? 1 : 0) : p.fraction;
+    const total = p.cells_total === null ? "?" : MP.int(p.cells_total);
+    return `<span class="bar ${MP.esc(status)}" role="progressbar" aria-valuenow="${p.cells_done}"` +
+      ` aria-valuemax="${p.cells_total ?? ""}"><span style="width:${(100 * frac).toFixed(1)}%"></span></span>` +
+      `<span class="bartext">${MP.int(p.cells_done)} / ${total}</span>`;
+  },
+  rate(p) { return p.cells_per_s === null || p.cells_per_s === undefined ? "—" : (p.cells_per_s >= 100 ? Math.round(p.cells_per_s).toLocaleString("en-US") : p.cells_per_s.toFixed(1)); },
+  async showDb() {
+    try { const h = await MP.json("/api/health"); document.getElementById("db").textContent = h.db; } catch (e) { /* ignore */ }
+  },
+  plotConfig: { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"] },
+  FLAG_COLORS: { stuck: "#e53e3e", pulse_budget: "#dd6b20", limit_cycle: "#805ad5", at_voltage_cap: "#d69e2e",
+    noisy: "#38b2ac", retry_budget: "#d53f8c", retuned: "#3182ce", skipped: "#718096", no_model: "#2d3748" },
+  flagColor(k, i) { return MP.FLAG_COLORS[k] || ["#000", "#975a16", "#276749", "#2c5282"][i % 4]; },
+  mark(name) { requestAnimationFrame(() => setTimeout(() => performance.mark(name), 0)); },
+};

@@ -1,0 +1,202 @@
+// One run: GET /api/runs/{id} (+ /maps, /ladder, /cells/{r}/{c}, /events), redrawn while running.
+"use strict";
+(function () {
+  const POLL_MS = 1500;
+  const runId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+  const api = "/api/runs/" + encodeURIComponent(runId);
+  let first = true, timer = null, lastMapsKey = null, selected = null;
+  // start the first requests now, while the browser is still parsing plotly.min.js
+  const early = { run: MP.json(api), maps: MP.json(api + "/maps") };
+  early.run.catch(() => null); early.maps.catch(() => null);
+  const take = (key, url) => { const p = early[key]; early[key] = null; return p || MP.json(url); };
+
+  function axes(title) {
+    return {
+      title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left" }, margin: { l: 48, r: 10, t: 44, b: 40 },
+      xaxis: { title: { text: "column" }, constrain: "domain" },
+      yaxis: { title: { text: "row" }, autorange: "reversed", scaleanchor: "x", constrain: "domain" },
+      legend: { orientation: "h", y: -0.18, font: { size: 11 } }, uirevision: "keep",
+    };
+  }
+
+  function heat(m, key, opts) {
+    return Object.assign({
+      type: "heatmap", z: m[key], x: m.cols, y: m.rows, zsmooth: false, colorscale: "Viridis",
+      colorbar: { thickness: 12, title: { text: "µS", side: "top" } },
+      hovertemplate: "row %{y}, col %{x}<br>%{z:.2f} µS<extra></extra>", hoverongaps: false,
+    }, opts || {});
+  }
+
+  function flagLayers(m) {
+    // one raster layer per flag kind (canvas-drawn like the map itself, fast at any count)
+    const kinds = Object.keys(m.flags || {}).sort();
+    const nr = m.rows.length, nc = m.cols.length, r0 = m.rows[0], c0 = m.cols[0];
+    return kinds.map((k, i) => {
+      const z = Array.from({ length: nr }, () => new Array(nc).fill(null));
+      const [rs, cs] = m.flags[k];
+      for (let j = 0; j < rs.length; j++) z[rs[j] - r0][cs[j] - c0] = 1;
+      const col = MP.flagColor(k, i);
+      return { type: "heatmap", z: z, x: m.cols, y: m.rows, zsmooth: false, showscale: false,
+        colorscale: [[0, col], [1, col]], opacity: 0.85, name: `${k} (${rs.length})`, showlegend: true,
+        hovertemplate: `row %{y}, col %{x}<br>flag: ${k}<extra></extra>`, hoverongaps: false };
+    });
+  }
+
+  function drawMaps(m) {
+    const errAbs = m.error_us.flat().reduce((a, v) => (v === null ? a : Math.max(a, Math.abs(v))), 0) || 1;
+    const lims = m.target_us.flat().concat(m.final_us.flat()).filter(v => v !== null);
+    let lo = Infinity, hi = -Infinity;
+    for (const v of lims) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    const shared = lims.length ? { zmin: lo, zmax: hi } : {};
+    Plotly.react("map-target", [heat(m, "target_us", shared)], axes("target"), MP.plotConfig);
+    Plotly.react("map-final", [heat(m, "final_us", shared)].concat(flagLayers(m)),
+      axes("achieved · flagged cells"), MP.plotConfig);
+    Plotly.react("map-error", [heat(m, "error_us", { colorscale: "RdBu", reversescale: true, zmid: 0,
+      zmin: -errAbs, zmax: errAbs })], axes("error = achieved − target"), MP.plotConfig);
+    for (const id of ["map-target", "map-final", "map-error"]) {
+      const el = document.getElementById(id);
+      if (!el.dataset.bound) {
+        el.dataset.bound = "1";
+        el.on("plotly_click", ev => { const p = ev.points[0]; showCell(p.y, p.x); });
+      }
+    }
+  }
+
+  function drawHist(d) {
+    const h = d.error_histogram;
+    if (!h.counts.length) { Plotly.purge("hist"); document.getElementById("hist").innerHTML = '<p class="note">no cells yet</p>'; return; }
+    const centers = h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
+    const width = h.edges[1] - h.edges[0];
+    Plotly.react("hist", [{ type: "bar", x: centers, y: h.counts, width: width, marker: { color: "#2b6cb0" },
+      hovertemplate: "%{x:.3f} µS: %{y} cells<extra></extra>" }],
+      { margin: { l: 50, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "error (µS)" } }, yaxis: { title: { text: "cells" } }, bargap: 0 },
+      MP.plotConfig);
+  }
+
+  function drawLadder(L) {
+    const x = L.levels;
+    const traces = [];
+    if (L.tolerance_us) {
+      const up = L.target_us.map((t, i) => t + L.tolerance_us[i]);
+      const dn = L.target_us.map((t, i) => t - L.tolerance_us[i]);
+      traces.push({ x: x, y: dn, mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false });
+      traces.push({ x: x, y: up, mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(47,133,90,0.25)",
+        name: "tolerance band", hoverinfo: "skip" });
+    }
+    traces.push({ x: x, y: L.target_us, mode: "lines", name: "target", line: { color: "#1d2330", width: 1 } });
+    if (L.verify_reads_us) {
+      const rx = [], ry = [];
+      L.verify_reads_us.forEach((rs, i) => rs.forEach(v => { rx.push(x[i]); ry.push(v); }));
+      traces.push({ x: rx, y: ry, mode: "markers", name: "verification reads", marker: { size: 3, color: "#718096" } });
+    }
+    const ok = L.within || x.map(() => true);
+    const pick = (arr, want) => arr.filter((_, i) => !!ok[i] === want);
+    const ach = L.verify_mean_us || L.final_us;
+    traces.push({ x: pick(x, true), y: pick(ach, true), mode: "markers", name: "achieved (within)", marker: { size: 4, color: "#2b6cb0" } });
+    traces.push({ x: pick(x, false), y: pick(ach, false), mode: "markers", name: "achieved (outside)", marker: { size: 6, color: "#c53030", symbol: "x" } });
+    Plotly.react("ladder", traces, { margin: { l: 60, r: 10, t: 30, b: 40 },
+      title: { text: `${L.levels_within_tolerance ?? "?"} of ${x.length} levels within tolerance`, font: { size: 14 } },
+      xaxis: { title: { text: "level" } }, yaxis: { title: { text: "conductance (µS)" } }, legend: { orientation: "h", y: -0.15 }, uirevision: "keep" }, MP.plotConfig);
+    const errs = L.verify_max_err_us || ach.map((v, i) => (v === null ? null : Math.abs(v - L.target_us[i])));
+    const et = [{ x: x, y: errs, mode: "markers", name: L.verify_max_err_us ? "largest |read − level|" : "|achieved − level|", marker: { size: 3, color: "#2b6cb0" } }];
+    if (L.tolerance_us) et.push({ x: x, y: L.tolerance_us, mode: "lines", name: "tolerance", line: { color: "#2f855a", dash: "dash" } });
+    Plotly.react("ladder-err", et, { margin: { l: 60, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "level" } },
+      yaxis: { title: { text: "error (µS)" } }, legend: { orientation: "h", y: -0.25 }, uirevision: "keep" }, MP.plotConfig);
+  }
+
+  async function showCell(row, col) {
+    selected = [row, col];
+    document.getElementById("cell-title").textContent = `(${row}, ${col})`;
+    const info = document.getElementById("cell-info");
+    try {
+      const c = await MP.json(`${api}/cells/${row}/${col}`);
+      const r = c.results[c.results.length - 1];
+      info.innerHTML = ["target_us", "final_us", "error_us", "tolerance_us", "pulses", "reads", "converged", "flags"]
+        .filter(k => k in r).map(k => `${k} <b>${MP.esc(typeof r[k] === "number" && !Number.isInteger(r[k]) ? r[k].toFixed(3) : r[k] === "" ? "—" : r[k])}</b>`).join(" · ") +
+        (c.results.length > 1 ? ` · ${c.results.length} results (levels)` : "");
+      const t = c.trace;
+      if (!c.trace_points) {
+        Plotly.purge("cell-trace");
+        document.getElementById("cell-trace").innerHTML = '<p class="note">no pulse/read trace stored for this cell (the run was not traced)</p>';
+        return;
+      }
+      document.getElementById("cell-trace").innerHTML = "";
+      const n = c.trace_points, idx = Array.from({ length: n }, (_, i) => i);
+      const kind = t.event || t.kind || idx.map(() => "");
+      const g = t.g_us || t.value_us || [];
+      const amp = t.amplitude_v || [];
+      const reads = idx.filter(i => g[i] !== null && g[i] !== undefined && kind[i] !== "pulse");
+      const pulses = idx.filter(i => amp[i] !== null && amp[i] !== undefined && kind[i] !== "read");
+      const traces = [
+        { x: reads, y: reads.map(i => g[i]), mode: "lines+markers", name: "read (µS)", marker: { size: 4 }, line: { color: "#2b6cb0" } },
+        { x: pulses, y: pulses.map(i => amp[i]), yaxis: "y2", type: "bar", name: "pulse (V)", marker: { color: "rgba(197,48,48,0.55)" } },
+      ];
+      const lay = { margin: { l: 55, r: 50, t: 10, b: 40 }, xaxis: { title: { text: "trace step" } },
+        yaxis: { title: { text: "read (µS)" } }, yaxis2: { title: { text: "pulse (V)" }, overlaying: "y", side: "right", showgrid: false },
+        legend: { orientation: "h", y: -0.3 }, shapes: [] };
+      if (r && r.target_us !== undefined && r.target_us !== null) {
+        const tol = r.tolerance_us || 0;
+        lay.shapes.push({ type: "rect", xref: "paper", x0: 0, x1: 1, y0: r.target_us - tol, y1: r.target_us + tol,
+          fillcolor: "rgba(47,133,90,0.2)", line: { width: 0 } });
+      }
+      Plotly.react("cell-trace", traces, lay, MP.plotConfig);
+    } catch (e) {
+      info.innerHTML = `<span class="error">${MP.esc(e.message)}</span>`;
+    }
+  }
+
+  function drawHeader(d) {
+    const r = d.run, p = d.progress;
+    document.title = `Run ${r.run_id} · memprog dashboard`;
+    document.getElementById("run-id").textContent = r.run_id;
+    document.getElementById("status").innerHTML = MP.badge(r.status);
+    const meta = [["kind", r.kind], ["bench", r.bench], ["chip", r.chip_id], ["technology", r.technology],
+      ["protocol", r.protocol], ["started", MP.time(r.started_at)], ["ended", r.ended_at ? MP.time(r.ended_at) : null],
+      ["resumed from", r.resumed_from]].filter(([, v]) => v);
+    document.getElementById("meta").innerHTML = meta.map(([k, v]) => `${k} <b>${MP.esc(v)}</b>`).join(" · ");
+    document.getElementById("progress").innerHTML = MP.bar(p, r.status) +
+      `<span class="bartext"> · ${MP.rate(p)} cells/s · ${MP.dur(p.elapsed_s)}</span>`;
+    const tiles = [["cells stored", MP.int(d.cells_stored)], ["converged", MP.int(d.converged)],
+      ["within tolerance", d.within_tolerance === null ? "—" : MP.int(d.within_tolerance)],
+      ["max |error| µS", MP.num(d.max_abs_error_us, 3)], ["mean |error| µS", MP.num(d.mean_abs_error_us, 3)]];
+    for (const [k, v] of Object.entries(d.flag_counts)) tiles.push([`flag: ${k}`, MP.int(v)]);
+    document.getElementById("tiles").innerHTML = tiles.map(([k, v]) => `<div class="tile"><div class="v">${v}</div><div class="k">${MP.esc(k)}</div></div>`).join("");
+    document.getElementById("params").textContent = JSON.stringify({ params: r.params, summary: r.summary }, null, 2);
+  }
+
+  async function refresh() {
+    let running = false;
+    try {
+      const d = await take("run", api);
+      running = d.run.status === "running";
+      drawHeader(d);
+      drawHist(d);
+      const key = `${d.run.status}:${d.cells_stored}`;
+      if (key !== lastMapsKey) {
+        lastMapsKey = key;
+        if (d.is_ladder) {
+          document.getElementById("ladder-section").classList.remove("hidden");
+          drawLadder(await MP.json(api + "/ladder"));
+        }
+        const m = await take("maps", api + "/maps");
+        const one = m.cells <= 1 || (m.rows.length === 1 && m.cols.length === 1);
+        document.getElementById("maps-section").classList.toggle("hidden", d.is_ladder && one);
+        if (m.cells && !(d.is_ladder && one)) drawMaps(m);
+        else if (!m.cells) for (const id of ["map-target", "map-final", "map-error"]) document.getElementById(id).innerHTML = '<p class="note">no cells stored yet</p>';
+        if (first) { first = false; MP.mark("memprog:drawn"); }
+        const ev = await MP.json(api + "/events?limit=200");
+        document.getElementById("events").textContent = ev.events.map(e => JSON.stringify(e)).join("\n") || "(none)";
+        if (d.is_ladder && one && !selected && m.cells) showCell(m.rows[0], m.cols[0]);
+      }
+      if (first) { first = false; MP.mark("memprog:drawn"); }
+    } catch (e) {
+      document.getElementById("meta").innerHTML = `<span class="error">${MP.esc(e.message)}</span>`;
+      running = true; // try again
+    } finally {
+      clearTimeout(timer);
+      if (running) timer = setTimeout(refresh, POLL_MS);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { MP.showDb(); refresh(); });
+})();

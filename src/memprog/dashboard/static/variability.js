@@ -1,0 +1,96 @@
+// Variability: GET /api/variability[?chip_id=] — imprecision (with fit), disturb, stuck, RTN per chip.
+"use strict";
+(function () {
+  const PALETTE = ["#2b6cb0", "#c53030", "#2f855a", "#b7791f", "#805ad5", "#d53f8c", "#319795", "#4a5568"];
+  const lay = (xt, yt, extra) => Object.assign({ margin: { l: 60, r: 10, t: 10, b: 45 }, xaxis: { title: { text: xt } },
+    yaxis: { title: { text: yt } }, legend: { orientation: "h", y: -0.22 } }, extra || {});
+  const note = (id, text) => { Plotly.purge(id); document.getElementById(id).innerHTML = `<p class="note">${MP.esc(text)}</p>`; };
+
+  function draw(data) {
+    const chips = Object.keys(data.per_chip);
+    const missing = [];
+    const imp = [], dis = [], stuckBars = { hrs: [], lrs: [] }, stuckHist = [], rtn = [];
+    chips.forEach((chip, i) => {
+      const v = data.per_chip[chip], col = PALETTE[i % PALETTE.length], name = chip === "null" ? "all" : chip;
+      for (const [k, msg] of Object.entries(v.missing || {})) missing.push(`${name} · ${k}: ${msg}`);
+      if (v.imprecision && v.imprecision.level_us) {
+        imp.push({ x: v.imprecision.level_us, y: v.imprecision.std_pct, mode: "markers", name: `${name} std %`, marker: { color: col, size: 7 },
+          customdata: v.imprecision.n_samples, hovertemplate: "%{x:.0f} µS: %{y:.3f} % (n=%{customdata})<extra></extra>" });
+        const f = v.imprecision_fit;
+        if (f && f.slope_pct_per_us !== undefined) {
+          const xs = v.imprecision.level_us, x0 = Math.min(...xs), x1 = Math.max(...xs);
+          imp.push({ x: [x0, x1], y: [f.slope_pct_per_us * x0 + f.intercept_pct, f.slope_pct_per_us * x1 + f.intercept_pct],
+            mode: "lines", name: `${name} fit: ${f.slope_pct_per_us.toExponential(2)} %/µS · G + ${f.intercept_pct.toFixed(3)} %`, line: { color: col, dash: "dash" } });
+        }
+      }
+      if (v.disturb_by_writes) {
+        const d = v.disturb_by_writes;
+        dis.push({ x: d.later_writes, y: d.mean, error_y: { type: "data", array: d.std, visible: true }, mode: "lines+markers",
+          name: `${name} mean ± std`, marker: { color: col }, line: { color: col }, customdata: d.count,
+          hovertemplate: "%{x} later writes: %{y:.3f} µS (n=%{customdata})<extra></extra>" });
+      }
+      if (v.stuck_fractions) {
+        stuckBars.hrs.push([name, 100 * v.stuck_fractions.hrs]); stuckBars.lrs.push([name, 100 * v.stuck_fractions.lrs]);
+      }
+      if (v.stuck && v.stuck.g_us && v.stuck.g_us.length) {
+        for (const kind of ["hrs", "lrs"]) {
+          const g = v.stuck.g_us.filter((_, j) => v.stuck.kind[j] === kind);
+          if (g.length) stuckHist.push({ type: "histogram", x: g, name: `${name} ${kind.toUpperCase()} G`, opacity: 0.6,
+            marker: { color: kind === "hrs" ? col : PALETTE[(i + 3) % PALETTE.length] }, xaxis: "x2", yaxis: "y2" });
+        }
+      }
+      if (v.rtn && v.rtn.spread_us) {
+        for (const phase of ["before", "after"]) {
+          const s = v.rtn.spread_us.filter((_, j) => v.rtn.phase[j] === phase);
+          if (s.length) rtn.push({ type: "histogram", x: s, name: `${name} ${phase} denoising`, opacity: 0.6,
+            marker: { color: phase === "before" ? col : PALETTE[(i + 2) % PALETTE.length] } });
+        }
+      }
+    });
+    document.getElementById("missing").innerHTML = missing.length
+      ? `<div class="card note">${missing.map(MP.esc).join("<br>")}</div>` : "";
+    if (imp.length) Plotly.react("imprecision", imp, lay("target level (µS)", "std of achieved − target (%)"), MP.plotConfig);
+    else note("imprecision", "no imprecision data (run memprog characterize)");
+    if (dis.length) Plotly.react("disturb", dis, lay("devices programmed after the cell", "conductance change (µS)"), MP.plotConfig);
+    else note("disturb", "no disturb samples (run memprog characterize)");
+    if (stuckBars.hrs.length || stuckHist.length) {
+      const tr = [
+        { type: "bar", x: stuckBars.hrs.map(a => a[0]), y: stuckBars.hrs.map(a => a[1]), name: "stuck HRS %", marker: { color: "#4a5568" } },
+        { type: "bar", x: stuckBars.lrs.map(a => a[0]), y: stuckBars.lrs.map(a => a[1]), name: "stuck LRS %", marker: { color: "#b7791f" } },
+      ].concat(stuckHist);
+      Plotly.react("stuck", tr, lay("chip", "stuck devices (%)", { grid: { rows: 1, columns: 2, pattern: "independent" },
+        xaxis2: { title: { text: "stuck conductance (µS)" } }, yaxis2: { title: { text: "devices" } }, barmode: "group" }), MP.plotConfig);
+    } else note("stuck", "no stuck census (run memprog characterize)");
+    if (rtn.length) Plotly.react("rtn", rtn, lay("read spread, peak to peak (µS)", "cells", { barmode: "overlay" }), MP.plotConfig);
+    else note("rtn", "no RTN data (run memprog characterize)");
+    const fits = {};
+    chips.forEach(c => { const v = data.per_chip[c]; fits[c] = { imprecision_fit: v.imprecision_fit, stuck_fractions: v.stuck_fractions, g_range_us: v.g_range_us }; });
+    document.getElementById("fits").textContent = JSON.stringify(fits, null, 2);
+    document.getElementById("vmeta").textContent = data.chips.length
+      ? `${data.chips.length} characterised chip${data.chips.length === 1 ? "" : "s"}: ${data.chips.join(", ")}` : "no characterisation runs in this store";
+  }
+
+  async function load() {
+    const sel = document.getElementById("chip");
+    const chip = new URLSearchParams(location.search).get("chip_id") || "";
+    try {
+      const data = await MP.json("/api/variability" + (chip ? "?chip_id=" + encodeURIComponent(chip) : ""));
+      sel.innerHTML = '<option value="">all chips (compare)</option>' + data.chips.map(c => `<option value="${MP.esc(c)}">${MP.esc(c)}</option>`).join("");
+      sel.value = chip;
+      draw(data);
+    } catch (e) {
+      document.getElementById("missing").innerHTML = `<div class="card error">${MP.esc(e.message)}</div>`;
+    }
+    MP.mark("memprog:drawn");
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.getElementById("chip").addEventListener("change", ev => {
+      const v = ev.target.value;
+      history.replaceState(null, "", v ? "?chip_id=" + encodeURIComponent(v) : location.pathname);
+      load();
+    });
+    MP.showDb();
+    load();
+  });
+})();
