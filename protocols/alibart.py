@@ -43,7 +43,7 @@ from .common import (
     check_targets,
     gate_for_conductance,
 )
-from .events import EventSink, NullSink, sink_or_null, wants_trace
+from .events import EventSink, NullSink, sink_or_null, wants_bulk, wants_trace
 from .programmer import CellProgrammer
 from .results import (
     FLAG_AT_CAP,
@@ -466,6 +466,20 @@ def _emit(
     if isinstance(sink, NullSink):
         return
     flags = st.flags(idx)
+    if wants_bulk(sink):  # the run store: one TuneResult for the cells finishing together
+        sink.record_results(  # type: ignore[attr-defined]
+            TuneResult(
+                protocol="alibart", rows=r[idx], cols=c[idx], target_us=t[idx],
+                final_us=st.final[idx], pulses=st.pulses[idx], reads=st.reads[idx],
+                converged=st.conv[idx], flags=flags, tolerance_us=tol[idx],
+                extra={"polarity_flips": st.flips[idx]},
+            )
+        )  # fmt: skip
+        for k in np.flatnonzero(~st.conv[idx]):
+            sink.record_event(
+                {"event": "cell_flagged", "row": int(r[idx[k]]), "col": int(c[idx[k]]), "flags": str(flags[k])}
+            )
+        return
     for k, i in enumerate(idx):
         row: dict[str, Any] = {
             "protocol": "alibart",

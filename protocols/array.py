@@ -161,13 +161,23 @@ class ArrayJob:
 
     def _apply_resume(self, resume: TuneResult) -> None:
         flat = self.rows * self.programmer.info.cols + self.cols
-        finished = np.isin(flat, resume.rows * self.programmer.info.cols + resume.cols)
-        # the order is deterministic: the finished cells are a prefix of it
-        n = int(np.argmin(finished)) if not finished.all() else finished.size
-        if finished[n:].any():
+        done_flat = resume.rows * self.programmer.info.cols + resume.cols
+        finished = np.isin(flat, done_flat)
+        foreign = ~np.isin(done_flat, flat)
+        if foreign.any():
+            k = int(np.flatnonzero(foreign)[0])
             raise ConfigError(
-                "resume", "finished cells out of order", "results of the same map and order"
+                "resume",
+                f"cell {int(resume.rows[k])},{int(resume.cols[k])}",
+                "results of cells of the same map",
             )
+        # serial stacks finish cells in order (a prefix); a lock-step batch interrupted
+        # half-way finished some of its cells: those move to the front, in order, so that
+        # no finished cell is pulsed again
+        n = int(finished.sum())
+        if finished[n:].any():
+            perm = np.concatenate([np.flatnonzero(finished), np.flatnonzero(~finished)])
+            self.rows, self.cols, self.targets = self.rows[perm], self.cols[perm], self.targets[perm]
         self.parts = [resume]
         self.next_index = n
 

@@ -41,7 +41,7 @@ from memprog.validation import MemprogModel
 
 from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
 from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
-from .events import EventSink, NullSink, sink_or_null, wants_trace
+from .events import EventSink, NullSink, sink_or_null, wants_bulk, wants_trace
 from .programmer import CellProgrammer
 from .results import (
     FLAG_BUDGET,
@@ -579,6 +579,23 @@ class DenoiseTuner:
         if isinstance(sink, NullSink):
             return
         flags = compose_flags({name: mask[idx] for name, mask in flag_masks.items()})
+        if wants_bulk(sink):  # the run store: one TuneResult for the cells finishing together
+            base = ("row", "col", "target_us", "final_us", "pulses", "reads", "converged")
+            sink.record_results(  # type: ignore[attr-defined]
+                TuneResult(
+                    protocol="denoise", rows=report["row"][idx], cols=report["col"][idx],
+                    target_us=report["target_us"][idx], final_us=report["final_us"][idx],
+                    pulses=report["pulses"][idx], reads=report["reads"][idx],
+                    converged=report["converged"][idx], flags=flags, tolerance_us=np.nan,
+                    extra={k: v[idx] for k, v in report.items() if k not in base},
+                )
+            )  # fmt: skip
+            for k in np.flatnonzero(~report["converged"][idx]):
+                sink.record_event(
+                    {"event": "cell_flagged", "row": int(report["row"][idx[k]]),
+                     "col": int(report["col"][idx[k]]), "flags": str(flags[k])}
+                )  # fmt: skip
+            return
         cols = {name: a[idx].tolist() for name, a in report.items()}
         cols["error_us"] = (report["final_us"][idx] - report["target_us"][idx]).tolist()
         for k in range(idx.size):

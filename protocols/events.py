@@ -7,6 +7,10 @@ moments (start, end, flagged cells, re-tunes, denoise rounds) to
 :meth:`EventSink.record_event`. The run store plugs in here; :class:`MemorySink` keeps
 everything in lists for tests and notebooks.
 
+A sink that also has ``record_results(result)`` (the run store's) receives the cells that
+finish together as one :class:`~memprog.protocols.results.TuneResult` instead of a dict per
+cell (see :func:`wants_bulk`): storing 65,536 cells is then a few array operations.
+
 Per-iteration pulse traces are bulky (one record per lock-step iteration, arrays of the
 pulsed cells), so protocols only send them to sinks that ask: a sink whose
 ``wants_trace`` attribute is true also receives ``{"event": "pulse", ...}`` and
@@ -93,6 +97,9 @@ class EventsOnly:
     def record_result(self, row: dict[str, Any]) -> None:  # noqa: D102
         pass
 
+    def record_results(self, result: Any) -> None:  # noqa: D102 - bulk results are dropped too
+        pass
+
 
 def sink_or_null(sink: EventSink | None) -> EventSink:
     """``sink``, or a :class:`NullSink` when None."""
@@ -104,4 +111,17 @@ def wants_trace(sink: EventSink) -> bool:
     return bool(getattr(sink, "wants_trace", False))
 
 
-__all__ = ["EventSink", "EventsOnly", "MemorySink", "NullSink", "sink_or_null", "wants_trace"]
+def wants_bulk(sink: EventSink) -> bool:
+    """True when the sink takes finished cells in bulk (``record_results(TuneResult)``)."""
+    return callable(getattr(sink, "record_results", None))
+
+
+__all__ = [
+    "EventSink",
+    "EventsOnly",
+    "MemorySink",
+    "NullSink",
+    "sink_or_null",
+    "wants_bulk",
+    "wants_trace",
+]

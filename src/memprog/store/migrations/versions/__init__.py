@@ -1,0 +1,1 @@
+"""One file per schema change, oldest first (0001 is the first schema)."""
