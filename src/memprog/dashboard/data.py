@@ -261,36 +261,42 @@ class DashboardData:
             "is_ladder": run.get("kind") == "levels" or "level" in cells.columns,
             "columns": [str(c) for c in cells.columns],
         }
-        out.update(clean(self._cell_stats(cells)))
+        p, sm = run.get("params") or {}, run.get("summary") or {}
+        out.update(clean(self._cell_stats(cells, p.get("tolerance_us", sm.get("tolerance_us")))))
         return out
 
     @staticmethod
-    def _cell_stats(cells: pd.DataFrame) -> dict[str, Any]:
+    def _cell_stats(cells: pd.DataFrame, tol_default: float | None = None) -> dict[str, Any]:
         n = len(cells)
         conv = cells["converged"].astype(bool) if "converged" in cells and n else pd.Series([], dtype=bool)
         err = _error_us(cells)
         tol = _float_col(cells, "tolerance_us")
-        within = np.abs(err) <= tol if tol is not None else None
+        if (tol is None or not np.isfinite(tol).any()) and tol_default is not None:
+            tol = np.full(n, float(tol_default))
+        if "verify_max_err_us" in cells.columns and tol is not None:  # a ladder: every read counts
+            within = _float_col(cells, "verify_max_err_us") <= tol
+        else:
+            within = np.abs(err) <= tol if tol is not None else None
         counts: dict[str, int] = {}
         if "flags" in cells and n:
             words = cells["flags"].fillna("").astype(str).str.split(",").explode()
             vc = words[words != ""].value_counts()
             counts = {str(k): int(v) for k, v in vc.items()}
         fin = err[np.isfinite(err)] if err is not None else np.array([])
-        hist: dict[str, Any] = {"edges": [], "counts": []}
+        rng = error_range_us(fin, tol)
+        hist: dict[str, Any] = {"edges": [], "counts": [], "below": 0, "above": 0, "range_us": rng}
         if fin.size:
-            lo, hi = float(fin.min()), float(fin.max())
-            if lo == hi:
-                lo, hi = lo - 0.5, hi + 0.5
             bins = int(min(HIST_BINS, max(10, 2 * np.sqrt(fin.size))))
-            c, e = np.histogram(fin, bins=bins, range=(lo, hi))
-            hist = {"edges": np.round(e, 4).tolist(), "counts": c.tolist()}
+            c, e = np.histogram(fin, bins=bins, range=(-rng, rng))
+            hist.update(edges=np.round(e, 4).tolist(), counts=c.tolist(),
+                        below=int((fin < -rng).sum()), above=int((fin > rng).sum()))  # fmt: skip
         return {
             "converged": int(conv.sum()),
             "within_tolerance": int(np.sum(within[np.isfinite(err)])) if within is not None else None,
             "flag_counts": counts,
             "max_abs_error_us": float(np.abs(fin).max()) if fin.size else None,
             "mean_abs_error_us": float(np.abs(fin).mean()) if fin.size else None,
+            "median_tolerance_us": float(np.nanmedian(tol)) if tol is not None and n else None,
             "error_histogram": hist,
         }
 
@@ -337,6 +343,7 @@ class DashboardData:
             "cols": list(range(c0, c0 + nc)),
         }
         err = _error_us(cells)
+        out["error_range_us"] = error_range_us(err[np.isfinite(err)], _float_col(cells, "tolerance_us"))
         for name, values in (
             ("target_us", _float_col(cells, "target_us")),
             ("final_us", _float_col(cells, "final_us")),
@@ -476,6 +483,20 @@ class DashboardData:
             s = d.groupby("later_writes")["delta_us"].agg(["mean", "std", "count"]).reset_index()
             out["disturb_by_writes"] = {str(k): s[k].tolist() for k in s.columns}
         return out
+
+
+def error_range_us(err: np.ndarray, tol: np.ndarray | None) -> float:
+    """Half-width of the error colour scale and histogram: 4 tolerances (or the 99th
+    percentile of |error| when no tolerance is known), shrunk to the largest error when all
+    errors are smaller. Cells beyond it saturate the colour and are counted as outside the
+    histogram — stuck cells 300 µS off must not flatten everything else to one colour."""
+    if not err.size:
+        return 1.0
+    big = float(np.abs(err).max())
+    t = float(np.nanmedian(tol)) if tol is not None and np.isfinite(tol).any() else None
+    r = 4.0 * t if t else float(np.quantile(np.abs(err), 0.99))
+    r = min(r, big) if big > 0 else 1.0
+    return float(r) if r > 0 else 1.0
 
 
 def _isna(v: Any) -> bool:

@@ -43,7 +43,7 @@
   }
 
   function drawMaps(m) {
-    const errAbs = m.error_us.flat().reduce((a, v) => (v === null ? a : Math.max(a, Math.abs(v))), 0) || 1;
+    const errAbs = m.error_range_us || 1;
     const lims = m.target_us.flat().concat(m.final_us.flat()).filter(v => v !== null);
     let lo = Infinity, hi = -Infinity;
     for (const v of lims) { if (v < lo) lo = v; if (v > hi) hi = v; }
@@ -52,7 +52,8 @@
     Plotly.react("map-final", [heat(m, "final_us", shared)].concat(flagLayers(m)),
       axes("achieved · flagged cells"), MP.plotConfig);
     Plotly.react("map-error", [heat(m, "error_us", { colorscale: "RdBu", reversescale: true, zmid: 0,
-      zmin: -errAbs, zmax: errAbs })], axes("error = achieved − target"), MP.plotConfig);
+      zmin: -errAbs, zmax: errAbs, colorbar: { thickness: 12, title: { text: "µS", side: "top" } } })],
+      axes(`error = achieved − target (colour saturates at ±${errAbs.toPrecision(3)} µS)`), MP.plotConfig);
     for (const id of ["map-target", "map-final", "map-error"]) {
       const el = document.getElementById(id);
       if (!el.dataset.bound) {
@@ -67,6 +68,10 @@
     if (!h.counts.length) { Plotly.purge("hist"); document.getElementById("hist").innerHTML = '<p class="note">no cells yet</p>'; return; }
     const centers = h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
     const width = h.edges[1] - h.edges[0];
+    const out = h.below + h.above;
+    document.getElementById("hist-note").textContent = out
+      ? `${MP.int(h.below)} cells below −${h.range_us.toPrecision(3)} µS and ${MP.int(h.above)} above +${h.range_us.toPrecision(3)} µS are outside this range (largest |error| ${MP.num(d.max_abs_error_us, 1)} µS).`
+      : "";
     Plotly.react("hist", [{ type: "bar", x: centers, y: h.counts, width: width, marker: { color: "#2b6cb0" },
       hovertemplate: "%{x:.3f} µS: %{y} cells<extra></extra>" }],
       { margin: { l: 50, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "error (µS)" } }, yaxis: { title: { text: "cells" } }, bargap: 0 },
@@ -97,11 +102,16 @@
     Plotly.react("ladder", traces, { margin: { l: 60, r: 10, t: 30, b: 40 },
       title: { text: `${L.levels_within_tolerance ?? "?"} of ${x.length} levels within tolerance`, font: { size: 14 } },
       xaxis: { title: { text: "level" } }, yaxis: { title: { text: "conductance (µS)" } }, legend: { orientation: "h", y: -0.15 }, uirevision: "keep" }, MP.plotConfig);
-    const errs = L.verify_max_err_us || ach.map((v, i) => (v === null ? null : Math.abs(v - L.target_us[i])));
-    const et = [{ x: x, y: errs, mode: "markers", name: L.verify_max_err_us ? "largest |read − level|" : "|achieved − level|", marker: { size: 3, color: "#2b6cb0" } }];
-    if (L.tolerance_us) et.push({ x: x, y: L.tolerance_us, mode: "lines", name: "tolerance", line: { color: "#2f855a", dash: "dash" } });
+    const signed = ach.map((v, i) => (v === null ? null : v - L.target_us[i]));
+    const et = [];
+    if (L.tolerance_us) {
+      et.push({ x: x, y: L.tolerance_us.map(t => -t), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false });
+      et.push({ x: x, y: L.tolerance_us, mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(47,133,90,0.2)", name: "± tolerance", hoverinfo: "skip" });
+    }
+    et.push({ x: x, y: signed, mode: "markers", name: (L.verify_mean_us ? "mean verification read" : "achieved") + " − level", marker: { size: 3, color: "#2b6cb0" } });
+    if (L.verify_max_err_us) et.push({ x: x, y: L.verify_max_err_us, mode: "markers", name: "largest |read − level|", marker: { size: 3, color: "#c53030", symbol: "triangle-up" } });
     Plotly.react("ladder-err", et, { margin: { l: 60, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "level" } },
-      yaxis: { title: { text: "error (µS)" } }, legend: { orientation: "h", y: -0.25 }, uirevision: "keep" }, MP.plotConfig);
+      yaxis: { title: { text: "error (µS)" }, zeroline: true }, legend: { orientation: "h", y: -0.3 }, uirevision: "keep" }, MP.plotConfig);
   }
 
   async function showCell(row, col) {
@@ -156,7 +166,7 @@
     document.getElementById("meta").innerHTML = meta.map(([k, v]) => `${k} <b>${MP.esc(v)}</b>`).join(" · ");
     document.getElementById("progress").innerHTML = MP.bar(p, r.status) +
       `<span class="bartext"> · ${MP.rate(p)} cells/s · ${MP.dur(p.elapsed_s)}</span>`;
-    const tiles = [["cells stored", MP.int(d.cells_stored)], ["converged", MP.int(d.converged)],
+    const tiles = [[d.is_ladder ? "levels stored" : "cells stored", MP.int(d.cells_stored)], ["converged", MP.int(d.converged)],
       ["within tolerance", d.within_tolerance === null ? "—" : MP.int(d.within_tolerance)],
       ["max |error| µS", MP.num(d.max_abs_error_us, 3)], ["mean |error| µS", MP.num(d.mean_abs_error_us, 3)]];
     for (const [k, v] of Object.entries(d.flag_counts)) tiles.push([`flag: ${k}`, MP.int(v)]);
