@@ -149,9 +149,10 @@ for b in range(n_batches):
     idx = np.arange(b * per_batch, (b + 1) * per_batch)
     r, c = np.divmod(idx, 64)
     t = 100.0 + (idx % 50) * 5.0
+    one = np.ones(idx.size)
     sink.record_results(TuneResult(protocol="alibart", rows=r, cols=c, target_us=t, final_us=t + 0.3,
-                                   pulses=5, reads=20, converged=True, flags=np.full(idx.size, "", object),
-                                   tolerance_us=2.0))
+                                   pulses=5 * one, reads=20 * one, converged=one > 0,
+                                   flags=np.full(idx.size, "", object), tolerance_us=2.0))
     sink.flush()
     time.sleep(pause)
 store.finish_run(rid, "complete")
