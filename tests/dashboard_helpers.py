@@ -166,9 +166,9 @@ class ThreadServer:
     def __init__(self, url: str, token: str | None = None, host: str = "127.0.0.1") -> None:
         import uvicorn
 
-        from memprog.dashboard.server import prepare
         from memprog.dashboard.app import create_app
         from memprog.dashboard.security import is_local
+        from memprog.dashboard.server import prepare
 
         self.prep = prepare(url, host, 0, token)
         app = create_app(self.prep.store, token=token, local=is_local(host))

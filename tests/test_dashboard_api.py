@@ -67,8 +67,8 @@ def test_run_maps_and_cell_drill_down(filled):
     assert final.shape == (32, 32)
     np.testing.assert_allclose(final[res.rows, res.cols], res.final_us, atol=5e-4)
     r_st, c_st = m["flags"]["stuck"]
-    assert set(zip(r_st, c_st)) == set(zip(res.rows[res.has_flag("stuck")].tolist(),
-                                           res.cols[res.has_flag("stuck")].tolist()))  # fmt: skip
+    assert set(zip(r_st, c_st, strict=False)) == set(zip(res.rows[res.has_flag("stuck")].tolist(),
+                                           res.cols[res.has_flag("stuck")].tolist(), strict=False))  # fmt: skip
     cell = client.get(f"/api/runs/{rid}/cells/3/4").json()
     assert cell["results"][0]["row"] == 3 and cell["trace_points"] == 24
     assert cell["trace"]["kind"][:2] == ["pulse", "read"]

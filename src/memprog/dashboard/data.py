@@ -14,10 +14,12 @@ retried for up to ~2 s before the request is answered 503 — never a 500.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +32,8 @@ from memprog.errors import ConfigError, MemprogError
 RUN_ID_RE = re.compile(r"[0-9a-f]{12}")
 RUNS_LIMIT_MAX = 10_000
 HIST_BINS = 60
+CACHED_RUNS = 6
+CHOICES_TTL_S = 5.0
 # the per-cell columns of a result row (Contract A); everything else is a protocol extra
 CELL_COLUMNS = (
     "row", "col", "target_us", "final_us", "error_us", "tolerance_us",
@@ -102,14 +106,6 @@ def _to_datetime(x: Any) -> datetime | None:
     return None
 
 
-def grid(values: np.ndarray, decimals: int = 3) -> list[list[float | None]]:
-    """A 2-D float array as nested lists, rounded, with None where there is no value."""
-    v = np.round(np.asarray(values, dtype=float), decimals)
-    obj = v.astype(object)
-    obj[~np.isfinite(v)] = None
-    return obj.tolist()
-
-
 def progress_of(run: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Progress of a run: done, total, fraction, elapsed seconds and mean cells per second."""
     done = int(run.get("cells_done") or 0)
@@ -129,6 +125,54 @@ def progress_of(run: dict[str, Any], now: datetime | None = None) -> dict[str, A
         "elapsed_s": elapsed,
         "cells_per_s": rate,
     }
+
+
+def _iso_col(t: pd.Series) -> list[str | None]:
+    t = pd.to_datetime(t, utc=True)
+    iso = t.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return iso.where(t.notna(), None).tolist()
+
+
+def runs_records(df: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
+    """``list_runs`` rows as JSON-ready dicts with ``progress`` — column-wise, so 1,000 runs
+    polled every second cost milliseconds (same figures as :func:`progress_of`)."""
+    if not len(df):
+        return []
+    started = pd.to_datetime(df["started_at"], utc=True)
+    ended = pd.to_datetime(df["ended_at"], utc=True)
+    running = (df["status"] == "running").to_numpy()
+    end = ended.where(~(running & ended.isna().to_numpy()), pd.Timestamp(now))
+    elapsed = (end - started).dt.total_seconds().to_numpy(dtype=float)
+    done = pd.to_numeric(df["cells_done"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+    total = pd.to_numeric(df["cells_total"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(elapsed > 0, done / elapsed, np.nan)
+        frac = np.where(total > 0, np.minimum(done / total, 1.0), np.nan)
+    cols: dict[str, list[Any]] = {}
+    for c in df.columns:
+        if c in ("started_at", "ended_at"):
+            cols[c] = _iso_col(df[c])
+        elif c in ("cells_done", "cells_total"):
+            continue
+        else:
+            v = df[c]
+            cols[c] = v.astype(object).where(v.notna(), None).tolist()
+
+    def num(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    out = []
+    names = list(cols)
+    for i, values in enumerate(zip(*cols.values(), strict=True)):
+        r = dict(zip(names, values, strict=True))
+        t = None if np.isnan(total[i]) else int(total[i])
+        r["cells_done"], r["cells_total"] = int(done[i]), t
+        r["progress"] = {
+            "cells_done": int(done[i]), "cells_total": t, "fraction": num(frac[i]),
+            "elapsed_s": num(elapsed[i]), "cells_per_s": num(rate[i]),
+        }  # fmt: skip
+        out.append(r)
+    return out
 
 
 class DashboardData:
@@ -151,8 +195,10 @@ class DashboardData:
         self.store = store
         self._variability = variability or self._default_variability
         self.busy_retry_s = float(busy_retry_s)
-        self._cache: dict[str, tuple[Any, Any]] = {}  # run_id -> (key, maps) for finished runs
+        # finished runs never change: their cells and derived views are kept (a few runs)
+        self._cache: OrderedDict[str, tuple[Any, pd.DataFrame, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._every: tuple[float, pd.DataFrame] | None = None
 
     # ---------------------------------------------------------------- plumbing
     def _default_variability(self, chip_id: str | None) -> Any:
@@ -194,6 +240,27 @@ class DashboardData:
         except ConfigError as exc:
             raise NotFound(f"no run {run_id} in this store") from exc
 
+    def _snapshot(self, run_id: str) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+        """The run record, its cells (one read: one consistent snapshot) and a dict for
+        views derived from them — shared between requests once the run has finished."""
+        run = self._get_run(run_id)
+        finished = run.get("status") != "running"
+        key = (run.get("status"), run.get("cells_done"), run.get("ended_at"))
+        if finished:
+            with self._lock:
+                hit = self._cache.get(run_id)
+                if hit is not None and hit[0] == key:
+                    self._cache.move_to_end(run_id)
+                    return run, hit[1], hit[2]
+        cells = self._cells(run_id)
+        derived: dict[str, Any] = {}
+        if finished:
+            with self._lock:
+                self._cache[run_id] = (key, cells, derived)
+                while len(self._cache) > CACHED_RUNS:
+                    self._cache.popitem(last=False)
+        return run, cells, derived
+
     def _cells(self, run_id: str) -> pd.DataFrame:
         df = self._retry(lambda: self.store.cells(run_id))
         return df if df is not None else pd.DataFrame(columns=list(CELL_COLUMNS))
@@ -229,13 +296,11 @@ class DashboardData:
             )
         )
         now = datetime.now(UTC)
-        records = df.to_dict("records") if len(df) else []
-        runs = []
-        for r in records:
-            r = {k: (None if _isna(v) else v) for k, v in r.items()}
-            r["progress"] = progress_of(r, now)
-            runs.append(clean(r))
-        every = self._retry(lambda: self.store.list_runs(limit=RUNS_LIMIT_MAX))
+        runs = runs_records(df, now)
+        if not any((kind, bench, chip_id, status)) and len(df) < int(limit):
+            every = df  # the table already holds every run
+        else:
+            every = self._every_runs()
         choices = {
             c: sorted({str(v) for v in every[c].dropna().unique()}) if c in every else []
             for c in ("kind", "bench", "chip_id")
@@ -249,11 +314,21 @@ class DashboardData:
             "now": now.isoformat(),
         }
 
+    def _every_runs(self) -> pd.DataFrame:
+        """Every run (for the filter choices), re-read at most every few seconds."""
+        with self._lock:
+            hit = self._every
+        if hit is not None and time.monotonic() - hit[0] < CHOICES_TTL_S:
+            return hit[1]
+        df = self._retry(lambda: self.store.list_runs(limit=RUNS_LIMIT_MAX))
+        with self._lock:
+            self._every = (time.monotonic(), df)
+        return df
+
     # ---------------------------------------------------------------- one run
     def run(self, run_id: str) -> dict[str, Any]:
         """One run: its record, progress, counts, flag census and error histogram."""
-        run = self._get_run(run_id)
-        cells = self._cells(run_id)
+        run, cells, derived = self._snapshot(run_id)
         out: dict[str, Any] = {
             "run": clean({k: v for k, v in run.items() if not _isna(v)}),
             "progress": clean(progress_of(run)),
@@ -261,8 +336,10 @@ class DashboardData:
             "is_ladder": run.get("kind") == "levels" or "level" in cells.columns,
             "columns": [str(c) for c in cells.columns],
         }
-        p, sm = run.get("params") or {}, run.get("summary") or {}
-        out.update(clean(self._cell_stats(cells, p.get("tolerance_us", sm.get("tolerance_us")))))
+        if "stats" not in derived:
+            p, sm = run.get("params") or {}, run.get("summary") or {}
+            derived["stats"] = clean(self._cell_stats(cells, p.get("tolerance_us", sm.get("tolerance_us"))))
+        out.update(derived["stats"])
         return out
 
     @staticmethod
@@ -277,11 +354,7 @@ class DashboardData:
             within = _float_col(cells, "verify_max_err_us") <= tol
         else:
             within = np.abs(err) <= tol if tol is not None else None
-        counts: dict[str, int] = {}
-        if "flags" in cells and n:
-            words = cells["flags"].fillna("").astype(str).str.split(",").explode()
-            vc = words[words != ""].value_counts()
-            counts = {str(k): int(v) for k, v in vc.items()}
+        counts = {w: int(idx.size) for w, idx in flag_index(cells).items()}
         fin = err[np.isfinite(err)] if err is not None else np.array([])
         rng = error_range_us(fin, tol)
         hist: dict[str, Any] = {"edges": [], "counts": [], "below": 0, "above": 0, "range_us": rng}
@@ -307,21 +380,14 @@ class DashboardData:
         indices); a cell not (yet) stored is None. ``flags`` maps each flag word to the
         ``[rows, cols]`` of the cells carrying it. Values rounded to 0.001 µS.
         """
-        run = self._get_run(run_id)
-        key = (run.get("status"), run.get("cells_done"), run.get("ended_at"))
-        if run.get("status") != "running":
-            with self._lock:
-                hit = self._cache.get(run_id)
-            if hit is not None and hit[0] == key:
-                return hit[1]
-        cells = self._cells(run_id)
-        out = self._maps_of(run_id, cells)
-        if run.get("status") != "running":
-            with self._lock:
-                if len(self._cache) > 8:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[run_id] = (key, out)
-        return out
+        return json.loads(self.maps_json(run_id))
+
+    def maps_json(self, run_id: str) -> bytes:
+        """:meth:`maps` as encoded JSON (what the endpoint sends; kept for finished runs)."""
+        run, cells, derived = self._snapshot(run_id)
+        if "maps_json" not in derived:
+            derived["maps_json"] = encode(self._maps_of(run_id, cells))
+        return derived["maps_json"]
 
     @staticmethod
     def _maps_of(run_id: str, cells: pd.DataFrame) -> dict[str, Any]:
@@ -352,24 +418,13 @@ class DashboardData:
             g = np.full((nr, nc), np.nan)
             if values is not None:
                 g[r - r0, c - c0] = values
-            out[name] = grid(g)
-        flags: dict[str, list[list[int]]] = {}
-        if "flags" in cells:
-            f = cells["flags"].fillna("").astype(str).to_numpy()
-            has = f != ""
-            if has.any():
-                words = pd.Series(f[has], index=np.nonzero(has)[0]).str.split(",").explode()
-                words = words[words != ""]
-                for w, idx in words.groupby(words).groups.items():
-                    ii = np.asarray(idx, dtype=np.int64)
-                    flags[str(w)] = [r[ii].tolist(), c[ii].tolist()]
-        out["flags"] = flags
+            out[name] = np.round(g, 3)  # NaN (no cell) becomes null in encode()
+        out["flags"] = {w: [r[idx].tolist(), c[idx].tolist()] for w, idx in flag_index(cells).items()}
         return out
 
     def cell(self, run_id: str, row: int, col: int) -> dict[str, Any]:
         """One cell's stored result(s) and its pulse/read trace (empty when not traced)."""
-        self._get_run(run_id)
-        cells = self._cells(run_id)
+        _, cells, _ = self._snapshot(run_id)
         mine = cells[(cells["row"] == row) & (cells["col"] == col)] if len(cells) else cells
         if not len(mine):
             raise NotFound(f"run {run_id} has no result for cell ({row}, {col})")
@@ -392,8 +447,7 @@ class DashboardData:
 
     def ladder(self, run_id: str) -> dict[str, Any]:
         """A ``levels`` run: each level's target, achieved value, reads and tolerance band."""
-        run = self._get_run(run_id)
-        cells = self._cells(run_id)
+        run, cells, _ = self._snapshot(run_id)
         if not len(cells):
             return clean({"run_id": run_id, "levels": [], "target_us": [], "final_us": []})
         if "level" in cells.columns:
@@ -485,6 +539,41 @@ class DashboardData:
         return out
 
 
+_NONFINITE = re.compile(rb"(?<=[\[,:])(?:NaN|-?Infinity)(?=[,\]}])")
+
+
+def encode(obj: Any) -> bytes:
+    """Compact JSON of ``obj`` (numpy arrays allowed) with NaN/inf as null — fast for the
+    large float grids of a 256×256 map (no per-value Python objects)."""
+    text = json.dumps(obj, default=_np_default, separators=(",", ":"), allow_nan=True).encode()
+    return _NONFINITE.sub(b"null", text)
+
+
+def _np_default(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x).__name__)
+
+
+def flag_index(cells: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each flag word → the positions (in ``cells``) of the cells carrying it. Splits each
+    distinct flag string once, not each cell's (65,536 cells carry a handful of distinct ones)."""
+    if "flags" not in cells.columns or not len(cells):
+        return {}
+    codes, uniques = pd.factorize(cells["flags"].fillna("").astype(str), sort=True)
+    out: dict[str, list[np.ndarray]] = {}
+    for k, text in enumerate(uniques):
+        words = [w for w in str(text).split(",") if w]
+        if not words:
+            continue
+        idx = np.flatnonzero(codes == k)
+        for w in words:
+            out.setdefault(w, []).append(idx)
+    return {w: np.sort(np.concatenate(parts)) for w, parts in sorted(out.items())}
+
+
 def error_range_us(err: np.ndarray, tol: np.ndarray | None) -> float:
     """Half-width of the error colour scale and histogram: 4 tolerances (or the 99th
     percentile of |error| when no tolerance is known), shrunk to the largest error when all
@@ -496,6 +585,8 @@ def error_range_us(err: np.ndarray, tol: np.ndarray | None) -> float:
     t = float(np.nanmedian(tol)) if tol is not None and np.isfinite(tol).any() else None
     r = 4.0 * t if t else float(np.quantile(np.abs(err), 0.99))
     r = min(r, big) if big > 0 else 1.0
+    if t:
+        r = max(r, t)  # never narrower than the tolerance: in-band cells stay pale
     return float(r) if r > 0 else 1.0
 
 

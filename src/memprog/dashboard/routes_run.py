@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .data import clean
 
@@ -22,7 +22,8 @@ def api_run(request: Request, run_id: str) -> JSONResponse:
 @router.get("/api/runs/{run_id}/maps")
 def api_maps(request: Request, run_id: str) -> JSONResponse:
     """Target, achieved and error conductance grids (µS) and the flagged cells by kind."""
-    return JSONResponse(request.app.state.data.maps(run_id), headers=NO_STORE)
+    body = request.app.state.data.maps_json(run_id)
+    return Response(body, media_type="application/json", headers=NO_STORE)
 
 
 @router.get("/api/runs/{run_id}/cells/{row}/{col}")

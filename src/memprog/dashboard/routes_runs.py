@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+
+from .data import encode
 
 router = APIRouter()
 
@@ -18,9 +20,9 @@ def api_runs(
     chip_id: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> JSONResponse:
+) -> Response:
     """Runs, newest first, with progress (cells done/total, fraction, cells per second)."""
     data = request.app.state.data.runs(
         kind=kind, bench=bench, chip_id=chip_id, status=status, limit=limit
     )
-    return JSONResponse(data, headers={"cache-control": "no-store"})
+    return Response(encode(data), media_type="application/json", headers={"cache-control": "no-store"})

@@ -39,8 +39,11 @@ const MP = {
     try { const h = await MP.json("/api/health"); document.getElementById("db").textContent = h.db; } catch (e) { /* ignore */ }
   },
   plotConfig: { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"] },
-  FLAG_COLORS: { stuck: "#e53e3e", pulse_budget: "#dd6b20", limit_cycle: "#805ad5", at_voltage_cap: "#d69e2e",
-    noisy: "#38b2ac", retry_budget: "#d53f8c", retuned: "#3182ce", skipped: "#718096", no_model: "#2d3748" },
+  // drawn bottom to top: informational flags first, failures last (on top); colours off Viridis
+  FLAG_ORDER: ["at_voltage_cap", "retuned", "skipped", "noisy", "no_model", "retry_budget", "limit_cycle", "pulse_budget", "stuck"],
+  FLAG_COLORS: { at_voltage_cap: "#111111", retuned: "#00e5ff", skipped: "#9e9e9e", noisy: "#00bfa5", no_model: "#795548",
+    retry_budget: "#f50057", limit_cycle: "#d500f9", pulse_budget: "#ff6d00", stuck: "#ff1744" },
   flagColor(k, i) { return MP.FLAG_COLORS[k] || ["#000", "#975a16", "#276749", "#2c5282"][i % 4]; },
+  flagRank(k) { const i = MP.FLAG_ORDER.indexOf(k); return i < 0 ? -1 : i; },
   mark(name) { requestAnimationFrame(() => setTimeout(() => performance.mark(name), 0)); },
 };

@@ -29,7 +29,7 @@
 
   function flagLayers(m) {
     // one raster layer per flag kind (canvas-drawn like the map itself, fast at any count)
-    const kinds = Object.keys(m.flags || {}).sort();
+    const kinds = Object.keys(m.flags || {}).sort((a, b) => MP.flagRank(a) - MP.flagRank(b) || a.localeCompare(b));
     const nr = m.rows.length, nc = m.cols.length, r0 = m.rows[0], c0 = m.cols[0];
     return kinds.map((k, i) => {
       const z = Array.from({ length: nr }, () => new Array(nc).fill(null));
@@ -37,7 +37,7 @@
       for (let j = 0; j < rs.length; j++) z[rs[j] - r0][cs[j] - c0] = 1;
       const col = MP.flagColor(k, i);
       return { type: "heatmap", z: z, x: m.cols, y: m.rows, zsmooth: false, showscale: false,
-        colorscale: [[0, col], [1, col]], opacity: 0.85, name: `${k} (${rs.length})`, showlegend: true,
+        colorscale: [[0, col], [1, col]], name: `${k} (${rs.length})`, showlegend: true,
         hovertemplate: `row %{y}, col %{x}<br>flag: ${k}<extra></extra>`, hoverongaps: false };
     });
   }
@@ -174,29 +174,40 @@
     document.getElementById("params").textContent = JSON.stringify({ params: r.params, summary: r.summary }, null, 2);
   }
 
+  function showMaps(m, running) {
+    // a single cell (a ladder, a one-cell tune) has no map worth drawing
+    const one = m.cells <= 1 || (m.rows.length === 1 && m.cols.length === 1);
+    document.getElementById("maps-section").classList.toggle("hidden", one && m.cells > 0);
+    document.getElementById("maps-note").textContent = running && m.cells
+      ? ` · rows ${m.rows[0]}–${m.rows[m.rows.length - 1]}, columns ${m.cols[0]}–${m.cols[m.cols.length - 1]} so far` : "";
+    if (m.cells && !one) drawMaps(m);
+    else if (!m.cells) for (const id of ["map-target", "map-final", "map-error"]) document.getElementById(id).innerHTML = '<p class="note">no cells stored yet</p>';
+    return one;
+  }
+
   async function refresh() {
     let running = false;
     try {
+      // first load: draw the maps the moment they arrive, whatever else is pending
+      const mapsFirst = first ? take("maps", api + "/maps").then(m => ({ m: m, one: showMaps(m, false) })) : null;
       const d = await take("run", api);
       running = d.run.status === "running";
       drawHeader(d);
       drawHist(d);
       const key = `${d.run.status}:${d.cells_stored}`;
       if (key !== lastMapsKey) {
+        let m, one;
+        if (mapsFirst && lastMapsKey === null) ({ m, one } = await mapsFirst);
+        else { m = await MP.json(api + "/maps"); one = showMaps(m, running); }
         lastMapsKey = key;
         if (d.is_ladder) {
           document.getElementById("ladder-section").classList.remove("hidden");
           drawLadder(await MP.json(api + "/ladder"));
         }
-        const m = await take("maps", api + "/maps");
-        const one = m.cells <= 1 || (m.rows.length === 1 && m.cols.length === 1);
-        document.getElementById("maps-section").classList.toggle("hidden", d.is_ladder && one);
-        if (m.cells && !(d.is_ladder && one)) drawMaps(m);
-        else if (!m.cells) for (const id of ["map-target", "map-final", "map-error"]) document.getElementById(id).innerHTML = '<p class="note">no cells stored yet</p>';
         if (first) { first = false; MP.mark("memprog:drawn"); }
+        if (one && !selected && m.cells) showCell(m.rows[0], m.cols[0]);
         const ev = await MP.json(api + "/events?limit=200");
         document.getElementById("events").textContent = ev.events.map(e => JSON.stringify(e)).join("\n") || "(none)";
-        if (d.is_ladder && one && !selected && m.cells) showCell(m.rows[0], m.cols[0]);
       }
       if (first) { first = false; MP.mark("memprog:drawn"); }
     } catch (e) {
