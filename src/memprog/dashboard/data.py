@@ -33,6 +33,7 @@ RUN_ID_RE = re.compile(r"[0-9a-f]{12}")
 RUNS_LIMIT_MAX = 10_000
 HIST_BINS = 60
 CACHED_RUNS = 6
+RUNS_PAGE = 200  # newest runs the table shows unless asked for more
 CHOICES_TTL_S = 5.0
 # the per-cell columns of a result row (Contract A); everything else is a protocol extra
 CELL_COLUMNS = (
@@ -273,11 +274,12 @@ class DashboardData:
         bench: str | None = None,
         chip_id: str | None = None,
         status: str | None = None,
-        limit: int = 1000,
+        limit: int = RUNS_PAGE,
     ) -> dict[str, Any]:
         """The runs table (newest first) with progress, plus the filter choices.
 
-        Returns ``{"runs": [...], "count": n, "filters": {...}, "choices": {...}, "now": iso}``;
+        Returns ``{"runs": [...], "count": n, "limit": l, "total": N or None, "filters": {...},
+        "choices": {...}, "now": iso}``;
         each run has the store's columns and ``progress`` (see :func:`progress_of`).
         """
         from memprog.store import RUN_STATUSES
@@ -306,9 +308,14 @@ class DashboardData:
             for c in ("kind", "bench", "chip_id")
         }
         choices["status"] = list(RUN_STATUSES)
+        total = None
+        if hasattr(self.store, "count_runs") and not any((kind, bench, chip_id, status)):
+            total = int(sum(self._retry(self.store.count_runs).values()))
         return {
             "runs": runs,
             "count": len(runs),
+            "limit": int(limit),
+            "total": total if total is not None else (len(runs) if len(runs) < int(limit) else None),
             "filters": {"kind": kind, "bench": bench, "chip_id": chip_id, "status": status},
             "choices": choices,
             "now": now.isoformat(),

@@ -19,7 +19,7 @@ def api_runs(
     bench: Annotated[str | None, Query(max_length=512)] = None,
     chip_id: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
 ) -> Response:
     """Runs, newest first, with progress (cells done/total, fraction, cells per second)."""
     data = request.app.state.data.runs(

@@ -2,7 +2,7 @@
 "use strict";
 (function () {
   const POLL_MS = 1000;
-  const KEYS = ["kind", "bench", "chip_id", "status"];
+  const KEYS = ["kind", "bench", "chip_id", "status", "limit"];
   const params = new URLSearchParams(location.search);
   let first = true, timer = null;
 
@@ -15,6 +15,7 @@
   function fillChoices(choices) {
     for (const k of KEYS) {
       const sel = document.getElementById("f-" + k);
+      if (!sel) continue;
       const want = ["", ...(choices[k] || [])];
       const cur = params.get(k) || "";
       if (cur && !want.includes(cur)) want.push(cur);
@@ -45,8 +46,13 @@
       body.innerHTML = data.runs.length ? data.runs.map(row).join("")
         : `<tr><td colspan="10" class="empty">no runs${q ? " match these filters" : " in this store yet"}</td></tr>`;
       const running = data.runs.filter(r => r.status === "running").length;
+      const total = data.total;
+      const more = total === null || total > data.count;
       document.getElementById("count").textContent =
-        `${data.count} run${data.count === 1 ? "" : "s"}` + (running ? `, ${running} running` : "");
+        (more ? `newest ${MP.int(data.count)} of ${total === null ? "more" : MP.int(total)} runs` : `${MP.int(data.count)} run${data.count === 1 ? "" : "s"}`) +
+        (running ? `, ${running} running` : "");
+      document.getElementById("more").classList.toggle("hidden", !more || data.limit >= 10000);
+      document.getElementById("more").dataset.next = Math.min(10000, data.limit * 4);
       document.getElementById("live").classList.remove("stale");
       document.getElementById("live-text").textContent = "live · updated " + new Date().toLocaleTimeString("en-GB");
       if (first) { first = false; MP.mark("memprog:drawn"); }
@@ -60,7 +66,14 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    document.getElementById("more").addEventListener("click", ev => {
+      params.set("limit", ev.target.dataset.next);
+      history.replaceState(null, "", "?" + params.toString());
+      clearTimeout(timer);
+      refresh();
+    });
     for (const k of KEYS) {
+      if (!document.getElementById("f-" + k)) continue;
       document.getElementById("f-" + k).addEventListener("change", ev => {
         const v = ev.target.value;
         if (v) params.set(k, v); else params.delete(k);
