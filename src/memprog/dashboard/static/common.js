@@ -32,13 +32,14 @@ const MP = {
   },
   badge(status) { return `<span class="badge ${MP.esc(status)}">${MP.esc(status)}</span>`; },
   bar(p, status) {
+    if ((p.cells_total === null || p.cells_total === undefined) && !p.cells_done) return '<span class="bartext">—</span>';
     const frac = p.fraction === null || p.fraction === undefined ? (status === "complete" ? 1 : 0) : p.fraction;
     const total = p.cells_total === null ? "?" : MP.int(p.cells_total);
     return `<span class="bar ${MP.esc(status)}" role="progressbar" aria-valuenow="${p.cells_done}"` +
       ` aria-valuemax="${p.cells_total ?? ""}"><span style="width:${(100 * frac).toFixed(1)}%"></span></span>` +
       `<span class="bartext">${MP.int(p.cells_done)} / ${total}</span>`;
   },
-  rate(p) { return p.cells_per_s === null || p.cells_per_s === undefined ? "—" : (p.cells_per_s >= 100 ? MP_FMT_INT.format(p.cells_per_s) : p.cells_per_s.toFixed(1)); },
+  rate(p) { return p.cells_per_s === null || p.cells_per_s === undefined || !p.cells_done ? "—" : (p.cells_per_s >= 100 ? MP_FMT_INT.format(p.cells_per_s) : p.cells_per_s.toFixed(1)); },
   async showDb() {
     try { const h = await MP.json("/api/health"); document.getElementById("db").textContent = h.db; } catch (e) { /* ignore */ }
   },

@@ -4,7 +4,7 @@
   const POLL_MS = 1500;
   const runId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
   const api = "/api/runs/" + encodeURIComponent(runId);
-  let first = true, timer = null, lastMapsKey = null, selected = null;
+  let first = true, timer = null, lastMapsKey = null;
   // start the first requests now, while the browser is still parsing plotly.min.js
   const early = { run: MP.json(api), maps: MP.json(api + "/maps") };
   early.run.catch(() => null); early.maps.catch(() => null);
@@ -115,7 +115,6 @@
   }
 
   async function showCell(row, col) {
-    selected = [row, col];
     document.getElementById("cell-title").textContent = `(${row}, ${col})`;
     const info = document.getElementById("cell-info");
     try {
@@ -138,16 +137,17 @@
       const reads = idx.filter(i => g[i] !== null && g[i] !== undefined && kind[i] !== "pulse");
       const pulses = idx.filter(i => amp[i] !== null && amp[i] !== undefined && kind[i] !== "read");
       const traces = [
+        { x: pulses, y: pulses.map(i => amp[i]), yaxis: "y2", mode: "markers", name: "pulse amplitude (V)",
+          marker: { color: "#c53030", size: 7, symbol: pulses.map(i => (amp[i] < 0 ? "triangle-down" : "triangle-up")) } },
         { x: reads, y: reads.map(i => g[i]), mode: "lines+markers", name: "read (µS)", marker: { size: 4 }, line: { color: "#2b6cb0" } },
-        { x: pulses, y: pulses.map(i => amp[i]), yaxis: "y2", type: "bar", name: "pulse (V)", marker: { color: "rgba(197,48,48,0.55)" } },
       ];
       const lay = { margin: { l: 55, r: 50, t: 10, b: 40 }, xaxis: { title: { text: "trace step" } },
-        yaxis: { title: { text: "read (µS)" } }, yaxis2: { title: { text: "pulse (V)" }, overlaying: "y", side: "right", showgrid: false },
+        yaxis: { title: { text: "read (µS)" } }, yaxis2: { title: { text: "pulse (V)" }, overlaying: "y", side: "right", showgrid: false, zeroline: true },
         legend: { orientation: "h", y: -0.3 }, shapes: [] };
       if (r && r.target_us !== undefined && r.target_us !== null) {
         const tol = r.tolerance_us || 0;
         lay.shapes.push({ type: "rect", xref: "paper", x0: 0, x1: 1, y0: r.target_us - tol, y1: r.target_us + tol,
-          fillcolor: "rgba(47,133,90,0.2)", line: { width: 0 } });
+          fillcolor: "rgba(47,133,90,0.2)", line: { width: 0 }, layer: "below" });
       }
       Plotly.react("cell-trace", traces, lay, MP.plotConfig);
     } catch (e) {
@@ -205,7 +205,6 @@
           drawLadder(await MP.json(api + "/ladder"));
         }
         if (first) { first = false; MP.mark("memprog:drawn"); }
-        if (one && !selected && m.cells) showCell(m.rows[0], m.cols[0]);
         const ev = await MP.json(api + "/events?limit=200");
         document.getElementById("events").textContent = ev.events.map(e => JSON.stringify(e)).join("\n") || "(none)";
       }

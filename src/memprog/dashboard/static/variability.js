@@ -35,15 +35,15 @@
       if (v.stuck && v.stuck.g_us && v.stuck.g_us.length) {
         for (const kind of ["hrs", "lrs"]) {
           const g = v.stuck.g_us.filter((_, j) => v.stuck.kind[j] === kind);
-          if (g.length) stuckHist.push({ type: "histogram", x: g, name: `${name} ${kind.toUpperCase()} G`, opacity: 0.6,
-            marker: { color: kind === "hrs" ? col : PALETTE[(i + 3) % PALETTE.length] }, xaxis: "x2", yaxis: "y2" });
+          if (g.length) stuckHist.push({ type: "histogram", x: g, name: `${name} stuck ${kind.toUpperCase()} G`, opacity: 0.7,
+            marker: { color: col, pattern: { shape: kind === "hrs" ? "" : "x" } }, xaxis: "x2", yaxis: "y2" });
         }
       }
       if (v.rtn && v.rtn.spread_us) {
         for (const phase of ["before", "after"]) {
           const s = v.rtn.spread_us.filter((_, j) => v.rtn.phase[j] === phase);
-          if (s.length) rtn.push({ type: "histogram", x: s, name: `${name} ${phase} denoising`, opacity: 0.6,
-            marker: { color: phase === "before" ? col : PALETTE[(i + 2) % PALETTE.length] } });
+          if (s.length) rtn.push({ type: "histogram", x: s, name: `${name} ${phase} denoising`, opacity: phase === "before" ? 0.45 : 0.85,
+            marker: { color: col, pattern: { shape: phase === "before" ? "" : "/" } } });
         }
       }
     });
