@@ -107,6 +107,7 @@ def _register_subcommands() -> None:
     from memprog import cli_tuning
 
     cli_tuning.register(app)
+    __import__("memprog.cli_db").cli_db.register(app)
     __import__("memprog.cli_dashboard", fromlist=["register"]).register(app)
 
 

@@ -9,6 +9,8 @@ programs a set of cells, or a whole conductance map from a ``.npy``/``.csv`` fil
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
+from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, fail
+from memprog.cli_runs import DbOpt
 from memprog.errors import ConfigError, MemprogError
 
 
@@ -99,20 +102,26 @@ def register(app: typer.Typer) -> None:
         ),
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
+        db: DbOpt = None,
     ) -> None:
         """Program one cell through a ladder of equally spaced levels and verify each.
 
         Reports the levels attempted, the levels whose every verification read lies within
         --tolerance-us of the level, the largest error, the pulses, and the wall and bench
-        time; draws the ladder to --out.
+        time; draws the ladder to --out. The run is stored (--db); exit 1 if a level's
+        protocol did not converge.
         """
-        from memprog import open_bench
+        from memprog.cli_runs import Outcome, run_command
         from memprog.protocols.ladder import ladder_levels, run_ladder
 
         t0 = time.perf_counter()
         try:
             lv = ladder_levels(start_us, step_us, levels)
-            with open_bench(bench) as b:
+        except MemprogError as exc:
+            raise fail(exc) from exc
+
+        def body(ctx: Any) -> Any:
+            with ctx.open_bench(bench) as b:
                 res = run_ladder(
                     b.programmer,
                     row,
@@ -121,35 +130,48 @@ def register(app: typer.Typer) -> None:
                     protocol=protocol,
                     verify_reads=verify_reads,
                     tolerance_us=tolerance_us,
+                    sink=ctx.sink,
                     progress=_progress(progress, as_json),
                 )
                 bench_time = b.bench_time_s
                 technology = b.programmer.info.technology
-        except MemprogError as exc:
-            raise fail(exc) from exc
-        _plot_ladder(res, technology, out)
-        summary = res.summary()
-        summary.update(
-            {
-                "bench": bench,
-                "technology": technology,
-                "png": str(out),
-                "wall_s": time.perf_counter() - t0,
-                "bench_time_s": bench_time,
-                "protocol_wall_s": res.wall_s,
-                "protocol_bench_time_s": res.bench_time_s,
-            }
-        )
-        human = (
-            f"{technology}, cell ({row},{col}), {protocol}: {summary['levels_within_tolerance']} of "
-            f"{summary['levels_attempted']} levels ({lv[0]:g} to {lv[-1]:g} µS, {step_us:g} µS apart) "
-            f"with every one of {verify_reads} verification reads within ±{tolerance_us:g} µS\n"
-            f"max error {summary['max_error_us']:.3f} µS; {summary['pulses']} pulses "
-            f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
-            f"linearity R² {summary['linearity_r2']:.6f}\n"
-            f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
-        )
-        emit(summary, as_json, human)
+            _plot_ladder(res, technology, out)
+            summary = res.summary()
+            summary.update(
+                {
+                    "bench": bench,
+                    "technology": technology,
+                    "png": str(out),
+                    "wall_s": time.perf_counter() - t0,
+                    "bench_time_s": bench_time,
+                    "protocol_wall_s": res.wall_s,
+                    "protocol_bench_time_s": res.bench_time_s,
+                }
+            )
+            human = (
+                f"{technology}, cell ({row},{col}), {protocol}: {summary['levels_within_tolerance']} of "
+                f"{summary['levels_attempted']} levels ({lv[0]:g} to {lv[-1]:g} µS, {step_us:g} µS apart) "
+                f"with every one of {verify_reads} verification reads within ±{tolerance_us:g} µS\n"
+                f"max error {summary['max_error_us']:.3f} µS; {summary['pulses']} pulses "
+                f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
+                f"linearity R² {summary['linearity_r2']:.6f}\n"
+                f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
+            )
+            return Outcome(summary, human, failed_cells=int((~res.converged).sum()))
+
+        run_command(
+            body,
+            db=db,
+            kind="levels",
+            bench=bench,
+            as_json=as_json,
+            protocol=protocol,
+            params={
+                "levels": levels, "start_us": start_us, "step_us": step_us, "row": row,
+                "col": col, "tolerance_us": tolerance_us, "verify_reads": verify_reads,
+            },
+            cells_total=levels,
+        )  # fmt: skip
 
     @app.command("tune")
     def tune_cmd(
@@ -189,9 +211,24 @@ def register(app: typer.Typer) -> None:
         ] = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
+        db: DbOpt = None,
+        resume: Annotated[
+            str | None,
+            typer.Option(
+                "--resume",
+                help="RUN_ID of an interrupted --map job to continue (its finished cells are "
+                "not pulsed again).",
+            ),
+        ] = None,
     ) -> None:
-        """Tune cells (the grid --rows x --cols) or a whole --map to their targets."""
-        from memprog import open_bench
+        """Tune cells (the grid --rows x --cols) or a whole --map to their targets.
+
+        The run is stored (--db; its id is printed to stderr at the start). Exit 0 when every
+        cell converged, 1 when some did not, 2 on bad input, 3 on an instrument or storage
+        error, 130/143/129 when interrupted (the finished cells are kept; --resume RUN_ID
+        continues a --map job).
+        """
+        from memprog.cli_runs import Outcome, run_command
         from memprog.protocols.alibart import tune_alibart
         from memprog.protocols.array import ArrayParams, alibart_defaults, program_array
         from memprog.protocols.denoise import tune_denoise
@@ -199,12 +236,52 @@ def register(app: typer.Typer) -> None:
 
         t0 = time.perf_counter()
         show = _progress(progress, as_json)
+        m = o = r = c = t = None
         try:
             if protocol not in ("alibart", "denoise", "feedforward"):
                 raise ConfigError("protocol", protocol, "alibart, denoise or feedforward")
             if map_path is None and (rows is None or cols is None or target_us is None):
                 raise ConfigError("--rows/--cols/--target-us", None, "all three, or --map")
-            with open_bench(bench) as b:
+            if resume is not None and map_path is None:
+                raise ConfigError("--resume", resume, "only with --map (an array job)")
+            if map_path is not None:
+                m = load_map(map_path)
+                o = parse_indices(origin, "origin")
+                if o.size != 2:
+                    raise ConfigError("origin", origin, "ROW,COL")
+                if protocol == "feedforward":
+                    raise ConfigError("protocol", protocol, "alibart or denoise for a --map")
+            else:
+                rr = parse_indices(rows, "rows")  # type: ignore[arg-type]
+                cc = parse_indices(cols, "cols")  # type: ignore[arg-type]
+                r, c = (a.ravel() for a in np.meshgrid(rr, cc, indexing="ij"))
+                t = parse_values(target_us, "target_us")  # type: ignore[arg-type]
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        job = None
+        if m is not None:
+            job = {
+                "map_sha256": map_digest(m),
+                "map_shape": list(m.shape),
+                "origin": [int(o[0]), int(o[1])],  # type: ignore[index]
+                "order": order,
+                "protocol": protocol,
+            }
+        params: dict[str, Any] = {
+            "protocol": protocol, "order": order, "tolerance_rel": tolerance_rel,
+            "max_pulses": max_pulses, "map": None if map_path is None else str(map_path),
+            "job": job, "pid": os.getpid(),
+        }  # fmt: skip
+        resume_from: list[Any] = []
+
+        def check_resume(store: Any) -> None:
+            if resume is not None:
+                resume_from.append(check_resumable(store, resume, job, bench))
+
+        def body(ctx: Any) -> Any:
+            if out is not None:
+                ctx.on_interrupt(lambda: _write_partial_csv(ctx, out))
+            with ctx.open_bench(bench) as b:
                 prog = b.programmer
                 ali = alibart_defaults(prog.info)
                 upd: dict[str, Any] = {}
@@ -214,60 +291,126 @@ def register(app: typer.Typer) -> None:
                     upd["max_pulses"] = max_pulses
                 if upd:
                     ali = type(ali)(**{**ali.model_dump(), **upd})
-                if map_path is not None:
-                    m = load_map(map_path)
-                    o = parse_indices(origin, "origin")
-                    if o.size != 2:
-                        raise ConfigError("origin", origin, "ROW,COL")
-                    if protocol == "feedforward":
-                        raise ConfigError("protocol", protocol, "alibart or denoise for a --map")
+                if m is not None:
                     res = program_array(
                         prog,
                         m,
                         ArrayParams(protocol=protocol, order=order, alibart=ali),
-                        origin=(int(o[0]), int(o[1])),
+                        origin=(int(o[0]), int(o[1])),  # type: ignore[index]
+                        resume=ctx.store.resume_result(resume) if resume else None,
+                        sink=ctx.sink,
                         progress=show,
                     )
+                elif protocol == "alibart":
+                    res = tune_alibart(prog, r, c, t, params=ali, sink=ctx.sink, progress=show)
+                elif protocol == "denoise":
+                    res = tune_denoise(prog, r, c, t, sink=ctx.sink, progress=show)
                 else:
-                    rr = parse_indices(rows, "rows")  # type: ignore[arg-type]
-                    cc = parse_indices(cols, "cols")  # type: ignore[arg-type]
-                    r, c = (a.ravel() for a in np.meshgrid(rr, cc, indexing="ij"))
-                    t = parse_values(target_us, "target_us")  # type: ignore[arg-type]
-                    if protocol == "alibart":
-                        res = tune_alibart(prog, r, c, t, params=ali, progress=show)
-                    elif protocol == "denoise":
-                        res = tune_denoise(prog, r, c, t, progress=show)
-                    else:
-                        res = tune_feedforward(prog, r, c, t, progress=show)
+                    res = tune_feedforward(prog, r, c, t, sink=ctx.sink, progress=show)
                 bench_time = b.bench_time_s
                 technology = prog.info.technology
-        except MemprogError as exc:
-            raise fail(exc) from exc
-        if out is not None:
-            res.to_frame().to_csv(out, index=False)
-        summary = res.summary()
-        summary.update(
-            {
-                "bench": bench,
-                "technology": technology,
-                "wall_s": time.perf_counter() - t0,
-                "bench_time_s": bench_time,
-            }
+            ctx.sink.record_results(res)  # the final (re-verified) row of every cell
+            if out is not None:
+                res.to_frame().to_csv(out, index=False)
+            summary = res.summary()
+            summary.update(
+                {
+                    "bench": bench,
+                    "technology": technology,
+                    "wall_s": time.perf_counter() - t0,
+                    "bench_time_s": bench_time,
+                }
+            )
+            if resume is not None:
+                summary["resumed_from"] = resume
+            if out is not None:
+                summary["csv"] = str(out)
+            if png is not None:
+                _plot_tune(res, technology, png)
+                summary["png"] = str(png)
+            human = (
+                f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
+                f"{summary['within_tolerance']} within tolerance; {summary['pulses_mean']:.1f} pulses per cell "
+                f"(max {summary['pulses_max']}); flags {summary['flags'] or 'none'}\n"
+                f"max error of converged cells {summary.get('max_abs_error_converged_us', float('nan')):.3f} µS; "
+                f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
+                + (f"; plot: {png}" if png is not None else "")
+            )
+            return Outcome(summary, human, failed_cells=int((~res.converged).sum()))
+
+        run_command(
+            body,
+            db=db,
+            kind="array" if m is not None else "tune",
+            bench=bench,
+            as_json=as_json,
+            protocol=f"array/{protocol}" if m is not None else protocol,
+            params=params,
+            cells_total=int(np.isfinite(m).sum()) if m is not None else int(r.size),  # type: ignore[union-attr]
+            resumed_from=resume,
+            before_start=check_resume,
         )
-        if out is not None:
-            summary["csv"] = str(out)
-        if png is not None:
-            _plot_tune(res, technology, png)
-            summary["png"] = str(png)
-        human = (
-            f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
-            f"{summary['within_tolerance']} within tolerance; {summary['pulses_mean']:.1f} pulses per cell "
-            f"(max {summary['pulses_max']}); flags {summary['flags'] or 'none'}\n"
-            f"max error of converged cells {summary.get('max_abs_error_converged_us', float('nan')):.3f} µS; "
-            f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
-            + (f"; plot: {png}" if png is not None else "")
-        )
-        emit(summary, as_json, human)
+
+
+def map_digest(m: np.ndarray) -> str:
+    """SHA-256 of a map's shape and values (NaN-aware), to recognise the same map again."""
+    a = np.ascontiguousarray(np.asarray(m, dtype=np.float64))
+    h = hashlib.sha256(repr(a.shape).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_resumable(store: Any, run_id: str, job: dict[str, Any] | None, bench: str) -> dict:
+    """The run to resume, or a ConfigError saying why it cannot be resumed."""
+    run = store.get_run(run_id)  # unknown -> ConfigError naming the run
+    if run["kind"] != "array":
+        raise ConfigError("--resume", run_id, "a `memprog tune --map` run", f"it is a {run['kind']} run")
+    if run["status"] == "complete":
+        raise ConfigError("--resume", run_id, "an interrupted run", "it finished (status complete)")
+    if run["status"] == "running" and _alive_elsewhere(run):
+        raise ConfigError("--resume", run_id, "an interrupted run", f"it is still running (pid {run['params'].get('pid')})")
+    old = (run.get("params") or {}).get("job") or {}
+    for key in ("map_sha256", "map_shape", "origin", "order", "protocol"):
+        if job is not None and old.get(key) != job.get(key):
+            what = "map" if key == "map_sha256" else key
+            raise ConfigError(
+                "--resume",
+                run_id,
+                "the same map, origin, order and protocol as the interrupted run",
+                f"the {what} differs ({old.get(key)} in the run, {job.get(key)} now)"
+                if key != "map_sha256"
+                else "a different map (its contents differ)",
+            )
+    from memprog.bench_config import load_bench_config
+
+    chip = load_bench_config(bench)[0].chip.id
+    if run.get("chip_id") and run["chip_id"] != chip:
+        raise ConfigError("--resume", run_id, f"a run on chip {chip}", f"it ran on chip {run['chip_id']}")
+    return run
+
+
+def _alive_elsewhere(run: dict) -> bool:
+    """True when the run's process still lives on this host (a resume would double-pulse)."""
+    import socket
+
+    pid = (run.get("params") or {}).get("pid")
+    if not pid or run.get("host") != socket.gethostname()[:128] or pid == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _write_partial_csv(ctx: Any, out: Path) -> str | None:
+    """On interruption: the finished cells from the store to ``out``."""
+    ctx.sink.flush()
+    df = ctx.store.cells(ctx.run_id)
+    df.drop(columns=[c for c in ("seq",) if c in df]).to_csv(out, index=False)
+    return f"{len(df)} cells in {out}"
 
 
 def _plot_tune(res: Any, technology: str, out: Path) -> None:

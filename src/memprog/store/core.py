@@ -331,7 +331,7 @@ class Store:
         self._write("finish run", lambda c: c.execute(update(Run).where(Run.run_id == run_id).values(**values)))
 
     def sink(
-        self, run_id: str, *, trace: bool = False, batch_cells: int = 4096, flush_s: float = 0.05
+        self, run_id: str, *, trace: bool = False, batch_cells: int = 4096, flush_s: float = 0.2
     ) -> StoreSink:
         """An :class:`StoreSink` writing into ``run_id``."""
         self._require_run(run_id)
@@ -542,6 +542,18 @@ class Store:
         sink.flush()
 
 
+def _concat_columns(parts: list[dict[str, Any]]) -> Any:
+    """One Arrow table from column dicts (a column missing in a part is null there)."""
+    if len(parts) == 1:
+        return table_from_columns(parts[0])
+    names = list(dict.fromkeys(k for p in parts for k in p))
+    if all(len(p) == len(names) for p in parts):
+        return table_from_columns({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in names})
+    import pyarrow as pa
+
+    return pa.concat_tables([table_from_columns(p) for p in parts], promote_options="permissive")
+
+
 def _cell_keys(tb: Any) -> np.ndarray:
     """One int per distinct stored cell (row, col, and the ladder level when present)."""
     names = tb.column_names if hasattr(tb, "column_names") else list(tb.columns)
@@ -578,8 +590,9 @@ class StoreSink:
         run_id: the run to write into.
         trace: ask protocols for the per-iteration pulse/read records.
         batch_cells: cells buffered before a commit.
-        flush_s: longest a finished cell waits before it is committed (a kill -9 loses at
-            most this much; a caught signal loses nothing).
+        flush_s: cells arriving within this time of the last commit are batched with the
+            next ones (a kill -9 can lose at most the cells finished in that window; a caught
+            signal loses nothing); a cell arriving later is committed at once.
     """
 
     def __init__(
@@ -589,7 +602,7 @@ class StoreSink:
         *,
         trace: bool = False,
         batch_cells: int = 4096,
-        flush_s: float = 0.05,
+        flush_s: float = 0.2,
     ) -> None:
         if batch_cells < 1:
             raise ConfigError("batch_cells", batch_cells, ">= 1")
@@ -603,8 +616,9 @@ class StoreSink:
         self._t0 = time.perf_counter()
         self._rows: list[dict[str, Any]] = []
         self._cell_tables: list[Any] = []
+        self._cell_cols: list[dict[str, Any]] = []
         self._cells_buffered = 0
-        self._oldest: float | None = None
+        self._last_flush = time.perf_counter()
         self._events: list[dict[str, Any]] = []
         self._traces: list[dict[str, Any]] = []
         self._trace_rows = 0
@@ -670,18 +684,19 @@ class StoreSink:
         for k, v in result.extra.items():
             if k not in cols:
                 cols[k] = v
-        self._cell_tables.append(table_from_columns(cols))
+        self._cell_cols.append(cols)  # arrays: the Arrow table is built once, at the flush
         self._cells_buffered += n
         self._maybe_flush()
 
     # ------------------------------------------------------------------ buffering
     def _maybe_flush(self) -> None:
+        # commit at once when the last commit is older than flush_s (a serial stack's cell
+        # takes longer than that: every cell is committed as it finishes); otherwise wait
+        # for more cells, up to batch_cells (a lock-step batch finishing many at a time)
         now = time.perf_counter()
-        if self._oldest is None:
-            self._oldest = now
         if (
             self._cells_buffered >= self.batch_cells
-            or now - self._oldest >= self.flush_s
+            or now - self._last_flush >= self.flush_s
             or self._trace_rows >= 1_000_000
         ):
             self.flush()
@@ -737,12 +752,15 @@ class StoreSink:
         """Commit everything buffered in one transaction (cells, events, traces, samples)."""
         import pyarrow as pa
 
-        if not (self._rows or self._cell_tables or self._events or self._traces or self._samples):
-            self._oldest = None
+        self._last_flush = time.perf_counter()
+        if not (self._rows or self._cell_tables or self._cell_cols or self._events or self._traces or self._samples):
             return
         cell_blob = None
         n_cells = 0
         keys_before = len(self._keys)
+        if self._cell_cols:
+            self._cell_tables.append(_concat_columns(self._cell_cols))
+            self._cell_cols = []
         if self._rows or self._cell_tables:
             parts = list(self._cell_tables)
             if self._rows:
@@ -799,10 +817,11 @@ class StoreSink:
         self._trace_seq += len(self._traces)
         self.cells_written += n_cells
         self._rows, self._cell_tables, self._events, self._traces = [], [], [], []
+        self._cell_cols = []
         self._samples = {}
         self._cells_buffered = 0
         self._trace_rows = 0
-        self._oldest = None
+        self._last_flush = time.perf_counter()
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -815,6 +834,8 @@ class RunHandle:
     sink: StoreSink
     status: str = "complete"
     summary: dict[str, Any] = field(default_factory=dict)
+    #: after the block: whether the run's final status reached the store
+    finished: bool = False
 
 
 @contextmanager
@@ -845,12 +866,14 @@ def stored_run(store: Store, *, trace: bool = False, quiet: bool = False, **star
             pass
         try:
             store.finish_run(run_id, status, summary)
+            handle.finished = True
         except BaseException:  # noqa: BLE001
             pass
         raise
     else:
         handle.sink.flush()
         store.finish_run(run_id, handle.status, handle.summary)
+        handle.finished = True
 
 
 __all__ = [

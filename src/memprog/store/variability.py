@@ -27,7 +27,7 @@ import pandas as pd
 
 from memprog.errors import ConfigError
 
-from .core import open_store
+from .core import Store, open_store
 
 
 class MissingDataError(ConfigError):
@@ -54,20 +54,31 @@ class VariabilityDB:
     """
 
     def __init__(
-        self, url: str | None = None, *, chip_id: str | None = None, technology: str | None = None
+        self,
+        url: str | None = None,
+        *,
+        chip_id: str | None = None,
+        technology: str | None = None,
+        store: Store | None = None,
+        run_ids: list[str] | None = None,
     ) -> None:
-        self.store = open_store(url, read_only=False)
+        self._own = store is None
+        self.store = store if store is not None else open_store(url)
         self.url = self.store.url
         self.chip_id = chip_id
         self.technology = technology
+        self.run_ids = None if run_ids is None else list(run_ids)
         self._cache: dict[str, pd.DataFrame] = {}
 
     # ------------------------------------------------------------------ raw samples
     def runs(self) -> pd.DataFrame:
-        """The characterisation runs the tables come from (complete or interrupted)."""
+        """The characterisation runs the tables come from (complete or interrupted ones,
+        or exactly ``run_ids`` when given)."""
         df = self.store.list_runs(kind="characterize", chip_id=self.chip_id)
         if self.technology is not None:
             df = df[df["technology"] == self.technology]
+        if self.run_ids is not None:
+            return df[df["run_id"].isin(self.run_ids)].reset_index(drop=True)
         return df[df["status"].isin(["complete", "interrupted"])].reset_index(drop=True)
 
     def raw(self, table: str) -> pd.DataFrame:
@@ -233,8 +244,9 @@ class VariabilityDB:
         return counts
 
     def close(self) -> None:
-        """Release the store."""
-        self.store.close()
+        """Release the store (when this object opened it)."""
+        if self._own:
+            self.store.close()
 
 
 def import_variability(url: str | None, path: str | Path, *, bench: str = "imported") -> dict[str, Any]:

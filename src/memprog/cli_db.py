@@ -1,0 +1,319 @@
+"""``memprog db ...`` (the run store and the variability database) and ``memprog characterize``.
+
+Thin over :mod:`memprog.store` (the CLI never builds SQL): every command takes ``--db URL``
+(default ``$MEMPROG_DB`` or the user's SQLite file) and ``--json`` (one document on stdout).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail, jsonable
+from memprog.cli_runs import DbOpt
+from memprog.errors import ConfigError, MemprogError
+
+db_app = typer.Typer(help="The run store and the variability database.", no_args_is_help=True)
+
+
+def _open(db: str | None, read_only: bool = True) -> Any:
+    from memprog.store import open_store
+
+    try:
+        return open_store(db, read_only=read_only)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+@db_app.command("summary")
+def summary_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Runs by status and kind, stored cells, and what each variability table holds."""
+    from memprog.store import VariabilityDB, mask_url
+
+    store = _open(db)
+    try:
+        runs = store.list_runs()
+        tables = VariabilityDB(store=store).summary()
+        doc = {
+            "db": mask_url(store.url),
+            "runs": int(len(runs)),
+            "by_status": {k: int(v) for k, v in runs["status"].value_counts().items()},
+            "by_kind": {k: int(v) for k, v in runs["kind"].value_counts().items()},
+            "cells": int(runs["cells_done"].fillna(0).sum()),
+            "variability": tables,
+        }
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    lines = [f"store {doc['db']}: {doc['runs']} runs, {doc['cells']} stored cells"]
+    lines.append("  by status: " + (", ".join(f"{k} {v}" for k, v in doc["by_status"].items()) or "none"))
+    lines.append("  by kind:   " + (", ".join(f"{k} {v}" for k, v in doc["by_kind"].items()) or "none"))
+    lines.append(
+        f"  variability ({tables['characterize_runs']} characterize runs): "
+        + ", ".join(f"{t} {tables[t]} samples" for t in ("imprecision", "disturb", "stuck", "rtn"))
+    )
+    emit(doc, as_json, "\n".join(lines))
+
+
+@db_app.command("runs")
+def runs_cmd(
+    db: DbOpt = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only runs of this kind.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many (newest first).")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The stored runs, newest first: run_id, kind, bench, status, start, cells done."""
+    store = _open(db)
+    try:
+        df = store.list_runs(kind=kind, status=status, limit=limit)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps({"runs": _records(df)}, default=jsonable))
+        return
+    if df.empty:
+        typer.echo("no runs")
+        return
+    lines = [f"{'run_id':12}  {'kind':12} {'status':11} {'started (UTC)':19}  {'cells':>11}  bench"]
+    for r in df.itertuples():
+        total = "" if r.cells_total is None or r.cells_total != r.cells_total else f"/{int(r.cells_total)}"
+        lines.append(
+            f"{r.run_id:12}  {r.kind:12} {r.status:11} {r.started_at:%Y-%m-%d %H:%M:%S}  "
+            f"{str(int(r.cells_done)) + total:>11}  {r.bench or ''}"
+        )
+    typer.echo("\n".join(lines))
+
+
+@db_app.command("export")
+def export_cmd(
+    run: Annotated[str, typer.Option("--run", help="RUN_ID to export.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write (.parquet or .csv).")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One row per cell of a run: row, col, target_us, final_us, pulses, converged, flags, ..."""
+    if out.suffix not in (".parquet", ".csv"):
+        raise fail(ConfigError("--out", str(out), "a .parquet or .csv file"))
+    store = _open(db)
+    try:
+        df = store.cells(run)
+        info = store.get_run(run)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    df = df.drop(columns=["seq"])
+    try:
+        if out.suffix == ".parquet":
+            df.to_parquet(out, index=False)
+        else:
+            df.to_csv(out, index=False)
+    except OSError as exc:
+        raise fail(ConfigError("--out", str(out), "a writable file", exc.strerror or str(exc))) from exc
+    doc = {"run_id": run, "status": info["status"], "cells": int(len(df)), "out": str(out)}
+    emit(doc, as_json, f"run {run} ({info['status']}): {len(df)} cells -> {out}")
+
+
+@db_app.command("export-variability")
+def export_variability_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    db: DbOpt = None,
+    chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip.")] = None,
+    technology: Annotated[str | None, typer.Option("--technology", help="Only this technology.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every characterisation sample (imprecision, disturb, stuck, rtn, range) to one Parquet
+    file, for a training machine (`memprog db import-variability` there)."""
+    from memprog.store import VariabilityDB
+
+    try:
+        vdb = VariabilityDB(db, chip_id=chip_id, technology=technology)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    try:
+        counts = vdb.export_parquet(out)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        vdb.close()
+    doc = {"out": str(out), "rows": counts}
+    emit(doc, as_json, f"{out}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+
+
+@db_app.command("import-variability")
+def import_variability_cmd(
+    path: Annotated[Path, typer.Argument(help="Parquet file from `memprog db export-variability`.")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load an exported variability file into this store (as characterize runs)."""
+    from memprog.store import import_variability
+
+    try:
+        doc = import_variability(db, path)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    emit(
+        doc,
+        as_json,
+        f"imported {len(doc['runs'])} characterize runs: "
+        + ", ".join(f"{t} {n}" for t, n in doc["rows"].items()),
+    )
+
+
+@db_app.command("upgrade")
+def upgrade_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Create or migrate the store's schema to this memprog's newest revision."""
+    from memprog.store import mask_url, migrate
+
+    store = _open(db, read_only=False)
+    with store.engine.connect() as c:
+        rev = migrate.current_revision(c)
+    store.close()
+    doc = {"db": mask_url(store.url), "revision": rev}
+    emit(doc, as_json, f"{doc['db']}: schema revision {rev} (newest)")
+
+
+@db_app.command("variability")
+def variability_cmd(
+    db: DbOpt = None,
+    chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip.")] = None,
+    technology: Annotated[str | None, typer.Option("--technology", help="Only this technology.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The derived tables: imprecision by level (and its fit), disturb by later writes,
+    stuck fractions, RTN before/after denoising."""
+    from memprog.store import VariabilityDB
+
+    try:
+        vdb = VariabilityDB(db, chip_id=chip_id, technology=technology)
+        doc = variability_report(vdb)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    emit(doc, as_json, format_variability(doc))
+
+
+def variability_report(vdb: Any) -> dict[str, Any]:
+    """The derived tables as plain JSON-ready data (missing tables: None)."""
+    from memprog.store import MissingDataError
+
+    doc: dict[str, Any] = {"runs": vdb.summary()}
+
+    def get(name: str, fn: Any) -> None:
+        try:
+            v = fn()
+            doc[name] = _records(v) if hasattr(v, "to_json") else v
+        except MissingDataError:
+            doc[name] = None
+
+    get("imprecision", vdb.imprecision)
+    get("imprecision_fit", vdb.imprecision_fit)
+    get("disturb", vdb.disturb_table)
+    get("stuck_fractions", vdb.stuck_fractions)
+    get("rtn", vdb.rtn_stats)
+    get("g_range_us", vdb.g_range_us)
+    return doc
+
+
+def format_variability(doc: dict[str, Any]) -> str:
+    """Human text of :func:`variability_report`."""
+    lines = []
+    if doc.get("g_range_us"):
+        lo, hi = doc["g_range_us"]
+        lines.append(f"working range {lo:.1f}-{hi:.1f} µS")
+    if doc.get("imprecision"):
+        lines.append("tuning imprecision   level µS   std %   mean offset %   reads")
+        for r in doc["imprecision"]:
+            lines.append(
+                f"                     {r['level_us']:8.1f}  {r['std_pct']:6.3f}  {r['mean_offset_pct']:+13.3f}  {r['n_samples']:6d}"
+            )
+        f = doc["imprecision_fit"]
+        lines.append(
+            f"  fit std%(G) = {f['slope_pct_per_us']:.5f}·G + {f['intercept_pct']:.3f}; "
+            f"offset {f['offset_mean_pct']:+.3f} ± {f['offset_std_pct']:.3f} %"
+        )
+    if doc.get("disturb"):
+        lines.append("disturb   later writes   mean µS   std µS      n")
+        for r in doc["disturb"]:
+            lines.append(f"          {r['later_writes']:12d}  {r['mean_us']:+8.2f}  {r['std_us'] if r['std_us'] is not None else float('nan'):7.2f}  {r['n']:5d}")
+    if doc.get("stuck_fractions"):
+        s = doc["stuck_fractions"]
+        lines.append(f"stuck: HRS {100 * s['hrs']:.2f} %, LRS {100 * s['lrs']:.2f} % of {s['cells']} cells")
+    if doc.get("rtn"):
+        for r in doc["rtn"]:
+            lines.append(f"RTN {r['phase']:6}: spread mean {r['mean_us']:.3f} µS, p90 {r['p90_us']:.3f} µS ({r['n']} cells)")
+    return "\n".join(lines) or "no characterisation data"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``db`` and ``characterize`` to the ``memprog`` app."""
+    app.add_typer(db_app, name="db")
+
+    @app.command("characterize")
+    def characterize_cmd(
+        bench: BenchOpt = "sim_k4200_707b",
+        devices: Annotated[int, typer.Option("--devices", min=1, help="Devices for the imprecision and RTN tests.")] = 8,
+        levels: Annotated[int, typer.Option("--levels", min=2, max=64, help="Equidistant target levels.")] = 8,
+        repeats: Annotated[int, typer.Option("--repeats", min=1, max=1000, help="Tune/untune repeats per level and device.")] = 5,
+        reads: Annotated[int, typer.Option("--reads", min=2, max=1000, help="Consecutive reads after each tune.")] = 10,
+        disturb_cells: Annotated[int | None, typer.Option("--disturb-cells", min=0, help="Cells programmed in order for the disturb test (default: the whole array, at most 64).")] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the random disturb targets.")] = 0,
+        db: DbOpt = None,
+        progress: ProgressOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Characterise the bench's chip as seed 001 does and store the samples.
+
+        Stuck census and working range (every cell SET and RESET at the ramp caps), tuning
+        imprecision (--devices x --levels x --repeats tunes from the off state, --reads
+        consecutive reads after each), disturb (--disturb-cells programmed in order, each
+        re-read after every later write), RTN (read spread before and after denoising).
+        The derived tables: `memprog db variability`.
+        """
+        import sys
+        import time
+
+        from memprog.cli_runs import Outcome, run_command
+        from memprog.protocols.characterize import CharacterizeParams, characterize
+
+        try:
+            cp = CharacterizeParams(
+                devices=devices, levels=levels, repeats=repeats, reads=reads,
+                disturb_cells=disturb_cells, seed=seed,
+            )  # fmt: skip
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        except ValueError as exc:
+            raise fail(ConfigError("characterize", str(exc).splitlines()[0])) from exc
+        show = sys.stderr.isatty() if progress is None else progress
+        t0 = time.perf_counter()
+
+        def body(ctx: Any) -> Any:
+            from memprog.store import VariabilityDB
+
+            with ctx.open_bench(bench) as b:
+                rep = characterize(b.programmer, cp, sink=ctx.sink, progress=show)
+                bench_time = b.bench_time_s
+            ctx.sink.flush()
+            doc = variability_report(VariabilityDB(store=ctx.store, run_ids=[ctx.run_id]))
+            doc.update({"counts": rep, "wall_s": time.perf_counter() - t0, "bench_time_s": bench_time, "bench": bench})
+            human = format_variability(doc) + (
+                f"\nwall {doc['wall_s']:.1f} s, bench time {bench_time:.2f} s; tables: memprog db variability"
+            )
+            return Outcome(doc, human, failed_cells=0)
+
+        run_command(
+            body, db=db, kind="characterize", bench=bench, as_json=as_json,
+            protocol="characterize", params=cp.model_dump(),
+        )  # fmt: skip
