@@ -108,7 +108,7 @@ def _register_subcommands() -> None:
 
     cli_tuning.register(app)
     __import__("memprog.cli_db").cli_db.register(app)
-    __import__("memprog.cli_dashboard", fromlist=["register"]).register(app)
+    __import__("memprog.cli_dashboard").cli_dashboard.register(app)
 
 
 _register_subcommands()

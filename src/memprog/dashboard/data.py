@@ -377,6 +377,8 @@ class DashboardData:
             "max_abs_error_us": float(np.abs(fin).max()) if fin.size else None,
             "mean_abs_error_us": float(np.abs(fin).mean()) if fin.size else None,
             "median_tolerance_us": float(np.nanmedian(tol)) if tol is not None and n else None,
+            "max_verify_err_us": (float(np.nanmax(_float_col(cells, "verify_max_err_us")))
+                                  if "verify_max_err_us" in cells.columns and n else None),  # fmt: skip
             "error_histogram": hist,
         }
 

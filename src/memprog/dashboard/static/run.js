@@ -169,9 +169,25 @@
     const tiles = [[d.is_ladder ? "levels stored" : "cells stored", MP.int(d.cells_stored)], ["converged", MP.int(d.converged)],
       ["within tolerance", d.within_tolerance === null ? "—" : MP.int(d.within_tolerance)],
       ["max |error| µS", MP.num(d.max_abs_error_us, 3)], ["mean |error| µS", MP.num(d.mean_abs_error_us, 3)]];
+    if (d.max_verify_err_us !== null && d.max_verify_err_us !== undefined) tiles.splice(3, 0, ["largest |read − level| µS", MP.num(d.max_verify_err_us, 3)]);
     for (const [k, v] of Object.entries(d.flag_counts)) tiles.push([`flag: ${k}`, MP.int(v)]);
     document.getElementById("tiles").innerHTML = tiles.map(([k, v]) => `<div class="tile"><div class="v">${v}</div><div class="k">${MP.esc(k)}</div></div>`).join("");
     document.getElementById("params").textContent = JSON.stringify({ params: r.params, summary: r.summary }, null, 2);
+  }
+
+  function showEmpty(d, m) {
+    // a run without per-cell results (characterize, train, ...) shows its record, not empty plots
+    const empty = !m.cells && d.run.status !== "running";
+    document.getElementById("maps-section").classList.toggle("hidden", empty || document.getElementById("maps-section").classList.contains("hidden"));
+    document.getElementById("hist-section").classList.toggle("hidden", empty);
+    const box = document.getElementById("no-cells");
+    box.classList.toggle("hidden", !empty);
+    if (empty) {
+      const chip = d.run.chip_id ? "?chip_id=" + encodeURIComponent(d.run.chip_id) : "";
+      box.innerHTML = `This ${MP.esc(d.run.kind)} run stored no per-cell results.` +
+        (d.run.kind === "characterize" ? ` Its samples feed the <a href="/variability${chip}">variability page</a>.` : "");
+      document.getElementById("params-box").open = true;
+    }
   }
 
   function showMaps(m, running) {
@@ -200,6 +216,7 @@
         if (mapsFirst && lastMapsKey === null) ({ m, one } = await mapsFirst);
         else { m = await MP.json(api + "/maps"); one = showMaps(m, running); }
         lastMapsKey = key;
+        showEmpty(d, m);
         if (d.is_ladder) {
           document.getElementById("ladder-section").classList.remove("hidden");
           drawLadder(await MP.json(api + "/ladder"));

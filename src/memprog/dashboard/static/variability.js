@@ -30,7 +30,9 @@
           hovertemplate: "%{x} later writes: %{y:.3f} µS (n=%{customdata})<extra></extra>" });
       }
       if (v.stuck_fractions) {
-        stuckBars.hrs.push([name, 100 * v.stuck_fractions.hrs]); stuckBars.lrs.push([name, 100 * v.stuck_fractions.lrs]);
+        const f = v.stuck_fractions, n = f.cells;
+        stuckBars.hrs.push([name, 100 * f.hrs, `${Math.round(f.hrs * n)} of ${n}`]);
+        stuckBars.lrs.push([name, 100 * f.lrs, `${Math.round(f.lrs * n)} of ${n}`]);
       }
       if (v.stuck && v.stuck.g_us && v.stuck.g_us.length) {
         for (const kind of ["hrs", "lrs"]) {
@@ -54,12 +56,14 @@
     if (dis.length) Plotly.react("disturb", dis, lay("devices programmed after the cell", "conductance change (µS)"), MP.plotConfig);
     else note("disturb", "no disturb samples (run memprog characterize)");
     if (stuckBars.hrs.length || stuckHist.length) {
-      const tr = [
-        { type: "bar", x: stuckBars.hrs.map(a => a[0]), y: stuckBars.hrs.map(a => a[1]), name: "stuck HRS %", marker: { color: "#4a5568" } },
-        { type: "bar", x: stuckBars.lrs.map(a => a[0]), y: stuckBars.lrs.map(a => a[1]), name: "stuck LRS %", marker: { color: "#b7791f" } },
-      ].concat(stuckHist);
-      Plotly.react("stuck", tr, lay("chip", "stuck devices (%)", { grid: { rows: 1, columns: 2, pattern: "independent" },
-        xaxis2: { title: { text: "stuck conductance (µS)" } }, yaxis2: { title: { text: "devices" } }, barmode: "group" }), MP.plotConfig);
+      const bar = (rows, name, color) => ({ type: "bar", x: rows.map(a => a[0]), y: rows.map(a => a[1]), name: name,
+        text: rows.map(a => a[2]), textposition: "outside", cliponaxis: false, marker: { color: color },
+        hovertemplate: "%{x}: %{y:.2f} % (%{text} cells)<extra></extra>" });
+      const tr = [bar(stuckBars.hrs, "stuck HRS %", "#4a5568"), bar(stuckBars.lrs, "stuck LRS %", "#b7791f")].concat(stuckHist);
+      const extra = { barmode: "group", yaxis: { title: { text: "stuck devices (%)" }, rangemode: "tozero" } };
+      if (stuckHist.length) Object.assign(extra, { grid: { rows: 1, columns: 2, pattern: "independent" },
+        xaxis2: { title: { text: "stuck conductance (µS)" } }, yaxis2: { title: { text: "devices" } } });
+      Plotly.react("stuck", tr, lay("chip (cells examined)", "stuck devices (%)", extra), MP.plotConfig);
     } else note("stuck", "no stuck census (run memprog characterize)");
     if (rtn.length) Plotly.react("rtn", rtn, lay("read spread, peak to peak (µS)", "cells", { barmode: "overlay" }), MP.plotConfig);
     else note("rtn", "no RTN data (run memprog characterize)");
