@@ -131,9 +131,24 @@ def test_a_256x256_heat_map_renders_and_drills_down(env):
 
     b, srv = env["b"], env["srv"]
     rid = env["ids"]["big"]
-    b.errors()
+    # the maps are painted on canvases first, before (and without) the chart library
+    b.driver.execute_cdp_cmd("Network.enable", {})
+    b.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*plotly.min.js"]})
     b.driver.get(srv.base + f"/runs/{rid}")
-    b.drawn_ms(timeout=30)
+    for div in ("map-final", "map-error", "map-target"):
+        px = b.wait(
+            f"(() => {{ const c = document.querySelector('#{div} canvas.preview'); if (!c) return null;"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+            "for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return [c.width, c.height, n]; })()"
+        )
+        assert px == [256, 256, 65536], (div, px)
+    b.shot(env["art"] / "dashboard_run_256_canvas.png")
+    b.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    b.errors()  # the blocked request's own error
+    b.driver.get(srv.base + f"/runs/{rid}")
+    drawn = b.drawn_ms(timeout=30)
+    painted = b.wait("performance.getEntriesByName('memprog:painted').map(e => e.startTime)[0]")
+    assert painted <= drawn
     for div in ("map-final", "map-error", "map-target"):
         # Plotly rasterises a heat map on a canvas and places the bitmap in the plot
         sizes = b.wait(

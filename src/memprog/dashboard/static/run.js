@@ -10,6 +10,81 @@
   early.run.catch(() => null); early.maps.catch(() => null);
   const take = (key, url) => { const p = early[key]; early[key] = null; return p || MP.json(url); };
 
+  // plotly.min.js (4.8 MB) costs a second or more of main-thread time in a cold browser, so
+  // the page paints the heat maps first as canvas images (the same colour scales), then
+  // loads Plotly, which replaces them with the interactive charts.
+  let plotlyP = null;
+  function plotly() {
+    if (typeof Plotly !== "undefined") return Promise.resolve();
+    if (!plotlyP) plotlyP = new Promise((ok, bad) => {
+      const sc = document.createElement("script");
+      sc.src = "/static/plotly.min.js";
+      sc.onload = () => ok();
+      sc.onerror = () => bad(new Error("could not load /static/plotly.min.js"));
+      document.head.appendChild(sc);
+    });
+    return plotlyP;
+  }
+  const nextPaint = () => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+  const hexRgb = h => [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16));
+  const VIRIDIS = ["#440154", "#48186a", "#472d7b", "#424086", "#3b528b", "#33638d", "#2c728e", "#26828e", "#21918c",
+    "#1fa088", "#28ae80", "#3fbc73", "#5ec962", "#84d44b", "#addc30", "#d8e219", "#fde725"].map((h, i, a) => [i / (a.length - 1), hexRgb(h)]);
+  // Plotly's RdBu, reversed as the error map draws it (negative red, positive blue)
+  const RDBU_R = [[0, [178, 10, 28]], [0.3, [230, 145, 90]], [0.4, [220, 170, 132]], [0.5, [190, 190, 190]],
+    [0.65, [106, 137, 247]], [1, [5, 10, 172]]];
+  function lut(stops) {
+    const out = new Uint8ClampedArray(256 * 3);
+    for (let i = 0; i < 256; i++) {
+      const t = i / 255;
+      let k = 0;
+      while (k < stops.length - 2 && t > stops[k + 1][0]) k++;
+      const [t0, c0] = stops[k], [t1, c1] = stops[k + 1], f = (t - t0) / (t1 - t0 || 1);
+      for (let j = 0; j < 3; j++) out[i * 3 + j] = c0[j] + f * (c1[j] - c0[j]);
+    }
+    return out;
+  }
+  function previewMap(id, m, key, lo, hi, table, title, flags) {
+    const grid = m[key], nr = grid.length, nc = nr ? grid[0].length : 0;
+    const cv = document.createElement("canvas");
+    cv.width = nc; cv.height = nr; cv.className = "preview";
+    const ctx = cv.getContext("2d"), img = ctx.createImageData(nc, nr), px = img.data, span = hi - lo || 1;
+    for (let r = 0; r < nr; r++) {
+      const row = grid[r];
+      for (let c = 0; c < nc; c++) {
+        const v = row[c], o = (r * nc + c) * 4;
+        if (v === null) continue;
+        let k = Math.round(255 * (v - lo) / span);
+        k = k < 0 ? 0 : k > 255 ? 255 : k;
+        px[o] = table[k * 3]; px[o + 1] = table[k * 3 + 1]; px[o + 2] = table[k * 3 + 2]; px[o + 3] = 255;
+      }
+    }
+    for (const [kind, rgb] of flags || []) {
+      const [rs, cs] = m.flags[kind];
+      for (let j = 0; j < rs.length; j++) {
+        const o = ((rs[j] - m.rows[0]) * nc + (cs[j] - m.cols[0])) * 4;
+        px[o] = rgb[0]; px[o + 1] = rgb[1]; px[o + 2] = rgb[2]; px[o + 3] = 255;
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    const el = document.getElementById(id);
+    el.innerHTML = `<p class="preview-title">${MP.esc(title)}</p>`;
+    el.appendChild(cv);
+  }
+  function zRange(m) {
+    let lo = Infinity, hi = -Infinity;
+    for (const g of [m.target_us, m.final_us]) for (const row of g) for (const v of row) {
+      if (v !== null) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    }
+    return lo <= hi ? [lo, hi] : [0, 1];
+  }
+  function previewMaps(m) {
+    const [lo, hi] = zRange(m), vir = lut(VIRIDIS), e = m.error_range_us || 1;
+    const kinds = Object.keys(m.flags || {}).sort((a, b) => MP.flagRank(a) - MP.flagRank(b) || a.localeCompare(b));
+    previewMap("map-final", m, "final_us", lo, hi, vir, "achieved · flagged cells", kinds.map((k, i) => [k, hexRgb(MP.flagColor(k, i))]));
+    previewMap("map-error", m, "error_us", -e, e, lut(RDBU_R), "error = achieved − target");
+    previewMap("map-target", m, "target_us", lo, hi, vir, "target");
+  }
+
   function axes(title) {
     return {
       title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left" }, margin: { l: 48, r: 10, t: 44, b: 40 },
@@ -44,10 +119,11 @@
 
   function drawMaps(m) {
     const errAbs = m.error_range_us || 1;
-    const lims = m.target_us.flat().concat(m.final_us.flat()).filter(v => v !== null);
-    let lo = Infinity, hi = -Infinity;
-    for (const v of lims) { if (v < lo) lo = v; if (v > hi) hi = v; }
-    const shared = lims.length ? { zmin: lo, zmax: hi } : {};
+    const [lo, hi] = zRange(m);
+    const shared = { zmin: lo, zmax: hi };
+    for (const id of ["map-target", "map-final", "map-error"]) {
+      document.getElementById(id).querySelectorAll(".preview, .preview-title, .note").forEach(n => n.remove());
+    }
     Plotly.react("map-target", [heat(m, "target_us", shared)], axes("target"), MP.plotConfig);
     Plotly.react("map-final", [heat(m, "final_us", shared)].concat(flagLayers(m)),
       axes("achieved · flagged cells"), MP.plotConfig);
@@ -118,6 +194,7 @@
     document.getElementById("cell-title").textContent = `(${row}, ${col})`;
     const info = document.getElementById("cell-info");
     try {
+      await plotly();
       const c = await MP.json(`${api}/cells/${row}/${col}`);
       const r = c.results[c.results.length - 1];
       info.innerHTML = ["target_us", "final_us", "error_us", "tolerance_us", "pulses", "reads", "converged", "flags"]
@@ -190,33 +267,44 @@
     }
   }
 
-  function showMaps(m, running) {
-    // a single cell (a ladder, a one-cell tune) has no map worth drawing
+  function layoutMaps(m, running) {
+    // a single cell (a ladder, a one-cell tune) has no map worth drawing; true when maps are due
     const one = m.cells <= 1 || (m.rows.length === 1 && m.cols.length === 1);
     document.getElementById("maps-section").classList.toggle("hidden", one && m.cells > 0);
     document.getElementById("maps-note").textContent = running && m.cells
       ? ` · rows ${m.rows[0]}–${m.rows[m.rows.length - 1]}, columns ${m.cols[0]}–${m.cols[m.cols.length - 1]} so far` : "";
-    if (m.cells && !one) drawMaps(m);
-    else if (!m.cells) for (const id of ["map-target", "map-final", "map-error"]) document.getElementById(id).innerHTML = '<p class="note">no cells stored yet</p>';
-    return one;
+    if (!m.cells) {
+      for (const id of ["map-target", "map-final", "map-error"]) {
+        if (typeof Plotly !== "undefined") Plotly.purge(id);
+        document.getElementById(id).innerHTML = '<p class="note">no cells stored yet</p>';
+      }
+    }
+    return m.cells > 0 && !one;
   }
 
   async function refresh() {
     let running = false;
     try {
-      // first load: draw the maps the moment they arrive, whatever else is pending
-      const mapsFirst = first ? take("maps", api + "/maps").then(m => ({ m: m, one: showMaps(m, false) })) : null;
+      // first load: paint the maps as canvas images the moment they arrive
+      const mapsFirst = first ? take("maps", api + "/maps").then(m => {
+        if (layoutMaps(m, false) && typeof Plotly === "undefined") previewMaps(m);
+        return m;
+      }) : null;
       const d = await take("run", api);
       running = d.run.status === "running";
       drawHeader(d);
-      drawHist(d);
       const key = `${d.run.status}:${d.cells_stored}`;
+      let m = null;
       if (key !== lastMapsKey) {
-        let m, one;
-        if (mapsFirst && lastMapsKey === null) ({ m, one } = await mapsFirst);
-        else { m = await MP.json(api + "/maps"); one = showMaps(m, running); }
+        m = mapsFirst && lastMapsKey === null ? await mapsFirst : await MP.json(api + "/maps");
         lastMapsKey = key;
         showEmpty(d, m);
+      }
+      if (first) { MP.mark("memprog:painted"); await nextPaint(); }
+      await plotly();
+      drawHist(d);
+      if (m) {
+        if (layoutMaps(m, running)) drawMaps(m);
         if (d.is_ladder) {
           document.getElementById("ladder-section").classList.remove("hidden");
           drawLadder(await MP.json(api + "/ladder"));
