@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
@@ -66,6 +67,11 @@ def test_run_maps_and_cell_drill_down(filled):
     final = np.array(m["final_us"], dtype=float)
     assert final.shape == (32, 32)
     np.testing.assert_allclose(final[res.rows, res.cols], res.final_us, atol=5e-4)
+    f32 = client.get(f"/api/runs/{rid}/maps", params={"encoding": "f32"}).json()
+    assert f32["grid_encoding"] == "f32-base64" and f32["shape"] == [32, 32]
+    packed = np.frombuffer(base64.b64decode(f32["final_us"]), "<f4").reshape(32, 32)
+    np.testing.assert_allclose(packed, final, rtol=1e-6)
+    assert client.get(f"/api/runs/{rid}/maps", params={"encoding": "png"}).status_code == 400
     r_st, c_st = m["flags"]["stuck"]
     assert set(zip(r_st, c_st, strict=False)) == set(zip(res.rows[res.has_flag("stuck")].tolist(),
                                            res.cols[res.has_flag("stuck")].tolist(), strict=False))  # fmt: skip

@@ -14,6 +14,7 @@ retried for up to ~2 s before the request is answered 503 — never a 500.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -391,12 +392,27 @@ class DashboardData:
         """
         return json.loads(self.maps_json(run_id))
 
-    def maps_json(self, run_id: str) -> bytes:
-        """:meth:`maps` as encoded JSON (what the endpoint sends; kept for finished runs)."""
+    def maps_json(self, run_id: str, encoding: str = "json") -> bytes:
+        """:meth:`maps` as encoded JSON (what the endpoint sends; kept for finished runs).
+
+        ``encoding="f32"``: the same document with each grid as base64 of little-endian
+        float32, row-major, NaN where no cell (``"grid_encoding": "f32-base64"``) — what the
+        page fetches: a 256×256 run's three grids encode in a millisecond instead of the
+        ~0.2 s that 196,608 decimal numbers take."""
+        if encoding not in ("json", "f32"):
+            raise ConfigError("encoding", encoding, "json, f32")
         run, cells, derived = self._snapshot(run_id)
-        if "maps_json" not in derived:
-            derived["maps_json"] = encode(self._maps_of(run_id, cells))
-        return derived["maps_json"]
+        slot = f"maps_{encoding}"
+        if slot not in derived:
+            m = self._maps_of(run_id, cells)
+            if encoding == "f32":
+                for k in ("target_us", "final_us", "error_us"):
+                    g = np.ascontiguousarray(m[k], dtype="<f4")
+                    m[k] = base64.b64encode(g.tobytes()).decode("ascii")
+                m["grid_encoding"] = "f32-base64"
+                m["shape"] = [len(m["rows"]), len(m["cols"])]
+            derived[slot] = encode(m)
+        return derived[slot]
 
     @staticmethod
     def _maps_of(run_id: str, cells: pd.DataFrame) -> dict[str, Any]:

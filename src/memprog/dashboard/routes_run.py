@@ -20,9 +20,12 @@ def api_run(request: Request, run_id: str) -> JSONResponse:
 
 
 @router.get("/api/runs/{run_id}/maps")
-def api_maps(request: Request, run_id: str) -> JSONResponse:
-    """Target, achieved and error conductance grids (µS) and the flagged cells by kind."""
-    body = request.app.state.data.maps_json(run_id)
+def api_maps(
+    request: Request, run_id: str, encoding: Annotated[str, Query(max_length=8)] = "json"
+) -> Response:
+    """Target, achieved and error conductance grids (µS) and the flagged cells by kind
+    (``encoding=f32``: grids as base64 float32, what the page uses)."""
+    body = request.app.state.data.maps_json(run_id, encoding)
     return Response(body, media_type="application/json", headers=NO_STORE)
 
 

@@ -6,9 +6,23 @@
   const api = "/api/runs/" + encodeURIComponent(runId);
   let first = true, timer = null, lastMapsKey = null;
   // start the first requests now, while the browser is still parsing plotly.min.js
-  const early = { run: MP.json(api), maps: MP.json(api + "/maps") };
+  const MAPS = api + "/maps?encoding=f32";
+  // grids arrive as base64 float32 (NaN: no cell); rows become Float32Array views
+  function decodeMaps(m) {
+    if (m.grid_encoding !== "f32-base64") return m;
+    const [nr, nc] = m.shape;
+    for (const k of ["target_us", "final_us", "error_us"]) {
+      const bin = atob(m[k]), u8 = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+      const f = new Float32Array(u8.buffer);
+      m[k] = Array.from({ length: nr }, (_, r) => f.subarray(r * nc, (r + 1) * nc));
+    }
+    return m;
+  }
+  const getMaps = () => MP.json(MAPS).then(decodeMaps);
+  const early = { run: MP.json(api), maps: getMaps() };
   early.run.catch(() => null); early.maps.catch(() => null);
-  const take = (key, url) => { const p = early[key]; early[key] = null; return p || MP.json(url); };
+  const take = (key, url) => { const p = early[key]; early[key] = null; return p || (key === "maps" ? getMaps() : MP.json(url)); };
 
   // plotly.min.js (4.8 MB) costs a second or more of main-thread time in a cold browser, so
   // the page paints the heat maps first as canvas images (the same colour scales), then
@@ -52,7 +66,7 @@
       const row = grid[r];
       for (let c = 0; c < nc; c++) {
         const v = row[c], o = (r * nc + c) * 4;
-        if (v === null) continue;
+        if (v === null || v !== v) continue;  // no cell
         let k = Math.round(255 * (v - lo) / span);
         k = k < 0 ? 0 : k > 255 ? 255 : k;
         px[o] = table[k * 3]; px[o + 1] = table[k * 3 + 1]; px[o + 2] = table[k * 3 + 2]; px[o + 3] = 255;
@@ -73,7 +87,7 @@
   function zRange(m) {
     let lo = Infinity, hi = -Infinity;
     for (const g of [m.target_us, m.final_us]) for (const row of g) for (const v of row) {
-      if (v !== null) { if (v < lo) lo = v; if (v > hi) hi = v; }
+      if (v !== null && v === v) { if (v < lo) lo = v; if (v > hi) hi = v; }
     }
     return lo <= hi ? [lo, hi] : [0, 1];
   }
@@ -286,7 +300,7 @@
     let running = false;
     try {
       // first load: paint the maps as canvas images the moment they arrive
-      const mapsFirst = first ? take("maps", api + "/maps").then(m => {
+      const mapsFirst = first ? take("maps", MAPS).then(m => {
         if (layoutMaps(m, false) && typeof Plotly === "undefined") previewMaps(m);
         return m;
       }) : null;
@@ -296,7 +310,7 @@
       const key = `${d.run.status}:${d.cells_stored}`;
       let m = null;
       if (key !== lastMapsKey) {
-        m = mapsFirst && lastMapsKey === null ? await mapsFirst : await MP.json(api + "/maps");
+        m = mapsFirst && lastMapsKey === null ? await mapsFirst : await getMaps();
         lastMapsKey = key;
         showEmpty(d, m);
       }
