@@ -213,3 +213,22 @@ def test_command_refuses_what_is_not_a_memprog_store(tmp_path):
         assert r.exit_code == 2, (path, r.output)
         assert r.output.count("\n") == 1 and r.output.startswith("error:"), r.output
     assert not (tmp_path / "missing.sqlite").exists()  # read-only: never created
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_views_on_each_store_backend(backend, tmp_path):
+    from .store_helpers import store_url
+
+    url = store_url(backend, tmp_path)
+    w = open_store(url)
+    rid = add_array_run(w, 16, trace_cell=(1, 2))
+    lad = add_ladder_run(w, 20)
+    w.close()
+    ro = open_store(url, read_only=True)
+    client = TestClient(create_app(ro), base_url=LOCAL)
+    assert {r["run_id"] for r in client.get("/api/runs").json()["runs"]} == {rid, lad}
+    assert client.get(f"/api/runs/{rid}").json()["cells_stored"] == 256
+    assert len(client.get(f"/api/runs/{rid}/maps").json()["final_us"]) == 16
+    assert client.get(f"/api/runs/{rid}/cells/1/2").json()["trace_points"] == 24
+    assert client.get(f"/api/runs/{lad}/ladder").json()["levels"] == list(range(20))
+    ro.close()

@@ -545,6 +545,9 @@ class DashboardData:
             except MemprogError as exc:  # MissingDataError names the run that fills it
                 out["missing"][name] = str(exc)
                 return
+            except (KeyError, ValueError, TypeError) as exc:  # samples of an unexpected shape
+                out["missing"][name] = f"could not derive {name}: {type(exc).__name__}: {exc}"
+                return
             if isinstance(val, pd.DataFrame):
                 out[name] = {str(k): val[k].tolist() for k in val.columns}
             else:
