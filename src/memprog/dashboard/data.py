@@ -8,7 +8,8 @@ read-only; the store builds every query, parameterised) — never SQL, never the
 Consistency while a run is being written: each view is computed from *one* read of the
 cells table (one ``SELECT``, hence one snapshot of committed rows), so a map, its
 histogram and its counts always agree with each other even if the run advances between
-two requests. A store that is momentarily busy (a writer holding an SQLite lock) is
+two requests. A finished run never changes, so its cells and derived views are kept for
+the next request (a few runs, keyed on status, cells done and end time). A store that is momentarily busy (a writer holding an SQLite lock) is
 retried for up to ~2 s before the request is answered 503 — never a 500.
 """
 
@@ -241,6 +242,20 @@ class DashboardData:
             return self._retry(lambda: self.store.get_run(run_id))
         except ConfigError as exc:
             raise NotFound(f"no run {run_id} in this store") from exc
+
+    def require_run(self, run_id: str) -> dict[str, Any]:
+        """The run's record, or :class:`NotFound` (malformed or unknown id)."""
+        return self._get_run(run_id)
+
+    def events(self, run_id: str, kind: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """The run's newest ``limit`` events; bulky array fields summarised by their length."""
+        self._get_run(run_id)
+        events = self._retry(lambda: self.store.events(run_id, kind=kind))
+        out = [
+            {k: (f"[{len(v)} values]" if _is_bulky(v) else v) for k, v in e.items()}
+            for e in events[-int(limit) :]
+        ]
+        return clean({"run_id": run_id, "count": len(events), "events": out})
 
     def _snapshot(self, run_id: str) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
         """The run record, its cells (one read: one consistent snapshot) and a dict for
@@ -616,6 +631,10 @@ def error_range_us(err: np.ndarray, tol: np.ndarray | None) -> float:
     if t:
         r = max(r, t)  # never narrower than the tolerance: in-band cells stay pale
     return float(r) if r > 0 else 1.0
+
+
+def _is_bulky(v: object) -> bool:
+    return hasattr(v, "__len__") and not isinstance(v, str | dict) and len(v) > 16  # type: ignore[arg-type]
 
 
 def _isna(v: Any) -> bool:

@@ -31,7 +31,7 @@ def runs_page(request: Request) -> HTMLResponse:
 def run_page(request: Request, run_id: str) -> HTMLResponse:
     """One run; an unknown or malformed run id is a 404 page with a link back."""
     check_run_id(run_id)
-    request.app.state.data._get_run(run_id)  # raises NotFound
+    request.app.state.data.require_run(run_id)  # raises NotFound
     return _page(request, "run.html")
 
 

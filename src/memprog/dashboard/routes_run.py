@@ -7,8 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from .data import clean
-
 router = APIRouter()
 NO_STORE = {"cache-control": "no-store"}
 
@@ -54,15 +52,4 @@ def api_events(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
 ) -> JSONResponse:
     """The run's events (newest ``limit``), bulky array fields summarised by their length."""
-    data = request.app.state.data
-    data._get_run(run_id)
-    events = data._retry(lambda: data.store.events(run_id, kind=kind))
-    tail = events[-limit:]
-    out = []
-    for e in tail:
-        out.append({k: (f"[{len(v)} values]" if _is_bulky(v) else v) for k, v in e.items()})
-    return JSONResponse(clean({"run_id": run_id, "count": len(events), "events": out}), headers=NO_STORE)
-
-
-def _is_bulky(v: object) -> bool:
-    return hasattr(v, "__len__") and not isinstance(v, str | dict) and len(v) > 16  # type: ignore[arg-type]
+    return JSONResponse(request.app.state.data.events(run_id, kind, limit), headers=NO_STORE)
