@@ -39,7 +39,9 @@ from memprog.store import open_store, stored_run  # noqa: E402
 from tests.dashboard_helpers import NO_BROWSER, WRITER, Browser, ThreadServer, have_browser  # noqa: E402
 
 
-def patterned_map(n: int = 256, levels: int = 64, lo: float = 50.0, hi: float = 4144.0) -> np.ndarray:
+def patterned_map(
+    n: int = 256, levels: int = 64, lo: float = 50.0, hi: float = 4144.0
+) -> np.ndarray:
     """A smooth 2-D pattern quantised to ``levels`` equally spaced levels (easy to read)."""
     y, x = np.mgrid[0:n, 0:n] / n
     z = 0.5 + 0.25 * np.sin(2 * np.pi * 2 * x) * np.cos(2 * np.pi * 1.5 * y) + 0.25 * (x - y)
@@ -55,7 +57,9 @@ def fill_store(url: str, n_runs: int) -> tuple[str, float]:
     with stored_run(store, kind="array", bench="sim_onchip", chip_id="hfo2-sim-2023",
                     technology="hfo2_1t1r", protocol="alibart", cells_total=256 * 256,
                     quiet=True) as run:  # fmt: skip
-        res = program_array(DirectChipProgrammer(chip), patterned_map(), ArrayParams(), sink=run.sink)
+        res = program_array(
+            DirectChipProgrammer(chip), patterned_map(), ArrayParams(), sink=run.sink
+        )
         run.summary = res.summary()
     big = run.run_id
     benches = ["sim_onchip", "sim_k4200_707b", "sim_b1500_wgfmu"]
@@ -82,7 +86,8 @@ def measure(b: Browser, url: str, visits: int) -> dict:
     keys = ("first_contentful_paint_ms", "painted_ms", "drawn_ms")
     return {
         "cold": dict(zip(keys, out[0], strict=True)),
-        "warm": {k: statistics.median(v[i] for v in warm) for i, k in enumerate(keys)} | {"visits": len(warm)},
+        "warm": {k: statistics.median(v[i] for v in warm) for i, k in enumerate(keys)}
+        | {"visits": len(warm)},
     }
 
 
@@ -137,7 +142,9 @@ def main() -> None:
             b.close()
             b = Browser()
             runs_page = measure(b, f"{srv.base}/", a.visits)
-            shown = b.driver.execute_script("return document.querySelectorAll('#runs-body tr[data-run]').length")
+            shown = b.driver.execute_script(
+                "return document.querySelectorAll('#runs-body tr[data-run]').length"
+            )
             lag = live_lag(b, srv.base, url)
         finally:
             b.close()
@@ -158,8 +165,10 @@ def main() -> None:
         print(f"{name}: cold FCP {c['first_contentful_paint_ms']:.0f} ms, painted {c['painted_ms']:.0f} ms, "
               f"interactive {c['drawn_ms']:.0f} ms; warm FCP {w['first_contentful_paint_ms']:.0f} ms, painted "
               f"{w['painted_ms']:.0f} ms, interactive {w['drawn_ms']:.0f} ms (median of {w['visits']})")  # fmt: skip
-    print(f"live runs page behind the store: median {lag['median_s']:.2f} s, max {lag['max_s']:.2f} s "
-          f"over {lag['commits_seen']} commits (target <= 2 s)")
+    print(
+        f"live runs page behind the store: median {lag['median_s']:.2f} s, max {lag['max_s']:.2f} s "
+        f"over {lag['commits_seen']} commits (target <= 2 s)"
+    )
     print("targets: run page <= 1000 ms, runs page <= 500 ms")
 
 

@@ -101,7 +101,10 @@ def test_variability_endpoint_compares_chips(filled):
     assert a["missing"] == {} and len(a["imprecision"]["level_us"]) == 8
     assert b["imprecision_fit"]["intercept_pct"] > a["imprecision_fit"]["intercept_pct"]
     assert a["disturb_by_writes"]["later_writes"] == [1, 5, 13, 29]
-    assert set(a["stuck_fractions"]) == {"hrs", "lrs", "cells"} and a["g_range_us"] == [100.0, 400.0]
+    assert set(a["stuck_fractions"]) == {"hrs", "lrs", "cells"} and a["g_range_us"] == [
+        100.0,
+        400.0,
+    ]
     one = client.get("/api/variability", params={"chip_id": "chip-B"}).json()
     assert list(one["per_chip"]) == ["chip-B"]
     assert client.get("/api/variability", params={"chip_id": "nope"}).status_code == 404
@@ -141,14 +144,21 @@ def test_token_guard_and_host_check(filled):
     remote = TestClient(app, base_url="http://192.0.2.10")
     for path in ("/", "/api/runs", f"/runs/{ids['array']}", "/static/plotly.min.js", "/nope"):
         assert remote.get(path).status_code == 401, path
-    assert remote.get("/api/runs", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
-    assert remote.get("/api/runs", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    assert (
+        remote.get("/api/runs", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+    )
+    assert (
+        remote.get("/api/runs", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    )
     first = remote.get("/?token=s3cret-token")
     assert first.status_code == 200 and "memprog_token" in first.headers["set-cookie"]
     assert remote.get("/api/runs").status_code == 200  # the cookie now carries it
     # loopback without a token: local Host names only (no DNS rebinding)
     assert client.get("/api/runs").status_code == 200
-    assert TestClient(client.app, base_url="http://attacker.example").get("/api/runs").status_code == 400
+    assert (
+        TestClient(client.app, base_url="http://attacker.example").get("/api/runs").status_code
+        == 400
+    )
     ro.close()
 
 

@@ -59,7 +59,9 @@ def env(tmp_path_factory):
 
 def test_runs_page_lists_a_run_created_in_the_test(env):
     b, srv = env["b"], env["srv"]
-    rid = add_array_run(env["store"], 8, chip_id="chip-new", bench="sim_k4200_707b", trace_cell=None)
+    rid = add_array_run(
+        env["store"], 8, chip_id="chip-new", bench="sim_k4200_707b", trace_cell=None
+    )
     b.driver.get(srv.base + "/")
     b.drawn_ms()
     row = b.wait(f"document.querySelector('tr[data-run=\"{rid}\"]')?.innerText")
@@ -117,7 +119,9 @@ def test_a_run_written_by_another_process_advances_in_the_page(env):
         seen = [s for s in seen if s >= 0]
         assert seen == sorted(seen) and len(set(seen)) >= 3, seen
         assert seen[-1] == 16 * 64, seen
-        rate = b.driver.execute_script(f"return document.querySelector('tr[data-run=\"{rid}\"] .rate').innerText")
+        rate = b.driver.execute_script(
+            f"return document.querySelector('tr[data-run=\"{rid}\"] .rate').innerText"
+        )
         assert rate != "—"
         assert lags and lags[0] < 5.0, lags  # polled every second: seconds, not minutes
     finally:
@@ -176,7 +180,9 @@ def test_a_256x256_heat_map_renders_and_drills_down(env):
         "return [fl.xaxis.l2p(4) - d.width / 2, fl.yaxis.l2p(3) - d.height / 2];",
         el,
     )
-    ActionChains(b.driver).move_to_element_with_offset(el, round(off[0]), round(off[1])).click().perform()
+    ActionChains(b.driver).move_to_element_with_offset(
+        el, round(off[0]), round(off[1])
+    ).click().perform()
     b.wait("document.getElementById('cell-title').textContent === '(3, 4)'")
     b.wait("document.querySelector('#cell-trace .scatterlayer .trace')")
     info = b.driver.execute_script("return document.getElementById('cell-info').innerText")
@@ -192,12 +198,16 @@ def test_ladder_and_variability_pages(env):
     b.drawn_ms()
     title = b.wait("document.querySelector('#ladder .gtitle')?.textContent")
     assert title.endswith("of 120 levels within tolerance")
-    assert b.driver.execute_script("return document.getElementById('ladder').data.some(t => t.fill === 'tonexty')")
+    assert b.driver.execute_script(
+        "return document.getElementById('ladder').data.some(t => t.fill === 'tonexty')"
+    )
     b.shot(env["art"] / "dashboard_ladder.png")
     b.driver.get(srv.base + "/variability")
     b.drawn_ms()
     names = b.wait("document.getElementById('imprecision').data?.map(t => t.name)")
-    assert any(n.startswith("chip-A fit") for n in names) and any(n.startswith("chip-B fit") for n in names)
+    assert any(n.startswith("chip-A fit") for n in names) and any(
+        n.startswith("chip-B fit") for n in names
+    )
     for div in ("disturb", "stuck", "rtn"):
         assert b.driver.execute_script(f"return document.getElementById('{div}').data.length") >= 2
     b.shot(env["art"] / "dashboard_variability.png")
@@ -233,7 +243,9 @@ def test_the_command_on_a_non_local_bind_refuses_requests_without_the_token(env)
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(base + path, timeout=10)
             assert e.value.code == 401
-        req = urllib.request.Request(base + "/api/runs", headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            base + "/api/runs", headers={"Authorization": f"Bearer {token}"}
+        )
         assert json.load(urllib.request.urlopen(req, timeout=10))["count"] >= 4
         b.driver.get(base + "/")
         assert "401" in b.driver.find_element("css selector", "body").text

@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
     @app.command("dashboard")
     def dashboard_cmd(
         db: Annotated[
-            str | None, typer.Option("--db", help="Store URL (default: $MEMPROG_DB or the user store).")
+            str | None,
+            typer.Option("--db", help="Store URL (default: $MEMPROG_DB or the user store)."),
         ] = None,
         port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port).")] = 8050,
         host: Annotated[
@@ -28,7 +29,9 @@ def register(app: typer.Typer) -> None:
         ] = "127.0.0.1",
         token: Annotated[
             str | None,
-            typer.Option("--token", help="Required on every request (or $MEMPROG_DASHBOARD_TOKEN)."),
+            typer.Option(
+                "--token", help="Required on every request (or $MEMPROG_DASHBOARD_TOKEN)."
+            ),
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -45,8 +48,13 @@ def register(app: typer.Typer) -> None:
             raise fail(exc) from exc
         shown = prep.url + (f"?token={prep.token}" if prep.token else "")
         emit(
-            {"url": prep.url, "host": host, "port": prep.port, "db": prep.db,
-             "token_required": bool(prep.token)},  # fmt: skip
+            {
+                "url": prep.url,
+                "host": host,
+                "port": prep.port,
+                "db": prep.db,
+                "token_required": bool(prep.token),
+            },  # fmt: skip
             as_json,
             f"memprog dashboard: {shown}  (db {prep.db}, read-only; Ctrl-C to stop)",
         )

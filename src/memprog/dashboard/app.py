@@ -62,7 +62,9 @@ def create_app(store: Any, *, token: str | None = None, local: bool = True,
     @app.exception_handler(404)
     async def no_route(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": "not_found", "detail": "no such endpoint"}, status_code=404)
+            return JSONResponse(
+                {"error": "not_found", "detail": "no such endpoint"}, status_code=404
+            )
         return HTMLResponse(pages.not_found_page("no such page"), status_code=404)
 
     app.include_router(pages.router)

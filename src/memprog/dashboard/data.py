@@ -62,7 +62,9 @@ def valid_run_id(run_id: str) -> bool:
 def check_run_id(run_id: str) -> str:
     """``run_id`` unchanged, or :class:`NotFound` naming the allowed form."""
     if not valid_run_id(run_id):
-        raise NotFound(f"run_id={run_id[:40]!r} is not a run id (allowed: 12 lowercase hex characters)")
+        raise NotFound(
+            f"run_id={run_id[:40]!r} is not a run id (allowed: 12 lowercase hex characters)"
+        )
     return run_id
 
 
@@ -331,7 +333,9 @@ class DashboardData:
             "runs": runs,
             "count": len(runs),
             "limit": int(limit),
-            "total": total if total is not None else (len(runs) if len(runs) < int(limit) else None),
+            "total": total
+            if total is not None
+            else (len(runs) if len(runs) < int(limit) else None),
             "filters": {"kind": kind, "bench": bench, "chip_id": chip_id, "status": status},
             "choices": choices,
             "now": now.isoformat(),
@@ -361,14 +365,20 @@ class DashboardData:
         }
         if "stats" not in derived:
             p, sm = run.get("params") or {}, run.get("summary") or {}
-            derived["stats"] = clean(self._cell_stats(cells, p.get("tolerance_us", sm.get("tolerance_us"))))
+            derived["stats"] = clean(
+                self._cell_stats(cells, p.get("tolerance_us", sm.get("tolerance_us")))
+            )
         out.update(derived["stats"])
         return out
 
     @staticmethod
     def _cell_stats(cells: pd.DataFrame, tol_default: float | None = None) -> dict[str, Any]:
         n = len(cells)
-        conv = cells["converged"].astype(bool) if "converged" in cells and n else pd.Series([], dtype=bool)
+        conv = (
+            cells["converged"].astype(bool)
+            if "converged" in cells and n
+            else pd.Series([], dtype=bool)
+        )
         err = _error_us(cells)
         tol = _float_col(cells, "tolerance_us")
         if (tol is None or not np.isfinite(tol).any()) and tol_default is not None:
@@ -388,13 +398,18 @@ class DashboardData:
                         below=int((fin < -rng).sum()), above=int((fin > rng).sum()))  # fmt: skip
         return {
             "converged": int(conv.sum()),
-            "within_tolerance": int(np.sum(within[np.isfinite(err)])) if within is not None else None,
+            "within_tolerance": int(np.sum(within[np.isfinite(err)]))
+            if within is not None
+            else None,
             "flag_counts": counts,
             "max_abs_error_us": float(np.abs(fin).max()) if fin.size else None,
             "mean_abs_error_us": float(np.abs(fin).mean()) if fin.size else None,
             "median_tolerance_us": float(np.nanmedian(tol)) if tol is not None and n else None,
-            "max_verify_err_us": (float(np.nanmax(_float_col(cells, "verify_max_err_us")))
-                                  if "verify_max_err_us" in cells.columns and n else None),  # fmt: skip
+            "max_verify_err_us": (
+                float(np.nanmax(_float_col(cells, "verify_max_err_us")))
+                if "verify_max_err_us" in cells.columns and n
+                else None
+            ),  # fmt: skip
             "error_histogram": hist,
         }
 
@@ -449,7 +464,9 @@ class DashboardData:
             "cols": list(range(c0, c0 + nc)),
         }
         err = _error_us(cells)
-        out["error_range_us"] = error_range_us(err[np.isfinite(err)], _float_col(cells, "tolerance_us"))
+        out["error_range_us"] = error_range_us(
+            err[np.isfinite(err)], _float_col(cells, "tolerance_us")
+        )
         for name, values in (
             ("target_us", _float_col(cells, "target_us")),
             ("final_us", _float_col(cells, "final_us")),
@@ -459,7 +476,9 @@ class DashboardData:
             if values is not None:
                 g[r - r0, c - c0] = values
             out[name] = np.round(g, 3)  # NaN (no cell) becomes null in encode()
-        out["flags"] = {w: [r[idx].tolist(), c[idx].tolist()] for w, idx in flag_index(cells).items()}
+        out["flags"] = {
+            w: [r[idx].tolist(), c[idx].tolist()] for w, idx in flag_index(cells).items()
+        }
         return out
 
     def cell(self, run_id: str, row: int, col: int) -> dict[str, Any]:
@@ -517,7 +536,9 @@ class DashboardData:
                 out[extra] = cells[extra].to_numpy()
         # individual verification reads, when the protocol stored them as a list column
         if "verify_reads_us" in cells.columns:
-            out["verify_reads_us"] = [list(v) if v is not None else [] for v in cells["verify_reads_us"]]
+            out["verify_reads_us"] = [
+                list(v) if v is not None else [] for v in cells["verify_reads_us"]
+            ]
         err = final - target if final is not None and target is not None else None
         if "verify_max_err_us" in cells.columns and tol is not None:
             within = cells["verify_max_err_us"].to_numpy(dtype=float) <= tol
@@ -660,4 +681,12 @@ def _error_us(cells: pd.DataFrame) -> np.ndarray:
     return err
 
 
-__all__ = ["DashboardData", "NotFound", "StoreBusy", "check_run_id", "clean", "progress_of", "valid_run_id"]
+__all__ = [
+    "DashboardData",
+    "NotFound",
+    "StoreBusy",
+    "check_run_id",
+    "clean",
+    "progress_of",
+    "valid_run_id",
+]

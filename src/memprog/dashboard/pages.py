@@ -1,4 +1,4 @@
-"""Page shells, static assets and the 404 page.
+"""What every page family shares: the page shell response, static assets, health, the 404 page.
 
 Pages are static HTML shells whose script fetches the JSON endpoints; the server never
 puts data into HTML (so there is nothing to escape but the 404 message, which is escaped).
@@ -11,34 +11,14 @@ import html
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .data import NotFound, check_run_id
+from .data import NotFound
 
 router = APIRouter()
 
 
-def _page(request: Request, name: str) -> HTMLResponse:
+def page(request: Request, name: str) -> HTMLResponse:
     a = request.app.state.assets[name]
     return HTMLResponse(a.body, headers={"cache-control": "no-cache"})
-
-
-@router.get("/", include_in_schema=False)
-def runs_page(request: Request) -> HTMLResponse:
-    """The runs table."""
-    return _page(request, "runs.html")
-
-
-@router.get("/runs/{run_id}", include_in_schema=False)
-def run_page(request: Request, run_id: str) -> HTMLResponse:
-    """One run; an unknown or malformed run id is a 404 page with a link back."""
-    check_run_id(run_id)
-    request.app.state.data.require_run(run_id)  # raises NotFound
-    return _page(request, "run.html")
-
-
-@router.get("/variability", include_in_schema=False)
-def variability_page(request: Request) -> HTMLResponse:
-    """The variability plots."""
-    return _page(request, "variability.html")
 
 
 @router.get("/static/{name}", include_in_schema=False)

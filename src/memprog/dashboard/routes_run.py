@@ -1,14 +1,24 @@
-"""One run: record and statistics, heat maps, per-cell drill-down, ladder, events."""
+"""One run: the page ``/runs/{run_id}`` and its endpoints — record and statistics, heat maps,
+per-cell drill-down, ladder, events."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from .pages import page
 
 router = APIRouter()
 NO_STORE = {"cache-control": "no-store"}
+
+
+@router.get("/runs/{run_id}", include_in_schema=False)
+def run_page(request: Request, run_id: str) -> HTMLResponse:
+    """One run; an unknown or malformed run id is a 404 page with a link back."""
+    request.app.state.data.require_run(run_id)  # raises NotFound
+    return page(request, "run.html")
 
 
 @router.get("/api/runs/{run_id}")

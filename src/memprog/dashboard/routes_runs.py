@@ -1,15 +1,22 @@
-"""The runs table: ``GET /api/runs`` (the page ``/`` polls it every second)."""
+"""The runs table: the page ``/`` and ``GET /api/runs``, which the page polls every second."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from .data import encode
+from .pages import page
 
 router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def runs_page(request: Request) -> HTMLResponse:
+    """The runs table."""
+    return page(request, "runs.html")
 
 
 @router.get("/api/runs")
@@ -25,4 +32,6 @@ def api_runs(
     data = request.app.state.data.runs(
         kind=kind, bench=bench, chip_id=chip_id, status=status, limit=limit
     )
-    return Response(encode(data), media_type="application/json", headers={"cache-control": "no-store"})
+    return Response(
+        encode(data), media_type="application/json", headers={"cache-control": "no-store"}
+    )

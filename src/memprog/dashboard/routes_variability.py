@@ -1,13 +1,21 @@
-"""Variability: ``GET /api/variability[?chip_id=...]`` (the page ``/variability`` draws it)."""
+"""Variability: the page ``/variability`` and ``GET /api/variability[?chip_id=...]``."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from .pages import page
 
 router = APIRouter()
+
+
+@router.get("/variability", include_in_schema=False)
+def variability_page(request: Request) -> HTMLResponse:
+    """The variability plots."""
+    return page(request, "variability.html")
 
 
 @router.get("/api/variability")

@@ -122,7 +122,10 @@ def _token_of(scope: dict, headers: dict[str, str]) -> tuple[str, str] | None:
 
 async def _plain(send: Any, status: int, text: str) -> None:
     body = (text + "\n").encode()
-    hs = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    hs = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if status == 401:
         hs.append((b"www-authenticate", b'Bearer realm="memprog dashboard"'))
     await send({"type": "http.response.start", "status": status, "headers": hs + SECURITY_HEADERS})

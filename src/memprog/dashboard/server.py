@@ -73,7 +73,9 @@ def prepare(db_url: str | None, host: str, port: int, token: str | None) -> Prep
     except OSError as exc:
         sock.close()
         store.close()
-        raise ConfigError("--port", port, "a free port on " + host, exc.strerror or str(exc)) from exc
+        raise ConfigError(
+            "--port", port, "a free port on " + host, exc.strerror or str(exc)
+        ) from exc
     sock.listen(128)
     shown = "127.0.0.1" if host in ("0.0.0.0", "localhost") else host
     shown = f"[{shown}]" if ":" in shown else shown
