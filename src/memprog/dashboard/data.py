@@ -383,10 +383,10 @@ class DashboardData:
         tol = _float_col(cells, "tolerance_us")
         if (tol is None or not np.isfinite(tol).any()) and tol_default is not None:
             tol = np.full(n, float(tol_default))
-        if "verify_max_err_us" in cells.columns and tol is not None:  # a ladder: every read counts
-            within = _float_col(cells, "verify_max_err_us") <= tol
-        else:
-            within = np.abs(err) <= tol if tol is not None else None
+        vmax = _float_col(cells, "verify_max_err_us")  # a ladder: every verification read counts
+        within: np.ndarray | None = None
+        if tol is not None:
+            within = (vmax if vmax is not None else np.abs(err)) <= tol
         counts = {w: int(idx.size) for w, idx in flag_index(cells).items()}
         fin = err[np.isfinite(err)] if err is not None else np.array([])
         rng = error_range_us(fin, tol)
@@ -406,8 +406,8 @@ class DashboardData:
             "mean_abs_error_us": float(np.abs(fin).mean()) if fin.size else None,
             "median_tolerance_us": float(np.nanmedian(tol)) if tol is not None and n else None,
             "max_verify_err_us": (
-                float(np.nanmax(_float_col(cells, "verify_max_err_us")))
-                if "verify_max_err_us" in cells.columns and n
+                float(np.nanmax(vmax))
+                if vmax is not None and n and np.isfinite(vmax).any()
                 else None
             ),  # fmt: skip
             "error_histogram": hist,
@@ -556,7 +556,7 @@ class DashboardData:
         chips = self.chips()
         if chip_id is not None and chip_id not in chips:
             raise NotFound(f"no characterisation of chip {chip_id!r} in this store")
-        wanted = [chip_id] if chip_id is not None else (chips or [None])
+        wanted: list[str | None] = [chip_id] if chip_id is not None else (list(chips) or [None])
         per_chip = {str(c): self._variability_of(c) for c in wanted}
         return clean({"chips": chips, "chip_id": chip_id, "per_chip": per_chip})
 
