@@ -67,11 +67,34 @@
     } else note("stuck", "no stuck census (run memprog characterize)");
     if (rtn.length) Plotly.react("rtn", rtn, lay("read spread, peak to peak (µS)", "cells", { barmode: "overlay" }), MP.plotConfig);
     else note("rtn", "no RTN data (run memprog characterize)");
+    compareTable(data, chips);
     const fits = {};
     chips.forEach(c => { const v = data.per_chip[c]; fits[c] = { imprecision_fit: v.imprecision_fit, stuck_fractions: v.stuck_fractions, g_range_us: v.g_range_us }; });
     document.getElementById("fits").textContent = JSON.stringify(fits, null, 2);
     document.getElementById("vmeta").textContent = data.chips.length
       ? `${data.chips.length} characterised chip${data.chips.length === 1 ? "" : "s"}: ${data.chips.join(", ")}` : "no characterisation runs in this store";
+  }
+
+  // one row per chip: the headline of each table, side by side
+  function compareTable(data, chips) {
+    const med = a => { if (!a || !a.length) return null; const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+    const rows = chips.map(c => {
+      const v = data.per_chip[c], f = v.imprecision_fit || {}, sf = v.stuck_fractions, r = v.rtn, d = v.disturb_by_writes;
+      const phase = p => r && r.spread_us ? med(r.spread_us.filter((_, j) => r.phase[j] === p)) : null;
+      const lastW = d && d.later_writes.length ? d.later_writes.length - 1 : -1;
+      return [c === "null" ? "all" : c,
+        f.intercept_pct === undefined ? "—" : `${f.slope_pct_per_us.toExponential(2)} · G + ${f.intercept_pct.toFixed(3)}`,
+        f.offset_mean_pct === undefined ? "—" : `${f.offset_mean_pct.toFixed(3)} ± ${f.offset_std_pct.toFixed(3)}`,
+        lastW < 0 ? "—" : `${MP.num(d.mean[lastW], 2)} ± ${MP.num(d.std[lastW], 2)} (${d.later_writes[lastW]} writes)`,
+        sf ? `${(100 * sf.hrs).toFixed(2)} / ${(100 * sf.lrs).toFixed(2)} (of ${MP.int(sf.cells)})` : "—",
+        r && r.spread_us ? `${MP.num(phase("before"), 2)} → ${MP.num(phase("after"), 2)}` : "—",
+        v.g_range_us ? `${MP.num(v.g_range_us[0], 0)}–${MP.num(v.g_range_us[1], 0)}` : "—"];
+    });
+    document.getElementById("compare").innerHTML =
+      "<thead><tr><th>chip</th><th>imprecision std % (fit)</th><th>offset % (mean ± std)</th><th>disturb µS (mean ± std)</th>" +
+      "<th>stuck HRS / LRS %</th><th>RTN median µS (before → after)</th><th>range µS</th></tr></thead><tbody>" +
+      rows.map(r => "<tr>" + r.map((x, i) => `<td class="${i ? "num" : ""}">${MP.esc(x)}</td>`).join("") + "</tr>").join("") + "</tbody>";
+    document.getElementById("compare-box").classList.toggle("hidden", !rows.length);
   }
 
   async function load() {
