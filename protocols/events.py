@@ -98,9 +98,6 @@ class EventsOnly:
     def record_result(self, row: dict[str, Any]) -> None:  # noqa: D102
         pass
 
-    def record_results(self, result: Any) -> None:  # noqa: D102 - bulk results are dropped too
-        pass
-
 
 def sink_or_null(sink: EventSink | None) -> EventSink:
     """``sink``, or a :class:`NullSink` when None."""

@@ -257,12 +257,14 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
     where = f"db {mask_url(store.url)}" if store is not None else "no store"
     if signum is not None:
         code = exit_code_for_signal(signum)
-        line = (
-            f"memprog: interrupted by {signal_name(signum)}: {safe}; run {run_id} marked "
-            f"interrupted, {cells} finished cells kept ({where}"
+        kept = (
+            f"run {run_id} marked interrupted, {cells} finished cells kept ({where}"
             + (f"; {', '.join(written)}" if written else "")
             + ")"
+            if run_id is not None
+            else "no run had started"
         )
+        line = f"memprog: interrupted by {signal_name(signum)}: {safe}; {kept}"
     else:
         code = (
             EXIT_BAD_INPUT
