@@ -34,9 +34,13 @@ def have_browser() -> bool:
     return os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
 
 
-def artifacts_dir(default: Path) -> Path:
-    """Where screenshots go: ``$MEMPROG_ARTIFACTS`` or ``default``."""
-    p = Path(os.environ.get("MEMPROG_ARTIFACTS") or default)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def artifacts_dir() -> Path:
+    """Where screenshots go: ``$MEMPROG_ARTIFACTS``, else ``tmp/artifacts`` in the checkout
+    (``*.png`` is git-ignored there)."""
+    p = Path(os.environ.get("MEMPROG_ARTIFACTS") or ROOT / "tmp" / "artifacts")
     p.mkdir(parents=True, exist_ok=True)
     return p
 

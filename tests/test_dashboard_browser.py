@@ -1,6 +1,6 @@
 """The dashboard in a real headless browser: Debian's chromium driven by Selenium through
 Debian's chromedriver (no browser is ever downloaded). One browser and one server for the
-module. Screenshots of every page go to ``$MEMPROG_ARTIFACTS`` (default: pytest's tmp dir).
+module. Screenshots of every page go to ``$MEMPROG_ARTIFACTS`` (default: ``tmp/artifacts``).
 
 Backend: the real run store on SQLite, the app under uvicorn in a thread; the token test
 runs the ``memprog dashboard`` command itself in a subprocess bound to 0.0.0.0.
@@ -48,7 +48,7 @@ def env(tmp_path_factory):
     }
     srv = ThreadServer(url)
     browser = Browser()
-    art = artifacts_dir(base / "artifacts")
+    art = artifacts_dir()
     try:
         yield {"url": url, "store": w, "ids": ids, "srv": srv, "b": browser, "art": art}
     finally:
