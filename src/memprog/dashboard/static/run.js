@@ -254,7 +254,8 @@
     const meta = [["kind", r.kind], ["bench", r.bench], ["chip", r.chip_id], ["technology", r.technology],
       ["protocol", r.protocol], ["started", MP.time(r.started_at)], ["ended", r.ended_at ? MP.time(r.ended_at) : null],
       ["resumed from", r.resumed_from]].filter(([, v]) => v);
-    document.getElementById("meta").innerHTML = meta.map(([k, v]) => `${k} <b>${MP.esc(v)}</b>`).join(" · ");
+    document.getElementById("meta").innerHTML = meta.map(([k, v]) => k === "resumed from"
+      ? `${k} <a class="mono" href="/runs/${encodeURIComponent(v)}">${MP.esc(v)}</a>` : `${k} <b>${MP.esc(v)}</b>`).join(" · ");
     document.getElementById("progress").innerHTML = MP.bar(p, r.status) +
       `<span class="bartext"> · ${MP.rate(p)} cells/s · ${MP.dur(p.elapsed_s)}</span>`;
     const tiles = [[d.is_ladder ? "levels stored" : "cells stored", MP.int(d.cells_stored)], ["converged", MP.int(d.converged)],
