@@ -130,6 +130,7 @@ def _register_subcommands() -> None:
     __import__("memprog.cli_insitu", fromlist=["register"]).register(app)
     __import__("memprog.cli_train", fromlist=["register"]).register(app)  # train, evaluate
     __import__("importlib").import_module("memprog.cli_program").register(app)
+    __import__("memprog.cli_dashboard").cli_dashboard.register(app)
 
 
 _register_subcommands()

@@ -1,0 +1,17 @@
+"""``memprog dashboard``: a local web page over the run store.
+
+Runs (live while running), a run's array heat maps with per-cell drill-down, level
+ladders, and the variability tables — each page a view of a JSON endpoint under ``/api``
+that a script can fetch. Read-only, loopback by default, a token on any other bind.
+
+Layout: :mod:`.data` (the only module that reads the store), :mod:`.app` (wiring),
+``routes_*`` and :mod:`.pages` (one router per page family), :mod:`.security` (the guard),
+:mod:`.assets` (the in-memory front end), :mod:`.server` (uvicorn), ``static/`` (HTML/JS/CSS).
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .data import DashboardData, NotFound
+
+__all__ = ["DashboardData", "NotFound", "create_app"]
