@@ -635,7 +635,13 @@ def run_program(
         settle = f"waited {p.settle_s:g} s"
     else:
         settle = "not available on this stack" if p.settle_s > 0 else "skipped"
-    g = prog.read(res.rows, res.cols)
+    # averaged as the protocols verify (a cell's telegraph noise can be a few µS p-p on
+    # HfO2, so one read would report the fluctuation, not the programmed state)
+    from memprog.protocols.settle import adaptive_read
+
+    tol = np.broadcast_to(np.asarray(res.tolerance_us, float), (len(res),))
+    g, n_reads, _ = adaptive_read(prog, res.rows, res.cols, None, 0.25 * tol, min_reads=2, max_reads=16)
+    res.reads = res.reads + n_reads
     res.extra["programmed_us"] = res.final_us.copy()
     res.final_us = g
     s.record_event({"event": "verify", "settle": settle, "within_tolerance": int(res.within_tolerance.sum())})

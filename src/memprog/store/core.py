@@ -208,6 +208,42 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
     url = url or default_db_url()
     masked = mask_url(url)
     engine = _make_engine(url, read_only)
+    if read_only:
+        return _check_and_migrate(engine, url, masked, read_only)
+    with _sqlite_schema_lock(engine):
+        return _check_and_migrate(engine, url, masked, read_only)
+
+
+@contextmanager
+def _sqlite_schema_lock(engine: Any) -> Iterator[None]:
+    """Serialise the schema check and migration of an SQLite file across processes.
+
+    Why: SQLite runs Alembic's DDL outside one transaction, so a second process opening
+    a new store at the same moment could see half the tables and take the file for a
+    foreign database. A lock file beside the database (``<file>.lock``) orders them; on
+    PostgreSQL the migration takes an advisory lock instead.
+    """
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None  # type: ignore[assignment]
+    if not path or path == ":memory:" or fcntl is None:
+        yield
+        return
+    try:
+        fh = open(f"{path}.lock", "a")  # noqa: SIM115 - held for the block
+    except OSError:  # read-only directory: nothing to serialise with
+        yield
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
+
+
+def _check_and_migrate(engine: Any, url: str, masked: str, read_only: bool) -> Store:
     try:
         rev, other_tables = migrate.schema_state(engine)
     except SQLAlchemyError as exc:
