@@ -475,11 +475,7 @@ def _emit(
                 extra={"polarity_flips": st.flips[idx]},
             )
         )  # fmt: skip
-        for k in np.flatnonzero(~st.conv[idx]):
-            sink.record_event(
-                {"event": "cell_flagged", "row": int(r[idx[k]]), "col": int(c[idx[k]]), "flags": str(flags[k])}
-            )
-        return
+        return  # flagged cells carry their flags in the result (no event per cell)
     for k, i in enumerate(idx):
         row: dict[str, Any] = {
             "protocol": "alibart",

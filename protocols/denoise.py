@@ -590,12 +590,7 @@ class DenoiseTuner:
                     extra={k: v[idx] for k, v in report.items() if k not in base},
                 )
             )  # fmt: skip
-            for k in np.flatnonzero(~report["converged"][idx]):
-                sink.record_event(
-                    {"event": "cell_flagged", "row": int(report["row"][idx[k]]),
-                     "col": int(report["col"][idx[k]]), "flags": str(flags[k])}
-                )  # fmt: skip
-            return
+            return  # flagged cells carry their flags in the result (no event per cell)
         cols = {name: a[idx].tolist() for name, a in report.items()}
         cols["error_us"] = (report["final_us"][idx] - report["target_us"][idx]).tolist()
         for k in range(idx.size):

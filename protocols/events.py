@@ -9,7 +9,8 @@ everything in lists for tests and notebooks.
 
 A sink that also has ``record_results(result)`` (the run store's) receives the cells that
 finish together as one :class:`~memprog.protocols.results.TuneResult` instead of a dict per
-cell (see :func:`wants_bulk`): storing 65,536 cells is then a few array operations.
+cell (see :func:`wants_bulk`), and no ``cell_flagged`` event per failed cell (the flags are in
+the result): storing 65,536 cells is then a few array operations.
 
 Per-iteration pulse traces are bulky (one record per lock-step iteration, arrays of the
 pulsed cells), so protocols only send them to sinks that ask: a sink whose
@@ -95,9 +96,6 @@ class EventsOnly:
         self.sink.record_event(event)
 
     def record_result(self, row: dict[str, Any]) -> None:  # noqa: D102
-        pass
-
-    def record_results(self, result: Any) -> None:  # noqa: D102 - bulk results are dropped too
         pass
 
 

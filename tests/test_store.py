@@ -16,7 +16,7 @@ from memprog.errors import ConfigError
 from memprog.protocols.alibart import tune_alibart
 from memprog.protocols.array import ArrayJob, ArrayParams
 from memprog.protocols.results import TuneResult
-from memprog.signals import Interrupted, handle_signals
+from memprog.signals import Interrupted, exit_code_for_signal, handle_signals
 from memprog.sim_instruments import SimChip
 from memprog.store import (
     RUN_STATUSES,
@@ -74,7 +74,7 @@ def test_runs_cells_events_round_trip(url):
     rid = s.start_run(kind="tune", bench="b1", chip_id="C1", technology="tio2_passive",
                       protocol="alibart", params={"a": 1}, cells_total=20)
     assert len(rid) == 12 and int(rid, 16) >= 0
-    sink = s.sink(rid, batch_cells=8, flush_s=3600)
+    sink = s.sink(rid, batch_cells=8, flush_s=3600, background=False)
     sink.record_event({"event": "tune_start", "cells": 20, "arr": np.arange(3)})
     res = _result(12)
     for i in range(5):  # the per-cell path
@@ -155,13 +155,21 @@ def test_stored_run_end_states(tmp_path, capsys, exc, status):
     assert status in RUN_STATUSES
 
 
-def test_handle_signals_turns_sigterm_into_interrupted():
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_handle_signals_turns_sigterm_sighup_into_interrupted(sig, code):
+    before = signal.getsignal(sig)
     with pytest.raises(Interrupted) as ei:
         with handle_signals():
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
             threading.Event().wait(2)
-    assert ei.value.signum == signal.SIGTERM and ei.value.name == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert ei.value.signum == sig and ei.value.name == signal.Signals(sig).name
+    assert exit_code_for_signal(ei.value.signum) == code
+    assert signal.getsignal(sig) is before
+    with pytest.raises(KeyboardInterrupt):
+        with handle_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(2)
+    assert exit_code_for_signal(signal.SIGINT) == 130
 
 
 def test_resume_interrupted_array_job_pulses_no_finished_cell(tmp_path):
@@ -282,3 +290,36 @@ def test_full_disk_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="full") as ei:
         sink.flush()
     assert "\n" not in str(ei.value) and "store finished cells" in str(ei.value)
+
+
+def test_two_runs_write_concurrently(url):
+    """Two processes' worth of writers (own engines) fill two runs at the same time."""
+    errors: list[BaseException] = []
+    ids: list[str] = []
+
+    def writer(k: int) -> None:
+        try:
+            s = open_store(url)
+            rid = s.start_run(kind="array", bench=f"concurrent-{k}")
+            ids.append(rid)
+            sink = s.sink(rid, batch_cells=8, flush_s=3600)
+            for b in range(8):
+                sink.record_results(_result(8, start=8 * b))  # 8 cells -> one commit each
+                sink.record_event({"event": "checkpoint", "next_index": 8 * (b + 1)})
+            sink.flush()
+            s.finish_run(rid, "complete")
+            s.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    s = open_store(url, read_only=True)
+    for rid in ids:
+        assert len(s.cells(rid)) == 64 and s.get_run(rid)["cells_done"] == 64
+        assert len(s.events(rid, "checkpoint")) == 8
+    s.close()

@@ -257,12 +257,14 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
     where = f"db {mask_url(store.url)}" if store is not None else "no store"
     if signum is not None:
         code = exit_code_for_signal(signum)
-        line = (
-            f"memprog: interrupted by {signal_name(signum)}: {safe}; run {run_id} marked "
-            f"interrupted, {cells} finished cells kept ({where}"
+        kept = (
+            f"run {run_id} marked interrupted, {cells} finished cells kept ({where}"
             + (f"; {', '.join(written)}" if written else "")
             + ")"
+            if run_id is not None
+            else "no run had started"
         )
+        line = f"memprog: interrupted by {signal_name(signum)}: {safe}; {kept}"
     else:
         code = (
             EXIT_BAD_INPUT
@@ -272,7 +274,13 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
             else EXIT_INSTRUMENT
         )
         tail = f"; {safe}" if ctx is not None and ctx.bench is not None else ""
-        run = f"; run {run_id} marked failed" if run_id else ""
+        run = ""
+        if run_id:
+            run = (
+                f"; run {run_id} marked failed"
+                if ctx is not None and ctx.handle.finished
+                else f"; run {run_id} could not be marked failed (it stays 'running')"
+            )
         line = f"error: {' '.join(str(exc).split())}{tail}{run}"
     typer.echo(line, err=True)
     if as_json and signum is not None:

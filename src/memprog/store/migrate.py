@@ -11,10 +11,11 @@ so the store can share a PostgreSQL database with another application's migratio
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 VERSION_TABLE = "memprog_schema_version"
@@ -55,11 +56,24 @@ def current_revision(conn: Connection) -> str | None:
     return ctx.get_current_revision()
 
 
+_LOCK = threading.Lock()  # Alembic's migration context is process-global
+_PG_LOCK_KEY = 7_242_019  # advisory lock: two processes opening a new store at once
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the missing migrations up to ``revision`` in one transaction."""
+    """Apply the missing migrations up to ``revision`` in one transaction.
+
+    Serialised within the process, and on PostgreSQL across processes (an advisory lock
+    taken in the migration's transaction; the revision is read again under it).
+    """
     from alembic import command
 
-    with engine.begin() as conn:
+    with _LOCK, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})"))
+        target = head_revision() if revision == "head" else revision
+        if current_revision(conn) == target:
+            return
         command.upgrade(alembic_config(conn), revision)
 
 
