@@ -58,6 +58,11 @@ def test_train_and_evaluate_from_the_db(db_url, tmp_path):
     assert res.exit_code == 0, res.output
     w = load_weights(out)
     assert w["variability_source"] == f"db:{db_url}"
+    run_id = json.loads(res.stdout)["run_id"]
+    store = open_store(db_url)
+    run = store.get_run(run_id)
+    store.close()
+    assert run["kind"] == "train" and run["status"] == "complete" and run["summary"]["epochs"] == 2
     lo, hi = VariabilityDB(db_url).g_range_us()
     assert (w["mapping"]["g_min_us"], w["mapping"]["g_max_us"]) == pytest.approx((lo, hi))
     ev = runner.invoke(app, ["evaluate", str(out), "--db", db_url, "--transfers", "100", "--json"])

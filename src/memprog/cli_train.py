@@ -105,14 +105,34 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--dataset", dataset, "halfmoons or digits")
             dev = _check_device(device)
             var = load_variability(db, preset, chip_id)
-            res = train(
-                dataset, var, hardware_aware=hardware_aware, epochs=epochs, seed=seed, lr=lr,
-                device=dev, progress=_show(progress, as_json),
-            )
-            save_weights(res.weights, out)
+
+            def run() -> Any:
+                r = train(
+                    dataset, var, hardware_aware=hardware_aware, epochs=epochs, seed=seed, lr=lr,
+                    device=dev, progress=_show(progress, as_json),
+                )
+                save_weights(r.weights, out)
+                return r
+
+            run_id = None
+            if db is None:
+                res = run()
+            else:  # training from the database is recorded there as a `train` run
+                from memprog.store import open_store, stored_run
+
+                store = open_store(db)
+                try:
+                    params = {"dataset": dataset, "hardware_aware": hardware_aware, "epochs": epochs,
+                              "seed": seed, "lr": lr, "out": str(out), "variability": var.summary()}
+                    with stored_run(store, kind="train", chip_id=chip_id, params=params) as handle:
+                        res = run()
+                        handle.summary = res.summary() | {"out": str(out)}
+                        run_id = handle.run_id
+                finally:
+                    store.close()
         except MemprogError as exc:
             raise fail(exc) from exc
-        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": lr}
+        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": lr, "run_id": run_id}
         kind = "hardware-aware" if hardware_aware else "regular"
         human = (
             f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "

@@ -52,6 +52,10 @@ class HardwareAwareLinear(nn.Module):
         device: where parameters and draws live (CPU default).
     """
 
+    later_writes: torch.Tensor
+    _sign: torch.Tensor
+    _group_index: int
+
     def __init__(
         self,
         in_features: int,
@@ -105,6 +109,7 @@ class HardwareAwareLinear(nn.Module):
         """This batch's draw, stacked (3, 2, out, in+1) as rel_a, rel_b1, disturb, and its keep
         masks (1 where no device of the weight is stuck): (out, in+1), weights, biases."""
         if self._draws is None or self._next >= self.chunk:
+            assert self.variability is not None
             d = self.variability.draw(self.chunk, self.later_writes, self.generator)
             self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
             keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).to(self.weight.dtype)
@@ -125,6 +130,7 @@ class HardwareAwareLinear(nn.Module):
         reparametrization offset).
         """
         v = self.variability
+        assert v is not None
         with torch.no_grad():
             a = torch.cat([self.weight, self.bias[:, None]], dim=1)
             s = a.abs().amax().clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)
@@ -209,6 +215,7 @@ class _TransferGroup:
             self.batches += self.chunk
         i = self._next
         self._next += 1
+        assert self._keep is not None
         return self._draws[i], self._keep[i], [k[i] for k in self._keep_parts]
 
     def _round(self) -> None:
@@ -284,7 +291,7 @@ def convert(
     if fuse:
         layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
         if layers:
-            group = _TransferGroup(layers, layers[0].variability, generator, chunk)
+            group = _TransferGroup(layers, variability.to(layers[0].weight.device), generator, chunk)
             for i, layer in enumerate(layers):
                 layer._group = group
                 layer._group_index = i

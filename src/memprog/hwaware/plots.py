@@ -47,6 +47,7 @@ def plot_evaluation(
         fontsize=9,
     )
     if boundary:
+        assert sim is not None and x_test is not None and y_test is not None
         lo, hi = x_test.min(0) - 0.1, x_test.max(0) + 0.1
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
         pts = np.stack([gx.ravel(), gy.ravel()], 1)
