@@ -20,6 +20,16 @@ for mod in (memprog, memprog.drivers, memprog.protocols, memprog.sim_instruments
     assert not pathlib.Path(mod.__file__).resolve().is_relative_to(here), mod.__file__
 benches = [p.name for p in importlib.resources.files("memprog.benches").iterdir()]
 assert any(n.endswith(".yaml") for n in benches), benches
+import memprog.store, memprog.store.migrations.versions, memprog.hwaware, memprog.jobs
+import memprog.dashboard, memprog.examples
+data = {
+    "memprog.store.migrations.versions": ".py",  # Alembic revisions
+    "memprog.dashboard.static": ".js",  # the dashboard's front end
+    "memprog.examples": ".pt",  # README command 1's shipped network
+}
+for pkg, ext in data.items():
+    names = [p.name for p in importlib.resources.files(pkg).iterdir()]
+    assert any(n.endswith(ext) for n in names), (pkg, names)
 print(pathlib.Path(memprog.__file__).resolve())
 """
 
