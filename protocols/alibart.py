@@ -53,7 +53,13 @@ from .results import (
     TuneResult,
     compose_flags,
 )
-from .settle import adaptive_read, resolve_settle_s, settle_and_reverify
+from .settle import (
+    adaptive_read,
+    resolve_settle_s,
+    settle_and_reverify,
+    settle_rounds_field,
+    settle_s_field,
+)
 
 
 class AlibartParams(MemprogModel):
@@ -111,15 +117,8 @@ class AlibartParams(MemprogModel):
     batch_size: int | None = Field(
         default=None, ge=1, description="cells in lock-step; None: all (row stacks), 1 (serial)"
     )
-    settle_s: float | None = Field(
-        default=None,
-        ge=0,
-        description="settle before the final re-verify (None: the technology's default, "
-        "protocols/settle.py; 0: none)",
-    )
-    settle_rounds: int = Field(
-        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
-    )
+    settle_s: float | None = settle_s_field()
+    settle_rounds: int = settle_rounds_field()
     noise_probe_reads: int = Field(
         default=4,
         ge=0,

@@ -51,7 +51,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
-from .settle import resolve_settle_s, settle_and_reverify
+from .settle import resolve_settle_s, settle_and_reverify, settle_s_field
 
 SET, RESET = 0, 1
 # what a cell's last pulse was
@@ -129,12 +129,7 @@ class DenoiseParams(MemprogModel):
     batch_size: int | None = Field(
         default=None, ge=1, description="None: all (row stacks), 1 (serial)"
     )
-    settle_s: float | None = Field(
-        default=None,
-        ge=0,
-        description="settle before the final re-verify of tune() (None: the technology's "
-        "default, protocols/settle.py; 0: none)",
-    )
+    settle_s: float | None = settle_s_field("the final re-verify of tune()")
     settle_rounds: int = Field(
         default=5,
         ge=0,

@@ -36,7 +36,13 @@ from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v
 from .events import EventSink, NullSink, sink_or_null, wants_trace
 from .programmer import CellProgrammer
 from .results import FLAG_BUDGET, FLAG_NO_MODEL, TuneResult, compose_flags
-from .settle import adaptive_read, resolve_settle_s, settle_and_reverify
+from .settle import (
+    adaptive_read,
+    resolve_settle_s,
+    settle_and_reverify,
+    settle_rounds_field,
+    settle_s_field,
+)
 
 
 class FeedforwardParams(MemprogModel):
@@ -72,15 +78,8 @@ class FeedforwardParams(MemprogModel):
     batch_size: int | None = Field(
         default=None, ge=1, description="None: all (row stacks), 1 (serial)"
     )
-    settle_s: float | None = Field(
-        default=None,
-        ge=0,
-        description="settle before the final re-verify of tune() (None: the technology's "
-        "default, protocols/settle.py; 0: none)",
-    )
-    settle_rounds: int = Field(
-        default=3, ge=0, le=100, description="re-tunes of cells that drift out while settling"
-    )
+    settle_s: float | None = settle_s_field("the final re-verify of tune()")
+    settle_rounds: int = settle_rounds_field()
     verify_sem_frac: float = Field(
         default=0.3,
         gt=0,

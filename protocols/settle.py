@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from memprog.errors import ConfigError
 
@@ -41,6 +43,23 @@ SETTLE_DEFAULTS_S: dict[str, float] = {
     "tio2x_feedforward": 5.0,
 }
 DEFAULT_SETTLE_ROUNDS = 3
+
+
+def settle_s_field(what: str = "the final re-verify") -> Any:
+    """The ``settle_s`` parameter every protocol shares (one definition, one meaning)."""
+    return Field(
+        default=None,
+        ge=0,
+        description=f"settle before {what} (None: the technology's default, "
+        "protocols/settle.py; 0: none)",
+    )
+
+
+def settle_rounds_field(default: int = DEFAULT_SETTLE_ROUNDS) -> Any:
+    """The ``settle_rounds`` parameter: how often cells that drift out are re-tuned."""
+    return Field(
+        default=default, ge=0, le=100, description="re-tunes of cells that drift out while settling"
+    )
 
 
 def default_settle_s(info: ProgrammerInfo) -> float:
