@@ -463,10 +463,28 @@ class SimChip:
             half -= 0.5
             half *= amp
             g += half[0] + half[1]
-        if fx.read_noise:
-            sd = p.read_noise_abs_us + p.read_noise_rel * np.abs(g)
+        spread = fx.flicker and (p.settled_spread_rel > 0 or p.settled_spread_rel_per_us != 0)
+        if fx.read_noise or spread:
+            sd = p.read_noise_abs_us + p.read_noise_rel * np.abs(g) if fx.read_noise else np.zeros(g.size)
+            if spread:
+                sd = np.sqrt(sd * sd + self._flicker_var(g, sd))
             g += sd * self._normal(g.size)
         return g
+
+    def _flicker_var(self, g: np.ndarray, instrument_sd: np.ndarray) -> np.ndarray:
+        """Variance (µS²) of the white flicker that brings a read's spread to the settled
+        spread a source measured on tuned devices: what the small RTN fluctuator (its
+        expected variance) and the instrument already carry is subtracted, so no part is
+        counted twice. The large fluctuator is not: a source's spread is measured after a
+        tuning whose acceptance (ten reads in a 1 % band, Drolet) passes states that carry
+        one only rarely, so on top of the source's spread is where it belongs."""
+        p = self.params
+        g = np.abs(g)
+        total = np.maximum(p.settled_spread_rel + p.settled_spread_rel_per_us * g, 0.0) * g
+        # a two-level fluctuator of peak-to-peak A has variance A**2 / 4; the small one's A
+        # is uniform in [0, A_small]
+        rtn_var = p.rtn_small_amp_us**2 / 12 if self.effects.rtn else 0.0
+        return np.maximum(total * total - rtn_var - instrument_sd * instrument_sd, 0.0)
 
     def read(
         self, rows: object, cols: object, read_v: float | None = None, duration_s: float | None = None

@@ -37,6 +37,7 @@ class Effects(MemprogModel):
     d2d: bool = True  # device-to-device spread of every parameter
     stuck: bool = True  # HRS/LRS-stuck and unresponsive devices
     read_noise: bool = True  # white noise on every read
+    flicker: bool = True  # the device's settled read spread beyond RTN (settled_spread_*)
     rtn: bool = True  # random telegraph noise (two-level fluctuators)
     relaxation: bool = True  # post-programming relaxation
     disturb: bool = True  # sub-threshold half-select disturb (passive arrays)
@@ -81,6 +82,16 @@ class DeviceParams(MemprogModel):
     read_noise_rel: float = Field(ge=0, le=0.1)
     read_time_s: float = Field(gt=0)
     read_v: float = Field(gt=0)
+    # --- the device's own read-to-read spread once settled (1/f noise sampled by reads ms
+    # apart), where a source measured it: total std / G = intercept + slope * G. The part not
+    # already carried by the modelled RTN fluctuators and the instrument is added as white
+    # flicker, so nothing is counted twice. 0/0: off (the fluctuators and the instrument only).
+    settled_spread_rel: float = Field(
+        default=0.0, ge=0, le=0.1, description="total read spread of a settled device / G at G = 0"
+    )
+    settled_spread_rel_per_us: float = Field(
+        default=0.0, ge=-1e-3, le=1e-3, description="change of that ratio per µS of G"
+    )
     # --- random telegraph noise: one large (removable) and one small fluctuator per cell
     rtn_large_probability: float = Field(ge=0, le=1)
     rtn_large_amp_us: float = Field(ge=0, description="median peak-to-peak of the large RTN")

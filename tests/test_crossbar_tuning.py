@@ -44,8 +44,12 @@ def test_alibart_tunes_all_64_cells_through_both_instruments():
     assert bench_time > 5.0  # relay settling and SMU integrations add up to real bench time
 
 
-def _write_verify(p, r, c, target_us, tol=0.01, n_ok=10, max_pulses=500):
-    """Reference Alibart loop for one cell (ramp while the error keeps its sign)."""
+def _write_verify(p, r, c, target_us, tol=0.01, n_ok=10, max_pulses=2000):
+    """Reference Alibart loop for one cell (ramp while the error keeps its sign).
+
+    The budget is the protocol's (2,000): with seed 001's settled read spread (0.63 % of
+    100 µS against a +-1 % band) a few low-level cells need several hundred pulses before
+    ten reads in a row land in the band."""
     v_set, v_reset, last_dir, ok, pulses = 0.8, -1.1, 0, 0, 0
     while pulses <= max_pulses:
         g = float(p.read(r, c)[0])

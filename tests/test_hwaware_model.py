@@ -78,7 +78,7 @@ def test_from_preset_follows_the_presets_fit_of_drolets_disturb_table():
     assert m.source == "preset:tio2_passive"
     row = lambda k: m.disturb_us[k, : int(m.disturb_counts[k])]  # noqa: E731
     for k, mean, std in ((1, -0.63, 8.2), (5, -3.4, 13.4), (13, -8.0, 16.5), (29, -11.2, 22.6)):
-        # the preset's power law fits Drolet's means within ~25 %, the stds within ~10 %
+        # the power laws fitted to Drolet's table give its means within ~25 %, the stds within ~10 %
         assert row(k).mean().item() == pytest.approx(mean, abs=0.3 + 0.25 * abs(mean))
         assert row(k).std().item() == pytest.approx(std, rel=0.1)
     assert row(0).abs().max().item() == 0.0

@@ -108,7 +108,7 @@ def test_tio2_cells_reach_1_percent_with_drolet_settings():
 
 def test_ramp_restarts_other_polarity_from_its_start():
     # equal-step device: record the amplitudes of one cell crossing its target
-    chip, prog = _tio2(seed=3, c2c=False, read_noise=False, rtn=False, disturb=False, stuck=False)
+    chip, prog = _tio2(seed=3, c2c=False, read_noise=False, flicker=False, rtn=False, disturb=False, stuck=False)
     sink = MemorySink(trace=True)
     p = AlibartParams(reads_in_band=1)
     tune_alibart(prog, [2], [3], [300.0], params=p, sink=sink)

@@ -5,7 +5,8 @@ Why derived, not stored: the raw samples of every ``memprog characterize`` run a
 from them on demand, as Drolet built them:
 
 * tuning imprecision: for each target level, the standard deviation of the reads taken
-  after each tune (as % of the target) and the mean offset of the tuned state; a line
+  after each tune (as % of the target; per tune, then the RMS over the tunes) and the mean
+  offset of the tuned state; a line
   std%(G) = slope * G + intercept fitted through the levels; the offset distribution
   (mean and std over every tune, in % of its target);
 * disturb: raw samples, the conductance change of a programmed cell keyed by the number
@@ -112,13 +113,18 @@ class VariabilityDB:
         if df.empty:
             raise MissingDataError("imprecision", self._where())
         err_pct = 100.0 * (df["g_us"] - df["level_us"]) / df["level_us"]
-        g = df.assign(err_pct=err_pct).groupby("level_us")
+        d = df.assign(err_pct=err_pct)
+        # the spread of each tune's own reads (Drolet Fig. 2b/c), pooled over the tunes of a
+        # level as the RMS of their std; where each tune landed is the offset, kept apart
+        per_tune = d.groupby(["run_id", "level_us", "device", "repeat"])["err_pct"].agg(["var", "size"])
+        per_tune = per_tune[per_tune["size"] > 1].reset_index()
+        g = d.groupby("level_us")
         out = pd.DataFrame(
             {
-                "std_pct": g["err_pct"].std(ddof=1),
+                "std_pct": np.sqrt(per_tune.groupby("level_us")["var"].mean()),
                 "mean_offset_pct": g["err_pct"].mean(),
                 "n_samples": g["err_pct"].size(),
-                "n_tunes": g[["device", "repeat"]].apply(lambda x: len(x.drop_duplicates())),
+                "n_tunes": g[["run_id", "device", "repeat"]].apply(lambda x: len(x.drop_duplicates())),
             }
         ).reset_index()
         return out
