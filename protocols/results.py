@@ -185,10 +185,12 @@ class TuneResult:
         n = len(self)
         err = np.abs(self.error_us)
         flag_counts: dict[str, int] = {}
-        for f in self.flags:
-            for w in str(f).split(","):
+        # count each distinct flag string once (65,536 cells hold a handful of them)
+        kinds, counts = np.unique(np.asarray(self.flags, dtype=str), return_counts=True)
+        for f, k in zip(kinds.tolist(), counts.tolist(), strict=True):
+            for w in f.split(","):
                 if w:
-                    flag_counts[w] = flag_counts.get(w, 0) + 1
+                    flag_counts[w] = flag_counts.get(w, 0) + k
         out: dict[str, Any] = {
             "protocol": self.protocol,
             "cells": n,
