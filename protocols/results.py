@@ -11,6 +11,7 @@ report.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,10 +186,9 @@ class TuneResult:
         n = len(self)
         err = np.abs(self.error_us)
         flag_counts: dict[str, int] = {}
-        # count each distinct flag string once (65,536 cells hold a handful of them)
-        kinds, counts = np.unique(np.asarray(self.flags, dtype=str), return_counts=True)
-        for f, k in zip(kinds.tolist(), counts.tolist(), strict=True):
-            for w in f.split(","):
+        # split each distinct flag string once (65,536 cells hold a handful of them)
+        for f, k in Counter(np.asarray(self.flags).tolist()).items():
+            for w in str(f).split(","):
                 if w:
                     flag_counts[w] = flag_counts.get(w, 0) + k
         out: dict[str, Any] = {
