@@ -514,7 +514,7 @@ class DenoiseTuner:
             # (pulse_read; amplitude 0 where a cell sits a pulse out)
             ws = width[act]
             a_act = amp[act]
-            uw = np.unique(ws)
+            uw = ws if ws.size == 1 else np.unique(ws)
             amps = [np.where(ws == wv, a_act, 0.0) for wv in uw] if uw.size > 1 else [a_act]
             widths = uw.tolist()
             if p.denoise and p.denoise_after_tune and tuned_now.size:
