@@ -144,6 +144,44 @@ def pulse_one(row: int, col: int, width_s: float, amplitude_v: float, gate_v: fl
     return f"PULS:ROW? {row},{width_s:.6G},{col},{amplitude_v:.6G},{gate_v:.6G}"
 
 
+TRAIN_MAX = 32  # pulses of one PULS:READ? train
+BURST_READS_MAX = 64  # reads of one PULS:READ? / READ:BURS? burst
+BURST_INTERVAL_MAX_S = 0.01  # longest spacing of a burst's reads, s
+
+
+def pulse_read(
+    row: int,
+    reads: int,
+    interval_s: float,
+    widths_s: np.ndarray,
+    cols: np.ndarray,
+    gate_v: np.ndarray,
+    amplitude_v: np.ndarray,
+) -> str:
+    """``PULS:READ?``: a train of k pulses on cells of one row, then ``reads`` reads.
+
+    ``widths_s`` (k,); per cell a (col, gate, amplitude_1..amplitude_k) record, amplitudes
+    given as (cells, k). The reply is a block of ``reads`` x cells float32 conductances (S),
+    read after read. One C-level ``%`` format for the whole message.
+    """
+    k = len(widths_s)
+    rec = np.column_stack([cols, gate_v, amplitude_v]).ravel().tolist()
+    head = f"PULS:READ? {row},{reads},{interval_s:.6G},{k}," + ",".join(["%.6G"] * k) % tuple(
+        widths_s.tolist()
+    )
+    return head + "," + _record_format(len(cols), k) % tuple(rec)
+
+
+@lru_cache(maxsize=256)
+def _record_format(n: int, k: int) -> str:
+    return ",".join(["%d,%.6G" + ",%.6G" * k] * n)
+
+
+def read_burst(row: int, reads: int, interval_s: float, cols: np.ndarray) -> str:
+    """``READ:BURS?``: ``reads`` reads of cells of one row at the configured read voltage."""
+    return f"READ:BURS? {row},{reads},{interval_s:.6G}," + ",".join(str(int(c)) for c in cols)
+
+
 def pulse_rows_header(width_s: float) -> str:
     """Header of ``PULS:ROWS``; the block of (row, col, amplitude, gate) records follows."""
     return f"PULS:ROWS {num(width_s)},"

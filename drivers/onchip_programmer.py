@@ -6,7 +6,10 @@
 row's cells are pulsed in parallel, with per-cell amplitudes and gate voltages), reads use
 the controller's bulk forms (one row, a cell selection, the whole array) so a read of cells
 spread over many rows costs two messages, and :meth:`read_array` is the one-message
-``READ:ARR?``.
+``READ:ARR?``. A write-verify step on cells of one row (a pulse train, then a burst of
+reads: :meth:`pulse_read`) is the one-message ``PULS:READ?`` and a burst of reads
+(:meth:`read_burst`) the one-message ``READ:BURS?``; other selections fall back to the
+interface's separate pulses and reads.
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ import numpy as np
 from pydantic import Field
 
 from memprog.errors import ConfigError, InstrumentError, ProtocolError
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.programmer import (
+    CellProgrammer,
+    ProgrammerInfo,
+    check_count,
+    check_interval_s,
+)
 from memprog.validation import MemprogModel
 
 from .onchip import OnChipController
+from .onchip_commands import BURST_INTERVAL_MAX_S, BURST_READS_MAX, TRAIN_MAX
 from .transport import LinkError
 
 #: controller error codes that mean "not executed, try again" (protocol v1: 210 busy)
@@ -101,6 +110,70 @@ class OnChipProgrammer(CellProgrammer):
     def read(self, rows: object, cols: object, read_v: float | None = None) -> np.ndarray:
         """Conductance (µS) of each named cell, in the order given, in one or two messages."""
         return self._robust(self.controller.read_cells, (rows, cols, read_v), True)
+
+    def read_burst(
+        self,
+        rows: object,
+        cols: object,
+        reads: int,
+        read_v: float | None = None,
+        interval_s: float = 0.0,
+    ) -> np.ndarray:
+        """Successive reads (µS, (reads, cells)): one ``READ:BURS?`` per 64 reads.
+
+        Cells of one row (at most 16) read at the configured read voltage go as
+        ``READ:BURS?``; anything else as separate reads (the interface's default).
+        """
+        n = check_count("reads", reads)
+        iv = check_interval_s(interval_s)
+        fit = self._one_row(rows, cols, read_v, iv)
+        if fit is None:
+            return super().read_burst(rows, cols, n, read_v, iv)
+        row, c = fit
+        parts = []
+        for k in range(0, n, BURST_READS_MAX):
+            m = min(BURST_READS_MAX, n - k)
+            parts.append(self._robust(self.controller.read_burst, (row, c, m, iv), True))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def pulse_read(
+        self,
+        rows: object,
+        cols: object,
+        amplitude_v: object,
+        width_s: object,
+        gate_v: object | None = None,
+        reads: int = 1,
+        read_v: float | None = None,
+        interval_s: float = 0.0,
+    ) -> np.ndarray:
+        """Pulse train then read burst in one ``PULS:READ?`` (cells of one row, <= 16).
+
+        Other selections, or more pulses or reads than one message carries, go through the
+        interface's default (separate pulses and reads). A train whose acknowledgement the
+        link lost is not repeated (it may have been applied): the cells are read again.
+        """
+        n = check_count("reads", reads)
+        iv = check_interval_s(interval_s)
+        fit = self._one_row(rows, cols, read_v, iv)
+        if fit is None or np.size(width_s) > TRAIN_MAX or n > BURST_READS_MAX:
+            return super().pulse_read(rows, cols, amplitude_v, width_s, gate_v, n, read_v, iv)
+        row, c = fit
+        args = (row, c, amplitude_v, width_s, gate_v, n, iv)
+        g = self._robust(self.controller.pulse_read, args, False)
+        if g is None:  # acknowledgement lost: read what is there
+            g = self.read_burst(rows, cols, n, read_v, iv)
+        return g
+
+    def _one_row(
+        self, rows: object, cols: object, read_v: float | None, interval_s: float
+    ) -> tuple[int, np.ndarray] | None:
+        """(row, columns) when a burst command can carry the cells, else None."""
+        if read_v is not None and float(read_v) != self.controller.read_v:
+            return None
+        if interval_s > BURST_INTERVAL_MAX_S:
+            return None
+        return self.controller.row_cells(rows, cols)
 
     def read_array(self, read_v: float | None = None) -> np.ndarray:
         """Whole conductance map (µS) in one ``READ:ARR?`` message."""

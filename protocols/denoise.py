@@ -25,8 +25,10 @@ batch needs one ``pulse`` call per distinct width). The learned amplitudes and g
 in a :class:`DenoiseTuner` and carry over from one call to the next, so a 2,048-level ladder
 on one cell calibrates once.
 
-Cells run in lock-step: one pulse per cell per iteration (grouped by width), then a burst of
-``burst_reads`` reads of every active cell.
+Cells run in lock-step: one pulse per cell per iteration (grouped by width), the denoise
+pulses that follow a tuning pulse, then a burst of ``burst_reads`` reads of every active
+cell, all handed to the stack as one :meth:`~memprog.protocols.programmer.CellProgrammer.pulse_read`
+(one ``PULS:READ?`` message on the on-chip controller; separate pulses and reads elsewhere).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from memprog.validation import MemprogModel
 from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
 from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
 from .events import EventSink, NullSink, sink_or_null, wants_bulk, wants_trace
-from .programmer import CellProgrammer
+from .programmer import BURST_INTERVAL_S, CellProgrammer
 from .results import (
     FLAG_BUDGET,
     FLAG_NOISY,
@@ -75,6 +77,13 @@ class DenoiseParams(MemprogModel):
     tune_tol_us: float = Field(default=0.3, gt=0, description="|mean - target| to stop tuning")
     max_spread_us: float = Field(default=0.6, gt=0, description="burst peak-to-peak to accept")
     burst_reads: int = Field(default=4, ge=2, le=1000, description="reads after each pulse")
+    burst_interval_s: float = Field(
+        default=BURST_INTERVAL_S,
+        ge=0,
+        le=0.01,
+        description="least time between the starts of a burst's reads (stacks that time "
+        "the burst themselves; see protocols/programmer.py)",
+    )
     denoise: bool = Field(default=True, description="False: the same loop without denoising")
     min_denoise: int = Field(default=5, ge=0, le=100, description="denoise pulses before accepting")
     denoise_after_tune: int = Field(
@@ -325,15 +334,37 @@ class DenoiseTuner:
     # ------------------------------------------------------------------ the lock-step loop
     def _burst(self, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``burst_reads`` separate reads of the cells: mean, min, max."""
-        prog, k = self.programmer, self.params.burst_reads
-        g = prog.read(r, c, self.read_v)
-        tot, lo, hi = g.astype(float).copy(), g.copy(), g.copy()
-        for _ in range(k - 1):
-            g = prog.read(r, c, self.read_v)
-            tot += g
-            np.minimum(lo, g, out=lo)
-            np.maximum(hi, g, out=hi)
-        return tot / k, lo, hi
+        p = self.params
+        g = self.programmer.read_burst(r, c, p.burst_reads, self.read_v, p.burst_interval_s)
+        return g.mean(axis=0), g.min(axis=0), g.max(axis=0)
+
+    def _pulse_burst(
+        self,
+        r: np.ndarray,
+        c: np.ndarray,
+        amps: np.ndarray,
+        widths_s: list[float],
+        sink: EventSink,
+        trace: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A train of pulses (``amps`` (k, cells), 0: the cell sits that pulse out), then
+        the burst of every cell: mean, min, max.
+
+        One :meth:`CellProgrammer.pulse_read`: a stack that runs it on the instrument
+        saves the round trips between the pulses and the reads.
+        """
+        p = self.params
+        g = self.programmer.pulse_read(
+            r, c, amps, widths_s, None, p.burst_reads, self.read_v, p.burst_interval_s
+        )
+        if trace:
+            for a, w in zip(amps, widths_s, strict=True):
+                on = a != 0
+                sink.record_event(
+                    {"event": "pulse", "rows": r[on], "cols": c[on], "amplitude_v": a[on],
+                     "width_s": w}
+                )  # fmt: skip
+        return g.mean(axis=0), g.min(axis=0), g.max(axis=0)
 
     def _run(
         self,
@@ -391,14 +422,17 @@ class DenoiseTuner:
             bar.update(int(dead.sum()))
             act = np.flatnonzero(~dead)
         first = start_us is not None
+        pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         while act.size:
-            # 1. measure (the caller may already know where the cells start)
+            # 1. measure (the caller may already know where the cells start; the last
+            # iteration's pulses came back with their burst)
             if first:
                 m = np.asarray(start_us, dtype=float)[act]
                 lo = hi = m
                 first = False
             else:
-                m, lo, hi = self._burst(r[act], c[act])
+                m, lo, hi = self._burst(r[act], c[act]) if pending is None else pending
+                pending = None
                 reads[act] += p.burst_reads
             ptp = hi - lo
             spread[act] = ptp
@@ -454,14 +488,8 @@ class DenoiseTuner:
                 amp[i] = self._denoise_amp(flat[i])
                 width[i] = p.denoise_width_s
                 last[i] = _DENOISE
-                # on target but short of min_denoise: top up in one go; otherwise one pulse
-                extra_dn = np.zeros(i.size, dtype=np.int64)
-                dn_i = i
                 dn_count[i] += 1
                 dn_pulses[i] += 1
-            else:
-                dn_i = act[:0]
-                extra_dn = np.zeros(0, dtype=np.int64)
             if go_tune.any():
                 i = act[go_tune]
                 a, w, k, pol = self._tune_pulse(flat[i], m[go_tune], err[go_tune])
@@ -481,20 +509,23 @@ class DenoiseTuner:
             act = act[go_dn | go_tune]
             if act.size == 0:
                 break
-            # 5. pulse: one call per distinct width, then the denoise pulses after tuning
+            # 5. pulse: one pulse per distinct width (each cell's own), then the denoise
+            # pulses after tuning, then the next burst of every active cell: one train
+            # (pulse_read; amplitude 0 where a cell sits a pulse out)
             ws = width[act]
-            for wv in np.unique(ws):
-                sel = act[ws == wv]
-                self._pulse(r[sel], c[sel], amp[sel], float(wv), sink, trace)
+            a_act = amp[act]
+            uw = ws if ws.size == 1 else np.unique(ws)
+            amps = [np.where(ws == wv, a_act, 0.0) for wv in uw] if uw.size > 1 else [a_act]
+            widths = uw.tolist()
             if p.denoise and p.denoise_after_tune and tuned_now.size:
-                da = self._denoise_amp(flat[tuned_now])
-                for _ in range(p.denoise_after_tune):
-                    self._pulse(r[tuned_now], c[tuned_now], da, p.denoise_width_s, sink, trace)
-            for k in range(1, int(extra_dn.max()) + 1 if extra_dn.size else 1):
-                j = dn_i[extra_dn >= k]
-                self._pulse(r[j], c[j], self._denoise_amp(flat[j]), p.denoise_width_s, sink, trace)
-                dn_count[j] += 1
-                dn_pulses[j] += 1
+                da = np.zeros(act.size)
+                in_train = np.zeros(n, dtype=bool)
+                in_train[tuned_now] = True
+                in_train = in_train[act]
+                da[in_train] = self._denoise_amp(flat[act[in_train]])
+                amps += [da] * p.denoise_after_tune
+                widths += [p.denoise_width_s] * p.denoise_after_tune
+            pending = self._pulse_burst(r[act], c[act], np.array(amps), widths, sink, trace)
         flags = compose_flags(
             {FLAG_STUCK: f_stuck, FLAG_BUDGET: f_budget, FLAG_RETRIES: f_retry, FLAG_NOISY: f_noisy}
         )
@@ -614,13 +645,6 @@ class DenoiseTuner:
             pred = self.gain[tp, ti] * room * np.exp(self.beta[tp, ti] * x)
             ratio = np.clip(np.maximum(moved[tn], 0.05 * pred) / pred, 0.25, 4.0)
             self.gain[tp, ti] *= ratio**p.gain_learning
-
-    def _pulse(self, r, c, amp, width_s: float, sink: EventSink, trace: bool) -> None:
-        self.programmer.pulse(r, c, amp, width_s)
-        if trace:
-            sink.record_event(
-                {"event": "pulse", "rows": r, "cols": c, "amplitude_v": amp, "width_s": width_s}
-            )
 
     @staticmethod
     def _emit(

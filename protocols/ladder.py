@@ -27,7 +27,7 @@ from .common import Clock, Progress, check_cells, check_targets
 from .denoise import DenoiseParams, DenoiseTuner
 from .events import EventSink, EventsOnly, NullSink, sink_or_null
 from .feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
-from .programmer import CellProgrammer
+from .programmer import BURST_INTERVAL_S, CellProgrammer, check_interval_s
 from .settle import adaptive_read, resolve_settle_s
 
 LadderProtocol = Literal["denoise", "denoise-off", "alibart", "feedforward"]
@@ -140,6 +140,7 @@ def run_ladder(
     settle_rounds: int = 3,
     criterion: str = "every-read",
     max_verify_reads: int = 64,
+    verify_interval_s: float = BURST_INTERVAL_S,
 ) -> LadderResult:
     """Program one cell through every level in turn and verify each (see module docstring).
 
@@ -150,7 +151,8 @@ def run_ladder(
     (Rao: every one of ``verify_reads`` reads within the tolerance) or ``"mean"`` (the
     states are distinguishable: the verification mean within the tolerance, with reads
     added, only where a level's spread needs them, until the mean's standard error is a
-    quarter of the tolerance or ``max_verify_reads``).
+    quarter of the tolerance or ``max_verify_reads``). ``verify_interval_s``: least time
+    between the starts of the verification reads (stacks that run the burst themselves).
 
     Raises:
         ConfigError: unknown protocol, bad cell, a level outside the chip's range, a
@@ -166,6 +168,7 @@ def run_ladder(
         raise ConfigError("criterion", criterion, "'every-read' or 'mean'")
     if isinstance(settle_rounds, bool) or int(settle_rounds) != settle_rounds or settle_rounds < 0:
         raise ConfigError("settle_rounds", settle_rounds, "an integer >= 0")
+    verify_interval_s = check_interval_s(verify_interval_s)
     r, c = check_cells(programmer, [row], [col])
     lv = check_targets(programmer, levels_us, np.size(levels_us))
     settle = resolve_settle_s(programmer, settle_s)
@@ -204,7 +207,7 @@ def run_ladder(
                     programmer.wait(settle)
                 m_k, n_k, e_k = _verify(
                     programmer, r, c, read_v, lv[k], verify_reads, criterion, tolerance_us,
-                    max_verify_reads,
+                    max_verify_reads, verify_interval_s,
                 )  # fmt: skip
                 reads[k] += n_k
                 n_verify[k] += n_k
@@ -268,17 +271,21 @@ def _verify(
     criterion: str,
     tolerance_us: float,
     max_reads: int,
+    interval_s: float = BURST_INTERVAL_S,
 ) -> tuple[float, int, float]:
-    """(mean, reads, largest |read - level|) of one level's verification."""
+    """(mean, reads, largest |read - level|) of one level's verification.
+
+    ``every-read``: one burst of ``verify_reads`` reads (:meth:`CellProgrammer.read_burst`,
+    reads at least ``interval_s`` apart, so they sample the telegraph noise as separate
+    host-paced reads did).
+    """
     if criterion == "mean":
         m, cnt, _ = adaptive_read(
             programmer, r, c, read_v, 0.25 * tolerance_us,
             min_reads=max(2, verify_reads), max_reads=max(max_reads, verify_reads, 2),
         )  # fmt: skip
         return float(m[0]), int(cnt[0]), float("nan")
-    v = np.empty(verify_reads)
-    for j in range(verify_reads):
-        v[j] = programmer.read(r, c, read_v)[0]
+    v = programmer.read_burst(r, c, verify_reads, read_v, interval_s)[:, 0]
     return float(v.mean()), verify_reads, float(np.abs(v - level).max())
 
 

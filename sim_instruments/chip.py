@@ -52,6 +52,9 @@ def _subset(sel: Sel, mask: np.ndarray, n: int) -> np.ndarray:
 
 def _as_sel(idx: np.ndarray) -> Sel:
     """A slice when ``idx`` is one contiguous ascending run (views instead of gathers)."""
+    if idx.size == 1:  # one cell (the write-verify hot path): basic indexing is cheapest
+        i = int(idx[0])
+        return slice(i, i + 1)
     if idx.size > 1 and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
         return slice(int(idx[0]), int(idx[-1]) + 1)
     return idx
@@ -191,6 +194,9 @@ class SimChip:
     # ------------------------------------------------------------------ index helpers
     def flat_index(self, rows: object, cols: object) -> np.ndarray:
         """Validated flat cell indices for paired ``rows``/``cols`` (scalars broadcast)."""
+        if type(rows) is int and type(cols) is int:  # one cell named by Python ints
+            if 0 <= rows < self.rows and 0 <= cols < self.cols:
+                return np.array([rows * self.cols + cols])
         r = np.asarray(rows)
         c = np.asarray(cols)
         for name, a, n in (("rows", r, self.rows), ("cols", c, self.cols)):
@@ -372,7 +378,10 @@ class SimChip:
         """
         idx = self.flat_index(rows, cols)
         amp, width = self._check_pulse(amplitude_v, width_s)
-        amp = np.broadcast_to(amp, idx.shape).astype(float)
+        if amp.ndim == 0:
+            amp = np.full(idx.shape, float(amp))
+        else:
+            amp = np.broadcast_to(amp, idx.shape).astype(float)
         gate = None
         if gate_v is not None:
             gate = np.broadcast_to(require_finite("gate_v", gate_v), idx.shape).astype(float)
@@ -512,6 +521,46 @@ class SimChip:
                 g[k] = col_i[c] / rv * 1e6
         self.clock_s += self.params.read_time_s if duration_s is None else float(duration_s)
         return g
+
+    def read_burst(
+        self,
+        rows: object,
+        cols: object,
+        reads: int,
+        read_v: float | None = None,
+        interval_s: float | None = None,
+    ) -> np.ndarray:
+        """``reads`` successive reads of the selected cells, (reads, cells) in µS.
+
+        Exactly ``reads`` calls of :meth:`read` whose starts are ``interval_s`` apart (at
+        least the read time; default: back to back), the cells validated once (an
+        instrument's burst of reads). The clock ends one read time after the last start.
+        """
+        if isinstance(reads, bool) or not isinstance(reads, int | np.integer) or reads < 1:
+            raise ConfigError("reads", reads, "an integer >= 1")
+        p = self.params
+        step = p.read_time_s
+        if interval_s is not None:
+            step = max(float(require_finite("interval_s", interval_s)), p.read_time_s)
+        idx = self.flat_index(rows, cols)
+        if not (p.cell_type == "1t1r" or self.read_scheme == "ground"):
+            out = np.empty((int(reads), idx.size))
+            for j in range(int(reads)):
+                if j:
+                    self.clock_s += step - p.read_time_s
+                out[j] = self.read(idx // self.cols, idx % self.cols, read_v)
+            return out
+        if read_v is not None:
+            require_range("read_v", read_v, 1e-3, 1.0, "V")
+        sel = _as_sel(idx)
+        out = np.empty((int(reads), idx.size))
+        for j in range(int(reads)):
+            if j:
+                self.clock_s += step - p.read_time_s
+            out[j] = self._observed_g(sel)
+            self.clock_s += p.read_time_s
+        self.read_count += int(reads) * idx.size
+        return out
 
     def line_currents(
         self, row_v: object, col_v: object, advance: bool = True

@@ -49,6 +49,9 @@ MAX_ITERATIONS = 60  # on-chip programming iterations (SET + verify passes)
 WAIT_MAX_S = 10.0  # longest single SYST:WAIT?, s
 VERIFY_FRACTION = 0.6  # accept a cell within this fraction of the half level step
 VMM_BATCH_MAX = 1024  # input vectors one VMM:INP block may hold (firmware buffer)
+TRAIN_MAX = 32  # pulses of one PULS:READ? train
+BURST_READS_MAX = 64  # reads of one PULS:READ? / READ:BURS? burst (firmware buffer)
+BURST_INTERVAL_MAX_S = 0.01  # longest spacing of a burst's reads, s
 
 
 class OnChipSimOptions(MemprogModel):
@@ -197,6 +200,8 @@ class SimOnChipController(SimulatedInstrument):
             "PULSe:RESet": lambda a: self._pulse_configured(a, -1),
             "PULSe:ROW?": self._pulse_row,
             "PULSe:ROWS": self._pulse_rows,
+            "PULSe:READ?": self._pulse_read,
+            "READ:BURSt?": self._read_burst,
             "READ:VOLTage": self._set_read_v,
             "READ:VOLTage?": lambda a: f"{self.read_v:.6G}",
             "READ:CELL?": self._read_cell,
@@ -421,25 +426,29 @@ class SimOnChipController(SimulatedInstrument):
         self.read_v = self._read_voltage(tok)
 
     # ------------------------------------------------------------------ pulses
-    def _apply_pulses(
-        self, rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, width_s: float, gate: np.ndarray
-    ) -> None:
-        """Validated pulses: cells of one row in parallel, rows one after the other."""
+    def _check_batch(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        amp: np.ndarray,
+        gate: np.ndarray,
+        widths_s: tuple[float, ...] = (),
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+        """Firmware checks of a pulse batch (addresses, amplitudes, gates, duplicates, row
+        grouping); (rows, cols) as int64, the chip's gate voltages (None: all fully on),
+        the number of row operations. Nothing is pulsed here."""
         self.safe = False
         self._check_rows(rows)
         self._check_cols(cols)
         self._check_amplitudes(amp)
         self._check_gates(gate)
-        self._check_width(width_s)
+        for w in widths_s:
+            self._check_width(w)
         r = rows.astype(np.int64)
+        c = cols.astype(np.int64)
         n_rows = self._distinct_rows(r)
         if r.size > 1:
-            if (
-                np.bincount(
-                    r * self.cols + cols.astype(np.int64), minlength=self.rows * self.cols
-                ).max()
-                > 1
-            ):
+            if np.bincount(r * self.cols + c, minlength=self.rows * self.cols).max() > 1:
                 raise _CommandError(
                     206, "Duplicate cell in batch; each cell may appear once per message"
                 )
@@ -452,7 +461,14 @@ class SimOnChipController(SimulatedInstrument):
             gate_v = None  # transistor fully on: no compliance
         else:
             gate_v = np.where(nan, self.chip.params.gate_v_max_v, gate)
-        self.chip.pulse(r, cols, amp, width_s, gate_v=gate_v)
+        return r, c, gate_v, n_rows
+
+    def _apply_pulses(
+        self, rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, width_s: float, gate: np.ndarray
+    ) -> None:
+        """Validated pulses: cells of one row in parallel, rows one after the other."""
+        r, c, gate_v, n_rows = self._check_batch(rows, cols, amp, gate, (width_s,))
+        self.chip.pulse(r, c, amp, width_s, gate_v=gate_v)
         self._charge_rows(n_rows, width_s)
 
     def _pulse_configured(self, args: str, sign: int) -> None:
@@ -499,6 +515,107 @@ class SimOnChipController(SimulatedInstrument):
         n = cells.shape[0]
         self._apply_pulses(np.full(n, row), cells[:, 0], cells[:, 1], width, cells[:, 2])
         return str(n)
+
+    def _pulse_read(self, args: str) -> bytes:
+        """``PULS:READ?``: a train of k pulses on cells of one row, then a read burst."""
+        parts = args.split(",") if args.strip() else []
+        if len(parts) < 4:
+            raise _CommandError(
+                -109,
+                "Missing parameter; expected row,reads,interval,k,width...,col,gate,amplitude...",
+            )
+        row = _integer(parts[0], "row")
+        reads, interval = self._burst_params(parts[1], parts[2])
+        k = _integer(parts[3], "pulse count")
+        if not 1 <= k <= TRAIN_MAX:
+            raise _CommandError(-222, f"Data out of range; {k} pulses, allowed [1, {TRAIN_MAX}]")
+        rec_len = 2 + k
+        if len(parts) < 4 + k + rec_len or (len(parts) - 4 - k) % rec_len:
+            raise _CommandError(
+                -109, f"Missing parameter; cells come as col,gate,amplitude x {k} records"
+            )
+        try:
+            widths = [float(t) for t in parts[4 : 4 + k]]
+            cells = np.array(parts[4 + k :], dtype=np.float64).reshape(-1, rec_len)
+        except ValueError:
+            raise _CommandError(
+                -104, "Data type error; widths and records must be numbers"
+            ) from None
+        n = cells.shape[0]
+        if n == 1 and 0 <= row < self.rows:  # one cell: checked on Python scalars
+            col, gate, *amps = cells[0].tolist()
+            if (
+                col.is_integer()
+                and 0 <= col < self.cols
+                and all(abs(a) <= self.amplitude_max_v for a in amps)
+                and all(self.width_range_s[0] <= w <= self.width_range_s[1] for w in widths)
+                and (gate != gate or 0 <= gate <= self.gate_max_v)
+            ):
+                self.safe = False
+                c, gv = int(col), None if gate != gate else gate
+                for a, w in zip(amps, widths, strict=True):
+                    if a != 0:
+                        self.chip.pulse(row, c, a, w, gate_v=gv)
+                    else:
+                        self._advance(w)
+                return _block(self._burst(row, c, reads, interval), "<f4")
+        amps = cells[:, 2:]
+        r, c, gate_v, _ = self._check_batch(
+            np.full(n, row), cells[:, 0], amps, cells[:, 1], tuple(widths)
+        )
+        for j, w in enumerate(widths):  # one parallel row operation per pulse of the train
+            a = amps[:, j]
+            on = a != 0
+            if on.all():
+                self.chip.pulse(r, c, a, w, gate_v=gate_v)
+            elif on.any():
+                self.chip.pulse(
+                    r[on], c[on], a[on], w, gate_v=None if gate_v is None else gate_v[on]
+                )
+            else:
+                self._advance(w)
+        return _block(self._burst(r, c, reads, interval), "<f4")
+
+    def _read_burst(self, args: str) -> bytes:
+        """``READ:BURS?``: ``reads`` reads of cells of one row (configured read voltage)."""
+        parts = args.split(",") if args.strip() else []
+        if len(parts) < 4:
+            raise _CommandError(-109, "Missing parameter; expected row,reads,interval,col[,...]")
+        row = _integer(parts[0], "row")
+        reads, interval = self._burst_params(parts[1], parts[2])
+        cols = np.array([_integer(t, "column") for t in parts[3:]], dtype=np.int64)
+        self._check_rows(np.array([row]))
+        self._check_cols(cols)
+        if cols.size == 1:
+            return _block(self._burst(row, int(cols[0]), reads, interval), "<f4")
+        return _block(self._burst(np.full(cols.size, row), cols, reads, interval), "<f4")
+
+    def _burst_params(self, reads_t: str, interval_t: str) -> tuple[int, float]:
+        reads = _integer(reads_t, "reads")
+        interval = _number(interval_t, "interval")
+        if not 1 <= reads <= BURST_READS_MAX:
+            raise _CommandError(
+                -222, f"Data out of range; reads {reads}, allowed [1, {BURST_READS_MAX}]"
+            )
+        if not 0 <= interval <= BURST_INTERVAL_MAX_S:
+            raise _CommandError(
+                -222,
+                f"Data out of range; interval {interval:.6G} s, "
+                f"allowed [0, {BURST_INTERVAL_MAX_S:g}] s",
+            )
+        return reads, interval
+
+    def _burst(
+        self, rows: np.ndarray | int, cols: np.ndarray | int, reads: int, interval_s: float
+    ) -> np.ndarray:
+        """``reads`` row reads of the cells (S), (reads, cells): each one ``read_time_s``, their
+        starts ``max(interval_s, read_time_s)`` apart, at the configured read voltage."""
+        p = self.chip.params
+        v = None if self.read_v == p.read_v else self.read_v
+        g_us = self.chip.read_burst(
+            rows, cols, reads, v, interval_s=max(interval_s, p.read_time_s)
+        )
+        return g_us * 1e-6
 
     def _pulse_rows(self, args: str) -> None:
         head, sep, block = args.partition(",")

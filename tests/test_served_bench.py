@@ -125,6 +125,20 @@ def test_onchip_write_verify_over_tcp(served):
     assert res.converged.sum() >= 2
 
 
+def test_onchip_pulse_read_and_bursts_over_tcp(served):
+    """PULS:READ? / READ:BURS? replies are blocks too (LF bytes inside): a denoising ladder
+    of a few levels and a burst of 64 reads over the real TCP transport."""
+    from memprog.protocols.ladder import ladder_levels, run_ladder
+
+    s = served("sim_onchip")
+    with memprog.open_bench(s.bench_file) as b:
+        prog = b.programmer
+        g = prog.read_burst(0, 1, 64)
+        assert g.shape == (64, 1) and np.all(np.isfinite(g))
+        lad = run_ladder(prog, 0, 1, ladder_levels(80.0, 2.0, 4), protocol="denoise")
+    assert lad.within.all(), lad.to_frame()
+
+
 def test_crossbar_write_verify_over_tcp(served):
     """4200A-SCS KXCI (NUL-terminated socket) + 707B (raw TSP socket) through pyvisa-py."""
     s = served("sim_k4200_707b")

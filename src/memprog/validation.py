@@ -8,6 +8,7 @@ offending value and the allowed range, so nothing is ever clipped silently.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -87,8 +88,12 @@ class MemprogModel(BaseModel):
 
 def require_finite(name: str, value: Any) -> np.ndarray:
     """Return ``value`` as a float array, refusing NaN and inf with a ConfigError."""
+    if type(value) is float or type(value) is int:  # a Python scalar: no array checks needed
+        if math.isfinite(value):
+            return np.array(value, dtype=float)
+        raise ConfigError(name, value, "a finite number")
     arr = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         bad = arr[~np.isfinite(arr)].ravel()[0] if arr.ndim else float(arr)
         raise ConfigError(name, bad, "a finite number")
     return arr
@@ -107,6 +112,8 @@ def require_range(name: str, value: Any, lo: float, hi: float, unit: str = "") -
 
 def require_positive(name: str, value: Any, unit: str = "") -> np.ndarray:
     """Return ``value`` as a float array after checking it is finite and > 0."""
+    if type(value) is float and math.isfinite(value) and value > 0:  # the usual scalar
+        return np.array(value)
     arr = require_finite(name, value)
     if np.any(arr <= 0):
         first = arr[arr <= 0].ravel()[0] if arr.ndim else float(arr)
