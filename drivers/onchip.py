@@ -33,6 +33,7 @@ from .onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramR
 from .transport import Transport
 
 PROTOCOL_MAJOR = 1  # the protocol version this driver speaks (drivers/onchip_protocol.md)
+BURST_PROTOCOL_MINOR = 1  # PULS:READ? and READ:BURS? came with protocol 1.1
 VMM_BATCH_MAX = 1024  # input vectors per VMM:INP block (protocol v1.1)
 TEXT_BATCH_MAX = 16  # cells of one row sent as a text PULS:ROW? list; larger batches go binary
 _RAW_REFUSED = ("PULS", "PROG", "VMM", "READ:VOLT")  # stimulus commands: typed methods only
@@ -61,6 +62,7 @@ class OnChipController:
         self.technology = ""
         self.g_range_us = (0.0, 0.0)
         self.read_v = 0.0
+        self.protocol_minor = 0  # SYST:PROT?'s minor version, read at connect
         self._pulse_config: dict[str, float] = {}
         self.confirm_safe = False
         # bounds precomputed once: the per-message checks compare Python floats
@@ -206,8 +208,8 @@ class OnChipController:
         meaning (a pulse in other units), so the driver refuses it before sending any.
         """
         version = self.protocol_version().strip()
-        major = version.split(".", 1)[0]
-        if not major.isdigit():
+        major, _, minor = version.partition(".")
+        if not major.isdigit() or not minor.split(".", 1)[0].isdigit():
             raise ProtocolError("a protocol version '<major>.<minor>' from SYST:PROT?", version, self.name)
         if int(major) != PROTOCOL_MAJOR:
             raise ConfigError(
@@ -216,7 +218,22 @@ class OnChipController:
                 f"{PROTOCOL_MAJOR}.x (drivers/onchip_protocol.md)",
                 "the firmware speaks a protocol this driver does not",
             )
+        self.protocol_minor = int(minor.split(".", 1)[0])
         return version
+
+    @property
+    def has_bursts(self) -> bool:
+        """Whether the firmware has ``PULS:READ?`` and ``READ:BURS?`` (protocol 1.1 on)."""
+        return self.protocol_minor >= BURST_PROTOCOL_MINOR
+
+    def _require_bursts(self, command: str) -> None:
+        if not self.has_bursts:
+            raise ConfigError(
+                f"{self.name} protocol version",
+                f"1.{self.protocol_minor}",
+                f"1.{BURST_PROTOCOL_MINOR} or later for {command}",
+                "older firmware lacks the command: use separate pulses and reads",
+            )
 
     def recover(self) -> None:
         """Bring link and controller back in step after a link fault or a controller reboot.
@@ -587,6 +604,7 @@ class OnChipController:
         ``reads`` times, the reads' starts at least ``interval_s`` apart, and answers all of
         them in one block: a verification burst costs one round trip.
         """
+        self._require_bursts("READ:BURS?")
         r, c, n, iv = self._burst_args(row, cols, reads, interval_s)
         message = cmd.read_burst(r, n, iv, c)
         m = n * c.size
@@ -612,6 +630,7 @@ class OnChipController:
         (starts at least ``interval_s`` apart, configured read voltage). Returns the reads
         (µS), (reads, cells): a write-verify step in one round trip.
         """
+        self._require_bursts("PULS:READ?")
         r, c, n, iv = self._burst_args(row, cols, reads, interval_s)
         k = c.size
         amp, widths = pulse_train(amplitude_v, width_s, k)

@@ -169,6 +169,8 @@ class OnChipProgrammer(CellProgrammer):
         self, rows: object, cols: object, read_v: float | None, interval_s: float
     ) -> tuple[int, np.ndarray] | None:
         """(row, columns) when a burst command can carry the cells, else None."""
+        if not self.controller.has_bursts:  # firmware before protocol 1.1
+            return None
         if read_v is not None and float(read_v) != self.controller.read_v:
             return None
         if interval_s > BURST_INTERVAL_MAX_S:

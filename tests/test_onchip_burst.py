@@ -290,3 +290,18 @@ def test_a_ladder_level_costs_a_few_messages_on_the_onchip_bench(bench):
     # one per verification, and the burst that finds where the first level starts
     assert heads["READ:BURS?"] == 20 + res.settle_retunes.sum() + 1
     assert sum(heads.values()) <= 8 * 20
+
+
+def test_a_protocol_1_0_firmware_gets_separate_reads_and_never_a_burst():
+    """Backend: ExpectedProtocol. Firmware from before protocol 1.1 lacks PULS:READ? and
+    READ:BURS?: the driver refuses them (nothing sent), the programmer reads one by one."""
+    old = [m if m[0] != "SYST:PROT?" else ("SYST:PROT?", "1.0") for m in CONNECT]
+    with ExpectedProtocol(old + [("READ:CELL? 2,4", "1E-06"), ("READ:CELL? 2,4", "2E-06")]) as t:
+        ctrl = connected(t)
+        assert not ctrl.has_bursts
+        with pytest.raises(ConfigError, match=r"1\.1 or later for PULS:READ\?"):
+            ctrl.pulse_read(2, [4], 0.6, 1e-6)
+        with pytest.raises(ConfigError, match=r"1\.1 or later for READ:BURS\?"):
+            ctrl.read_burst(2, [4], 2)
+        g = OnChipProgrammer(ctrl).read_burst(2, 4, 2)
+    np.testing.assert_allclose(g, [[1.0], [2.0]], rtol=1e-6)

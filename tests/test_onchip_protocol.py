@@ -23,7 +23,7 @@ LIMITS = SafetyLimits(
 CONNECT = [
     ("*IDN?", "MEMPROG,ONCHIP-256X256,SN0042,1.0.0"),
     ("*CLS", None),
-    ("SYST:PROT?", "1.0"),
+    ("SYST:PROT?", "1.1"),
     ("ARR:SIZE?", "256,256"),
     ("ARR:TYPE?", "1T1R"),
     ("ARR:TECH?", "hfo2_1t1r"),
@@ -415,7 +415,7 @@ def test_safe_state_reset_and_raw_access():
             ("READ:VOLT?", "0.2"),
             ("READ:VOLT 0.15", None),
             NO_ERROR,
-            ("SYST:PROT?", "1.0"),
+            ("SYST:PROT?", "1.1"),
             ("*STB?", "0"),
             ("ARR:LIM?", "2.97,2.5,0.5,1E-08,0.001"),
             ("SYST:ERR:COUN?", "0"),
@@ -426,7 +426,7 @@ def test_safe_state_reset_and_raw_access():
         ctrl.reset()
         ctrl.set_read_voltage(0.15)
         assert ctrl.read_v == 0.15
-        assert ctrl.protocol_version() == "1.0"
+        assert ctrl.protocol_version() == "1.1"
         assert ctrl.query_raw("*STB?") == "0"
         lim = ctrl.controller_limits()
         assert (lim.amplitude_max_v, lim.gate_max_v, lim.read_max_v) == (2.97, 2.5, 0.5)
