@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from memprog.crossbar_wiring import CrossbarWiring, TerminalRule
 from memprog.drivers import tsp_commands as tsp
-from memprog.drivers.transport import Transport
+from memprog.drivers.transport import LinkError, Transport
 from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.protocols.programmer import wait_chunks
 from memprog.validation import MemprogModel
@@ -311,9 +311,28 @@ class Keithley707B:
                 raise ProtocolError("'1' from *OPC? after delay()", reply, self.name)
 
     # ------------------------------------------------------------------ safety
-    def safe_state(self) -> None:
-        """Open every crosspoint."""
-        self.open_all()
+    def safe_state(self, attempts: int = 3) -> None:
+        """Open every crosspoint; through link faults, recover the link and open again.
+
+        Why retry here: the safe state is what every error path ends in, so a garbled or
+        lost reply to its own error check must not leave crosspoints closed. Opening is
+        idempotent, so sending it again is always safe.
+        """
+        for attempt in range(attempts):
+            try:
+                self.open_all()
+                return
+            except (LinkError, ProtocolError):
+                self._closed = None  # not known until an open is confirmed
+                if attempt == attempts - 1:
+                    raise
+                recover = getattr(self.transport, "recover", None)
+                if callable(recover):
+                    try:
+                        recover()
+                    except LinkError:
+                        if attempt == attempts - 2:
+                            raise
 
     def describe(self) -> dict[str, Any]:
         """Settings and state, for run metadata."""

@@ -83,9 +83,10 @@ class DeviceParams(MemprogModel):
     read_time_s: float = Field(gt=0)
     read_v: float = Field(gt=0)
     # --- the device's own read-to-read spread once settled (1/f noise sampled by reads ms
-    # apart), where a source measured it: total std / G = intercept + slope * G. The part not
-    # already carried by the modelled RTN fluctuators and the instrument is added as white
-    # flicker, so nothing is counted twice. 0/0: off (the fluctuators and the instrument only).
+    # apart), where a source measured it on tuned devices: std / G = intercept + slope * G.
+    # The part not already carried by the small RTN fluctuator and the instrument is added as
+    # white flicker, so nothing is counted twice; the large fluctuator comes on top (tuning
+    # rarely accepts a state that carries one). 0/0: off (the fluctuators and the instrument).
     settled_spread_rel: float = Field(
         default=0.0, ge=0, le=0.1, description="total read spread of a settled device / G at G = 0"
     )

@@ -24,8 +24,10 @@ Calibration choices for what the sources do not give (also in the README):
     ([instrument]: I_rms / 0.2 V), never a value chosen from the level spacing.
   * The device's own read spread once settled: where a seed measured it (Drolet Fig. 2c,
     TiO2: 0.63 % of G at 100 µS falling to 0.44 % at 400 µS, the instrument's share ten
-    times smaller), ``settled_spread_*`` holds that measured total; the chip adds as white
-    flicker only what the RTN fluctuators and the instrument do not already carry.
+    times smaller), ``settled_spread_*`` holds that measured spread; the chip adds as white
+    flicker only what the small RTN fluctuator and the instrument do not already carry. The
+    large fluctuator comes on top: seed 001 measured tuned devices, and the ten-reads-in-a-
+    1 %-band acceptance passes states that carry one only rarely.
   * Disturb: each sub-threshold pulse >= disturb_v_min_v on a cell adds a shift whose
     cumulative mean and std after n such pulses are mean*n**0.88 and std*n**0.3 (scaled
     by (|V|/disturb_ref_v)**2), the accumulated shift capped at +-60 µS. Fitted to Drolet's

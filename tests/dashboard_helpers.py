@@ -114,7 +114,7 @@ def add_characterize_run(store: Any, chip_id: str, seed: int = 0, scale: float =
     n = levels.size
     g = levels * (1 + rng.normal(0.002 * scale, (0.004 + levels * 2e-5) * scale, n))
     sink.record_event({"event": "samples", "table": "imprecision", "columns": {
-        "level_us": levels, "g_us": g, "device": np.arange(n) % 10, "repeat": np.arange(n) // 10,
+        "level_us": levels, "g_us": g, "device": (np.arange(n) // 10) % 3, "repeat": np.arange(n) // 30,
         "converged": np.ones(n, dtype=bool)}})  # fmt: skip
     lw = np.repeat([1, 5, 13, 29], 40)
     sink.record_event({"event": "samples", "table": "disturb", "columns": {

@@ -123,3 +123,39 @@ def test_channel_names_lists_and_ranges():
         0,
         "Queue Is Empty",
     )
+
+
+def test_safe_state_opens_again_after_a_garbled_reply():
+    """The safe state survives a garbled reply to its own error check: the link is
+    recovered and the (idempotent) open sent again, so no crosspoint is left closed."""
+
+    class Recovering(ExpectedProtocol):
+        recoveries = 0
+
+        def recover(self) -> None:
+            self.recoveries += 1
+
+    t = Recovering(
+        CONNECT
+        + [
+            ('channel.open("allslots")', None),
+            ("print(errorqueue.count)", "d[KVT9P4rL7"),  # garbled on the wire
+            ('channel.open("allslots")', None),
+            ("print(errorqueue.count)", ZERO),
+        ]
+    )
+    with t:
+        m = Keithley707B(t)
+        m.connect()
+        m.safe_state()
+    assert t.recoveries == 1 and m.closed_cache == set()
+
+
+def test_safe_state_gives_up_after_its_attempts_and_says_why():
+    t = ExpectedProtocol(CONNECT + [('channel.open("allslots")', None), ("print(errorqueue.count)", "?")] * 1)
+    with t:
+        m = Keithley707B(t)
+        m.connect()
+        with pytest.raises(ProtocolError, match="error count"):
+            m.safe_state(attempts=1)
+    assert m.closed_cache is None  # not known: the open was never confirmed

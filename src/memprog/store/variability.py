@@ -119,9 +119,13 @@ class VariabilityDB:
         per_tune = d.groupby(["run_id", "level_us", "device", "repeat"])["err_pct"].agg(["var", "size"])
         per_tune = per_tune[per_tune["size"] > 1].reset_index()
         g = d.groupby("level_us")
+        # a level whose tunes were read once each has no per-tune spread: the spread of all
+        # its reads stands in (it holds where each tune landed too, so it errs high)
+        pooled = g["err_pct"].std(ddof=1)
+        own = np.sqrt(per_tune.groupby("level_us")["var"].mean()).reindex(pooled.index)
         out = pd.DataFrame(
             {
-                "std_pct": np.sqrt(per_tune.groupby("level_us")["var"].mean()),
+                "std_pct": own.fillna(pooled),
                 "mean_offset_pct": g["err_pct"].mean(),
                 "n_samples": g["err_pct"].size(),
                 "n_tunes": g[["run_id", "device", "repeat"]].apply(lambda x: len(x.drop_duplicates())),
