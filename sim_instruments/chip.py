@@ -225,7 +225,7 @@ class SimChip:
     def _relaxes(self) -> bool:
         p = self.params
         return self.effects.relaxation and (
-            p.relax_rel_std > 0 or p.relax_step_std > 0 or p.relax_step_mean != 0
+            p.relax_rel_std > 0 or p.relax_rel_mean != 0 or p.relax_step_std > 0 or p.relax_step_mean != 0
         )
 
     def _relaxed_part(self, sel: Sel) -> np.ndarray | float:
@@ -317,8 +317,8 @@ class SimChip:
                 pending = self._relax_us[si] * np.exp(age)
                 step = g_new - g
                 new = step * (p.relax_step_std * self._normal(step.size) - p.relax_step_mean)
-                if p.relax_rel_std > 0:  # earlier model: redrawn at every switching pulse
-                    pending = (p.relax_rel_std * g_new) * self._normal(g_new.size)
+                if p.relax_rel_std > 0 or p.relax_rel_mean != 0:  # a fraction of G, redrawn per switching pulse
+                    pending = g_new * (p.relax_rel_std * self._normal(g_new.size) - p.relax_rel_mean)
                 self._relax_us[si] = pending + new
                 self._t_prog_s[si] = self.clock_s + width_s
         if n_sw == switching.size:

@@ -108,9 +108,14 @@ class DeviceParams(MemprogModel):
     # Each switching pulse adds to the part not yet relaxed r a volatile fraction of its own
     # step dG: r += dG * (-relax_step_mean + relax_step_std * xi) (short-term plasticity: the
     # part of a filament change a pulse just made is the part that can relax back). A non-zero
-    # relax_rel_std instead redraws r ~ N(0, relax_rel_std * G) at every switching pulse,
-    # whatever its size (the earlier model, kept for comparison).
+    # relax_rel_std or relax_rel_mean instead redraws r = G * (-relax_rel_mean + relax_rel_std
+    # * xi) at every switching pulse, whatever its size (the G model: TiO2, where seed 001's
+    # level-independent tuning offset measures it).
     relax_rel_std: float = Field(ge=0, le=0.2)
+    relax_rel_mean: float = Field(
+        default=0.0, ge=-0.2, le=0.2,
+        description="mean fraction of G that relaxes back after a switching pulse (G model)",
+    )  # fmt: skip
     relax_tau_s: float = Field(gt=0)
     relax_step_mean: float = Field(
         default=0.0, ge=-1, le=1, description="mean fraction of each switching step that relaxes back"
