@@ -17,8 +17,10 @@ interlock); those cells whose threshold lies below really switch.
    the preset), so the std column checks that it reaches the tuning through the stack;
    the offset is not put in anywhere: it comes from the loop, relaxation and noise.
 2. Disturb (Drolet Fig. 3, ``drift_dicts``): all 64 cells tuned row-major to random targets in
-   100-400 µS; each cell's change between its own tuning and the end, binned by the number of
-   cells tuned after it (k = 1, 5, 13, 29); Drolet's cap of +-60 µS applied as the paper did.
+   100-400 µS, the cells tuned so far read after every tuning; each cell's change since its
+   own tuning once k more cells were tuned (every cell counts for every k it lived through:
+   Drolet's sub-databases hold 1,259 samples at k = 1); Drolet's cap of +-60 µS applied as
+   the paper did. Standard errors by bootstrap over the arrays.
    The statistical disturb model was fitted to this table (``fit_seed001_disturb.py``, target
    seeds 0-15); these arrays use fresh targets (seeds 100 on), so the table checks the fit.
 
@@ -123,35 +125,44 @@ def imprecision(bench, devices: int, reps: int, post_reads: int) -> tuple[list[d
     return out, summary
 
 
-def disturb(bench, seed: int) -> dict:
+def tune_and_track(bench, targets_us: np.ndarray, after_tuning=None) -> tuple[np.ndarray, np.ndarray]:
+    """Drolet's disturb procedure: tune the 64 cells row-major, one at a time, and after each
+    tuning read every cell tuned before it. Returns each cell's accepted value (NaN: not
+    converged or not working) and ``reads[i, j]``, cell j read after cell i's tuning."""
     prog = bench.programmer
-    chip = bench.sim_chip
-    rng = np.random.default_rng(seed)
     rows, cols = np.divmod(np.arange(64), 8)
-    targets = rng.uniform(100.0, 400.0, 64)
-    ok = chip.working_mask.ravel()
+    ok = bench.sim_chip.working_mask.ravel()
     finals = np.full(64, np.nan)
-    for i in range(64):  # row-major, one cell at a time, as the paper
-        if not ok[i]:
-            continue
-        res = tune_alibart(prog, [rows[i]], [cols[i]], [targets[i]], params=SEED001)
-        if res.converged[0]:
-            finals[i] = res.final_us[0]
-    after = prog.read(rows, cols)
-    delta = after - finals
-    later = 63 - np.arange(64)
+    reads = np.full((64, 64), np.nan)
+    for i in range(64):
+        if ok[i]:
+            res = tune_alibart(prog, [rows[i]], [cols[i]], [targets_us[i]], params=SEED001)
+            if res.converged[0]:
+                finals[i] = res.final_us[0]
+        if after_tuning is not None:
+            after_tuning(i)
+        done = np.flatnonzero(np.isfinite(finals[:i]))
+        if done.size:
+            reads[i, done] = prog.read(rows[done], cols[done])
+    return finals, reads
+
+
+def samples_by_k(finals: np.ndarray, reads: np.ndarray) -> dict[int, np.ndarray]:
+    """Drolet's sub-databases: the change of cell j once k = i - j more cells were tuned,
+    for every pair (every tuned cell contributes to every k it lived through), with the
+    paper's +-60 µS cap; stuck or unconverged cells are left out."""
     out = {}
     for k in DROLET_DISTURB:
-        # cells with k later writes (one per k on one array: pool the neighbours of k)
-        sel = np.isfinite(delta) & (np.abs(later - k) <= max(1, k // 4)) & (np.abs(delta) <= 60)
-        d = delta[sel]
-        out[k] = {
-            "n": int(d.size),
-            "mean_us": float(d.mean()) if d.size else None,
-            "std_us": float(d.std(ddof=1)) if d.size > 1 else None,
-            "drolet": DROLET_DISTURB[k],
-        }
+        j = np.arange(64 - k)
+        d = reads[j + k, j] - finals[j]
+        out[k] = d[np.isfinite(d) & (np.abs(d) <= 60)]
     return out
+
+
+def disturb(bench, seed: int) -> dict[int, np.ndarray]:
+    """One array of Drolet's disturb procedure to random targets in 100-400 µS."""
+    targets = np.random.default_rng(seed).uniform(100.0, 400.0, 64)
+    return samples_by_k(*tune_and_track(bench, targets))
 
 
 def main() -> None:
@@ -180,17 +191,29 @@ def main() -> None:
                 b.sim_chip.effects = b.sim_chip.effects.model_copy(update={"disturb": False})
             runs.append(disturb(b, seed=a.target_seed + s))
     dist = {}
+    boot_rng = np.random.default_rng(0)
     for k in DROLET_DISTURB:
-        pooled = [runs[j][k] for j in range(len(runs)) if runs[j][k]["n"]]
-        n = sum(x["n"] for x in pooled)
+        d = np.concatenate([r[k] for r in runs]) if runs else np.zeros(0)
+        if d.size < 2:
+            dist[k] = {"n": int(d.size), "mean_us": None, "std_us": None, "drolet_mean_std_us": DROLET_DISTURB[k]}
+            continue
+        # standard errors by bootstrap over the arrays (cells of one array are not independent)
+        bm, bs = [], []
+        for _ in range(400):
+            pick = np.concatenate([runs[i][k] for i in boot_rng.integers(0, len(runs), len(runs))])
+            bm.append(pick.mean())
+            bs.append(pick.std(ddof=1))
+        m, sd = float(d.mean()), float(d.std(ddof=1))
         dist[k] = {
-            "n": n,
-            "mean_us": float(np.average([x["mean_us"] for x in pooled], weights=[x["n"] for x in pooled])) if n else None,
-            "std_us": float(np.sqrt(np.average([x["std_us"] ** 2 for x in pooled if x["std_us"] is not None]))) if n > 1 else None,
+            "n": int(d.size),
+            "mean_us": m,
+            "mean_se_us": float(np.std(bm)),
+            "std_us": sd,
+            "std_se_us": float(np.std(bs)),
             "drolet_mean_std_us": DROLET_DISTURB[k],
+            "mean_z": (m - DROLET_DISTURB[k][0]) / max(float(np.std(bm)), 1e-9),
+            "std_z": (sd - DROLET_DISTURB[k][1]) / max(float(np.std(bs)), 1e-9),
         }
-        if n > 1:  # the mean's distance from seed 001's in standard errors of ours
-            dist[k]["mean_z"] = (dist[k]["mean_us"] - DROLET_DISTURB[k][0]) / (dist[k]["std_us"] / np.sqrt(n))
     out = {
         "imprecision": imp,
         "imprecision_summary": imp_sum,
@@ -215,13 +238,14 @@ def main() -> None:
         f"std {m['offset_std_pct']:.3f} %  (Drolet {DROLET_OFFSET_PCT[0]:+.3f}, std {DROLET_OFFSET_PCT[1]:.3f}); "
         f"{m['pulses_per_tuning']:.1f} pulses per tuning, {m['failed_runs']} runs not converged"
     )
-    print("V/3 disturb by later writes k (µS): measured mean/std vs Drolet")
+    print("V/3 disturb after k later writes (µS): measured mean / std (bootstrap SE) vs Drolet")
     for k, v in dist.items():
-        m, s = v["mean_us"], v["std_us"]
-        z = v.get("mean_z")
-        print(f"  k={k:2d}  {m if m is None else round(m, 2)} / {s if s is None else round(s, 2)}  "
-              f"(Drolet {DROLET_DISTURB[k][0]} / {DROLET_DISTURB[k][1]})  n={v['n']}"
-              + (f"  mean z {z:+.1f}" if z is not None else ""))
+        if v["mean_us"] is None:
+            print(f"  k={k:2d}  no samples")
+            continue
+        print(f"  k={k:2d}  {v['mean_us']:+6.2f} ± {v['mean_se_us']:.2f} / {v['std_us']:5.2f} ± {v['std_se_us']:.2f}  "
+              f"(Drolet {DROLET_DISTURB[k][0]:+.2f} / {DROLET_DISTURB[k][1]:.1f}; z {v['mean_z']:+.1f} / {v['std_z']:+.1f})  "
+              f"n={v['n']}")  # fmt: skip
     print(f"wall {out['wall_s']:.1f} s; statistical disturb model {'on' if out['statistical_disturb'] else 'off'}")
 
 

@@ -98,10 +98,11 @@ TIO2_PASSIVE = DeviceParams(
     # [Drolet] the V/3 table (mean/std at k = 1, 5, 13, 29 later writes): growth exponents
     # from the table's shape (log-log least squares), the two amplitudes fitted by
     # benchmarks/fit_seed001_disturb.py through the seed-001 bench itself (16 arrays, seed
-    # 001's ramps, iterated until the pulses it logs and the fit agree), on top of the real
+    # 001's ramps and its per-tuning drift records, iterated until the pulses it logs and
+    # the fit agree), on top of the real
     # switching of unselected cells: what really switches is not counted twice
-    disturb_std_us=4.28,  # [Drolet] fit: std of the first disturbing pulse at disturb_ref_v
-    disturb_mean_us=-0.038,  # [Drolet] fit: mean of the first disturbing pulse
+    disturb_std_us=3.93,  # [Drolet] fit: std of the first disturbing pulse at disturb_ref_v
+    disturb_mean_us=-0.0302,  # [Drolet] fit: mean of the first disturbing pulse
     disturb_std_exponent=0.293,  # [Drolet] std 8.2 -> 22.6 µS over k = 1 -> 29
     disturb_mean_exponent=0.879,  # [Drolet] mean -0.63 -> -11.2 µS over k = 1 -> 29
     disturb_cap_us=60.0,  # [Drolet] drift samples capped at +-60 µS
