@@ -93,12 +93,11 @@ def logged_array(target_seed: int, stat: np.ndarray) -> dict:
     el = np.array([x[1] for x in pulses])
     va = np.array([x[2] for x in pulses])
     sh = np.array([x[3] for x in pulses])
-    # count n of eligible pulses since each cell last switched, at every pulse
-    n = np.zeros_like(va)
-    cnt = np.zeros(64)
-    for j in range(sw.shape[0]):
-        cnt = np.where(sw[j], 0.0, cnt + el[j])
-        n[j] = cnt
+    # count n of eligible pulses since each cell last switched, at every pulse: the running
+    # count less its value at the cell's last switching pulse (a switching pulse is never
+    # eligible, so the count there is the base)
+    total = np.cumsum(el, axis=0, dtype=np.float64)
+    n = total - np.maximum.accumulate(np.where(sw, total, 0.0), axis=0)
     # cumulative sums are sampled at tuning ends: index 0 = before any pulse
     applied = np.vstack([np.zeros(64), np.cumsum(sh, axis=0)])[ends]  # (tuning i, cell j)
     real = {}

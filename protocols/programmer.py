@@ -171,15 +171,20 @@ BURST_INTERVAL_S = 63e-6
 WAIT_CHUNK_S = 1.0  # longest single instrument-side wait a stack sends (any VISA timeout > 1 s works)
 
 
+def check_seconds(name: str, value: object) -> float:
+    """``value`` as a finite float >= 0 s (ConfigError naming ``name`` otherwise)."""
+    try:
+        s = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(name, value, "a number of seconds >= 0") from None
+    if not np.isfinite(s) or s < 0:
+        raise ConfigError(name, value, "a finite number of seconds >= 0")
+    return s
+
+
 def check_wait_s(seconds: object) -> float:
     """``seconds`` as a float >= 0 (ConfigError naming ``seconds`` otherwise)."""
-    try:
-        s = float(seconds)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError("seconds", seconds, "a number of seconds >= 0") from None
-    if not np.isfinite(s) or s < 0:
-        raise ConfigError("seconds", s, "a finite number of seconds >= 0")
-    return s
+    return check_seconds("seconds", seconds)
 
 
 def wait_chunks(seconds: float, chunk_s: float = WAIT_CHUNK_S) -> list[float]:
@@ -228,13 +233,7 @@ def pulse_train(
 
 def check_interval_s(value: object) -> float:
     """``value`` as a finite float >= 0 s (ConfigError naming ``interval_s`` otherwise)."""
-    try:
-        s = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError("interval_s", value, "a number of seconds >= 0") from None
-    if not np.isfinite(s) or s < 0:
-        raise ConfigError("interval_s", value, "a finite number of seconds >= 0")
-    return s
+    return check_seconds("interval_s", value)
 
 
 def cell_indices(
