@@ -7,7 +7,9 @@ unselected cells that really switched when the RESET ramp put 0.8 V on them. The
 carries that real switching itself; the statistical model must carry only the rest. So:
 
 1. The disturb procedure of ``bench_seed001.py`` (cells tuned row-major, the cells tuned so
-   far read after every tuning) runs with the current parameters and every write pulse is
+   far read after every tuning, each cell's change counted from its settled value: the
+   10-read mean 5 s after its own tuning, before the next one starts) runs with the
+   current parameters and every write pulse is
    logged: which cells switched, which saw a sub-threshold bias of at least
    ``disturb_v_min_v`` and how large, and the statistical shift the chip applied. Each
    measured change less that shift is the real part (switching, noise, relaxation) of
@@ -29,7 +31,7 @@ carries that real switching itself; the statistical model must carry only the re
 
 The fitted values go into ``sim_instruments/presets.py`` by hand, with this script named as
 their source; ``bench_seed001.py`` (fresh targets) then checks the table end to end.
-Run: ``python benchmarks/fit_seed001_disturb.py [--arrays 16] [--json]`` (~10 min).
+Run: ``python benchmarks/fit_seed001_disturb.py [--arrays 16] [--json]`` (~7 min).
 """
 
 from __future__ import annotations

@@ -448,8 +448,8 @@ class CrossbarProgrammer(CellProgrammer):
 class RobustCrossbarProgrammer(CrossbarProgrammer):
     """The crossbar stack through link faults (what ``open_bench`` builds; labready).
 
-    A read that fails on the link (timeout, lost connection, unreadable reply) or that an
-    instrument refused as busy is repeated after both links are resynchronised and the
+    A read or a wait that fails on the link (timeout, lost connection, unreadable reply) or
+    that an instrument refused as busy is repeated after both links are resynchronised and the
     instruments set up again (a rebooted 4200 or 707B has lost its state). A pulse batch
     is never repeated, refused or not: a serial batch may have pulsed its first cells
     before the failure, and the next verify read tells the protocol what happened. :attr:`link_stats` counts what happened.
@@ -507,6 +507,11 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
 
     def read(self, rows, cols, read_v=None) -> np.ndarray:  # noqa: D102
         return self._robust(lambda: CrossbarProgrammer.read(self, rows, cols, read_v), True)
+
+    def wait(self, seconds: float) -> None:
+        """The 707B's ``delay()`` through link faults: a wait cut short by a fault is
+        waited again in full (a settle may come out longer, never shorter)."""
+        self._robust(lambda: CrossbarProgrammer.wait(self, seconds), True)
 
 
 # ---------------------------------------------------------------------- stack builder

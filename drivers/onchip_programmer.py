@@ -223,8 +223,11 @@ class OnChipProgrammer(CellProgrammer):
         raise last
 
     def wait(self, seconds: float) -> None:
-        """Let bench time pass: the controller's own wait (``SYST:WAIT?``), chip idle."""
-        self.controller.wait(seconds)
+        """Let bench time pass: the controller's own wait (``SYST:WAIT?``), chip idle.
+
+        Through link faults like a read: a wait cut short is waited again in full, so a
+        settle may come out longer, never shorter."""
+        self._robust(self.controller.wait, (seconds,), True)
 
     def close(self) -> None:
         """Every line and gate of the chip to 0 V."""

@@ -6,7 +6,10 @@ model: read; if the cell is below the tolerance band apply a SET pulse, above it
 pulse; the amplitude of a polarity rises by one step with every pulse while the error keeps
 its sign, so each device finds its own threshold; when the sign flips (the target was
 crossed) the other polarity restarts from its start amplitude. A cell is converged after N
-consecutive reads inside the band (Drolet, seed 001: N = 10 at 1 %).
+consecutive reads inside the band (Drolet, seed 001: N = 10 at 1 %). Mouny's B1530A script,
+which seed 001's tuning experiments ran, differs in two ways that are options here: it counts
+the in-band reads over the whole tuning (``count_in_band="cumulative"``) and restarts both
+ramps at every in-band read (``restart_on_band``).
 
 This implementation runs a whole batch in lock-step: every iteration is one ``read`` of the
 cells still working and one ``pulse`` of those outside their band (amplitudes and signs per
@@ -26,7 +29,7 @@ neighbour's pulses can disturb anything else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -80,7 +83,17 @@ class AlibartParams(MemprogModel):
     tolerance_rel: float = Field(default=0.01, gt=0, lt=1, description="band half-width / target")
     tolerance_us: float | None = Field(default=None, gt=0, description="absolute band (overrides)")
     tolerance_min_us: float = Field(default=0.0, ge=0, description="floor of the relative band")
-    reads_in_band: int = Field(default=10, ge=1, le=10_000, description="consecutive in-band reads")
+    reads_in_band: int = Field(default=10, ge=1, le=10_000, description="in-band reads to finish")
+    count_in_band: Literal["consecutive", "cumulative"] = Field(
+        default="consecutive",
+        description="in-band reads counted in a row (an out-of-band read starts over), or "
+        "over the whole tuning (Mouny's B1530A script, the one seed 001 tuned with)",
+    )
+    restart_on_band: bool = Field(
+        default=False,
+        description="an in-band read restarts both ramps at their start amplitudes "
+        "(Mouny's B1530A script); False: a ramp restarts only when the error changes sign",
+    )
     max_pulses: int = Field(default=2000, ge=1, le=10_000_000, description="pulse budget per cell")
     stuck_pulses: int = Field(
         default=20, ge=1, le=100_000, description="pulses at the cap => stuck"
@@ -360,8 +373,16 @@ def _run_batch(
             sink.record_event({"event": "read", "rows": r[act], "cols": c[act], "g_us": g})
         err = g - t[act]
         inb = np.abs(err) <= tol[act]
-        st.inband[act] = np.where(inb, st.inband[act] + 1, 0)
-        st.sum_inband[act] = np.where(inb, st.sum_inband[act] + g, 0.0)
+        if p.count_in_band == "cumulative":
+            st.inband[act] += inb
+            st.sum_inband[act] += np.where(inb, g, 0.0)
+        else:
+            st.inband[act] = np.where(inb, st.inband[act] + 1, 0)
+            st.sum_inband[act] = np.where(inb, st.sum_inband[act] + g, 0.0)
+        if p.restart_on_band and inb.any():
+            ib = act[inb]
+            st.v_set[ib] = _restart(p.set_start_v, st.eff_set[ib], p.restart_backoff_v)
+            st.v_reset[ib] = _restart(p.reset_start_v, st.eff_reset[ib], p.restart_backoff_v)
         finished = np.zeros(act.size, dtype=bool)
         ok = st.inband[act] >= p.reads_in_band
         if ok.any():

@@ -40,6 +40,9 @@ Calibration choices for what the sources do not give (also in the README):
     V/3 table through the seed-001 bench itself, with the unselected cells that really switch
     (0.8 V under the RESET ramp's end) left in: the statistical model carries only the rest
     (benchmarks/fit_seed001_disturb.py); the V/2 rate follows from the same (|V|/ref)**2 law.
+    Each cell's change is counted from its settled value (the stabilised reads whose offset
+    the imprecision table already holds), so the settle is in the offset, not again in the
+    disturb.
 """
 
 from __future__ import annotations
@@ -98,11 +101,12 @@ TIO2_PASSIVE = DeviceParams(
     # [Drolet] the V/3 table (mean/std at k = 1, 5, 13, 29 later writes): growth exponents
     # from the table's shape (log-log least squares), the two amplitudes fitted by
     # benchmarks/fit_seed001_disturb.py through the seed-001 bench itself (16 arrays, seed
-    # 001's ramps and its per-tuning drift records, iterated until the pulses it logs and
-    # the fit agree), on top of the real
-    # switching of unselected cells: what really switches is not counted twice
-    disturb_std_us=3.93,  # [Drolet] fit: std of the first disturbing pulse at disturb_ref_v
-    disturb_mean_us=-0.0302,  # [Drolet] fit: mean of the first disturbing pulse
+    # 001's ramps and its per-tuning drift records counted from each cell's settled value,
+    # iterated until the pulses it logs and the fit agree; the mean of the last three
+    # rounds), on top of the real switching of unselected cells: what really switches is
+    # not counted twice
+    disturb_std_us=4.01,  # [Drolet] fit: std of the first disturbing pulse at disturb_ref_v
+    disturb_mean_us=-0.0367,  # [Drolet] fit: mean of the first disturbing pulse
     disturb_std_exponent=0.293,  # [Drolet] std 8.2 -> 22.6 µS over k = 1 -> 29
     disturb_mean_exponent=0.879,  # [Drolet] mean -0.63 -> -11.2 µS over k = 1 -> 29
     disturb_cap_us=60.0,  # [Drolet] drift samples capped at +-60 µS

@@ -7,8 +7,10 @@ import pytest
 
 from memprog.direct import DirectChipProgrammer
 from memprog.errors import ConfigError
+from memprog.limits import SafetyLimits
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.events import MemorySink
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.sim_instruments.chip import STUCK_HRS, SimChip
 from memprog.sim_instruments.device_params import Effects
 
@@ -187,3 +189,46 @@ def test_stuck_hrs_cell_is_flagged_quickly():
     res = tune_alibart(prog, [1], [1], [300.0])
     assert not res.converged[0] and res.flags[0] == "stuck,at_voltage_cap"
     assert res.pulses[0] == 60 + 20  # the ramp 0.8 -> 1.98 V, then stuck_pulses at the 2 V cap
+
+
+class _ScriptedCell(CellProgrammer):
+    """One cell whose reads follow a script (µS), one entry per read; pulses are recorded."""
+
+    def __init__(self, script: list[float]) -> None:
+        self.script = list(script)
+        self.amps: list[float] = []
+        self.info = ProgrammerInfo(1, 1, "cell", False, (50.0, 500.0), 0.2, "custom")
+        self.limits = SafetyLimits(set_v_max=2.5, reset_v_max=2.5)
+
+    def read(self, rows, cols, read_v=None) -> np.ndarray:  # noqa: ANN001, D102
+        return np.array([self.script.pop(0)])
+
+    def pulse(self, rows, cols, amplitude_v, width_s, gate_v=None) -> None:  # noqa: ANN001, D102
+        self.amps.append(float(np.atleast_1d(amplitude_v)[0]))
+
+
+def _scripted(script: list[float], **kw: object) -> tuple[_ScriptedCell, object]:
+    cell = _ScriptedCell(script)
+    params = AlibartParams(reads_in_band=3, settle_s=0.0, noise_probe_reads=0, **kw)
+    return cell, tune_alibart(cell, [0], [0], [200.0], params=params)
+
+
+def test_in_band_reads_counted_in_a_row_or_over_the_tuning():
+    # band 198-202 µS; reads: in, in, low, in, in, in ...
+    script = [200.0, 200.5, 190.0, 199.0, 201.0, 200.0, 200.0, 200.0]
+    cell, res = _scripted(script)
+    # consecutive (default): the low read starts the count over, so 3 more in band after it
+    assert res.converged[0] and len(cell.script) == 2 and cell.amps == [0.8]
+    assert res.final_us[0] == pytest.approx(np.mean([199.0, 201.0, 200.0]))
+    cell, res = _scripted(script, count_in_band="cumulative")
+    # cumulative (Mouny's B1530A script): the two before the low read still count
+    assert res.converged[0] and len(cell.script) == 4 and cell.amps == [0.8]
+    assert res.final_us[0] == pytest.approx(np.mean([200.0, 200.5, 199.0]))
+
+
+def test_in_band_read_restarts_the_ramps_only_when_asked():
+    script = [190.0, 190.0, 200.0, 190.0] + [200.0] * 3
+    cell, _ = _scripted(script)
+    assert cell.amps == pytest.approx([0.8, 0.82, 0.84])  # the SET ramp goes on
+    cell, _ = _scripted(script, restart_on_band=True)
+    assert cell.amps == pytest.approx([0.8, 0.82, 0.8])  # back at its start after the in-band read
