@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.errors import ConfigError, InstrumentError
+from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.limits import SafetyLimits
 from memprog.probe_wiring import ProbeWiring, probe_wiring_from_bench
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
@@ -308,9 +308,38 @@ class B1500WgfmuProgrammer(CellProgrammer):
             raise
 
     # ------------------------------------------------------------------ safety
+    #: a wait cut short by a link fault is waited again in full, at most this often
+    wait_retries = 8
+
     def wait(self, seconds: float) -> None:
-        """Let bench time pass: the mainframe's FLEX ``PA`` pause (no pattern runs meanwhile)."""
-        self.mainframe.pause(seconds)
+        """Let bench time pass: the mainframe's FLEX ``PA`` pause (no pattern runs meanwhile).
+
+        Through link faults (a timeout, a lost connection, an unreadable ``ERRX?`` reply):
+        the link is brought back in step, the error queue drained, and the whole wait sent
+        again, so a settle may come out longer, never shorter. A pause changes no output,
+        so repeating it is safe; ``link_stats`` counts what happened.
+        """
+        from .transport import LinkError
+
+        stats = self.__dict__.setdefault("link_stats", {"faults": 0, "retried": 0, "recoveries": 0})
+        for attempt in range(self.wait_retries + 1):
+            try:
+                if attempt:
+                    self._recover_mainframe()
+                    stats["recoveries"] += 1
+                    stats["retried"] += 1
+                self.mainframe.pause(seconds)
+                return
+            except (LinkError, ProtocolError):
+                stats["faults"] += 1
+                if attempt == self.wait_retries:
+                    raise
+
+    def _recover_mainframe(self) -> None:
+        recover = getattr(self.mainframe.t, "recover", None)
+        if callable(recover):
+            recover()
+        self.mainframe.read_errors()  # what the failed exchange left queued
 
     def _fail_safe(self) -> None:
         try_safe_state(self.safe_state)
