@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 import numpy as np
@@ -326,3 +327,47 @@ def test_two_runs_write_concurrently(url):
         assert len(s.cells(rid)) == 64 and s.get_run(rid)["cells_done"] == 64
         assert len(s.events(rid, "checkpoint")) == 8
     s.close()
+
+
+def test_runs_left_running_by_a_gone_process_are_reaped(url):
+    """kill -9 leaves a run 'running'; a run whose process is gone from this host is marked
+    interrupted (by the next run, or `memprog db reap`), a live or foreign one is not."""
+    import socket
+    import subprocess
+
+    from sqlalchemy import update
+
+    from memprog.store.core import process_alive, run_alive_here
+    from memprog.store.models import Run
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    s = open_store(url)
+    try:
+        ids = {name: s.start_run(kind="tune") for name in ("gone", "live", "foreign", "mine")}
+        for name, pid, host in (
+            ("gone", gone.pid, None), ("live", live.pid, None), ("foreign", gone.pid, "another-host"),
+        ):  # fmt: skip
+            vals = {"pid": pid} | ({"host": host} if host else {})
+            with s.engine.begin() as c:
+                c.execute(update(Run).where(Run.run_id == ids[name]).values(**vals))
+        assert not process_alive(gone.pid) and process_alive(live.pid) and process_alive(os.getpid())
+        assert run_alive_here(s.get_run(ids["live"])) and not run_alive_here(s.get_run(ids["gone"]))
+        assert not run_alive_here(s.get_run(ids["mine"]))  # this process: a resume is its own
+        assert s.get_run(ids["mine"])["host"] == socket.gethostname()[:128]
+        assert s.reap_dead_runs() == [ids["gone"]]
+        run = s.get_run(ids["gone"])
+        assert run["status"] == "interrupted" and run["ended_at"]
+        assert run["summary"]["reaped"] is True and str(gone.pid) in run["summary"]["reason"]
+        for name in ("live", "foreign", "mine"):
+            assert s.get_run(ids[name])["status"] == "running", name
+        assert s.reap_dead_runs() == []  # nothing twice
+        live.kill()
+        live.wait()
+        s.start_run(kind="tune")  # every new run reaps
+        assert s.get_run(ids["live"])["status"] == "interrupted"
+    finally:
+        if live.poll() is None:
+            live.kill()
+        s.close()

@@ -92,6 +92,8 @@ def test_kill9_then_resume_then_export(tmp_path):
     for col in ("row", "col", "target_us", "final_us", "pulses", "converged", "flags"):
         assert col in df
     assert s.get_run(rid2)["status"] == "complete"
+    killed = s.get_run(rid)  # the new run found the killed one's process gone
+    assert killed["status"] == "interrupted" and killed["summary"]["reaped"] is True
     # refusals, each with its reason, and no run started for them
     n_runs = len(s.list_runs())
     done = r.invoke(app, ["tune", "--bench", BENCH, "--map", str(m), "--resume", rid2, "--db", url])
@@ -150,6 +152,21 @@ def test_db_commands(tmp_path):
     assert missing.exit_code == 2 and "0123456789ab" in missing.stderr
     up = r.invoke(app, ["db", "upgrade", "--db", url, "--json"])
     assert up.exit_code == 0 and json.loads(up.stdout)["revision"]
+    reap = r.invoke(app, ["db", "reap", "--db", url, "--json"])  # nothing left running here
+    assert reap.exit_code == 0 and json.loads(reap.stdout)["reaped"] == []
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    s = open_store(url)
+    orphan = s.start_run(kind="tune")
+    from sqlalchemy import update
+
+    from memprog.store.models import Run
+
+    with s.engine.begin() as c:  # as a run whose process was killed outright
+        c.execute(update(Run).where(Run.run_id == orphan).values(pid=gone.pid))
+    s.close()
+    reap = r.invoke(app, ["db", "reap", "--db", url])
+    assert reap.exit_code == 0 and orphan in reap.stdout and "1 run(s) marked interrupted" in reap.stdout
     lv = r.invoke(app, ["levels", "--bench", "sim_onchip", "--levels", "3", "--start-us", "1000",
                         "--out", str(tmp_path / "l.png"), "--db", url, "--json", "--no-progress"])
     assert lv.exit_code == 0, lv.output

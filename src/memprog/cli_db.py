@@ -185,6 +185,26 @@ def upgrade_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     emit(doc, as_json, f"{doc['db']}: schema revision {rev} (newest)")
 
 
+@db_app.command("reap")
+def reap_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Mark 'interrupted' the runs left 'running' by a process of this host that is gone.
+
+    A run killed outright (kill -9, a power cut) never ends itself; every new run does this
+    too. Runs of other hosts are left alone (their processes cannot be seen from here).
+    """
+    from memprog.store import mask_url
+
+    store = _open(db, read_only=False)
+    try:
+        reaped = store.reap_dead_runs()
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    doc = {"db": mask_url(store.url), "reaped": reaped}
+    emit(doc, as_json, f"{doc['db']}: {len(reaped)} run(s) marked interrupted" + "".join(f"\n  {r}" for r in reaped))
+
+
 @db_app.command("variability")
 def variability_cmd(
     db: DbOpt = None,

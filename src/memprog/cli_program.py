@@ -119,6 +119,10 @@ def program_command(
             raise ConfigError("--resume", resume, "a 'program' run", f"it is a {prev.get('kind')!r} run")
         if prev.get("status") == "complete":
             raise ConfigError("--resume", resume, "an unfinished run", "it is complete")
+        from memprog.store.core import run_alive_here
+
+        if run_alive_here(prev):
+            raise ConfigError("--resume", resume, "an interrupted run", f"it is still running (pid {prev.get('pid')})")
         if pp.get("weights_sha256") != sha:
             raise ConfigError("--resume", resume, "the same weight file", "the file's content differs")
         protocol = pp.get("protocol", protocol)

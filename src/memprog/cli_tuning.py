@@ -463,8 +463,11 @@ def check_resumable(store: Any, run_id: str, job: dict[str, Any] | None, bench: 
         raise ConfigError("--resume", run_id, "a `memprog tune --map` run", f"it is a {run['kind']} run")
     if run["status"] == "complete":
         raise ConfigError("--resume", run_id, "an interrupted run", "it finished (status complete)")
-    if run["status"] == "running" and _alive_elsewhere(run):
-        raise ConfigError("--resume", run_id, "an interrupted run", f"it is still running (pid {run['params'].get('pid')})")
+    from memprog.store.core import run_alive_here
+
+    if run_alive_here(run):
+        pid = run.get("pid") or run["params"].get("pid")
+        raise ConfigError("--resume", run_id, "an interrupted run", f"it is still running (pid {pid})")
     old = (run.get("params") or {}).get("job") or {}
     for key in ("map_sha256", "map_shape", "origin", "order", "protocol"):
         if job is not None and old.get(key) != job.get(key):
@@ -483,22 +486,6 @@ def check_resumable(store: Any, run_id: str, job: dict[str, Any] | None, bench: 
     if run.get("chip_id") and run["chip_id"] != chip:
         raise ConfigError("--resume", run_id, f"a run on chip {chip}", f"it ran on chip {run['chip_id']}")
     return run
-
-
-def _alive_elsewhere(run: dict) -> bool:
-    """True when the run's process still lives on this host (a resume would double-pulse)."""
-    import socket
-
-    pid = (run.get("params") or {}).get("pid")
-    if not pid or run.get("host") != socket.gethostname()[:128] or pid == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _write_partial_csv(ctx: Any, out: Path) -> str | None:

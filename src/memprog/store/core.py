@@ -70,6 +70,50 @@ _RUN_COLUMNS = [
 ]
 
 
+def process_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists on this host (this process counts as alive).
+
+    POSIX: signal 0 (nothing is sent). Windows, where ``os.kill`` would terminate the
+    process instead: ``OpenProcess`` + ``GetExitCodeProcess``.
+    """
+    if not pid:
+        return False
+    if int(pid) == os.getpid():
+        return True
+    if sys.platform == "win32":  # pragma: no cover - the lab's B1500 PCs; CI is Linux
+        return _windows_process_alive(int(pid))
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # exists under another user (EPERM), or cannot be judged: leave it be
+    return True
+
+
+def run_alive_here(run: dict[str, Any]) -> bool:
+    """Whether a ``running`` run's process still lives on this host (a resume of it now
+    would pulse its cells twice). Runs of another host, or without a pid, are not judged."""
+    pid = run.get("pid") or (run.get("params") or {}).get("pid")
+    if run.get("status") != "running" or not pid or run.get("host") != socket.gethostname()[:128]:
+        return False
+    return int(pid) != os.getpid() and process_alive(int(pid))
+
+
+def _windows_process_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    import ctypes
+
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    handle = k32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
+    try:
+        code = ctypes.c_ulong()
+        return bool(k32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259
+    finally:
+        k32.CloseHandle(handle)  # 259 above: STILL_ACTIVE
+
+
 class StoreError(MemprogError):
     """The database failed while a run was being stored (disk full, read-only, server gone).
 
@@ -362,7 +406,9 @@ class Store:
             "resumed_from": resumed_from,
             "operator": _operator(),
             "host": socket.gethostname()[:128],
+            "pid": os.getpid(),
         }
+        self.reap_dead_runs()
         self._write("start run", lambda c: c.execute(insert(Run).values(**row)))
         if resumed_from is not None:
             self._copy_cells(resumed_from, run_id)
@@ -377,6 +423,41 @@ class Store:
         if summary is not None:
             values["summary"] = _json(summary)
         self._write("finish run", lambda c: c.execute(update(Run).where(Run.run_id == run_id).values(**values)))
+
+    def reap_dead_runs(self) -> list[str]:
+        """Mark ``interrupted`` the runs still ``running`` whose process is gone from this host.
+
+        Why: a run whose process was killed outright (kill -9, a power cut) never reached
+        its end and would read ``running`` for ever. Only runs started on this host with a
+        recorded pid are judged (another host's processes cannot be seen from here); a pid
+        that is alive, or alive under another user, keeps its run ``running``, so a reused
+        pid errs on the side of leaving a run alone. The summary says what happened.
+        Called by every new run (:meth:`start_run`) and by ``memprog db reap``.
+
+        Returns:
+            The ids of the runs marked interrupted.
+        """
+        if self.read_only:
+            return []
+        host = socket.gethostname()[:128]
+        q = select(Run.run_id, Run.pid).where(
+            (Run.status == "running") & (Run.host == host) & Run.pid.is_not(None)
+        )
+        dead = [
+            (rid, pid)
+            for rid, pid in self._read("find running runs", lambda c: c.execute(q).all())
+            if not process_alive(pid)
+        ]
+        for rid, pid in dead:
+            summary = {"reaped": True, "reason": f"process {pid} on {host} ended without ending the run"}
+            values = {"status": "interrupted", "ended_at": _now(), "summary": _json(summary)}
+            self._write(
+                "reap run",
+                lambda c, rid=rid, values=values: c.execute(
+                    update(Run).where((Run.run_id == rid) & (Run.status == "running")).values(**values)
+                ),
+            )
+        return [rid for rid, _ in dead]
 
     def sink(
         self,

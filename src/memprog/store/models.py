@@ -64,6 +64,8 @@ class Run(Base):
     # revision 0002
     operator: Mapped[str | None] = mapped_column(String(64))
     host: Mapped[str | None] = mapped_column(String(128))
+    # revision 0003: the process running it (a dead one on this host leaves it reapable)
+    pid: Mapped[int | None] = mapped_column(Integer)
 
 
 class CellBatch(Base):
