@@ -357,7 +357,7 @@ def _run_batch(
         if live.size:
             _, cnt, sd = adaptive_read(
                 prog, r[live], c[live], read_v, np.inf,
-                min_reads=p.noise_probe_reads, max_reads=p.noise_probe_reads,
+                min_reads=p.noise_probe_reads, max_reads=p.noise_probe_reads, sink=sink,
             )  # fmt: skip
             st.reads[live] += cnt
             need = np.ceil((sd / (p.read_sem_frac * tol[live])) ** 2)
@@ -370,7 +370,9 @@ def _run_batch(
         st.reads[act] += n_avg[act]
         st.last_g[act] = g
         if trace:
-            sink.record_event({"event": "read", "rows": r[act], "cols": c[act], "g_us": g})
+            sink.record_event(
+                {"event": "read", "rows": r[act], "cols": c[act], "g_us": g, "n_reads": n_avg[act]}
+            )
         err = g - t[act]
         inb = np.abs(err) <= tol[act]
         if p.count_in_band == "cumulative":
@@ -505,6 +507,8 @@ def _coarse(
     """
     g = prog.read(r, c, read_v)
     st.reads += 1
+    if trace:
+        sink.record_event({"event": "read", "rows": r, "cols": c, "g_us": g})
     rel = (g - t) / t
     far = np.abs(rel) > p.coarse_min_rel
     if not far.any():
@@ -513,17 +517,29 @@ def _coarse(
     if high.size:
         prog.pulse(r[high], c[high], -p.coarse_reset_v, p.coarse_width_s)
         st.pulses[high] += 1
+        if trace:
+            sink.record_event(
+                {"event": "pulse", "rows": r[high], "cols": c[high],
+                 "amplitude_v": -p.coarse_reset_v, "width_s": p.coarse_width_s}
+            )  # fmt: skip
     idx = np.flatnonzero(far)
     gate = gate_for_conductance(
         t[idx] * (1 - p.coarse_margin_rel), prog.info.g_range_us, p.gate_v_min, p.gate_v_max
     )
     prog.pulse(r[idx], c[idx], p.coarse_set_v, p.coarse_width_s, gate_v=gate)
     st.pulses[idx] += 1
+    if trace:
+        sink.record_event(
+            {"event": "pulse", "rows": r[idx], "cols": c[idx], "amplitude_v": p.coarse_set_v,
+             "width_s": p.coarse_width_s, "gate_v": gate}
+        )  # fmt: skip
     # a cell that ignored two strong pulses is stuck: flag it now instead of ramping it
     n_stuck = 0
     if p.coarse_min_move_rel > 0:
         g2 = prog.read(r[idx], c[idx], read_v)
         st.reads[idx] += 1
+        if trace:
+            sink.record_event({"event": "read", "rows": r[idx], "cols": c[idx], "g_us": g2})
         dist = np.abs(t[idx] - g[idx])
         toward = np.abs(g2 - g[idx]) >= p.coarse_min_move_rel * dist
         moved = toward | (np.abs(g2 - t[idx]) < dist * (1 - p.coarse_min_move_rel))
@@ -548,17 +564,6 @@ def _coarse(
         }
     )
     return np.flatnonzero(st.done)
-    if trace:
-        sink.record_event(
-            {
-                "event": "pulse",
-                "rows": r[idx],
-                "cols": c[idx],
-                "amplitude_v": p.coarse_set_v,
-                "width_s": p.coarse_width_s,
-                "gate_v": gate,
-            }
-        )
 
 
 def _emit(

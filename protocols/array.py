@@ -34,7 +34,7 @@ from memprog.validation import MemprogModel, require_finite
 from .alibart import FINE_GATED_RAMP, RETUNE_COARSE_REL, AlibartParams, tune_alibart
 from .common import Clock, Progress, target_range_us
 from .denoise import DenoiseParams, DenoiseTuner
-from .events import EventSink, sink_or_null
+from .events import EventSink, sink_or_null, wants_trace
 from .programmer import CellProgrammer, ProgrammerInfo
 from .results import FLAG_DISTURBED, TuneResult
 from .settle import resolve_settle_s
@@ -302,6 +302,8 @@ class ArrayJob:
             else:
                 g = prog.read(res.rows, res.cols)
             res.reads = res.reads + 1
+            if wants_trace(sink):  # a whole-array read: recorded for the map's cells
+                sink.record_event({"event": "read", "rows": res.rows, "cols": res.cols, "g_us": g})
             if k == 0:
                 res.extra["reverify_us"] = g.copy()
                 res.extra["drift_us"] = g - res.final_us

@@ -43,7 +43,7 @@ from memprog.validation import MemprogModel
 
 from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
 from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
-from .events import EventSink, NullSink, sink_or_null, wants_bulk, wants_trace
+from .events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
 from .programmer import BURST_INTERVAL_S, CellProgrammer
 from .results import (
     FLAG_BUDGET,
@@ -282,6 +282,8 @@ class DenoiseTuner:
         """Bring far cells within ``pretune_us`` with Alibart (coarse gate step on 1T1R)."""
         p, prog = self.params, self.programmer
         g = prog.read(r, c, self.read_v)
+        if wants_trace(sink):
+            sink.record_event({"event": "read", "rows": r, "cols": c, "g_us": g})
         far = np.abs(g - t) > p.pretune_us
         conv = np.ones(r.size, dtype=bool)
         pulses = np.zeros(r.size, dtype=np.int64)
@@ -289,7 +291,7 @@ class DenoiseTuner:
         if far.any():
             ap = p.pretune or _pretune_defaults(p.pretune_us)
             ap = ap if ap.settle_s is not None else ap.model_copy(update={"settle_s": 0.0})
-            pre = tune_alibart(prog, r[far], c[far], t[far], params=ap)
+            pre = tune_alibart(prog, r[far], c[far], t[far], params=ap, sink=EventsOnly(sink))
             pulses[far] = pre.pulses
             reads[far] += pre.reads
             stuck = np.zeros(r.size, dtype=bool)
@@ -418,6 +420,8 @@ class DenoiseTuner:
             done[dead] = True
             final[dead] = self.programmer.read(r[dead], c[dead], self.read_v)
             reads[dead] += 1
+            if trace:
+                sink.record_event({"event": "read", "rows": r[dead], "cols": c[dead], "g_us": final[dead]})
             self._emit(sink, np.flatnonzero(dead), report, flag_masks)
             bar.update(int(dead.sum()))
             act = np.flatnonzero(~dead)
@@ -426,6 +430,7 @@ class DenoiseTuner:
         while act.size:
             # 1. measure (the caller may already know where the cells start; the last
             # iteration's pulses came back with their burst)
+            measured = not first
             if first:
                 m = np.asarray(start_us, dtype=float)[act]
                 lo = hi = m
@@ -436,10 +441,11 @@ class DenoiseTuner:
                 reads[act] += p.burst_reads
             ptp = hi - lo
             spread[act] = ptp
-            if trace:
+            if trace and measured:  # a burst: one record, its mean of burst_reads reads
                 sink.record_event(
-                    {"event": "read", "rows": r[act], "cols": c[act], "g_us": m, "ptp_us": ptp}
-                )
+                    {"event": "read", "rows": r[act], "cols": c[act], "g_us": m, "ptp_us": ptp,
+                     "n_reads": p.burst_reads}
+                )  # fmt: skip
             fa = flat[act]
             err = t[act] - m
             aerr = np.abs(err)

@@ -193,14 +193,22 @@ class FeedforwardTuner:
         self._flat_index: dict[int, int] = {}
 
     # ------------------------------------------------------------------ characterisation
-    def _run_pulses(self, r: np.ndarray, c: np.ndarray, amp: float, n: int) -> np.ndarray:
+    def _run_pulses(
+        self, r: np.ndarray, c: np.ndarray, amp: float, n: int, sink: EventSink | None = None
+    ) -> np.ndarray:
         """n identical pulses on every cell, reading after each: (n+1, cells) conductances."""
         prog, p = self.programmer, self.params
+        trace = sink is not None and wants_trace(sink)
         out = np.empty((n + 1, r.size))
         out[0] = prog.read(r, c, self.read_v)
+        if trace:
+            sink.record_event({"event": "read", "rows": r, "cols": c, "g_us": out[0]})  # type: ignore[union-attr]
         for k in range(n):
             prog.pulse(r, c, amp, p.width_s)
             out[k + 1] = prog.read(r, c, self.read_v)
+            if trace:
+                sink.record_event({"event": "pulse", "rows": r, "cols": c, "amplitude_v": amp, "width_s": p.width_s})  # type: ignore[union-attr]
+                sink.record_event({"event": "read", "rows": r, "cols": c, "g_us": out[k + 1]})  # type: ignore[union-attr]
         return out
 
     def characterise(
@@ -212,12 +220,12 @@ class FeedforwardTuner:
         s = sink_or_null(sink)
         n = p.char_pulses
         self._run_pulses(
-            r, c, -p.char_reset_v[1], n
+            r, c, -p.char_reset_v[1], n, s
         )  # to the HRS first (starts anywhere: not fitted)
-        u1 = self._run_pulses(r, c, p.char_set_v[0], n)
-        d2 = self._run_pulses(r, c, -p.char_reset_v[0], n)
-        u2 = self._run_pulses(r, c, p.char_set_v[1], n)
-        d3 = self._run_pulses(r, c, -p.char_reset_v[1], n)  # back to the HRS
+        u1 = self._run_pulses(r, c, p.char_set_v[0], n, s)
+        d2 = self._run_pulses(r, c, -p.char_reset_v[0], n, s)
+        u2 = self._run_pulses(r, c, p.char_set_v[1], n, s)
+        d3 = self._run_pulses(r, c, -p.char_reset_v[1], n, s)  # back to the HRS
         # bounds from the strong runs (they cross most of the window), fractions from all
         g_max, a_u2, ok2 = _fit_run(u2, +1)
         g_min, a_d1, ok3 = _fit_run(d3, -1)
@@ -350,12 +358,14 @@ class FeedforwardTuner:
         ch.v0_set[ci[su]] = new[su]
         ch.v0_reset[ci[sr]] = new[sr]
 
-    def _verify(self, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _verify(
+        self, r: np.ndarray, c: np.ndarray, sink: EventSink | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Adaptive verification: mean of as many reads as each cell's own spread needs."""
         p = self.params
         m, cnt, _ = adaptive_read(
             self.programmer, r, c, self.read_v, p.verify_sem_frac * p.tolerance_us,
-            min_reads=min(2, p.verify_max_reads), max_reads=p.verify_max_reads,
+            min_reads=min(2, p.verify_max_reads), max_reads=p.verify_max_reads, sink=sink,
         )  # fmt: skip
         return m, cnt
 
@@ -373,7 +383,7 @@ class FeedforwardTuner:
         budget = np.zeros(n, dtype=bool)
         done = stuck.copy()
         if feed is None:
-            g, cnt = self._verify(r, c)
+            g, cnt = self._verify(r, c, sink)
             reads += cnt
         else:
             g = np.broadcast_to(feed, (n,)).astype(float)
@@ -425,7 +435,7 @@ class FeedforwardTuner:
             if act.size == 0:
                 break
             g_before = g[i].copy() if i.size else None
-            g[act], cnt = self._verify(r[act], c[act])
+            g[act], cnt = self._verify(r[act], c[act], sink)
             reads[act] += cnt
             if i.size and p.learning > 0:
                 self._learn(ix[i], amp, g_before, g[i])

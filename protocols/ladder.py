@@ -25,7 +25,7 @@ from memprog.errors import ConfigError
 from .alibart import AlibartParams, tune_alibart
 from .common import Clock, Progress, check_cells, check_targets
 from .denoise import DenoiseParams, DenoiseTuner
-from .events import EventSink, EventsOnly, NullSink, sink_or_null
+from .events import EventSink, EventsOnly, NullSink, sink_or_null, wants_trace
 from .feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
 from .programmer import BURST_INTERVAL_S, CellProgrammer, check_interval_s
 from .settle import adaptive_read, resolve_settle_s
@@ -207,7 +207,7 @@ def run_ladder(
                     programmer.wait(settle)
                 m_k, n_k, e_k = _verify(
                     programmer, r, c, read_v, lv[k], verify_reads, criterion, tolerance_us,
-                    max_verify_reads, verify_interval_s,
+                    max_verify_reads, verify_interval_s, s,
                 )  # fmt: skip
                 reads[k] += n_k
                 n_verify[k] += n_k
@@ -272,6 +272,7 @@ def _verify(
     tolerance_us: float,
     max_reads: int,
     interval_s: float = BURST_INTERVAL_S,
+    sink: EventSink | None = None,
 ) -> tuple[float, int, float]:
     """(mean, reads, largest |read - level|) of one level's verification.
 
@@ -282,10 +283,15 @@ def _verify(
     if criterion == "mean":
         m, cnt, _ = adaptive_read(
             programmer, r, c, read_v, 0.25 * tolerance_us,
-            min_reads=max(2, verify_reads), max_reads=max(max_reads, verify_reads, 2),
+            min_reads=max(2, verify_reads), max_reads=max(max_reads, verify_reads, 2), sink=sink,
         )  # fmt: skip
         return float(m[0]), int(cnt[0]), float("nan")
     v = programmer.read_burst(r, c, verify_reads, read_v, interval_s)[:, 0]
+    if sink is not None and wants_trace(sink):
+        sink.record_event(
+            {"event": "read", "rows": r, "cols": c, "g_us": np.array([v.mean()]),
+             "n_reads": np.array([verify_reads]), "ptp_us": np.array([np.ptp(v)])}
+        )  # fmt: skip
     return float(v.mean()), verify_reads, float(np.abs(v - level).max())
 
 
@@ -320,7 +326,7 @@ class _AlibartRunner(_Runner):
         self.prog, self.params = prog, params.model_copy(update={"settle_s": 0.0})
 
     def level(self, r, c, lv, k, sink, start):  # noqa: D102
-        return tune_alibart(self.prog, r, c, lv[k : k + 1], params=self.params)
+        return tune_alibart(self.prog, r, c, lv[k : k + 1], params=self.params, sink=sink)
 
 
 class _FeedforwardRunner(_Runner):

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from memprog.errors import ConfigError
 
-from .events import EventSink, NullSink
+from .events import EventSink, NullSink, wants_trace
 from .programmer import CellProgrammer, ProgrammerInfo
 from .results import FLAG_DRIFTED, FLAG_RELAXED, TuneResult, add_flag
 
@@ -85,13 +85,16 @@ def adaptive_read(
     sem_target_us: float | np.ndarray,
     min_reads: int = 2,
     max_reads: int = 32,
+    sink: EventSink | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean conductance of each cell, with only as many reads as its own spread needs.
 
     Every cell is read ``min_reads`` times; a cell whose standard error of the mean
     (sample std / sqrt(n)) exceeds ``sem_target_us`` gets more reads, doubling its count
     per round, until it meets the target or has ``max_reads``. One batched ``read`` per
-    round of the cells that still need it.
+    round of the cells that still need it. A tracing ``sink`` gets one ``read`` record
+    per cell, its mean (with ``n_reads``): the measurement a decision is made on, as the
+    protocols record their averaged reads and bursts.
 
     Returns:
         (mean_us, n_reads, std_us) per cell.
@@ -124,6 +127,8 @@ def adaptive_read(
         cnt[idx] += extra
     mean = s1 / cnt
     std = np.sqrt(np.maximum(s2 / cnt - mean * mean, 0.0) * cnt / np.maximum(cnt - 1, 1))
+    if sink is not None and wants_trace(sink):
+        sink.record_event({"event": "read", "rows": rows, "cols": cols, "g_us": mean, "n_reads": cnt})
     return mean, cnt, std
 
 
@@ -174,7 +179,7 @@ def settle_and_reverify(
         programmer.wait(settle_s)
         m, cnt, _ = adaptive_read(
             programmer, result.rows[check], result.cols[check], read_v,
-            0.25 * tol[check], min_reads=min_reads, max_reads=max_reads,
+            0.25 * tol[check], min_reads=min_reads, max_reads=max_reads, sink=s,
         )  # fmt: skip
         settled[check] = m
         sreads[check] += cnt

@@ -99,21 +99,31 @@ def runs_cmd(
 def export_cmd(
     run: Annotated[str, typer.Option("--run", help="RUN_ID to export.")],
     out: Annotated[Path, typer.Option("--out", help="File to write (.parquet or .csv).")],
+    traces: Annotated[
+        bool,
+        typer.Option(
+            "--traces",
+            help="The run's pulse/read trace (stored with --trace) instead of its cells.",
+        ),
+    ] = False,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """One row per cell of a run: row, col, target_us, final_us, pulses, converged, flags, ..."""
+    """One row per cell of a run (row, col, target_us, final_us, pulses, converged, flags,
+    ...), or with --traces one row per pulse or read: record, kind, row, col, amplitude_v,
+    width_s, gate_v, g_us."""
     if out.suffix not in (".parquet", ".csv"):
         raise fail(ConfigError("--out", str(out), "a .parquet or .csv file"))
     store = _open(db)
     try:
-        df = store.cells(run)
         info = store.get_run(run)
+        df = store.traces(run) if traces else store.cells(run).drop(columns=["seq"])
+        if traces and df.empty:
+            raise ConfigError("--traces", run, "a run stored with --trace", "it holds no trace")
     except MemprogError as exc:
         raise fail(exc) from exc
     finally:
         store.close()
-    df = df.drop(columns=["seq"])
     try:
         if out.suffix == ".parquet":
             df.to_parquet(out, index=False)
@@ -121,8 +131,9 @@ def export_cmd(
             df.to_csv(out, index=False)
     except OSError as exc:
         raise fail(ConfigError("--out", str(out), "a writable file", exc.strerror or str(exc))) from exc
-    doc = {"run_id": run, "status": info["status"], "cells": int(len(df)), "out": str(out)}
-    emit(doc, as_json, f"run {run} ({info['status']}): {len(df)} cells -> {out}")
+    what = "trace_records" if traces else "cells"
+    doc = {"run_id": run, "status": info["status"], what: int(len(df)), "out": str(out)}
+    emit(doc, as_json, f"run {run} ({info['status']}): {len(df)} {what.replace('_', ' ')} -> {out}")
 
 
 @db_app.command("export-variability")

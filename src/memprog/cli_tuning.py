@@ -133,6 +133,13 @@ def register(app: typer.Typer) -> None:
                 "mean: the verification mean within it, reads added where noise needs them.",
             ),
         ] = "every-read",
+        trace: Annotated[
+            bool,
+            typer.Option(
+                "--trace",
+                help="Also store every pulse and read in the run (memprog db export --traces).",
+            ),
+        ] = False,
     ) -> None:
         """Program one cell through a ladder of equally spaced levels and verify each.
 
@@ -212,9 +219,10 @@ def register(app: typer.Typer) -> None:
             params={
                 "levels": levels, "start_us": start_us, "step_us": step_us, "row": row,
                 "col": col, "tolerance_us": tolerance_us, "verify_reads": verify_reads,
-                "settle_s": settle_s, "criterion": criterion,
+                "settle_s": settle_s, "criterion": criterion, "trace": trace,
             },
             cells_total=levels,
+            trace=trace,
         )  # fmt: skip
 
     @app.command("tune")
@@ -280,6 +288,13 @@ def register(app: typer.Typer) -> None:
                 "10,3600; simulated or real) and report the fraction within tolerance.",
             ),
         ] = None,
+        trace: Annotated[
+            bool,
+            typer.Option(
+                "--trace",
+                help="Also store every pulse and read in the run (memprog db export --traces).",
+            ),
+        ] = False,
     ) -> None:
         """Tune cells (the grid --rows x --cols) or a whole --map to their targets.
 
@@ -332,7 +347,7 @@ def register(app: typer.Typer) -> None:
         params: dict[str, Any] = {
             "protocol": protocol, "order": order, "tolerance_rel": tolerance_rel,
             "max_pulses": max_pulses, "map": None if map_path is None else str(map_path),
-            "job": job, "pid": os.getpid(), "settle_s": settle_s, "retention_s": delays,
+            "job": job, "pid": os.getpid(), "settle_s": settle_s, "retention_s": delays, "trace": trace,
         }  # fmt: skip
         resume_from: list[Any] = []
 
@@ -440,6 +455,7 @@ def register(app: typer.Typer) -> None:
             cells_total=int(np.isfinite(m).sum()) if m is not None else int(r.size),  # type: ignore[union-attr]
             resumed_from=resume,
             before_start=check_resume,
+            trace=trace,
         )
 
 

@@ -563,15 +563,19 @@ class Store:
 
     def traces(self, run_id: str, row: int | None = None, col: int | None = None) -> pd.DataFrame:
         """Pulse/read trace rows: record (index of the trace record), kind (``pulse``/``read``),
-        row, col, amplitude_v, width_s, gate_v (pulses), g_us (reads); NaN where n/a."""
+        row, col, amplitude_v, width_s, gate_v (pulses), g_us (reads), n_reads (how many
+        reads a read record averages: a burst or an adaptive average is one record; 0 for
+        pulses; NaN in traces stored before it was recorded); NaN where n/a."""
         self._require_run(run_id)
         q = select(TraceBatch.data).where(TraceBatch.run_id == run_id).order_by(TraceBatch.seq)
         tb = from_ipc(b for (b,) in self._read("read traces", lambda c: c.execute(q).all()))
         if tb is None:
             return pd.DataFrame(
-                columns=["record", "kind", "row", "col", "amplitude_v", "width_s", "gate_v", "g_us"]
+                columns=["record", "kind", "row", "col", "amplitude_v", "width_s", "gate_v", "g_us", "n_reads"]
             )
         df = tb.to_pandas()
+        if "n_reads" not in df:
+            df["n_reads"] = np.nan
         if row is not None:
             df = df[df["row"] == row]
         if col is not None:
@@ -863,6 +867,9 @@ class StoreSink:
         for f in ("amplitude_v", "width_s", "gate_v", "g_us"):
             v = ev.get(f)
             rec[f] = None if v is None else np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+        # a read record may be the mean of several reads (a burst, an adaptive average)
+        nr = ev.get("n_reads", 1) if kind == "read" else 0
+        rec["n_reads"] = np.broadcast_to(np.asarray(nr, dtype=np.int32), (n,))
         self._traces.append(rec)
         self._trace_rows += n
         self._maybe_flush()
@@ -900,6 +907,7 @@ class StoreSink:
             cols[f] = np.concatenate(
                 [r[f] if r[f] is not None else np.full(r["n"], np.nan) for r in recs]
             )
+        cols["n_reads"] = np.concatenate([r["n_reads"] for r in recs])
         return pa.table(cols)
 
     def flush(self) -> None:
