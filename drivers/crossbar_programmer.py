@@ -350,21 +350,7 @@ class CrossbarProgrammer(CellProgrammer):
         Every amplitude, every bias level and the width are checked against the limits for
         the whole batch before the first message is sent.
         """
-        if gate_v is not None:
-            raise ConfigError("gate_v", gate_v, "None", "a passive crossbar has no gate")
-        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
-        amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
-        try:
-            width = float(width_s)
-        except (TypeError, ValueError):
-            raise ConfigError("width_s", width_s, "one pulse width in s") from None
-        sent_amp = np.array([kx.sent_value(a) for a in amp]) if amp.size else amp
-        scheme = "V/3" if self.bias_scheme == "v3" else "V/2"
-        self.limits.check_unselected(sent_amp, self.bias_fraction, scheme)
-        self.limits.check_pulse(sent_amp, kx.sent_value(width))
-        # the voltage at the device: the PMU's 50 ohm source corrected for the load setting
-        load = self.options.pmu_load_ohm
-        self.limits.check_pulse(kx.pmu_device_voltage_max(sent_amp, load), kx.sent_value(width))
+        r, c, sent_amp, width = self._checked_pulse(rows, cols, amplitude_v, width_s, gate_v)
         if r.size == 0:
             return
         try:
@@ -383,6 +369,28 @@ class CrossbarProgrammer(CellProgrammer):
         except BaseException:
             self._fail_safe()
             raise
+
+    def _checked_pulse(
+        self, rows: object, cols: object, amplitude_v: object, width_s: object, gate_v: object
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """The batch's cells, the amplitudes as sent and the width, every one checked against
+        the limits (amplitude, unselected-cell bias, voltage at the device) before any is sent."""
+        if gate_v is not None:
+            raise ConfigError("gate_v", gate_v, "None", "a passive crossbar has no gate")
+        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
+        amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
+        try:
+            width = float(width_s)
+        except (TypeError, ValueError):
+            raise ConfigError("width_s", width_s, "one pulse width in s") from None
+        sent_amp = np.array([kx.sent_value(a) for a in amp]) if amp.size else amp
+        scheme = "V/3" if self.bias_scheme == "v3" else "V/2"
+        self.limits.check_unselected(sent_amp, self.bias_fraction, scheme)
+        self.limits.check_pulse(sent_amp, kx.sent_value(width))
+        # the voltage at the device: the PMU's 50 ohm source corrected for the load setting
+        load = self.options.pmu_load_ohm
+        self.limits.check_pulse(kx.pmu_device_voltage_max(sent_amp, load), kx.sent_value(width))
+        return r, c, sent_amp, width
 
     def read(self, rows, cols, read_v=None) -> np.ndarray:  # noqa: D102
         """Conductance (µS) of each named cell: force ``read_v`` on its row, sense its column."""
@@ -457,7 +465,10 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
 
     #: simulator/instrument codes meaning "busy, not executed" (707B -300, 4200 -990)
     TRANSIENT_CODES = frozenset({-300, -990})
-    retries = 8  # a recovery re-sends the ~20-message set-up, itself exposed to faults
+    retries = 8  # attempts per operation (a read, a wait) after the first
+    # attempts per recovery: it sends the safe state and the whole set-up (~50 messages),
+    # so at a few % of faulted messages most attempts fail; an attempt pulses nothing
+    recover_attempts = 40
 
     def _robust(self, op: Any, idempotent: bool) -> Any:
         from .transport import LinkError
@@ -485,28 +496,83 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
                 stats["retried"] += 1
         return None  # pragma: no cover
 
+    def _resync(self) -> None:
+        for inst in (self.analyzer, self.matrix):
+            recover = getattr(inst.transport, "recover", None)
+            if callable(recover):
+                recover()
+        self.matrix.errors()  # drain what the failed exchange left queued
+        self.analyzer.forget_state()  # a rebooted 4200 is in no mode
+
+    def safe_state(self) -> None:
+        """Sources to 0 V, PMU outputs off, every crosspoint open, through link faults: the
+        bench must end safe, so a safe state cut short by a fault is resent in full after
+        the links are back in step (at most ``recover_attempts`` times, then raised)."""
+        from .transport import LinkError
+
+        last: Exception | None = None
+        for attempt in range(self.recover_attempts):
+            try:
+                if attempt:
+                    self._resync()
+                CrossbarProgrammer.safe_state(self)
+                return
+            except (LinkError, ProtocolError, InstrumentError) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
     def _recover_links(self) -> None:
         from .transport import LinkError
 
-        for _ in range(self.retries + 1):
+        for _ in range(self.recover_attempts):
             try:
-                for inst in (self.analyzer, self.matrix):
-                    recover = getattr(inst.transport, "recover", None)
-                    if callable(recover):
-                        recover()
-                self.matrix.errors()  # drain what the failed exchange left queued
-                self.analyzer.forget_state()  # a rebooted 4200 is in no mode
-                self.safe_state()  # known state: 0 V, matrix open; set-up again lazily
+                self._resync()
+                CrossbarProgrammer.safe_state(self)  # known state: 0 V, matrix open
+                # the set-up (~20 messages) again here, under the recovery's own attempts:
+                # done lazily, a fault in it cost the operation one of its retries, and at a
+                # few % of faulted messages the retries ran out on set-ups alone
+                self.setup()
                 return
             except (LinkError, ProtocolError, InstrumentError):
                 continue
         raise LinkError(STACK, -1, "could not recover the links", "recover")
 
-    def pulse(self, rows, cols, amplitude_v, width_s, gate_v=None) -> None:  # noqa: D102
-        self._robust(lambda: CrossbarProgrammer.pulse(self, rows, cols, amplitude_v, width_s, gate_v), False)
+    def _per_cell(self) -> bool:
+        # the matrix opens after every cell anyway: one attempt per cell costs no message
+        # and a fault loses (or repeats) one cell's work, not the batch's; with ``batch``
+        # release the route is kept across a batch, so the batch is one attempt
+        return self.options.matrix_release == "operation"
 
-    def read(self, rows, cols, read_v=None) -> np.ndarray:  # noqa: D102
-        return self._robust(lambda: CrossbarProgrammer.read(self, rows, cols, read_v), True)
+    def pulse(self, rows, cols, amplitude_v, width_s, gate_v=None) -> None:
+        """Pulse each named cell, through link faults; the whole batch is checked first.
+
+        A pulse whose exchange failed is never repeated (it may have been applied): the
+        next verify read tells the protocol what happened. One attempt per cell, so a fault
+        costs at most one cell's pulse, never the rest of the batch's.
+        """
+        r, c, amp, width = self._checked_pulse(rows, cols, amplitude_v, width_s, gate_v)
+        if not self._per_cell() or r.size <= 1:
+            self._robust(lambda: CrossbarProgrammer.pulse(self, r, c, amp, width), False)
+            return
+        for k in range(r.size):
+            self._robust(
+                lambda k=k: CrossbarProgrammer.pulse(self, r[k : k + 1], c[k : k + 1], amp[k : k + 1], width),
+                False,
+            )
+
+    def read(self, rows, cols, read_v=None) -> np.ndarray:
+        """Read each named cell, through link faults (a failed read is repeated, one cell
+        per attempt, so a batch of many cells does not have to pass unfaulted as a whole)."""
+        if not self._per_cell() or np.size(rows) <= 1:
+            return self._robust(lambda: CrossbarProgrammer.read(self, rows, cols, read_v), True)
+        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
+        return np.concatenate(
+            [
+                self._robust(lambda k=k: CrossbarProgrammer.read(self, r[k : k + 1], c[k : k + 1], read_v), True)
+                for k in range(r.size)
+            ]
+        )
 
     def wait(self, seconds: float) -> None:
         """The 707B's ``delay()`` through link faults: a wait cut short by a fault is

@@ -34,9 +34,13 @@ from pydantic import Field
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.kxci_commands import Reading
 from memprog.drivers.transport import Transport
-from memprog.errors import ConfigError, InstrumentError, SafetyError
+from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.limits import SafetyLimits
 from memprog.validation import MemprogModel
+
+#: the code of a command refused as busy and not executed (our simulator's [choice]; the
+#: crossbar stack treats it as transient too)
+BUSY_CODE = -990
 
 
 class Keithley4200Settings(MemprogModel):
@@ -433,8 +437,37 @@ class Keithley4200:
         self.pmu_ranges.clear()
 
     # ------------------------------------------------------------------ safety
-    def safe_state(self) -> None:
-        """Every SMU to 0 V, every PMU channel off. Tries every source even if one fails."""
+    def safe_state(self, attempts: int = 5) -> None:
+        """Every SMU to 0 V, every PMU channel off. Tries every source even if one fails.
+
+        Through link faults (a lost or garbled acknowledgement) and busy refusals: the link
+        is brought back in step and the whole safe state sent again, up to ``attempts``
+        times. Every step is idempotent, and the safe state is what every error path ends
+        in, so one faulted reply must not leave a source driven. Any other refusal by the
+        instrument is raised at once.
+        """
+        from memprog.drivers.transport import LinkError
+
+        for attempt in range(attempts):
+            errors = self._safe_state_once()
+            if not errors:
+                return
+            transient = all(
+                isinstance(e, LinkError | ProtocolError)
+                or (isinstance(e, InstrumentError) and e.code == BUSY_CODE)
+                for e in errors
+            )
+            if not transient or attempt == attempts - 1:
+                raise errors[0]
+            self._mode = None  # not known after a fault: user mode is entered again
+            recover = getattr(self.transport, "recover", None)
+            if callable(recover):
+                try:
+                    recover()
+                except LinkError:
+                    continue
+
+    def _safe_state_once(self) -> list[Exception]:
         errors: list[Exception] = []
         self.epoch += 1
         comp = self.limits.current_compliance_a if self.limits is not None else 1e-3
@@ -461,8 +494,7 @@ class Keithley4200:
                 errors.append(exc)
             except Exception as exc:  # noqa: BLE001 - reach every source
                 errors.append(exc)
-        if errors:
-            raise errors[0]
+        return errors
 
 
 __all__ = ["Keithley4200", "Keithley4200Settings", "SweepResult"]

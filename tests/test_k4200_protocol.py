@@ -253,6 +253,29 @@ def test_safe_state_zeroes_every_source_and_tries_them_all():
             k.safe_state()
 
 
+def test_safe_state_is_sent_again_after_a_garbled_ack_or_a_busy_refusal():
+    """A faulted reply must not leave a source driven: the link is recovered and the whole
+    (idempotent) safe state sent again, user mode first since it is no longer known."""
+
+    class Recovering(ExpectedProtocol):
+        recoveries = 0
+
+        def recover(self) -> None:
+            self.recoveries += 1
+
+    once = [(f"DV{ch},0,0,0.001", "ACK") for ch in (1, 2, 3, 4)] + [
+        (f":PMU:OUTPUT:STATE {ch},0", "ACK") for ch in (1, 2, 3, 4)
+    ]
+    first = list(once)
+    first[1] = ("DV2,0,0,0.001", "A#K")  # garbled on the wire
+    first[5] = (":PMU:OUTPUT:STATE 2,0", "ERROR -990: instrument busy, command not executed")
+    t = Recovering(CONNECT + first + [("US", "ACK")] + once)
+    with t:
+        k = _driver(t)
+        k.safe_state()
+    assert t.recoveries == 1
+
+
 def test_command_helpers():
     assert (
         kx.num(0.2) == "0.2"
