@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.limits import SafetyLimits
 from memprog.probe_wiring import ProbeWiring, probe_wiring_from_bench
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 from memprog.safe_steps import run_safe_steps, try_safe_state
 from memprog.validation import MemprogModel
 
@@ -221,12 +221,7 @@ class B1500WgfmuProgrammer(CellProgrammer):
         """One write pulse per named device, in order (checked against the limits first)."""
         if gate_v is not None:
             raise ConfigError("gate_v", gate_v, "None", "devices on probes have no gate terminal")
-        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
-        amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
-        try:
-            width = float(width_s)
-        except (TypeError, ValueError):
-            raise ConfigError("width_s", width_s, "one pulse width in s") from None
+        r, c, amp, width = pulse_batch(rows, cols, amplitude_v, width_s, self.info.rows, self.info.cols)
         self.limits.check_pulse(amp, width)
         for rr, cc in zip(r, c, strict=True):
             self.wiring.channels_of(int(rr), int(cc))

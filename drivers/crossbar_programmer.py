@@ -45,7 +45,7 @@ from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, Mat
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.limits import SafetyLimits
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 from memprog.safe_steps import run_safe_steps, try_safe_state
 from memprog.validation import MemprogModel
 
@@ -350,7 +350,10 @@ class CrossbarProgrammer(CellProgrammer):
         Every amplitude, every bias level and the width are checked against the limits for
         the whole batch before the first message is sent.
         """
-        r, c, sent_amp, width = self._checked_pulse(rows, cols, amplitude_v, width_s, gate_v)
+        self._send_pulses(*self._checked_pulse(rows, cols, amplitude_v, width_s, gate_v))
+
+    def _send_pulses(self, r: np.ndarray, c: np.ndarray, sent_amp: np.ndarray, width: float) -> None:
+        """The pulses of cells already checked by :meth:`_checked_pulse`, in order."""
         if r.size == 0:
             return
         try:
@@ -377,12 +380,7 @@ class CrossbarProgrammer(CellProgrammer):
         the limits (amplitude, unselected-cell bias, voltage at the device) before any is sent."""
         if gate_v is not None:
             raise ConfigError("gate_v", gate_v, "None", "a passive crossbar has no gate")
-        r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
-        amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
-        try:
-            width = float(width_s)
-        except (TypeError, ValueError):
-            raise ConfigError("width_s", width_s, "one pulse width in s") from None
+        r, c, amp, width = pulse_batch(rows, cols, amplitude_v, width_s, self.info.rows, self.info.cols)
         sent_amp = np.array([kx.sent_value(a) for a in amp]) if amp.size else amp
         scheme = "V/3" if self.bias_scheme == "v3" else "V/2"
         self.limits.check_unselected(sent_amp, self.bias_fraction, scheme)
@@ -397,6 +395,10 @@ class CrossbarProgrammer(CellProgrammer):
         v = self.info.read_v if read_v is None else float(read_v)
         self.limits.check_read(kx.sent_value(v))
         r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
+        return self._read_cells(r, c, v)
+
+    def _read_cells(self, r: np.ndarray, c: np.ndarray, v: float) -> np.ndarray:
+        """The reads of cells and a read voltage already checked, in order (µS)."""
         out = np.empty(r.size, dtype=float)
         if r.size == 0:
             return out
@@ -553,25 +555,21 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
         """
         r, c, amp, width = self._checked_pulse(rows, cols, amplitude_v, width_s, gate_v)
         if not self._per_cell() or r.size <= 1:
-            self._robust(lambda: CrossbarProgrammer.pulse(self, r, c, amp, width), False)
+            self._robust(lambda: self._send_pulses(r, c, amp, width), False)
             return
         for k in range(r.size):
-            self._robust(
-                lambda k=k: CrossbarProgrammer.pulse(self, r[k : k + 1], c[k : k + 1], amp[k : k + 1], width),
-                False,
-            )
+            self._robust(lambda k=k: self._send_pulses(r[k : k + 1], c[k : k + 1], amp[k : k + 1], width), False)
 
     def read(self, rows, cols, read_v=None) -> np.ndarray:
         """Read each named cell, through link faults (a failed read is repeated, one cell
         per attempt, so a batch of many cells does not have to pass unfaulted as a whole)."""
-        if not self._per_cell() or np.size(rows) <= 1:
-            return self._robust(lambda: CrossbarProgrammer.read(self, rows, cols, read_v), True)
+        v = self.info.read_v if read_v is None else float(read_v)
+        self.limits.check_read(kx.sent_value(v))
         r, c = cell_indices(rows, cols, self.info.rows, self.info.cols)
+        if not self._per_cell() or r.size <= 1:
+            return self._robust(lambda: self._read_cells(r, c, v), True)
         return np.concatenate(
-            [
-                self._robust(lambda k=k: CrossbarProgrammer.read(self, r[k : k + 1], c[k : k + 1], read_v), True)
-                for k in range(r.size)
-            ]
+            [self._robust(lambda k=k: self._read_cells(r[k : k + 1], c[k : k + 1], v), True) for k in range(r.size)]
         )
 
     def wait(self, seconds: float) -> None:

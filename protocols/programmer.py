@@ -256,3 +256,20 @@ def cell_indices(
         out.append(arr.astype(np.int64))
     r, c = np.broadcast_arrays(*out)
     return r.ravel(), c.ravel()
+
+
+def pulse_batch(
+    rows: object, cols: object, amplitude_v: object, width_s: object, n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A pulse call's cells (as :func:`cell_indices`), one amplitude per cell and the width.
+
+    Why here: every serial stack takes the same arguments and must refuse them the same way
+    before anything is sent; the limits it checks them against are its own.
+    """
+    r, c = cell_indices(rows, cols, n_rows, n_cols)
+    amp = np.broadcast_to(np.asarray(amplitude_v, dtype=float), r.shape)
+    try:
+        width = float(width_s)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError("width_s", width_s, "one pulse width in s") from None
+    return r, c, amp, width

@@ -19,12 +19,18 @@ from memprog.sim_instruments.faults import FAULT_KINDS, FaultInjector, FaultPlan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bench(tmp_path: Path, **plan) -> Path:
-    data = yaml.safe_load((ROOT / "benches" / "sim_onchip.yaml").read_text())
-    data["instruments"]["controller"]["options"]["sim_faults"] = {"skip_first": 16, **plan}
-    p = tmp_path / "faulty.yaml"
+def _faulty(tmp_path: Path, bench: str, names: tuple[str, ...], **plan) -> Path:
+    """A copy of a shipped bench file with fault injection on the named instruments."""
+    data = yaml.safe_load((ROOT / "benches" / f"{bench}.yaml").read_text())
+    for name in names:
+        data["instruments"][name].setdefault("options", {})["sim_faults"] = plan
+    p = tmp_path / f"faulty_{bench}.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
+
+
+def _bench(tmp_path: Path, **plan) -> Path:
+    return _faulty(tmp_path, "sim_onchip", ("controller",), **{"skip_first": 16, **plan})
 
 
 def test_injector_is_seeded_and_counts():
@@ -80,12 +86,7 @@ def test_crossbar_stack_survives_faults_on_both_instruments(tmp_path):
     """4200A-SCS + 707B, 1 % of messages faulted on each: every cell converged or flagged."""
     from memprog.protocols.alibart import tune_alibart
 
-    data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
-    for name in ("k4200", "k707b"):
-        opts = data["instruments"][name].setdefault("options", {})
-        opts["sim_faults"] = {"rate": 0.01, "seed": 11, "skip_first": 40}
-    path = tmp_path / "faulty_crossbar.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = _faulty(tmp_path, "sim_k4200_707b", ("k4200", "k707b"), rate=0.01, seed=11, skip_first=40)
     with open_bench(path) as b:
         sim = b.sim_bench
         res = tune_alibart(b.programmer, rows=[0, 1, 2, 3], cols=[0, 2, 4, 6], targets_us=[150, 200, 250, 300])
@@ -105,11 +106,7 @@ def test_waits_survive_faults_and_are_never_cut_short(tmp_path, stack):
         path = _bench(tmp_path, rate=0.3, seed=2, kinds=["garbage", "drop"])
         faulty = ("controller",)
     else:
-        data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
-        opts = data["instruments"]["k707b"].setdefault("options", {})
-        opts["sim_faults"] = {"rate": 0.3, "seed": 2, "kinds": ["garbage", "drop"], "skip_first": 20}
-        path = tmp_path / "faulty_crossbar.yaml"
-        path.write_text(yaml.safe_dump(data))
+        path = _faulty(tmp_path, "sim_k4200_707b", ("k707b",), rate=0.3, seed=2, kinds=["garbage", "drop"], skip_first=20)
         faulty = ("k707b",)
     with open_bench(path) as b:
         prog = b.programmer
@@ -125,11 +122,7 @@ def test_waits_survive_faults_and_are_never_cut_short(tmp_path, stack):
 def test_b1500_waits_survive_faults_on_the_mainframe_link(tmp_path):
     """The B1500 stack's only VISA traffic while programming is its FLEX ``PA`` wait: through
     a faulty GPIB link it is repeated in full after the link is back in step."""
-    data = yaml.safe_load((ROOT / "benches" / "sim_b1500_wgfmu.yaml").read_text())
-    opts = data["instruments"]["b1500"].setdefault("options", {})
-    opts["sim_faults"] = {"rate": 0.3, "seed": 4, "kinds": ["garbage", "drop"], "skip_first": 20}
-    path = tmp_path / "faulty_b1500.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = _faulty(tmp_path, "sim_b1500_wgfmu", ("b1500",), rate=0.3, seed=4, kinds=["garbage", "drop"], skip_first=20)
     with open_bench(path) as b:
         prog = b.programmer
         for _ in range(12):
@@ -149,12 +142,7 @@ def test_crossbar_stack_programs_a_map_through_3_percent_faults(tmp_path):
     attempts and a batch goes one cell per attempt, so retries do not run out."""
     from memprog.protocols.array import program_array
 
-    data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
-    for name in ("k4200", "k707b"):
-        opts = data["instruments"][name].setdefault("options", {})
-        opts["sim_faults"] = {"rate": 0.03, "seed": 3, "skip_first": 40}
-    path = tmp_path / "faulty_crossbar.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = _faulty(tmp_path, "sim_k4200_707b", ("k4200", "k707b"), rate=0.03, seed=3, skip_first=40)
     with open_bench(path) as b:
         sim = b.sim_bench
         m = np.random.default_rng(3).uniform(150.0, 350.0, (2, 8))
