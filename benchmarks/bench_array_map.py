@@ -105,4 +105,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import os
+
+    # throw-away simulated chips, fresh from their seed on every open: the figures do not
+    # depend on what an earlier run left on a stored chip (sim_instruments/chip_state)
+    os.environ.setdefault("MEMPROG_SIM_VOLATILE", "1")
     main()

@@ -8,7 +8,8 @@ a thread of this process; the browser is Debian's chromium (Selenium + chromedri
 
 Three figures per page, from the browser's own clock (navigation start = 0):
 ``first_contentful_paint_ms`` (the page shell), ``painted_ms`` (the data is on screen: the
-table filled, or the three heat maps painted on their canvases — the ``memprog:painted``
+table filled, or the three heat maps and the error histogram painted on their canvases
+(usable before Plotly loads, issue 27) — the ``memprog:painted``
 mark, one frame after painting) and ``drawn_ms`` (interactive: the Plotly charts drawn —
 the ``memprog:drawn`` mark; the runs page has no charts, so it equals ``painted_ms``). ``cold`` is the first visit with a fresh profile (plotly.min.js
 fetched and compiled; the browser process itself warmed on ``/api/health`` first), ``warm`` the median of later visits (the browser cache as a lab
@@ -176,4 +177,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import os
+
+    # throw-away simulated chips, fresh from their seed on every open: the figures do not
+    # depend on what an earlier run left on a stored chip (sim_instruments/chip_state)
+    os.environ.setdefault("MEMPROG_SIM_VOLATILE", "1")
     main()

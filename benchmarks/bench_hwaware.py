@@ -10,8 +10,14 @@ Measures
     transfers per second of the 2-8-1 network).
 
 Timings are the median of repeated blocks (and the best block, less sensitive to other
-processes on a shared machine). Variability: the tio2_passive preset's figures.
-Run: ``python benchmarks/bench_hwaware.py [--json] [--device cpu|cuda] [--quick]``.
+processes on a shared machine); both sides of a ratio are measured interleaved in the same
+run. Variability: as training from a database samples it (issue 24) — raw imprecision reads
+per level (here: 8 levels x 400 reads drawn from the tio2_passive preset's published line,
+or the reads of ``--db URL``), raw disturb samples by number of later writes, 0.5 % + 0.5 %
+stuck devices frozen through each optimiser step (as :func:`memprog.hwaware.training.train`
+steps), and the 2-8-1 network's disturb keyed as the program job writes the 12x24
+``sim_tio2_crossbar`` array. ``--fitted`` measures the fitted-line sampling instead.
+Run: ``python benchmarks/bench_hwaware.py [--json] [--device cpu|cuda] [--quick] [--db URL] [--fitted]``.
 """
 
 from __future__ import annotations
@@ -26,8 +32,32 @@ import torch.nn.functional as F
 
 from memprog.hwaware.datasets import digits, halfmoons
 from memprog.hwaware.layers import MLP, convert
+from memprog.hwaware.order import network_later_writes
+from memprog.hwaware.training import _StuckFreezer
 from memprog.hwaware.transfer import TransferSimulator
 from memprog.hwaware.variability import VariabilityModel
+
+TIO2_CROSSBAR = (12, 24)  # benches/sim_tio2_crossbar.yaml
+
+
+def raw_preset_model(levels: int = 8, reads: int = 400) -> VariabilityModel:
+    """The preset's figures with raw imprecision reads per level (what --db gives), drawn
+    once from its published line and offset: the sampling path training from a DB takes."""
+    v = VariabilityModel.from_preset("tio2_passive")
+    rng = np.random.default_rng(0)
+    lv = np.linspace(v.g_min_us, v.g_max_us, levels)
+    sig = v.slope_pct_per_us * lv + v.intercept_pct
+    g = lv[:, None] * (1 + (sig[:, None] * rng.standard_normal((levels, reads))
+                            + rng.normal(v.offset_mean_pct, v.offset_std_pct, (levels, reads))) / 100)
+    import pandas as pd
+
+    from memprog.hwaware.variability import _raw_imprecision
+
+    lv_t, fac = _raw_imprecision(pd.DataFrame({"level_us": np.repeat(lv, reads), "g_us": g.ravel()}))
+    kw = {f: getattr(v, f) for f in v.__dataclass_fields__}
+    kw.update(imp_levels_us=torch.as_tensor(lv_t, dtype=torch.float32), imp_factors=torch.as_tensor(fac, dtype=torch.float32),
+              source="preset:tio2_passive+raw", notes=[])
+    return VariabilityModel(**kw)
 
 
 def _timeit(f, n: int, reps: int) -> tuple[float, float]:
@@ -45,8 +75,11 @@ def _timeit(f, n: int, reps: int) -> tuple[float, float]:
 def _step_fn(sizes, hw: bool, var, x, y, multi: bool, device):
     torch.manual_seed(0)
     m = MLP(sizes, device=device)
+    freezer = None
     if hw:
-        convert(m, var, generator=torch.Generator(device=device).manual_seed(1))
+        keys = network_later_writes(sizes, TIO2_CROSSBAR) if sizes == [2, 8, 1] else None
+        convert(m, var, generator=torch.Generator(device=device).manual_seed(1), later_writes=keys)
+        freezer = _StuckFreezer(m)
     m.train()
     opt = torch.optim.Adam(m.parameters(), lr=0.01)
     loss_fn = F.cross_entropy if multi else F.binary_cross_entropy_with_logits
@@ -54,7 +87,10 @@ def _step_fn(sizes, hw: bool, var, x, y, multi: bool, device):
     def step():
         opt.zero_grad(set_to_none=True)
         loss_fn(m(x), y).backward()
-        opt.step()
+        if freezer is not None:
+            freezer.step(opt)
+        else:
+            opt.step()
 
     return step
 
@@ -97,7 +133,7 @@ def bench_transfers(var, device, quick: bool) -> list[dict]:
     hm = halfmoons(0)
     torch.manual_seed(0)
     net = [(torch.randn(8, 2), torch.randn(8)), (torch.randn(1, 8), torch.randn(1))]
-    sim = TransferSimulator(net, var, device=device)
+    sim = TransferSimulator(net, var, device=device, later_writes=network_later_writes([2, 8, 1], TIO2_CROSSBAR))
     n = 10_000
     f = lambda: sim.evaluate(hm.x_test, hm.y_test, n, seed=1)  # noqa: E731
     med, best = _timeit(f, 1, 3 if quick else 7)
@@ -126,10 +162,20 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--db", default=None, help="variability database URL (default: the preset's figures, raw reads)")
+    ap.add_argument("--fitted", action="store_true", help="sample the fitted imprecision line instead of raw reads")
     a = ap.parse_args()
-    var = VariabilityModel.from_preset("tio2_passive")
+    if a.db:
+        from memprog.store import VariabilityDB
+
+        var = VariabilityModel.from_db(VariabilityDB(a.db), imprecision="fitted" if a.fitted else "raw")
+        var = var.with_stuck(0.005, 0.005)
+    else:
+        var = VariabilityModel.from_preset("tio2_passive") if a.fitted else raw_preset_model()
     res = {
         "device": a.device,
+        "variability": var.source,
+        "imprecision": var.imprecision,
         "torch_threads": torch.get_num_threads(),
         "steps": bench_steps(var, a.device, a.quick),
         "transfers": bench_transfers(var, a.device, a.quick),

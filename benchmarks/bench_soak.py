@@ -26,6 +26,7 @@ import yaml
 
 from memprog import open_bench
 from memprog.protocols.array import ArrayParams, program_array, random_level_map
+from memprog.strict_yaml import dump_yaml
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 SETUP_MESSAGES = 16  # connection set-up (identify, geometry) is left unfaulted [choice]
@@ -39,7 +40,7 @@ def _bench_file(tmp: Path, rate: float, seed: int) -> Path:
         "skip_first": SETUP_MESSAGES,
     }
     path = tmp / "soak_onchip.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(dump_yaml(data))
     return path
 
 
@@ -60,7 +61,7 @@ def run(rate: float, seed: int, tcp: bool, size: int) -> dict:
             )
             resources = server.start()
             bench_path = tmp / "served.yaml"
-            bench_path.write_text(yaml.safe_dump(served_bench(server.config, resources, 200)))
+            bench_path.write_text(dump_yaml(served_bench(server.config, resources, 200, server.clock_address)))
             sim = server.bench
         else:
             bench_path = _bench_file(tmp, rate, seed)
@@ -131,4 +132,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import os
+
+    # throw-away simulated chips, fresh from their seed on every open: the figures do not
+    # depend on what an earlier run left on a stored chip (sim_instruments/chip_state)
+    os.environ.setdefault("MEMPROG_SIM_VOLATILE", "1")
     main()

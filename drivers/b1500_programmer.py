@@ -108,15 +108,7 @@ class B1500WgfmuProgrammer(CellProgrammer):
         self.wiring = wiring
         self.limits = limits
         self.options = o = options or B1500WgfmuOptions()
-        wiring.check_chip(rows, cols)
-        limits.check_read(o.read_v)
-        lo, hi = wc.FORCE_VOLTAGE_SPAN_V[wc.FORCE_VOLTAGE_RANGES[o.force_range]]
-        if -limits.reset_v_max < lo or limits.set_v_max > hi:
-            raise ConfigError(
-                "programmer.options.force_range",
-                o.force_range,
-                f"a range covering the limits [-{limits.reset_v_max}, {limits.set_v_max}] V",
-            )
+        self.check_config(wiring, rows, cols, limits, o)
         self.info = ProgrammerInfo(
             rows=rows,
             cols=cols,
@@ -129,6 +121,26 @@ class B1500WgfmuProgrammer(CellProgrammer):
         self.devices = wiring.devices()
         self._configured = False
         self._patterns: dict[tuple[Any, ...], dict[int, Pattern]] = {}
+
+    @staticmethod
+    def check_config(
+        wiring: ProbeWiring, rows: int, cols: int, limits: SafetyLimits, options: B1500WgfmuOptions
+    ) -> None:
+        """The stack's preconditions that need no instrument.
+
+        :func:`build_stack` runs them before anything is connected or loaded: a bench's
+        WGFMU ``library`` path is a shared library whose load-time code runs when loaded,
+        so a bench that is wrong anyway must not get that far.
+        """
+        wiring.check_chip(rows, cols)
+        limits.check_read(options.read_v)
+        lo, hi = wc.FORCE_VOLTAGE_SPAN_V[wc.FORCE_VOLTAGE_RANGES[options.force_range]]
+        if -limits.reset_v_max < lo or limits.set_v_max > hi:
+            raise ConfigError(
+                "programmer.options.force_range",
+                options.force_range,
+                f"a range covering the limits [-{limits.reset_v_max}, {limits.set_v_max}] V",
+            )
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -361,6 +373,11 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
     open a session while the mainframe's error queue holds one), then the WGFMU library
     (the simulated one for ``library: "@memprog"``, else ``wgfmu.dll`` loaded from the
     path in the bench file) opens its session to the same address.
+
+    Order: everything that needs no instrument is checked first (wiring, options, driver
+    settings, :meth:`B1500WgfmuProgrammer.check_config`), then the mainframe is connected
+    and its channels checked, and only then is a WGFMU library path loaded: a shared
+    library runs its own code when loaded, so it is the last thing to happen.
     """
     cfg = ctx.config
     chip = cfg.chip
@@ -382,6 +399,15 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
             f"the B1500A's address ({m_cfg.resource})",
             "the WGFMU library opens its session to the mainframe",
         )
+    B1500WgfmuProgrammer.check_config(wiring, chip.rows, chip.cols, chip.limits, opts)
+    if not w_cfg.library and not (w_cfg.library is None and w_cfg.simulated):
+        raise ConfigError(
+            f"instruments.{wiring.wgfmu}.library",
+            None,
+            "the path of wgfmu.dll (or '@memprog' for the simulator)",
+        )
+    w_opts = driver_options(wiring.wgfmu, w_cfg.options, _WGFMU_KEYS)
+    w_settings = WgfmuSettings(name=wiring.wgfmu, **w_opts)
     m_opts = driver_options(wiring.mainframe, m_cfg.options, _B1500_KEYS)
     mainframe = B1500(
         ctx.transport(wiring.mainframe, "\r\n", "\r\n"),
@@ -398,21 +424,14 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
             raise ConfigError(
                 "wiring.rsu", smu, f"an SMU channel of the B1500A {mainframe.smu_channels}"
             )
-    lib = ctx.library(wiring.wgfmu)
-    if lib is None and not w_cfg.library:
-        raise ConfigError(
-            f"instruments.{wiring.wgfmu}.library",
-            None,
-            "the path of wgfmu.dll (or '@memprog' for the simulator)",
-        )
-    w_opts = driver_options(wiring.wgfmu, w_cfg.options, _WGFMU_KEYS)
+    lib = ctx.library(wiring.wgfmu)  # None for a path (checked above): the driver loads it
     wgfmu = WGFMU(
         lib,
         w_cfg.resource,
         library_path=None if lib is not None else w_cfg.library,
-        settings=WgfmuSettings(name=wiring.wgfmu, **w_opts),
+        settings=w_settings,
     )
-    wgfmu.connect()
+    wgfmu.connect()  # loads a library path: last
     ctx.on_close(wgfmu)  # closed (after safe_state) with the bench
     programmer = B1500WgfmuProgrammer(
         mainframe,

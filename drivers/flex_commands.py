@@ -276,7 +276,8 @@ def parse_unt(reply: str, instrument: str = "") -> list[ModuleSlot]:
     out = []
     for slot, item in enumerate(items, start=1):
         parts = item.split(",")
-        if len(parts) != 2 or not parts[1].strip().lstrip("+-").isdigit():
+        # ASCII digits with at most one sign ("²".isdigit() is true, "+-5" passes lstrip)
+        if len(parts) != 2 or not re.fullmatch(r"[+-]?[0-9]+", parts[1].strip()):
             raise ProtocolError("'model,revision' per slot", item, instrument)
         model = parts[0].strip()
         if model != "0":

@@ -89,8 +89,9 @@ DI_RANGES = frozenset(range(14))
 
 _READING_RE = re.compile(r"^\s*([NLVXCT])([A-P])([VI])\s*([-+]?\d+(?:\.\d*)?(?:[Ee][-+]?\d+)?)\s*$")
 _DO_ITEM_RE = re.compile(r"^\s*([NLVXCT])\s*([-+]?\d+(?:\.\d*)?(?:[Ee][-+]?\d+)?)\s*$")
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,5}$")
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# \Z, not $: "$" also matches before a final newline, which would end the KXCI message
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,5}\Z")
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def num(value: float) -> str:
@@ -381,7 +382,7 @@ def parse_status_byte(reply: str) -> int:
     """The integer status byte of an ``SP`` reply."""
     try:
         return int(float(reply.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "INF" is a float, not an int
         raise ProtocolError("an integer status byte", reply, "4200A-SCS") from None
 
 
@@ -598,5 +599,5 @@ def parse_test_status(reply: str, instrument: str = "4200A-SCS") -> int:
     raise_if_error(reply, ":PMU:TEST:STATUS?", instrument)
     try:
         return int(float(reply.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "INF" is a float, not an int
         raise ProtocolError("0 (idle) or 1 (running)", reply, instrument) from None

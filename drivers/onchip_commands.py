@@ -310,7 +310,10 @@ def levels_for(conductance_us: object, lo_us: float, hi_us: float) -> np.ndarray
     Rounding to the level grid is the point of a 6-bit programmer; a target outside the
     range by more than half a step is refused (ConfigError), never clipped.
     """
-    g = np.asarray(conductance_us, dtype=float)
+    try:
+        g = np.asarray(conductance_us, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("conductance_us", conductance_us, "numbers (µS) or NaN to skip", str(exc)) from None
     step = (hi_us - lo_us) / (LEVELS - 1)
     skip = np.isnan(g)
     code = np.rint((np.where(skip, lo_us, g) - lo_us) / step)

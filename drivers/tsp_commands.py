@@ -25,7 +25,7 @@ from memprog.errors import ConfigError, ProtocolError
 ROWS = "ABCDEFGH"
 SLOTS = range(1, 7)
 COLUMNS = range(1, 13)
-_CHANNEL_RE = re.compile(r"^([1-6])([A-H])(\d{2})$")
+_CHANNEL_RE = re.compile(r"^([1-6])([A-H])([0-9]{2})\Z")  # \Z: "$" accepts a final newline
 
 #: connect rules: memprog name -> TSP constant
 CONNECT_RULES = {
@@ -117,29 +117,45 @@ def format_channel_list(channels: Iterable[str]) -> str:
 
 
 # ---------------------------------------------------------------------- commands
+_LIST_RE = re.compile(r"^[A-Za-z0-9:,;]+\Z")  # \Z: "$" accepts a final newline
+
+
+def _list(channel_list: str, what: str = "channel_list") -> str:
+    """A channel list as it may stand inside a TSP string literal.
+
+    The list is pasted into Lua source (``channel.close("...")``): a quote, a newline or
+    a NUL would end the literal or the statement and run whatever follows on the switch.
+    """
+    if not isinstance(channel_list, str) or not _LIST_RE.match(channel_list):
+        raise ConfigError(
+            what, channel_list, "channels such as 1A01:1A03,2B05, 'allslots' or 'slot1' (letters, digits , : ;)"
+        )
+    return channel_list
+
+
 def close(channel_list: str) -> str:
     """``channel.close("...")``: close the crosspoints (others unchanged)."""
-    return f'channel.close("{channel_list}")'
+    return f'channel.close("{_list(channel_list)}")'
 
 
 def open_(channel_list: str) -> str:
     """``channel.open("...")``: open the crosspoints (``"allslots"`` opens all)."""
-    return f'channel.open("{channel_list}")'
+    return f'channel.open("{_list(channel_list)}")'
 
 
 def exclusive_close(channel_list: str) -> str:
     """``channel.exclusiveclose("...")``: close these, open every other crosspoint."""
-    return f'channel.exclusiveclose("{channel_list}")'
+    return f'channel.exclusiveclose("{_list(channel_list)}")'
 
 
 def exclusive_slot_close(channel_list: str) -> str:
     """``channel.exclusiveslotclose("...")``: close these, open the rest of their cards."""
-    return f'channel.exclusiveslotclose("{channel_list}")'
+    return f'channel.exclusiveslotclose("{_list(channel_list)}")'
 
 
 def get_closed(scope: str = "allslots") -> str:
     """``print(channel.getclose("allslots"))``."""
-    return f'print(channel.getclose("{scope}"))'
+    return f'print(channel.getclose("{_list(scope, "scope")}"))'
 
 
 def set_connect_rule(rule: str) -> str:
@@ -203,7 +219,7 @@ def parse_error(reply: str, instrument: str = "707B") -> tuple[int, str]:
     parts = reply.rstrip("\r\n").split("\t")
     try:
         code = int(float(parts[0]))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):  # OverflowError: "INF"
         raise ProtocolError("'code<TAB>message<TAB>severity<TAB>node'", reply, instrument) from None
     message = parts[1].strip().strip("\"'") if len(parts) > 1 else ""
     return code, message

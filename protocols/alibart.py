@@ -60,6 +60,7 @@ from .settle import (
     adaptive_read,
     resolve_settle_s,
     settle_and_reverify,
+    verify_after_disturb,
     settle_rounds_field,
     settle_s_field,
 )
@@ -277,6 +278,10 @@ def tune_alibart(
     finally:
         bar.close()
     res = TuneResult.concat(parts, "alibart") if len(parts) > 1 else parts[0]
+    if settle > 0 and len(parts) > 1:
+        # cell after cell on a passive array: the later cells' pulses disturbed the earlier
+        # ones; the result says what the chip holds at the end (protocols/settle.py)
+        verify_after_disturb(programmer, res, read_v, s)
     res.wall_s = clock.wall_s
     res.bench_time_s = clock.bench_s
     res.params = p.model_dump()

@@ -36,7 +36,7 @@ from .common import Clock, Progress, target_range_us
 from .denoise import DenoiseParams, DenoiseTuner
 from .events import EventSink, sink_or_null, wants_trace
 from .programmer import CellProgrammer, ProgrammerInfo
-from .results import FLAG_DISTURBED, TuneResult
+from .results import FLAG_DISTURBED, FLAG_DRIFTED, TuneResult, add_flag
 from .settle import resolve_settle_s
 
 Order = Literal["row-major", "column-major", "snake", "high-first", "low-first"]
@@ -74,7 +74,7 @@ def alibart_defaults(info: ProgrammerInfo, limits: SafetyLimits | None = None) -
 class ArrayParams(MemprogModel):
     """How to program a map. ``None`` protocol settings: :func:`alibart_defaults`."""
 
-    protocol: Literal["alibart", "denoise"] = "alibart"
+    protocol: Literal["alibart", "denoise", "predictive"] = "alibart"
     order: Order = "row-major"
     alibart: AlibartParams | None = None
     denoise: DenoiseParams | None = None
@@ -89,6 +89,11 @@ class ArrayParams(MemprogModel):
     )
     reverify: bool = True
     max_reverify_passes: int = Field(default=2, ge=0, le=100)
+    max_pulses: int | None = Field(
+        default=None, ge=2, le=10_000,
+        description="predictive: its per-cell pulse bound (None: its own); Alibart and denoise "
+        "take theirs from their own parameters",
+    )
     settle_s: float | None = Field(
         default=None,
         ge=0,
@@ -174,7 +179,17 @@ class ArrayJob:
         quiet = {} if p.settle_s is None else {"settle_s": float(p.settle_s)}
         self.settle_s = resolve_settle_s(programmer, p.settle_s)
         self._quiet = {"settle_s": 0.0}  # the disturb re-verify's re-tunes: no settle
-        if p.protocol == "alibart":
+        self._predictive = None
+        if p.protocol == "predictive":
+            from .predictive import predictive_defaults
+
+            self.alibart = alibart_defaults(info, programmer.limits)
+            self._denoiser = None
+            self._predictive = predictive_defaults(
+                info, programmer.limits, tolerance_rel=p.tolerance_rel,
+                tolerance_min_us=p.tolerance_min_us, settle_s=p.settle_s, max_pulses=p.max_pulses,
+            )  # fmt: skip
+        elif p.protocol == "alibart":
             self.alibart = (p.alibart or alibart_defaults(info, programmer.limits)).model_copy(
                 update=quiet
             )
@@ -257,7 +272,11 @@ class ArrayJob:
         res.tolerance_us = np.maximum(p.tolerance_rel * res.target_us, p.tolerance_min_us)
         res.extra["order_index"] = np.arange(self.cells)
         res.extra["later_writes"] = self.cells - 1 - np.arange(self.cells)
-        if p.reverify and p.max_reverify_passes > 0:
+        # 1T1R (a gated array): the access transistor keeps later writes off the cells already
+        # programmed, and the predictive protocol settled and verified each batch after its
+        # relaxation; a disturb re-verify would only re-read what it just measured
+        gated_predictive = self._predictive is not None and self.programmer.info.has_gate
+        if p.reverify and p.max_reverify_passes > 0 and not gated_predictive:
             res = self._reverify(res, s)
         res.protocol = f"array/{p.protocol}"
         res.wall_s = clock.wall_s
@@ -279,6 +298,11 @@ class ArrayJob:
     ) -> TuneResult:
         if self._denoiser is not None:
             return self._denoiser.tune(r, c, t, sink=sink)
+        if self._predictive is not None:
+            from .predictive import tune_predictive
+
+            q = self._predictive.model_copy(update=self._quiet) if retune else self._predictive
+            return tune_predictive(self.programmer, r, c, t, params=q, sink=sink)
         p = self.alibart
         if retune:
             # a cell that relaxed or was disturbed a few % off comes back by the fine ramp:
@@ -296,7 +320,11 @@ class ArrayJob:
         res.extra["drift_us"] = np.full(len(res), np.nan)
         retuned = np.zeros(len(res), dtype=bool)
         passes = self.params.max_reverify_passes
-        for k in range(passes):
+        # pass k reads every cell and re-tunes the converged ones out of band; the read after
+        # the last re-tune (k == passes) only reports: what the result says is what the chip
+        # holds, not the re-tuned cells' own last estimate (on a passive crossbar each re-tune
+        # disturbs the cells already in band)
+        for k in range(passes + 1):
             if len(res) > 0.5 * info.rows * info.cols:
                 g = prog.read_array()[res.rows, res.cols]
             else:
@@ -308,6 +336,12 @@ class ArrayJob:
                 res.extra["reverify_us"] = g.copy()
                 res.extra["drift_us"] = g - res.final_us
             out = res.converged & (np.abs(g - res.target_us) > res.tolerance_us)
+            if k == passes:
+                if out.any():  # out of band on the chip after the last re-tune: say so
+                    res.final_us[out] = g[out]
+                    add_flag(res.flags, out, FLAG_DRIFTED)
+                sink.record_event({"event": "reverify_final", "out_of_band": int(out.sum())})
+                break
             sink.record_event({"event": "reverify", "pass": k, "out_of_band": int(out.sum())})
             if not out.any():
                 break

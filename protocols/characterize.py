@@ -23,6 +23,11 @@ records (the run store keeps them; :class:`memprog.store.VariabilityDB` derives 
    (peak-to-peak = spread ``before``); ``denoise_pulses`` sub-threshold pulses (a fraction
    of the SET ramp's start, the protocol's own threshold estimate); reads again (``after``).
 
+5-7. **response**, **noise**, **relax** (tables of the same names): what one pulse does
+   against amplitude, width and gate, read and telegraph noise, relaxation over bench
+   time, on ``response_devices`` random working cells (:mod:`.characterize_twin`): what
+   ``memprog sim calibrate`` fits the twin's physics from.
+
 Nothing here reads a simulator parameter: only the programmer's pulses and reads.
 """
 
@@ -38,6 +43,7 @@ from memprog.validation import MemprogModel
 
 from .alibart import AlibartParams, tune_alibart
 from .array import alibart_defaults
+from .characterize_twin import characterize_twin
 from .common import Progress, target_range_us
 from .events import EventSink, EventsOnly, NullSink, sink_or_null
 from .programmer import CellProgrammer
@@ -60,6 +66,20 @@ class CharacterizeParams(MemprogModel):
     denoise_frac: float = Field(default=0.6, gt=0, lt=1, description="x the SET ramp start")
     seed: int = Field(default=0, ge=0)
     alibart: AlibartParams | None = None
+    # --- the twin's procedures (protocols/characterize_twin.py); 0 turns one off
+    response_devices: int | None = Field(default=None, ge=1, le=4096, description="None: devices (random working cells)")
+    response_amplitudes: int = Field(default=7, ge=0, le=64, description="amplitudes per polarity; < 2: no response")
+    response_widths: int = Field(default=3, ge=1, le=16, description="widths, ramp width up a decade")
+    response_gates: int = Field(default=3, ge=1, le=16, description="gate voltages (1T1R)")
+    response_repeats: int = Field(default=3, ge=0, le=100, description="same pulse from the same state")
+    noise_reads: int = Field(default=64, ge=0, le=100_000, description="back-to-back reads (white noise)")
+    telegraph_reads: int = Field(default=256, ge=0, le=100_000, description="reads for telegraph noise")
+    telegraph_interval_s: float = Field(default=100e-6, ge=0, le=1.0, description="their spacing")
+    noise_cycles: int = Field(default=4, ge=1, le=100, description="off/on states alternated")
+    relax_delays_s: list[float] = Field(
+        default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+        max_length=64, description="read delays after one pulse; []: no relax",
+    )  # fmt: skip
 
 
 def _samples(sink: EventSink, table: str, **cols: Any) -> None:
@@ -97,7 +117,8 @@ def characterize(
     cr, cc = flat // info.cols, flat % info.cols
     n_dist = min(64, n_cells) if p.disturb_cells is None else min(p.disturb_cells, n_cells)
     tunes = p.levels * p.repeats
-    bar = Progress(progress, n_census + tunes * p.devices + n_dist + p.devices, "characterize")
+    n_twin = p.response_devices or p.devices
+    bar = Progress(progress, n_census + tunes * p.devices + n_dist + p.devices + n_twin, "characterize")
     s.record_event({"event": "characterize_start", "params": p.model_dump()})
     counts: dict[str, int] = {}
     try:
@@ -236,6 +257,11 @@ def characterize(
         )  # fmt: skip
         counts["rtn"] = 2 * k
         bar.update(k)
+
+        # 5-7. response, noise, relaxation (the twin's fit) on random working cells -------
+        rng_t = np.random.default_rng(p.seed + 1)
+        tw = np.sort(rng_t.choice(working, min(n_twin, working.size), replace=False))
+        counts.update(characterize_twin(prog, p, cr[tw], cc[tw], ali, s, bar))
     finally:
         bar.close()
     s.record_event({"event": "characterize_end", "counts": counts, "g_range_us": [lo, hi]})

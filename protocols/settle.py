@@ -172,6 +172,10 @@ def settle_and_reverify(
     retuned = np.zeros(n, dtype=bool)
     check = np.flatnonzero(result.converged)
     tol = np.broadcast_to(np.asarray(result.tolerance_us, float), (n,))
+    # a passive array (no access transistor) puts a fraction of every re-tune pulse on the
+    # cells sharing its lines: a re-tune can move cells already verified, so the read after
+    # a re-tune covers every accepted cell, not only the re-tuned ones
+    recheck_all = not programmer.info.has_gate and n > 1
     k = 0
     for k in range(rounds + 1):
         if check.size == 0:
@@ -210,11 +214,50 @@ def settle_and_reverify(
             i = bad[j]
             words = [w for w in (result.flags[i], again.flags[j], FLAG_DRIFTED) if w]
             result.flags[i] = ",".join(dict.fromkeys(",".join(words).split(",")))
-        check = bad[ok]
+        check = np.flatnonzero(result.converged) if recheck_all else bad[ok]
     add_flag(result.flags, retuned, FLAG_RELAXED)
     result.extra["settled_us"] = settled
     result.extra["settle_reads"] = sreads
     return SettleReport(settled, sreads, k + 1, retuned, settle_s)
+
+
+def verify_after_disturb(
+    programmer: CellProgrammer,
+    result: TuneResult,
+    read_v: float | None = None,
+    sink: EventSink | None = None,
+) -> int:
+    """On a passive array, read every accepted cell once more after the whole batch.
+
+    Why: a serial stack tunes and settles one cell at a time, and on a crossbar every later
+    cell's pulses put a fraction of their voltage (V/3, V/2) on the cells already done, so a
+    cell's own verified read can be stale by the time the command ends (Drolet's disturb).
+    What the result reports must be what the chip holds: each accepted cell is read again
+    (averaged as the settle reads), and a cell now outside its band gets that reading, loses
+    ``converged`` and is flagged ``drifted_out``. A gated (1T1R) array has no such coupling:
+    nothing is done there. Returns the number of cells found out of band.
+    """
+    n = len(result)
+    if programmer.info.has_gate or n < 2:
+        return 0
+    s = sink if sink is not None else NullSink()
+    idx = np.flatnonzero(result.converged)
+    if idx.size == 0:
+        return 0
+    tol = np.broadcast_to(np.asarray(result.tolerance_us, float), (n,))
+    m, cnt, _ = adaptive_read(
+        programmer, result.rows[idx], result.cols[idx], read_v, 0.25 * tol[idx], sink=s
+    )
+    result.reads[idx] += cnt
+    out = np.abs(m - result.target_us[idx]) > tol[idx]
+    bad = idx[out]
+    result.final_us[bad] = m[out]
+    result.converged[bad] = False
+    mask = np.zeros(n, dtype=bool)
+    mask[bad] = True
+    add_flag(result.flags, mask, FLAG_DRIFTED)
+    s.record_event({"event": "disturb_check", "checked": int(idx.size), "out_of_band": int(bad.size)})
+    return int(bad.size)
 
 
 def retention_check(
@@ -280,6 +323,7 @@ __all__ = [
     "resolve_settle_s",
     "adaptive_read",
     "settle_and_reverify",
+    "verify_after_disturb",
     "SettleReport",
     "retention_check",
 ]

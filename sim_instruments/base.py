@@ -125,20 +125,27 @@ def simulator_for(kind: str) -> type[SimulatedInstrument]:
 class SimBench:
     """One simulated bench: a chip and the simulated instruments wired to it.
 
+    The chip is non-volatile (:mod:`.chip_state`): the same chip id and seed reopen the
+    state the last process left; :meth:`close` releases it for other processes.
+
     Built by the VISA backend from the bench file. Instruments find each other through
     :meth:`instrument` (the simulated 4200 asks the simulated 707B what is closed).
     Non-VISA libraries (the WGFMU) get their state from here too.
     """
 
     def __init__(self, config: BenchConfig) -> None:
-        from .chip import SimChip
+        from .chip_state import open_chip
 
         self.config = config
         c = config.chip
         technology = c.device_params() if c.sim_params else c.technology
-        self.chip = SimChip(
-            c.rows, c.cols, technology, seed=c.seed, bias_scheme=c.bias_scheme, read_scheme=c.read_scheme
+        # non-volatile: the chip's stored state if it has one (chip_state); ChipInUseError
+        # while another process holds it
+        self.chip = open_chip(
+            c.rows, c.cols, technology, seed=c.seed, chip_id=c.id, technology_name=c.technology,
+            bias_scheme=c.bias_scheme, read_scheme=c.read_scheme,
         )
+        self._closed = False
         self.chip.technology = c.technology  # the preset it derives from, as the chip reports it
         self.instruments: dict[str, SimulatedInstrument] = {}
         self.by_resource: dict[str, SimulatedInstrument] = {}
@@ -151,6 +158,14 @@ class SimBench:
             self.instruments[name] = sim
             self.by_resource[_normalise(inst_cfg.resource)] = sim
         self.extras: dict[str, Any] = {}
+
+    def close(self) -> None:
+        """Let go of the chip: its state stays in its file, the lock goes with the last user."""
+        if not self._closed:
+            self._closed = True
+            from .chip_state import release_chip
+
+            release_chip(self.chip)
 
     def instrument(self, kind: str) -> SimulatedInstrument:
         """The bench's simulated instrument of ``kind``; ConfigError if the bench has none."""

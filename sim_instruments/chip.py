@@ -20,7 +20,7 @@ Every operation advances a simulated clock (:attr:`clock_s`) by its real duratio
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -103,9 +103,14 @@ class SimChip:
         self.bias_scheme: BiasScheme = bias_scheme
         self.read_scheme: ReadScheme = read_scheme
         self.seed = seed
-        self.clock_s = 0.0
-        self.pulse_count = 0
-        self.read_count = 0
+        # clock and counters live in small arrays so a non-volatile chip maps them onto its
+        # state file with the per-cell arrays (see chip_state); the properties keep the
+        # Python float/int API
+        # (memoryviews: an item is a plain Python float/int, read and written in ~40 ns)
+        self._clk = memoryview(bytearray(8)).cast("d")  # [clock_s]
+        self._cnt = memoryview(bytearray(16)).cast("q")  # [pulse_count, read_count]
+        #: the open state file of a non-volatile chip (None: in memory only)
+        self._state_file: Any = None
         self._rng = np.random.default_rng(seed)
         # Standard-normal draws dominate the cost of a whole-array operation, so per-step
         # noise is taken as random windows of a seeded pool (exactly Gaussian, reproducible).
@@ -113,6 +118,68 @@ class SimChip:
         p = self.params
         self._rtn_amp_pool = (p.rtn_large_amp_us * np.exp(p.rtn_large_amp_log_std * self._pool)).astype(np.float32)
         self._draw_devices()
+
+    # ------------------------------------------------------------------ clock, counters
+    @property
+    def clock_s(self) -> float:
+        """Simulated time (s) since the chip was made: it keeps running across reopens."""
+        return self._clk[0]
+
+    @clock_s.setter
+    def clock_s(self, value: float) -> None:
+        self._clk[0] = float(value)
+
+    @property
+    def pulse_count(self) -> int:
+        return self._cnt[0]
+
+    @pulse_count.setter
+    def pulse_count(self, value: int) -> None:
+        self._cnt[0] = int(value)
+
+    @property
+    def read_count(self) -> int:
+        return self._cnt[1]
+
+    @read_count.setter
+    def read_count(self, value: int) -> None:
+        self._cnt[1] = int(value)
+
+    # ------------------------------------------------------------------ non-volatile state
+    def _bind_state(self, state: Any, reopened: bool) -> None:
+        """Move the mutable state onto ``state``'s mapped arrays (a chip_state.ChipStateFile).
+
+        A new file receives this freshly drawn chip; a reopened one overwrites it, and the
+        noise continues from ``SeedSequence([seed, 0x5EED, open_count])`` (chip_state).
+        """
+        from .chip_state import OPENS, STATE_ARRAYS
+
+        clk, cnt = state.clock_view, state.count_view
+        if not reopened:
+            clk[0], cnt[0], cnt[1] = self._clk[0], self._cnt[0], self._cnt[1]
+        self._clk, self._cnt = clk, cnt
+        for name, _, _ in STATE_ARRAYS:
+            view = state.arrays[name]
+            if not reopened:
+                view[...] = getattr(self, name)
+            setattr(self, name, view)
+        if reopened:
+            ss = np.random.SeedSequence([int(self.seed), 0x5EED, int(state.i64[OPENS])])
+            self._rng = np.random.default_rng(ss)
+        self._state_file = state
+
+    def _unbind_state(self) -> None:
+        """Copy the state back into process memory (the file is about to be unmapped)."""
+        from .chip_state import STATE_ARRAYS
+
+        for name, _, _ in STATE_ARRAYS:
+            setattr(self, name, np.array(getattr(self, name)))
+        clk, cnt = self._clk, self._cnt
+        self._clk = memoryview(bytearray(clk.tobytes())).cast("d")
+        self._cnt = memoryview(bytearray(cnt.tobytes())).cast("q")
+        clk.release()
+        cnt.release()
+        self._state_file = None
 
     # ------------------------------------------------------------------ construction
     def _spread(self, mean: float, rel_std: float) -> np.ndarray:
@@ -232,7 +299,7 @@ class SimChip:
         """Relaxation accumulated so far by the cells ``sel`` (0 if the effect is off)."""
         if not self._relaxes:
             return 0.0
-        age = (self.clock_s - self._t_prog_s[sel]) * (-1.0 / self.params.relax_tau_s)
+        age = (self._clk[0] - self._t_prog_s[sel]) * (-1.0 / self.params.relax_tau_s)
         return self._relax_us[sel] * -np.expm1(age)
 
     def _apply(self, sel: Sel, v: np.ndarray, width_s: float, gate_v: np.ndarray | None) -> None:
@@ -313,14 +380,14 @@ class SimChip:
             if self._relaxes:
                 # the part of earlier relaxation not yet relaxed carries on; g (and so g_new)
                 # already holds the part that has
-                age = (self.clock_s - self._t_prog_s[si]) * (-1.0 / p.relax_tau_s)
+                age = (self._clk[0] - self._t_prog_s[si]) * (-1.0 / p.relax_tau_s)
                 pending = self._relax_us[si] * np.exp(age)
                 step = g_new - g
                 new = step * (p.relax_step_std * self._normal(step.size) - p.relax_step_mean)
                 if p.relax_rel_std > 0 or p.relax_rel_mean != 0:  # a fraction of G, redrawn per switching pulse
                     pending = g_new * (p.relax_rel_std * self._normal(g_new.size) - p.relax_rel_mean)
                 self._relax_us[si] = pending + new
-                self._t_prog_s[si] = self.clock_s + width_s
+                self._t_prog_s[si] = self._clk[0] + width_s
         if n_sw == switching.size:
             return
         sub = ~switching
@@ -387,8 +454,8 @@ class SimChip:
             gate = np.broadcast_to(require_finite("gate_v", gate_v), idx.shape).astype(float)
         if self.params.cell_type == "1t1r":
             self._apply(_as_sel(idx), amp, width, gate)
-            self.pulse_count += idx.size
-            self.clock_s += width
+            self._cnt[0] += idx.size
+            self._clk[0] += width
             return
         for k in range(idx.size):
             r, c = divmod(int(idx[k]), self.cols)
@@ -418,14 +485,14 @@ class SimChip:
             raise ConfigError("row_v/col_v shape", (rv.shape, cv.shape), f"({self.rows},), ({self.cols},)")
         self._check_pulse(np.nan_to_num(np.concatenate([rv, cv])), width_s)
         if np.isnan(rv).all() and np.isnan(cv).all():
-            self.clock_s += width_s
+            self._clk[0] += width_s
             return
         rv, cv = self._solve_floating(rv, cv, self._g.reshape(self.rows, self.cols))
         v_cell = (rv[:, None] - cv[None, :]).ravel()
         gate = None if gate_v is None else np.repeat(np.asarray(gate_v, float), self.cols)
         self._apply(slice(0, self.n_cells), v_cell, float(width_s), gate)
-        self.pulse_count += 1
-        self.clock_s += width_s
+        self._cnt[0] += 1
+        self._clk[0] += width_s
 
     def _solve_floating(
         self, rv: np.ndarray, cv: np.ndarray, g_us: np.ndarray
@@ -462,11 +529,11 @@ class SimChip:
         p, fx, rng = self.params, self.effects, self._rng
         g = self._g[sel] + self._relaxed_part(sel)
         if fx.rtn:
-            dt = (self.clock_s - self._rtn_t_s[sel]).astype(np.float32)
+            dt = (self._clk[0] - self._rtn_t_s[sel]).astype(np.float32)
             p_flip = np.float32(-0.5) * np.expm1(-dt * self._rtn_rate2[:, sel])
             st = self._rtn_state[:, sel] ^ (rng.random(p_flip.shape, dtype=np.float32) < p_flip)
             self._rtn_state[:, sel] = st
-            self._rtn_t_s[sel] = self.clock_s
+            self._rtn_t_s[sel] = self._clk[0]
             amp = self._rtn_amp_us[:, sel]
             half = st.astype(np.float32)  # +-0.5 per fluctuator, float32 on any numpy
             half -= 0.5
@@ -507,7 +574,7 @@ class SimChip:
         """
         idx = self.flat_index(rows, cols)
         rv = self.params.read_v if read_v is None else float(require_range("read_v", read_v, 1e-3, 1.0, "V"))
-        self.read_count += idx.size
+        self._cnt[1] += idx.size
         if self.params.cell_type == "1t1r" or self.read_scheme == "ground":
             g = self._observed_g(_as_sel(idx))
         else:
@@ -519,7 +586,7 @@ class SimChip:
                 row_v[r], col_v[c] = rv, 0.0
                 _, col_i = self.line_currents(row_v, col_v, advance=False)
                 g[k] = col_i[c] / rv * 1e6
-        self.clock_s += self.params.read_time_s if duration_s is None else float(duration_s)
+        self._clk[0] += self.params.read_time_s if duration_s is None else float(duration_s)
         return g
 
     def read_burst(
@@ -547,7 +614,7 @@ class SimChip:
             out = np.empty((int(reads), idx.size))
             for j in range(int(reads)):
                 if j:
-                    self.clock_s += step - p.read_time_s
+                    self._clk[0] += step - p.read_time_s
                 out[j] = self.read(idx // self.cols, idx % self.cols, read_v)
             return out
         if read_v is not None:
@@ -556,10 +623,10 @@ class SimChip:
         out = np.empty((int(reads), idx.size))
         for j in range(int(reads)):
             if j:
-                self.clock_s += step - p.read_time_s
+                self._clk[0] += step - p.read_time_s
             out[j] = self._observed_g(sel)
-            self.clock_s += p.read_time_s
-        self.read_count += int(reads) * idx.size
+            self._clk[0] += p.read_time_s
+        self._cnt[1] += int(reads) * idx.size
         return out
 
     def line_currents(
@@ -582,7 +649,7 @@ class SimChip:
         dv = rv[:, None] - cv[None, :]
         i = g * 1e-6 * dv
         if advance:
-            self.clock_s += self.params.read_time_s
+            self._clk[0] += self.params.read_time_s
         return i.sum(axis=1), i.sum(axis=0)
 
     def vmm(self, input_v: object) -> np.ndarray:
@@ -612,9 +679,9 @@ class SimChip:
             for k in range(vb.shape[0]):
                 g = self._observed_g(sel).reshape(r1 - r0, self.cols)
                 out[k] = (g * 1e-6).T @ vs[k]
-                self.clock_s += self.params.read_time_s
+                self._clk[0] += self.params.read_time_s
         else:
-            self.clock_s += self.params.read_time_s * vb.shape[0]
+            self._clk[0] += self.params.read_time_s * vb.shape[0]
         return out[0] if single else out
 
     def advance(self, dt_s: float) -> None:
@@ -622,7 +689,7 @@ class SimChip:
         dt = float(require_finite("dt_s", dt_s))
         if dt < 0:
             raise ConfigError("dt_s", dt, ">= 0 s")
-        self.clock_s += dt
+        self._clk[0] += dt
 
     # ------------------------------------------------------------------ truth for tests
     def true_conductance_us(self, rows: object = None, cols: object = None) -> np.ndarray:
@@ -635,7 +702,7 @@ class SimChip:
             shape = idx.shape
         g = self._g[idx].copy()
         if self._relaxes:
-            g += self._relax_us[idx] * (1.0 - np.exp(-(self.clock_s - self._t_prog_s[idx]) / self.params.relax_tau_s))
+            g += self._relax_us[idx] * (1.0 - np.exp(-(self._clk[0] - self._t_prog_s[idx]) / self.params.relax_tau_s))
         return g.reshape(shape)
 
     def set_state_us(self, conductance_us: object, rows: object = None, cols: object = None) -> None:

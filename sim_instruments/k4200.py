@@ -41,7 +41,9 @@ The language (see ``drivers/kxci_commands.py`` for the sources):
 Timing charged to the chip clock [choices]: KXCI message 0.5 ms (LAN round trip); a spot
 reading one integration time (IT1 0.1, IT2 1, IT3 16 power-line cycles; 60 Hz, option
 ``sim_line_frequency_hz``); a PMU execution burst x period plus 1 ms of setup (option
-``sim_pmu_overhead_s``).
+``sim_pmu_overhead_s``). Simulator limits [choice]: a PMU burst count of at most
+10,000 and ``smu_read`` arrays of at most 65,536 points (each is simulated point by point:
+a served instrument must not hang on one message); more is refused with ``-102``.
 
 Approximations: DC levels act on the chip only while a reading (or sweep step) is taken,
 as a stress of one integration time (capped at the technology's longest pulse); currents at
@@ -71,6 +73,10 @@ _V_LETTERS = {1: "A", 2: "B", 3: "C", 4: "D", 5: "G", 6: "H", 7: "I", 8: "J"}
 _I_LETTERS = {n: "ABCDEFGH"[n - 1] for n in range(1, 9)}
 _PLC = {1: 0.1, 2: 1.0, 3: 16.0}
 _OPEN_NOISE_A = 2e-12  # SMU noise floor on an open circuit [choice]
+# [choice] simulator limits (each burst pulse and each smu_read point is simulated one by
+# one, so an unbounded count from a client would hang a served instrument)
+PMU_BURST_MAX = 10_000
+UL_ARRAY_MAX = 65_536
 
 
 class KxciError(Exception):
@@ -508,8 +514,8 @@ class Sim4200(SimulatedInstrument):
             self.pmu[self._pmu_ch(args[0])].range_v = int(_float(args[1], "range"))
         elif n == ":PMU:PULSE:BURST:COUNT":
             count = _int(args[0], "count") if args else 0
-            if count < 1:
-                raise KxciError(-102, "burst count must be >= 1")
+            if not 1 <= count <= PMU_BURST_MAX:
+                raise KxciError(-102, f"burst count {count} outside [1, {PMU_BURST_MAX}] (simulator limit)")
             self.burst_count = count
         elif n == ":PMU:MEASURE:MODE":
             mode = _int(args[0], "mode") if args else 0
@@ -587,8 +593,8 @@ class Sim4200(SimulatedInstrument):
             n = self._smu(args[0])
             volts = _float(args[1], "volts")
             npts, size = _int(args[2], "npts"), _int(args[4], "I_size")
-            if not 1 <= npts <= size:
-                raise KxciError(-102, "need 1 <= npts <= I_size")
+            if not 1 <= npts <= size or size > UL_ARRAY_MAX:
+                raise KxciError(-102, f"need 1 <= npts <= I_size <= {UL_ARRAY_MAX} (simulator limit)")
             saved = self.smus[n]
             self.smus[n] = _Smu("V", volts, 1e-2, 0)
             values, ok = [], True

@@ -91,13 +91,14 @@ def _block(values: np.ndarray, dtype: str) -> bytes:
 
 def _parse_block(text: str, dtype: str, record: int = 1) -> np.ndarray:
     """Decode the block that ``text`` holds (it must start at ``#``) into a numpy array."""
-    if len(text) < 2 or text[0] != "#" or not text[1].isdigit() or text[1] == "0":
+    # ASCII digits only: "²".isdigit() is true but int("²") raises
+    if len(text) < 2 or text[0] != "#" or text[1] not in "123456789":
         raise _CommandError(
             -160, f"Block data error; expected #<n><length><data>, got {text[:12]!r}"
         )
     ndig = int(text[1])
     field = text[2 : 2 + ndig]
-    if len(field) != ndig or not field.isdigit():
+    if len(field) != ndig or not (field.isascii() and field.isdigit()):
         raise _CommandError(-160, f"Block data error; bad length field {field!r}")
     length = int(field)
     data = text[2 + ndig :]
@@ -124,11 +125,14 @@ def _number(token: str, name: str) -> float:
 
 def _integer(token: str, name: str) -> int:
     try:
-        return int(token)
+        value = int(token)
     except ValueError:
         raise _CommandError(
-            -104, f"Data type error; {name} {token.strip()!r} is not an integer"
+            -104, f"Data type error; {name} {token.strip()[:40]!r} is not an integer"
         ) from None
+    if not -(2**31) <= value < 2**31:  # no parameter is larger; numpy int64 arrays would overflow
+        raise _CommandError(-222, f"Data out of range; {name} {value:.3g}, allowed 32-bit integers")
+    return value
 
 
 def _fields(args: str, names: tuple[str, ...], optional: int = 0) -> list[str]:

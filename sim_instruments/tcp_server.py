@@ -18,7 +18,13 @@ transport:
   :mod:`.wgfmu_remote`) on the same chip.
 
 Messages are framed like the firmware frames them: by the write termination, except that
-an IEEE 488.2 definite-length block is read by its length field. Every instrument shares
+an IEEE 488.2 definite-length block is read by its length field. Every socket has a line
+cap (:func:`line_cap_bytes`: the largest legal message of the served chip, a 256 x 256
+``PULS:ROWS`` or ``VMM:INP`` block of 1 MiB, plus 64 KiB; :data:`.wgfmu_remote.LINE_CAP_BYTES`
+for WGFMU calls): a message that grows past it is refused before more of it is buffered
+(the WGFMU socket answers an error line), the connection is closed and every other client
+is still served. A message the simulator cannot handle costs its connection, never the
+server, and prints one line, no traceback. Every instrument shares
 one lock (one chip), so concurrent clients see a consistent bench. Faults
 (:mod:`.faults`) are applied on the real sockets: a lost reply is never sent, a late one
 is sent after ``late_s``, a dropped link sends part of the reply and closes the socket, a
@@ -28,6 +34,7 @@ reboot closes it without a reply.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +50,30 @@ from .visa_backend import _message_end
 HOST = "127.0.0.1"
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 SERVED_KINDS = ("onchip", "k4200", "k707b", "b1500")
+LINE_CAP_MIN_BYTES = 1 << 20  # 1 MiB: a 256 x 256 PULS:ROWS block (65,536 x 16 B)
+_LINE_CAP_SLACK_BYTES = 64 << 10  # headers, parameters and terminations around a block
+
+
+def line_cap_bytes(inst: Any) -> int:
+    """Longest message a served instrument reads (bytes): its chip's largest legal message.
+
+    The biggest messages a driver sends are binary blocks sized by the chip: ``PULS:ROWS``
+    (one 16-byte record per cell), ``VMM:INP`` (up to 1,024 vectors of one float32 per
+    row), ``PROG:MAP`` (one byte per cell). The cap covers the largest of them (at least
+    :data:`LINE_CAP_MIN_BYTES`) plus :data:`_LINE_CAP_SLACK_BYTES`; without one, a client
+    that never sends the terminator makes the server buffer without bound.
+    """
+    chip = getattr(inst, "chip", None)
+    rows, cols = int(getattr(chip, "rows", 0)), int(getattr(chip, "cols", 0))
+    return max(LINE_CAP_MIN_BYTES, 16 * rows * cols, 4 * 1024 * rows) + _LINE_CAP_SLACK_BYTES
+
+
+def _note(text: str) -> None:
+    """One line on the server's stderr (never a traceback: a client's bad message is no crash)."""
+    try:
+        print(f"memprog: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 @dataclass
@@ -80,10 +111,23 @@ class SimServer:
         if not 0 <= port <= 65535:
             raise ConfigError("port", port, "0 (free ports) or 1-65535")
         self.config, self.path = load_bench_config(bench_path)
+        n_served = sum(
+            1 for c in self.config.instruments.values() if c.simulated and c.kind in (*SERVED_KINDS, "wgfmu")
+        )
+        if port and port + n_served - 1 > 65535:
+            # consecutive ports from --port: refused before the bench is built or anything listens
+            raise ConfigError(
+                "port",
+                port,
+                f"0 (free ports) or 1-{65536 - n_served}: {n_served} instruments are served "
+                "on consecutive ports",
+            )
         self.bench = SimBench(self.config)
         self.lock = threading.Lock()
         self.first_port = port
         self.served: list[Served] = []
+        #: the chip's clock on its own socket (see :mod:`.remote_clock`), set by start()
+        self.clock: Served | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         for name, sim in self.bench.instruments.items():
@@ -125,12 +169,36 @@ class SimServer:
             t = threading.Thread(target=self._accept, args=(served,), daemon=True, name=f"serve-{name}")
             t.start()
             self._threads.append(t)
+        self._serve_clock()
         return {s.name: s.resource for s in self.served}
+
+    @property
+    def clock_address(self) -> str | None:
+        """``tcp://127.0.0.1:PORT`` of the served chip's clock (None before start())."""
+        return None if self.clock is None else self.clock.resource
+
+    def _serve_clock(self) -> None:
+        """Serve the chip's simulated clock, so a client reports the bench time it spent."""
+        from .remote_clock import ClockService
+
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            lst.bind((HOST, 0))
+        except OSError as exc:
+            lst.close()
+            self.stop()
+            raise ConfigError("port", 0, "a free TCP port on 127.0.0.1", str(exc)) from exc
+        lst.listen(4)
+        # kind "wgfmu": served like the library, one line per call, tcp:// address
+        self.clock = Served("clock", "wgfmu", lst.getsockname()[1], ClockService(self.bench, self.lock), lst)
+        t = threading.Thread(target=self._accept, args=(self.clock,), daemon=True, name="serve-clock")
+        t.start()
+        self._threads.append(t)
 
     def stop(self) -> None:
         """Close every socket (listeners and clients)."""
         self._stop.set()
-        for s in self.served:
+        for s in [*self.served, *([self.clock] if self.clock is not None else [])]:
             for c in list(s.connections):
                 _close(c)
             _close(s.listener)
@@ -146,21 +214,42 @@ class SimServer:
                 conn, _ = served.listener.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # the client has already gone: the listener keeps accepting
+                _close(conn)
+                continue
             served.connections.append(conn)
             t = threading.Thread(target=self._serve, args=(served, conn), daemon=True)
             t.start()
 
     def _serve_library(self, served: Served, conn: socket.socket) -> None:
+        from .wgfmu_remote import LINE_CAP_BYTES
+
         f = conn.makefile("rwb")
         try:
-            for line in f:
+            while not self._stop.is_set():
+                line = f.readline(LINE_CAP_BYTES + 1)  # never buffers more than the cap
+                if not line:
+                    return
+                if len(line) > LINE_CAP_BYTES:
+                    refuse = getattr(served.instrument, "line_too_long", None)
+                    if refuse is not None:
+                        f.write(refuse(LINE_CAP_BYTES))
+                        f.flush()
+                    _note(f"{served.name}: a call line over {LINE_CAP_BYTES} bytes; connection closed")
+                    return
                 f.write(served.instrument.handle_line(line))
                 f.flush()
         except (OSError, ValueError):
             return
+        except Exception as exc:  # noqa: BLE001 - one client's call never stops the server
+            _note(f"{served.name}: call failed ({type(exc).__name__}: {exc}); connection closed")
+            return
         finally:
             _close(conn)
+            if conn in served.connections:
+                served.connections.remove(conn)
 
     def _serve(self, served: Served, conn: socket.socket) -> None:
         if served.kind == "wgfmu":
@@ -168,6 +257,7 @@ class SimServer:
             return
         inst = served.instrument
         term_in = inst.write_termination.encode()
+        cap = line_cap_bytes(inst)
         buf = bytearray()
         try:
             while not self._stop.is_set():
@@ -185,7 +275,13 @@ class SimServer:
                     del buf[: end + len(term_in)]
                     if not self._message(inst, conn, raw, block_tail):
                         return
+                if len(buf) > cap:  # no terminator within the cap: refuse, buffer no more
+                    _note(f"{served.name}: a message over {cap} bytes; connection closed")
+                    return
         except OSError:
+            return
+        except Exception as exc:  # noqa: BLE001 - one client's message never stops the server
+            _note(f"{served.name}: message failed ({type(exc).__name__}: {exc}); connection closed")
             return
         finally:
             _close(conn)
@@ -235,4 +331,4 @@ def _close(sock: socket.socket) -> None:
         pass
 
 
-__all__ = ["SimServer", "Served", "SERVED_KINDS"]
+__all__ = ["SimServer", "Served", "SERVED_KINDS", "line_cap_bytes", "LINE_CAP_MIN_BYTES"]

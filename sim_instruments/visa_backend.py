@@ -3,8 +3,9 @@
 pyvisa loads a backend named ``X`` from a top-level module ``pyvisa_X`` exposing
 ``WRAPPER_CLASS``; ``ResourceManager("bench.yaml@memprog")`` therefore reaches
 :class:`MemprogVisaLibrary` with the bench file as its library path. The library builds one
-:class:`~memprog.sim_instruments.base.SimBench` per open resource manager (a fresh, seeded
-chip each time, so tests never leak state into each other) and routes every resource
+:class:`~memprog.sim_instruments.base.SimBench` when the first resource manager of a bench
+file opens (instruments at power-on; the chip non-volatile, reopened from its state file,
+see ``chip_state``), releases it when the last one closes, and routes every resource
 string of the bench file to its simulated instrument.
 
 Reads return whole replies in one call (up to the requested count), so a 65,536-value
@@ -199,6 +200,10 @@ class MemprogVisaLibrary(SimVisaLibrary):
     def open_default_resource_manager(self):  # type: ignore[override]
         session, status = super().open_default_resource_manager()
         if self._shared.managers == 0:
+            # instruments at power-on; the chip reopens with the state it holds
+            if self._shared.bench is not None:
+                self._shared.bench.close()
+                self._shared.bench = None
             self._shared.bench = SimBench(self.bench_config)
         self._shared.managers += 1
         self._rm_sessions.add(session)
@@ -234,7 +239,8 @@ class MemprogVisaLibrary(SimVisaLibrary):
         if session in self._rm_sessions:
             self._rm_sessions.discard(session)
             self._shared.managers = max(self._shared.managers - 1, 0)
-            if self._shared.managers == 0:
+            if self._shared.managers == 0 and self._shared.bench is not None:
+                self._shared.bench.close()
                 self._shared.bench = None
         return super().close(session)
 

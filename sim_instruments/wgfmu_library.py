@@ -35,8 +35,24 @@ What the calls do:
 * Errors: every failing call returns its ``wgfmu.h`` code and queues a text
   (``"WGFMU_addVector: pattern 'x' not found"``) for ``getError`` (one at a time, oldest
   first) and ``getErrorSummary`` (all since the last ``clear``).
+* Sizes are checked before any memory is touched. A C library must trust the sizes it is
+  given; a simulator that does the same can be crashed by one wrong count (a segfault on
+  ``addVectors`` with a count beyond its arrays, a heap overflow on ``getErrorSummary``
+  with a size beyond its buffer), and ``memprog sim serve`` hands these calls to any
+  client. So every size or count argument is checked against the buffer it describes
+  (ctypes arrays, ``byref``, ``pointer``, ``cast`` and numpy ``data_as`` pointers carry
+  their length; a bare address cannot be checked) and against a cap (:data:`MAX_VECTORS`
+  values, :data:`MAX_STRING_BYTES` bytes, ...) before the call runs; a violation returns
+  ``WGFMU_PARAMETER_OUT_OF_RANGE_ERROR`` with a text that names the argument, its value
+  and the allowed range. A string buffer *smaller* than the text is legal and keeps the
+  real library's behaviour: the text is truncated to fit (NUL-terminated) and the size
+  argument receives the size the full text needs.
 
-Choices where public sources are silent [choice]: a current beyond 1.2 x the measurement
+Choices where public sources are silent [choice]: the error queue and the summary keep
+the last :data:`ERROR_QUEUE_MAX` texts, each cut to :data:`ERROR_TEXT_MAX` characters (so
+neither can grow without bound); the patterns held at once hold at most
+:data:`MAX_VECTORS` vectors in all, and one measure event at most :data:`MAX_VECTORS`
+points; a current beyond 1.2 x the measurement
 range reads as 1.2 x the range (saturation; the driver treats anything beyond the range
 as over range); instrument noise of 2e-5 x range per 10 ns sample, averaged down over
 the averaging time; voltage measurement noise 50 uV; ``clear`` keeps the channel setup;
@@ -101,6 +117,11 @@ GRID_S = 10e-9
 V_ABS_MAX = 10.0
 DT_MAX_S = 10995.11627775
 MAX_VECTORS = 2_000_000  # [choice] simulator limit on one execution's breakpoints
+MAX_STRING_BYTES = 1 << 20  # [choice] largest string buffer a call may describe (1 MiB)
+MAX_CHANNEL_IDS = 64  # [choice] largest channel-id buffer (a B1500A holds 5 B1530A, 10 channels)
+MAX_SEQUENCE_ENTRIES = 100_000  # [choice] largest addSequences count
+ERROR_QUEUE_MAX = 1000  # [choice] texts kept by getError / getErrorSummary
+ERROR_TEXT_MAX = 256  # [choice] characters kept of one error text
 
 _PI = POINTER(c_int)
 _PD = POINTER(c_double)
@@ -156,6 +177,153 @@ def _grid(t: float) -> float:
     return round(t / GRID_S) * GRID_S
 
 
+# ---------------------------------------------------------------- sizes of pointer arguments
+#: pointer arguments that are arrays or string buffers: function -> {argument index:
+#: (how its length is given, index of that argument, cap)}. "n": an int argument holds the
+#: count; "size": an int pointer holds it (for a string buffer: its size in bytes, NUL
+#: included). Shared with the served boundary (:mod:`.wgfmu_remote`).
+SIZED: dict[str, dict[int, tuple[str, int, int]]] = {
+    "WGFMU_doSelfCalibration": {1: ("size", 2, MAX_STRING_BYTES)},
+    "WGFMU_doSelfTest": {1: ("size", 2, MAX_STRING_BYTES)},
+    "WGFMU_getChannelIds": {0: ("size", 1, MAX_CHANNEL_IDS)},
+    "WGFMU_getError": {0: ("size", 1, MAX_STRING_BYTES)},
+    "WGFMU_getErrorSummary": {0: ("size", 1, MAX_STRING_BYTES)},
+    "WGFMU_getWarningSummary": {0: ("size", 1, MAX_STRING_BYTES)},
+    "WGFMU_addVectors": {1: ("n", 3, MAX_VECTORS), 2: ("n", 3, MAX_VECTORS)},
+    "WGFMU_addSequences": {1: ("n", 3, MAX_SEQUENCE_ENTRIES), 2: ("n", 3, MAX_SEQUENCE_ENTRIES)},
+    "WGFMU_getMeasureValues": {3: ("size", 2, MAX_VECTORS), 4: ("size", 2, MAX_VECTORS)},
+}
+
+#: ``wgfmu.h`` parameter names of the sized functions (for the error texts)
+ARG_NAMES: dict[str, tuple[str, ...]] = {
+    "WGFMU_doSelfCalibration": ("result", "detail", "size"),
+    "WGFMU_doSelfTest": ("result", "detail", "size"),
+    "WGFMU_getChannelIds": ("channelIds", "size"),
+    "WGFMU_getError": ("error", "size"),
+    "WGFMU_getErrorSummary": ("errorSummary", "size"),
+    "WGFMU_getWarningSummary": ("warningSummary", "size"),
+    "WGFMU_addVectors": ("patternName", "dTime", "voltage", "size"),
+    "WGFMU_addSequences": ("chanId", "patternName", "loopCount", "size"),
+    "WGFMU_getMeasureValues": ("chanId", "offset", "size", "time", "value"),
+}
+
+
+def arg_name(name: str, i: int) -> str:
+    """The ``wgfmu.h`` name of argument ``i`` of ``name`` (``argument i`` if not listed)."""
+    names = ARG_NAMES.get(name, ())
+    return names[i] if i < len(names) else f"argument {i}"
+
+
+def _capacity(arg: Any, elem: Any) -> int | None:
+    """How many ``elem`` values the memory behind a pointer argument holds (None: unknown).
+
+    ctypes arrays and instances know their size; ``byref``/``pointer``/``cast`` keep the
+    object they point into; numpy's ``data_as`` keeps its array as ``_arr``. A pointer made
+    from a bare address carries nothing, and only the caps protect it.
+    """
+    size = ctypes.sizeof(elem)
+    if arg is None:
+        return 0
+    if isinstance(arg, ctypes.Array | ctypes._SimpleCData):  # noqa: SLF001
+        return ctypes.sizeof(arg) // size
+    if type(arg).__name__ == "CArgObject":  # byref(obj)
+        obj = getattr(arg, "_obj", None)
+        return ctypes.sizeof(obj) // size if obj is not None else None
+    if isinstance(arg, ctypes._Pointer):  # noqa: SLF001
+        if not arg:
+            return 0
+        arr = getattr(arg, "_arr", None)  # numpy ndarray.ctypes.data_as
+        if arr is not None and hasattr(arr, "nbytes"):
+            return int(arr.nbytes) // size
+        objs = getattr(arg, "_objects", None)
+        if isinstance(objs, dict) and len(objs) == 1:
+            (obj,) = objs.values()
+            if isinstance(obj, ctypes.Array) or (
+                isinstance(obj, ctypes._SimpleCData) and not isinstance(obj, ctypes.c_void_p)  # noqa: SLF001
+            ):
+                return ctypes.sizeof(obj) // size
+    return None
+
+
+def _int_at(arg: Any) -> int | None:
+    """The int an int-pointer argument points to (None: NULL or not readable here)."""
+    if arg is None:
+        return None
+    if type(arg).__name__ == "CArgObject":
+        arg = getattr(arg, "_obj", None)
+    if isinstance(arg, ctypes._SimpleCData):  # noqa: SLF001
+        return int(arg.value)
+    if isinstance(arg, ctypes.Array | ctypes._Pointer) and (len(arg) if isinstance(arg, ctypes.Array) else bool(arg)):  # noqa: SLF001
+        return int(arg[0])
+    return None
+
+
+def size_problem(name: str, argtypes: tuple[Any, ...], args: tuple[Any, ...]) -> str | None:
+    """Why the sizes of a call are unsafe (None: safe), before anything is read or written.
+
+    Every sized pointer's count must be 0..cap and fit the memory it describes; every
+    other pointer must have room for one value.
+    """
+    if len(args) != len(argtypes):
+        return None  # ctypes itself refuses a wrong argument count
+    sized = SIZED.get(name, {})
+    for i, (t, a) in enumerate(zip(argtypes, args, strict=True)):
+        if not (isinstance(t, type) and issubclass(t, ctypes._Pointer)):  # noqa: SLF001
+            continue
+        spec = sized.get(i)
+        cap_known = _capacity(a, t._type_)
+        if spec is None:
+            if a is not None and cap_known is not None and cap_known < 1:
+                return f"{arg_name(name, i)} has room for {cap_known} values (allowed: at least 1)"
+            continue
+        kind, k, cap = spec
+        count = args[k] if kind == "n" else _int_at(args[k])
+        if kind == "n" and not isinstance(count, int):
+            return None  # ctypes refuses a non-int count itself
+        if count is None:
+            continue  # a NULL size pointer: the function reports it
+        what = ("" if kind == "n" else "*") + arg_name(name, k)
+        if not 0 <= count <= cap:
+            return f"{what}={count} is not allowed (allowed: 0-{cap})"
+        if a is not None and cap_known is not None and count > cap_known:
+            return (
+                f"{what}={count} is not allowed (allowed: 0-{cap_known}, "
+                f"the length of {arg_name(name, i)})"
+            )
+    return None
+
+
+def checked_cfunction(
+    name: str, argtypes: tuple[Any, ...], call: Callable[..., int], refuse: Callable[[str], int]
+) -> Any:
+    """A ctypes function pointer to ``call`` that checks its sizes first (:func:`size_problem`).
+
+    Still a ``CFUNCTYPE(c_int, *argtypes)`` pointer (same argument conversion as the real
+    DLL), but its Python-side arguments, which still know their buffers' lengths, are
+    checked before the call: by the time ``call`` runs they are bare addresses. A call
+    with unsafe sizes returns ``refuse(reason)`` and touches no memory.
+    """
+    proto = CFUNCTYPE(c_int, *argtypes)
+
+    class _Checked(proto):  # type: ignore[valid-type,misc]
+        _flags_ = proto._flags_
+        _argtypes_ = proto._argtypes_
+        _restype_ = proto._restype_
+
+        def __call__(self, *args: Any) -> int:
+            try:
+                problem = size_problem(name, argtypes, args)
+            except Exception:  # noqa: BLE001 - let ctypes report what it cannot convert
+                problem = None
+            if problem is not None:
+                return refuse(problem)
+            return super().__call__(*args)
+
+    fn = _Checked(call)
+    fn.__name__ = name
+    return fn
+
+
 class SimWgfmuLibrary:
     """The WGFMU instrument library, simulated on a :class:`SimBench` (see module docstring).
 
@@ -170,10 +338,11 @@ class SimWgfmuLibrary:
         self.mainframe: SimB1500 | None = None
         self.address = ""
         self.patterns: dict[str, _Pattern] = {}
+        self._held = 0  # vectors held by all patterns (capped at MAX_VECTORS)
         self.sequences: dict[int, list[tuple[str, int]]] = {}
         self.setups: dict[int, _Setup] = {}
-        self.errors: deque[str] = deque()
-        self.summary: list[str] = []
+        self.errors: deque[str] = deque(maxlen=ERROR_QUEUE_MAX)
+        self.summary: deque[str] = deque(maxlen=ERROR_QUEUE_MAX)
         self.results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.expected: dict[int, int] = {}
         self.status = STATUS_IDLE
@@ -203,12 +372,16 @@ class SimWgfmuLibrary:
                 self._record(name, f"internal simulator error: {type(exc).__name__}: {exc}")
                 return LIBRARY_ERROR
 
-        proto = CFUNCTYPE(c_int, *argtypes)
-        fn = proto(call)
-        fn.__name__ = name
-        return fn
+        def refuse(problem: str) -> int:
+            self.calls.append(name)
+            self._record(name, problem)
+            return PARAMETER_OUT_OF_RANGE_ERROR
+
+        return checked_cfunction(name, argtypes, call, refuse)
 
     def _record(self, function: str, text: str) -> None:
+        if len(text) > ERROR_TEXT_MAX:
+            text = text[: ERROR_TEXT_MAX - 3] + "..."
         msg = f"{function}: {text}"
         self.errors.append(msg)
         self.summary.append(msg)
@@ -456,23 +629,39 @@ class SimWgfmuLibrary:
     # ================================================================== patterns (offline)
     def _clear(self) -> None:
         self.patterns.clear()
+        self._held = 0
         self.sequences.clear()
         self.errors.clear()
         self.summary.clear()
         self.results.clear()
         self.expected.clear()
 
+    def _room(self, n: int) -> None:
+        """Refuse ``n`` more vectors when the patterns would hold more than MAX_VECTORS."""
+        held = self._held  # kept by every call that adds vectors (a sum would cost O(patterns))
+        if held + n > MAX_VECTORS:
+            raise _Fail(
+                PARAMETER_OUT_OF_RANGE_ERROR,
+                f"{n} more vectors: the patterns would hold {held + n}, at most {MAX_VECTORS} "
+                "(simulator limit; WGFMU_clear frees them)",
+            )
+
     def _createPattern(self, raw: bytes | None, v0: float) -> None:
         name = self._name(raw)
         if name in self.patterns:
             raise _Fail(PATTERN_ALREADY_EXISTS_ERROR, f"pattern {name!r} already exists")
+        self._room(1)
         self.patterns[name] = _Pattern([0.0], [self._volt(v0)])
+        self._held += 1
 
     def _add(self, p: _Pattern, dt: float, v: float) -> None:
         if not np.isfinite(dt) or dt < GRID_S * 0.999 or dt > DT_MAX_S:
             raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"dTime {dt} outside [1e-08, {DT_MAX_S}] s")
+        self._room(1)
+        v = self._volt(v)  # before anything is appended: times and volts stay the same length
         p.times.append(_grid(p.times[-1] + _grid(dt)))
-        p.volts.append(self._volt(v))
+        p.volts.append(v)
+        self._held += 1
 
     def _addVector(self, raw: bytes | None, dt: float, v: float) -> None:
         _, p = self._pattern(raw)
@@ -480,8 +669,11 @@ class SimWgfmuLibrary:
 
     def _addVectors(self, raw: bytes | None, dts: Any, vs: Any, size: int) -> None:
         _, p = self._pattern(raw)
-        if size < 1 or not dts or not vs:
-            raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"size {size} (or a NULL array)")
+        if not 1 <= size <= MAX_VECTORS or not dts or not vs:
+            raise _Fail(
+                PARAMETER_OUT_OF_RANGE_ERROR, f"size {size} outside [1, {MAX_VECTORS}] (or a NULL array)"
+            )
+        self._room(size)
         d = np.ctypeslib.as_array(dts, shape=(size,)).astype(float)
         v = np.ctypeslib.as_array(vs, shape=(size,)).astype(float)
         if not np.all(np.isfinite(d)) or d.min() < GRID_S * 0.999 or d.max() > DT_MAX_S:
@@ -492,6 +684,7 @@ class SimWgfmuLibrary:
         t = p.times[-1] + np.cumsum(steps) * GRID_S
         p.times.extend(np.round(t / GRID_S) * GRID_S)
         p.volts.extend(v.tolist())
+        self._held += size
 
     def _setVector(self, raw: bytes | None, t: float, v: float) -> None:
         _, p = self._pattern(raw)
@@ -505,8 +698,10 @@ class SimWgfmuLibrary:
             p.volts[int(hit[0])] = v
         else:
             k = int(np.searchsorted(times, t))
+            self._room(1)
             p.times.insert(k, t)
             p.volts.insert(k, v)
+            self._held += 1
 
     def _setMeasureEvent(
         self,
@@ -524,8 +719,8 @@ class SimWgfmuLibrary:
             raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"event {name!r} already set in this pattern")
         if not np.isfinite(t) or t < 0:
             raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"event time {t} < 0")
-        if points < 1:
-            raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"points {points} < 1")
+        if not 1 <= points <= MAX_VECTORS:
+            raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"points {points} outside [1, {MAX_VECTORS}]")
         if not 10e-9 * 0.999 <= interval <= 1.34217728:
             raise _Fail(
                 PARAMETER_OUT_OF_RANGE_ERROR, f"interval {interval} outside [10 ns, 1.34217728 s]"
@@ -557,8 +752,11 @@ class SimWgfmuLibrary:
         self.results.pop(ch, None)
 
     def _addSequences(self, ch: int, names: Any, loops: Any, size: int) -> None:
-        if size < 1 or not names or not loops:
-            raise _Fail(PARAMETER_OUT_OF_RANGE_ERROR, f"size {size} (or a NULL array)")
+        if not 1 <= size <= MAX_SEQUENCE_ENTRIES or not names or not loops:
+            raise _Fail(
+                PARAMETER_OUT_OF_RANGE_ERROR,
+                f"size {size} outside [1, {MAX_SEQUENCE_ENTRIES}] (or a NULL array)",
+            )
         for i in range(size):
             self._addSequence(ch, names[i], float(loops[i]))
 
@@ -568,7 +766,7 @@ class SimWgfmuLibrary:
         vs: list[np.ndarray] = []
         events: list[tuple[float, _Event]] = []
         t0 = 0.0
-        total = 0
+        total = points = 0
         for name, loops in self.sequences.get(ch, []):
             p = self.patterns.get(name)
             if p is None:
@@ -582,6 +780,12 @@ class SimWgfmuLibrary:
                 raise _Fail(
                     LIBRARY_ERROR,
                     f"more than {MAX_VECTORS} vectors in one execution (simulator limit)",
+                )
+            points += loops * sum(e.points for e in p.events.values())
+            if points > MAX_VECTORS:
+                raise _Fail(
+                    LIBRARY_ERROR,
+                    f"more than {MAX_VECTORS} measured points in one execution (simulator limit)",
                 )
             dur = p.duration
             for e in p.events.values():
@@ -1062,4 +1266,4 @@ _FUNCTIONS: dict[str, tuple[tuple[Any, ...], Callable[..., None]]] = {
 }
 
 
-__all__ = ["SimWgfmuLibrary"]
+__all__ = ["SimWgfmuLibrary", "checked_cfunction", "size_problem", "arg_name", "SIZED"]

@@ -18,6 +18,7 @@ from memprog.bench import open_bench
 from memprog.drivers.b1500_programmer import OpenCircuitError
 from memprog.errors import ConfigError, SafetyError
 from memprog.probe_wiring import ProbeWiring
+from memprog.strict_yaml import dump_yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_b1500_wgfmu.yaml"
 LAB = BENCH.with_name("lab_b1500_wgfmu.yaml")
@@ -116,7 +117,7 @@ def _variant(tmp_path: Path, **changes) -> Path:
             node = node[k]
         node[last] = value
     out = tmp_path / f"bench{len(list(tmp_path.iterdir()))}.yaml"  # pyvisa caches by path
-    out.write_text(yaml.safe_dump(cfg))
+    out.write_text(dump_yaml(cfg))
     return out
 
 
@@ -158,10 +159,11 @@ def test_bench_wiring_errors_name_the_field(tmp_path):
         open_bench(bad)
 
 
-def test_lab_template_validates_and_names_the_real_library():
+def test_lab_template_validates_and_names_the_real_library(tmp_path):
     from memprog.bench_config import load_bench_config
+    from tests.lab_template_helpers import edited_template
 
-    cfg, _ = load_bench_config(LAB)
+    cfg, _ = load_bench_config(edited_template(LAB.stem, tmp_path))  # placeholders filled in
     assert cfg.instruments["wgfmu"].library == "C:/Windows/System32/wgfmu.dll"
     assert not cfg.instruments["b1500"].simulated
     assert cfg.instruments["wgfmu"].resource == cfg.instruments["b1500"].resource

@@ -20,7 +20,7 @@ BENCH = textwrap.dedent(
       cols: 4
       limits: {set_v_max: 2.5, reset_v_max: 2.5}
     instruments:
-      ctrl: {kind: onchip, resource: "TCPIP0::10.0.0.5::5025::SOCKET"}
+      ctrl: {kind: onchip, resource: "TCPIP0::127.0.0.1::5025::SOCKET"}
     programmer: {stack: onchip}
     """
 )
@@ -79,14 +79,16 @@ def test_safety_limits_refuse_before_sending():
 
 
 @pytest.mark.parametrize("name", ["lab_onchip", "lab_k4200_707b", "lab_b1500_wgfmu"])
-def test_lab_templates_validate_and_fail_with_one_line_without_a_lab(name, monkeypatch):
-    """The lab templates are valid bench files; with no lab VISA installed, opening one says
-    which file and which instrument's library is missing, on one line."""
+def test_lab_templates_validate_and_fail_with_one_line_without_a_lab(name, monkeypatch, tmp_path):
+    """The lab templates, once edited, are valid bench files; with no lab VISA installed,
+    opening one says which file and which instrument's library is missing, on one line."""
     import pyvisa
 
     from memprog import open_bench
+    from tests.lab_template_helpers import edited_template
 
-    config, path = load_bench_config(name)
+    edited = edited_template(name, tmp_path)  # unedited, they are refused (test_lab_templates)
+    config, path = load_bench_config(edited)
     assert path.name == f"{name}.yaml"
     assert all(not inst.simulated for inst in config.instruments.values())
 
@@ -95,7 +97,7 @@ def test_lab_templates_validate_and_fail_with_one_line_without_a_lab(name, monke
 
     monkeypatch.setattr(pyvisa, "ResourceManager", no_visa)
     with pytest.raises(ConfigError) as e:
-        open_bench(name)
+        open_bench(edited)
     text = str(e.value)
     assert "\n" not in text
     assert text.startswith(f"{name}.yaml: instruments.") and ".visa_library=" in text

@@ -14,6 +14,7 @@ from memprog.bench_config import BenchConfig
 from memprog.cli import app
 from memprog.cli_common import set_debug
 from memprog.errors import ConfigError
+from memprog.strict_yaml import dump_yaml
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 
@@ -39,7 +40,7 @@ def _lab_copy(tmp_path: Path, resource: str) -> Path:
     inst["timeout_ms"] = 1000
     inst["options"] = {}
     p = tmp_path / "lab.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(dump_yaml(data))
     return p
 
 

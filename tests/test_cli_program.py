@@ -44,8 +44,12 @@ def _invoke(tmp_path, monkeypatch, args):
 
 def test_readme_command_one_on_the_shipped_example(tmp_path, monkeypatch):
     out = _invoke(tmp_path, monkeypatch, ["program", "--example", "digits", "--json", "--out", "rep"])
-    assert out.exit_code == 0, out.stderr
+    assert out.exit_code in (0, 1), out.stderr
     s = json.loads(out.stdout)  # exactly one JSON document on stdout
+    # issue 20's rule: 0 only when every live weight's pair is within tolerance and the chip
+    # is within 3 points of software (the shipped example leaves some pairs outside)
+    holds = s["pairs_failed"] == 0 and s["chip_accuracy"] >= s["software_accuracy"] - 0.03
+    assert out.exit_code == (0 if holds else 1), (s["outcome"], out.stderr)
     for key in ("run_id", "cells_total", "cells_within_tolerance", "cells_stuck",
                 "software_accuracy", "chip_accuracy", "wall_s", "bench_time_s"):
         assert key in s
@@ -102,7 +106,9 @@ def test_kill_9_then_resume_stores_every_cell_once(tmp_path, monkeypatch):
     store.close()
     total = 4 * (25 * 16 + 17 * 4)
     assert 0 < len(first) < total
-    out = _invoke(tmp_path, monkeypatch, [*args[3:], "--resume", run_id])  # in-process from here
+    # in-process from here; no WEIGHTS: the resume takes the run's own file, pinned by its hash
+    assert args[4] == str(tmp_path / "w.pt")
+    out = _invoke(tmp_path, monkeypatch, [args[3], *args[5:], "--resume", run_id])
     assert out.exit_code in (0, 1), out.stderr
     s = json.loads(out.stdout)
     assert s["resumed_from"] == run_id and s["cells_total"] == total
@@ -115,9 +121,19 @@ def test_kill_9_then_resume_stores_every_cell_once(tmp_path, monkeypatch):
     # resumed run says it started with them
     merged = first.merge(cells, on=["row", "col"], suffixes=("_a", "_b"))
     assert len(merged) == len(first)
-    np.testing.assert_array_equal(merged["pulses_a"], merged["pulses_b"])
+    # ... except those the resume's re-read found outside their band (issue 20: resume
+    # reads before it trusts) and those making up for a twin found stuck now: re-tuned, counted
+    r = s["resume"]
+    assert r["cells_kept"] == len(first) and r["cells_new"] == total - len(first)
+    again = r["cells_retuned"] + r["cells_kept_twin_compensated"]
+    # ... and those the job's own final settle found relaxed out of band (flag relaxed) or
+    # re-aimed for a pair whose twin is stuck (flag retuned): re-tuned like any other cell
+    settled = merged["flags_b"].fillna("").astype(str).str.contains("relaxed|retuned")
+    pulsed = merged["pulses_a"] != merged["pulses_b"]
+    assert (pulsed & ~settled).sum() <= again < len(first) / 2
+    assert pulsed.sum() < len(first) / 2
     start = store.events(s["run_id"], "program_start")
-    assert start and start[0]["resumed_cells"] == len(first)
+    assert start and start[0]["resumed_cells"] == len(first) - r["cells_retuned"]
     store.close()
     # `memprog db export` of the finished run: exactly one row per cell
     exp = tmp_path / "cells.csv"

@@ -24,6 +24,7 @@ from memprog.drivers.crossbar_programmer import (
 from memprog.drivers.keithley707b import MatrixInterlock
 from memprog.errors import ConfigError, InstrumentError, SafetyError
 from memprog.sim_instruments.chip import SimChip
+from memprog.strict_yaml import dump_yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"
 
@@ -33,7 +34,7 @@ def bench_variant(tmp_path: Path, edit) -> Path:
     data = yaml.safe_load(BENCH.read_text())
     edit(data)
     p = tmp_path / "bench.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(dump_yaml(data))
     return p
 
 

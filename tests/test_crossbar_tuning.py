@@ -96,8 +96,11 @@ def test_reference_write_verify_tunes_all_64_cells_and_shows_v3_disturb():
 
 
 def test_program_array_on_the_4200_bench_tunes_every_cell_and_records_disturb():
-    """Issue 6 acceptance on the passive stack: every working cell reaches its level at 1 %,
-    and the re-verify read shows the V/3 disturb of the later writes (Drolet's drift)."""
+    """Issue 6 acceptance on the passive stack: every working cell reaches its level at 1 %
+    when it is tuned, the re-verify read shows the V/3 disturb of the later writes (Drolet's
+    drift), and the result says what the chip holds after the last re-tune: the re-tunes
+    disturb the cells already in band again, and those are reported out of band (issue 20:
+    the record and the chip agree), not as the tuner last saw them."""
     from memprog.protocols.array import ArrayParams, program_array
     from memprog.protocols.events import MemorySink
 
@@ -110,10 +113,16 @@ def test_program_array_on_the_4200_bench_tunes_every_cell_and_records_disturb():
             ArrayParams(order="row-major", tolerance_min_us=0.0, max_reverify_passes=1),
             sink=sink,
         )
+        true_us = bench.sim_chip.true_conductance_us()[ROWS, COLS]
     assert working.sum() >= 60
     assert np.all(res.converged[working])
-    err = np.abs(res.final_us - TARGETS_US) / TARGETS_US
-    assert np.all(err[working] <= 0.01 + 1e-9)
+    # the final read reports the chip: a cell said to be in band is in band on the chip (to
+    # within the read noise of that read), every other working cell is flagged drifted_out
+    inside = res.within_tolerance & working
+    assert inside.sum() > 0
+    assert np.all(np.abs(true_us[inside] - TARGETS_US[inside]) <= 0.01 * TARGETS_US[inside] + 3.0)
+    assert np.all(res.has_flag("drifted_out")[working & ~res.within_tolerance])
+    assert sink.events_of("reverify_final")[0]["out_of_band"] == int((working & ~res.within_tolerance).sum())
     drift = res.extra["drift_us"]
     # Drolet: early cells (>= 48 later writes) drift by tens of µS, the last row barely
     early, late = drift[:16][working[:16]], drift[-8:][working[-8:]]

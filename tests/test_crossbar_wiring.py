@@ -104,17 +104,19 @@ def test_wiring_must_match_the_chip():
         wiring_from_bench({}, 4, 4)
 
 
-def test_shipped_bench_files_validate():
+def test_shipped_bench_files_validate(tmp_path):
     from memprog.bench_config import load_bench_config
     from memprog.drivers.crossbar_programmer import CrossbarOptions
+    from tests.lab_template_helpers import edited_template
 
-    for name in ("sim_k4200_707b", "lab_k4200_707b"):
+    lab_path = edited_template("lab_k4200_707b", tmp_path)  # its placeholders filled in
+    for name in ("sim_k4200_707b", lab_path):
         cfg, _ = load_bench_config(name)  # found among the benches shipped with memprog
         assert cfg.programmer.stack == "k4200_707b"
         w = wiring_from_bench(cfg.wiring, cfg.chip.rows, cfg.chip.cols)
         assert w.roles.read_ground is not None and cfg.chip.bias_scheme == "v3"
         CrossbarOptions(**cfg.programmer.options)
         assert cfg.chip.limits.set_v_max < 3.0 and cfg.chip.limits.reset_v_max < 3.0  # breakdown
-    lab, _ = load_bench_config("lab_k4200_707b")
+    lab, _ = load_bench_config(lab_path)
     assert not any(i.simulated for i in lab.instruments.values())
     assert lab.instruments["k4200"].resource.endswith("::1225::SOCKET")

@@ -15,6 +15,7 @@ import yaml
 
 from memprog import open_bench
 from memprog.sim_instruments.faults import FAULT_KINDS, FaultInjector, FaultPlan
+from memprog.strict_yaml import dump_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def _faulty(tmp_path: Path, bench: str, names: tuple[str, ...], **plan) -> Path:
     for name in names:
         data["instruments"][name].setdefault("options", {})["sim_faults"] = plan
     p = tmp_path / f"faulty_{bench}.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(dump_yaml(data))
     return p
 
 

@@ -43,12 +43,16 @@ def test_from_db_uses_the_measured_tables(db_url):
     assert m.slope_pct_per_us == pytest.approx(fit["slope_pct_per_us"])
     assert m.offset_std_pct == pytest.approx(fit["offset_std_pct"])
     table = db.disturb_table().set_index("later_writes")
-    k = int(table.index.max())
-    assert m.max_later_writes == k
+    assert m.max_later_writes == int(table.index.max())
+    # keys with enough samples sample exactly their own (sparser ones pool their neighbours')
+    k = int(table.index[table["n"] >= 32].max())
     row = m.disturb_us[k, : int(m.disturb_counts[k])]
     assert row.mean().item() == pytest.approx(table.loc[k, "mean_us"], abs=1e-4)
     fr = db.stuck_fractions()
     assert (m.stuck_hrs_fraction, m.stuck_lrs_fraction) == (fr["hrs"], fr["lrs"])
+    # imprecision: the recorded reads per characterised level (issue 24), not the fit
+    assert m.imprecision == "raw"
+    assert m.imp_levels_us.tolist() == pytest.approx(sorted(db.imprecision()["level_us"]), rel=1e-6)
 
 
 def test_train_and_evaluate_from_the_db(db_url, tmp_path):

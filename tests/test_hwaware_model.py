@@ -19,14 +19,14 @@ from memprog.hwaware.variability import VariabilityModel
 FIT0 = {"slope_pct_per_us": 0.0, "intercept_pct": 0.0, "offset_mean_pct": 0.0, "offset_std_pct": 0.0}
 
 
-def _model(fit=FIT0, disturb=None, fractions=None, stuck=None, g=(100.0, 400.0)):
+def _model(fit=FIT0, disturb=None, fractions=None, stuck=None, g=(100.0, 400.0), **kw):
     if disturb is None:
         disturb = pd.DataFrame({"later_writes": [0], "delta_us": [0.0]})
     if stuck is None:
         stuck = pd.DataFrame({"kind": ["hrs", "lrs"], "g_us": [50.0, 600.0]})
     return VariabilityModel.from_tables(
         g_range_us=g, imprecision_fit=fit, disturb=disturb,
-        stuck_fractions=fractions or {"hrs": 0.0, "lrs": 0.0}, stuck=stuck,
+        stuck_fractions=fractions or {"hrs": 0.0, "lrs": 0.0}, stuck=stuck, **kw,
     )
 
 
@@ -34,7 +34,7 @@ def test_disturb_sampled_by_later_writes_rows():
     # key k holds samples of exactly -k µS; key 2 is missing (takes key 1), 0 is missing (no disturb)
     lw = [1, 1, 3, 3, 3, 4]
     d = pd.DataFrame({"later_writes": lw, "delta_us": [-float(k) for k in lw]})
-    m = _model(disturb=d)
+    m = _model(disturb=d, disturb_min_samples=1)  # each key alone (issue 24 pools sparse keys)
     assert m.max_later_writes == 4 and m.notes
     k = torch.tensor([0, 1, 2, 3, 4, 9])
     g = torch.full((6,), 200.0)
@@ -225,7 +225,7 @@ def test_later_writes_buffer_matches_mapping():
 def test_fused_model_equals_layer_by_layer_and_masks_stuck():
     lw = list(range(0, 40))
     d = pd.DataFrame({"later_writes": lw, "delta_us": [-0.5 * k for k in lw]})
-    m = _model(disturb=d)  # deterministic: disturb by position only
+    m = _model(disturb=d, disturb_min_samples=1)  # deterministic: disturb by position only
     torch.manual_seed(0)
     fused = convert(MLP([3, 5, 2]), m)
     torch.manual_seed(0)

@@ -32,6 +32,7 @@ from memprog.jobs.insitu import (
     run_insitu_job,
     train_insitu,
 )
+from memprog.strict_yaml import dump_yaml
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_onchip_protocol import CONNECT, connected
 
@@ -96,17 +97,20 @@ def test_sim_params_refused_when_unknown_out_of_range_or_on_a_lab_bench(tmp_path
     ):
         data["chip"]["sim_params"] = bad
         p = tmp_path / "b.yaml"
-        p.write_text(yaml.safe_dump(data))
+        p.write_text(dump_yaml(data))
         with pytest.raises(ConfigError, match=match):
             load_bench_config(p)
-    lab = yaml.safe_load((BENCHES / "lab_onchip.yaml").read_text())
+    from tests.lab_template_helpers import edited_template
+
+    lab_path = edited_template("lab_onchip", tmp_path)  # its placeholder filled in
+    lab = yaml.safe_load(lab_path.read_text())
     lab["chip"]["sim_params"] = {"unresponsive_fraction": 0.2}
     p = tmp_path / "lab.yaml"
-    p.write_text(yaml.safe_dump(lab))
+    p.write_text(dump_yaml(lab))
     with pytest.raises(ConfigError, match="sim_params"):
         load_bench_config(p)
     with pytest.raises(ConfigError, match="simulated bench"):
-        with bench_with_stuck_fraction(BENCHES / "lab_onchip.yaml", 0.2):
+        with bench_with_stuck_fraction(lab_path, 0.2):
             pass
 
 

@@ -80,11 +80,12 @@ def test_simulated_pmu_models_the_50_ohm_source(tmp_path):
 
     import memprog
     from memprog.sim_instruments import k4200
+    from memprog.strict_yaml import dump_yaml
 
     data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
     data["instruments"]["k4200"].setdefault("options", {})["sim_pmu_source_ohm"] = 50.0
     path = tmp_path / "b.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(dump_yaml(data))
     seen = []
     orig = k4200.Sim4200._source_drop
 
@@ -134,7 +135,7 @@ def test_list_resources_returns_a_tuple():
     rm = pyvisa.ResourceManager(f"{ROOT / 'benches' / 'sim_onchip.yaml'}@memprog")
     try:
         assert rm.list_resources("GPIB?*::INSTR") == ()
-        assert rm.list_resources() == ("TCPIP0::192.168.1.50::5025::SOCKET",) or isinstance(
+        assert rm.list_resources() == ("TCPIP0::127.0.0.1::5025::SOCKET",) or isinstance(
             rm.list_resources(), tuple
         )
     finally:

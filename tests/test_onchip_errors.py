@@ -120,7 +120,7 @@ def test_malformed_block_over_plain_pyvisa():
     rm = pyvisa.ResourceManager(f"{BENCH}@memprog")
     try:
         inst = rm.open_resource(
-            "TCPIP0::192.168.1.50::5025::SOCKET", read_termination="\n", write_termination="\n"
+            "TCPIP0::127.0.0.1::5025::SOCKET", read_termination="\n", write_termination="\n"
         )
         inst.write_raw(b"VMM:INP #13abcd\n")  # header announces 3 bytes, 4 follow
         assert inst.query("VMM?") == 'ERR 213,"No VMM input; send VMM:INP <block> first"'
@@ -153,9 +153,9 @@ def _bench_copy(tmp_path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("resource", ["TCPIP0::192.168.1.50::SOCKET", "not a resource"])
+@pytest.mark.parametrize("resource", ["TCPIP0::127.0.0.1::SOCKET", "not a resource"])
 def test_wrong_resource_string_is_a_one_line_config_error(tmp_path, resource):
-    path = _bench_copy(tmp_path, '"TCPIP0::192.168.1.50::5025::SOCKET"', f'"{resource}"')
+    path = _bench_copy(tmp_path, '"TCPIP0::127.0.0.1::5025::SOCKET"', f'"{resource}"')
     with pytest.raises(ConfigError) as err:
         memprog.open_bench(path)
     msg = str(err.value)

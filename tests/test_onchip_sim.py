@@ -16,7 +16,7 @@ from memprog.drivers.onchip import OnChipController
 from memprog.drivers.onchip_programmer import OnChipProgrammer
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_onchip.yaml"
-RESOURCE = "TCPIP0::192.168.1.50::5025::SOCKET"
+RESOURCE = "TCPIP0::127.0.0.1::5025::SOCKET"
 LATENCY_S = 50e-6
 LINK_BYTES_PER_S = 1e7
 READ_TIME_S = 10e-6
@@ -212,11 +212,13 @@ def test_the_same_stack_runs_over_a_serial_line(tmp_path):
     """ASRL resource: same driver, same commands; the 921,600-baud link sets the bench time."""
     import yaml
 
+    from memprog.strict_yaml import dump_yaml
+
     data = yaml.safe_load(BENCH.read_text())
     data["instruments"]["controller"]["resource"] = "ASRL1::INSTR"
     data["instruments"]["controller"]["options"] = {}
     path = tmp_path / "serial_bench.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(dump_yaml(data))
     with memprog.open_bench(path) as b:
         t0 = b.bench_time_s
         g = b.programmer.read_array()

@@ -24,14 +24,17 @@ def test_more_read_noise_costs_levels_or_work(protocol):
     assert x10["levels"] <= base["levels"]
     # the protocols average adaptively: the extra noise is paid in reads (and pulses)
     assert x10["reads_per_level"] > base["reads_per_level"]
-    assert x10["levels"] < base["levels"] or x10["pulses_per_level"] >= 0.9 * base["pulses_per_level"]
+    if x10["levels"] == base["levels"]:  # no level lost: the noise must then cost pulses
+        assert x10["pulses_per_level"] >= base["pulses_per_level"], (x10, base)
     assert x10["levels"] >= N // 2  # no protocol loses more than half its levels
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_c2c_and_relaxation_rows_go_the_right_way(protocol):
     lo, hi = run_row(protocol, "c2c x0.5", N), run_row(protocol, "c2c x2", N)
-    assert hi["levels"] <= lo["levels"] or hi["pulses_per_level"] >= lo["pulses_per_level"]
+    assert hi["levels"] <= lo["levels"], (hi, lo)
+    if hi["levels"] == lo["levels"]:  # every level reached on both: the larger spread costs pulses
+        assert hi["pulses_per_level"] >= lo["pulses_per_level"], (hi, lo)
     on, off = run_row(protocol, "preset", N), run_row(protocol, "relaxation off", N)
     # relaxation is extra physics: switching it off never costs levels, nor many more pulses
     assert off["levels"] >= on["levels"] - 1

@@ -57,6 +57,9 @@ class StackContext:
     bench_path: Path
     _managers: dict[str, Any] = field(default_factory=dict)
     _opened: list[Any] = field(default_factory=list)
+    _remote_clock: Any = None
+    _closed: bool = False
+    _clock_origin_s: float | None = None
 
     def visa_library_string(self, inst: InstrumentConfig) -> str:
         """The pyvisa library string for an instrument (``@memprog`` -> ``PATH@memprog``)."""
@@ -83,6 +86,7 @@ class StackContext:
                     "'@ivi': NI-VISA or Keysight IO Libraries)",
                     " ".join(str(exc).split()),
                 ) from exc
+            self.sim_clock_s()  # a simulated chip's clock starts counting for this bench here
         return self._managers[lib]
 
     def open_resource(self, name: str) -> Any:
@@ -127,7 +131,10 @@ class StackContext:
             # memprog sim serve: the simulated library's calls cross a socket
             from memprog.sim_instruments.wgfmu_remote import RemoteWgfmuLibrary
 
-            lib = RemoteWgfmuLibrary(inst.library, timeout_s=inst.timeout_ms / 1000)
+            try:
+                lib = RemoteWgfmuLibrary(inst.library, timeout_s=inst.timeout_ms / 1000)
+            except ConfigError as exc:  # nothing serves it: a connection error naming it
+                raise ConnectionFailed(name, inst.library, exc.detail or str(exc)) from exc
             self.on_close(lib)
             return lib
         if inst.library == SIM_LIBRARY or (inst.library is None and inst.simulated):
@@ -166,14 +173,47 @@ class StackContext:
             except Exception:  # noqa: BLE001
                 pass
         self._managers.clear()
+        self._remote_clock = None
+        self._closed = True
 
     def sim_clock_s(self) -> float | None:
-        """Simulated bench time if any instrument runs on the simulator, else None."""
+        """Simulated bench time since this bench first reached its simulator, else None.
+
+        In-process (``@memprog``) the chip's clock is read directly; a bench served by
+        ``memprog sim serve`` names its chip's clock in ``options.sim_clock`` (written by
+        ``--write-bench``), read over loopback, so both paths report the clock of the chip
+        that did the work (wall time over sockets is not bench time: nothing sleeps there).
+        Counted from this bench's first contact, as a lab bench counts from its opening:
+        a non-volatile chip's clock keeps running across processes and servers, and the
+        time this bench spent must not depend on what the chip did before.
+        """
+        raw = self._raw_sim_clock_s()
+        if raw is None:
+            return None
+        if self._clock_origin_s is None:
+            self._clock_origin_s = raw
+        return raw - self._clock_origin_s
+
+    def _raw_sim_clock_s(self) -> float | None:
+        """The simulated chip's own clock (it keeps running across reopens), else None."""
         for rm in self._managers.values():
             clock = getattr(rm.visalib, "sim_clock_s", None)
             if callable(clock):
                 return float(clock())
-        return None
+        if self._closed:
+            return None
+        if self._remote_clock is None:
+            address = next(
+                (i.options["sim_clock"] for i in self.config.instruments.values() if "sim_clock" in i.options),
+                None,
+            )
+            if address is None:
+                return None
+            from memprog.sim_instruments.remote_clock import RemoteClock
+
+            self._remote_clock = RemoteClock(str(address))
+            self._opened.insert(0, self._remote_clock)  # closed last, after the safe state
+        return self._remote_clock.clock_s()
 
 
 class Bench:
@@ -195,7 +235,8 @@ class Bench:
 
     @property
     def bench_time_s(self) -> float:
-        """Time the bench has spent: simulated clock on the simulator, wall time in the lab."""
+        """Time the bench has spent since it was opened: the simulated chip's clock on a
+        simulator (in-process or served by ``memprog sim serve``), wall time in the lab."""
         sim = self._ctx.sim_clock_s()
         return sim if sim is not None else time.perf_counter() - self._t0
 

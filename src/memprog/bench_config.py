@@ -7,19 +7,26 @@ backend (``PATH@memprog``), so a simulated bench is wired exactly as the lab one
 
 ``visa_library: "@memprog"`` means "the simulator of this very bench file"; ``"@py"`` or
 ``"@ivi"`` (or a path to a VISA library) means real instruments.
+
+A bench file names code that will run: a ``visa_library`` path and a WGFMU ``library``
+path are shared libraries that are loaded (and whose load-time code runs) when the bench
+is opened. Treat a bench file like a script. memprog validates the whole file (and each
+stack's preconditions) first and loads such a library last. The YAML is read without
+anchors or aliases and with a size cap (:mod:`memprog.strict_yaml`).
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from memprog.errors import ConfigError
 from memprog.limits import SafetyLimits
+from memprog.strict_yaml import load_yaml_file
 from memprog.validation import MemprogModel
 
 InstrumentKind = Literal["onchip", "k4200", "k707b", "b1500", "wgfmu"]
@@ -28,6 +35,12 @@ SIM_LIBRARY = "@memprog"
 # [choice] disturb interlock default: 0.8 x the lowest switching threshold, i.e. 4 sigma of
 # the thresholds' 5 % cell-to-cell spread below the mean, so no unselected cell switches
 UNSELECTED_MARGIN = 0.8
+# [choice] the largest array a bench file may describe (rows and cols); also bounds every
+# conductance map and weight file memprog reads (``memprog.array_files``)
+MAX_CHIP_SIDE = 4096
+#: a lab template's "edit me" marker inside a resource or library path, e.g.
+#: TCPIP0::<INSTRUMENT-IP>::5025::SOCKET (no VISA resource name holds angle brackets)
+PLACEHOLDER_RE = re.compile(r"<[^<>]*>")
 
 
 class InstrumentConfig(MemprogModel):
@@ -40,6 +53,27 @@ class InstrumentConfig(MemprogModel):
     timeout_ms: int = Field(default=5000, gt=0, le=600_000)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _no_placeholder(self) -> InstrumentConfig:
+        """Refuse a lab template's ``<...>`` placeholder before anything connects.
+
+        Why: a template that shipped a real-looking address would, run unedited, talk to
+        whatever answers there; a placeholder that validation refuses offline makes the
+        edit unavoidable and names the field (the file is added by ``load_bench_config``).
+        """
+        for fld in ("resource", "library"):
+            value = getattr(self, fld)
+            if value is not None and PLACEHOLDER_RE.search(value):
+                raise ConfigError(
+                    fld,
+                    value,
+                    "your instrument's own address (replace the "
+                    f"{PLACEHOLDER_RE.search(value).group(0)} placeholder)",
+                    "this is a lab template: edit it before connecting "
+                    "(memprog bench check FILE checks it without connecting)",
+                )
+        return self
+
     @property
     def simulated(self) -> bool:
         """True when this instrument is served by memprog's simulator."""
@@ -51,8 +85,8 @@ class ChipConfig(MemprogModel):
 
     id: str = Field(min_length=1)
     technology: str
-    rows: int = Field(ge=1, le=4096)
-    cols: int = Field(ge=1, le=4096)
+    rows: int = Field(ge=1, le=MAX_CHIP_SIDE)
+    cols: int = Field(ge=1, le=MAX_CHIP_SIDE)
     seed: int = Field(default=0, ge=0, description="simulator only: the same seed is the same chip")
     bias_scheme: Literal["v3", "v2"] = "v3"
     read_scheme: Literal["ground", "float"] = "ground"
@@ -73,6 +107,14 @@ class ChipConfig(MemprogModel):
         if self.sim_params:
             params = self.device_params()
         self._disturb_interlock(params)
+        if self.limits.conductance_max_us > params.breakdown_g_us:
+            # [choice] the preset's breakdown_g_us is a hard-shorted cell: a target at or
+            # above it is no state a working cell holds, so a limit above it guards nothing
+            raise ConfigError(
+                "chip.limits.conductance_max_us",
+                self.limits.conductance_max_us,
+                f"<= {params.breakdown_g_us} µS (a shorted {self.technology} cell)",
+            )
         for name in ("set_v_max", "reset_v_max"):
             value = getattr(self.limits, name)
             if value >= params.v_breakdown_v:
@@ -200,13 +242,15 @@ def resolve_bench_path(path_or_name: str | Path) -> Path:
 def load_bench_config(path_or_name: str | Path) -> tuple[BenchConfig, Path]:
     """Read and validate a bench file; every error names the file and the field."""
     path = resolve_bench_path(path_or_name)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("bench file", str(path), "valid YAML", str(exc).splitlines()[0]) from exc
+    data = load_yaml_file(path, "bench file")  # no anchors/aliases (alias bombs), size-capped
     if not isinstance(data, dict):
         raise ConfigError("bench file", str(path), "a YAML mapping at the top level")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"{path.name}: key", odd[0], "field names (name, chip, instruments, programmer, ...)")
     try:
         return BenchConfig(**data), path
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc.parameter}", exc.value, exc.allowed, exc.detail) from exc
+    except TypeError as exc:  # a mapping key that is not a field name (e.g. ``1: 2`` under chip:)
+        raise ConfigError(f"{path.name}", str(exc), "field names as mapping keys, at every level") from None

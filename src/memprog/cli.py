@@ -14,7 +14,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from memprog import cli_options as O
 from memprog.cli_common import BenchOpt, JsonOpt, emit, fail
+from memprog.cli_outputs import ForceOpt, refuse_existing
 from memprog.errors import ConfigError, MemprogError
 
 app = typer.Typer(help="Program memristor chips to precise conductances.", no_args_is_help=True)
@@ -44,12 +46,13 @@ def version(as_json: JsonOpt = False) -> None:
 @sim_app.command("demo")
 def sim_demo(
     bench: BenchOpt = "sim_onchip",
-    cells: Annotated[int, typer.Option(min=1, max=64, help="Cells of row 0 to program.")] = 8,
-    pulses: Annotated[int, typer.Option(min=1, max=500, help="SET pulses, then as many RESET pulses.")] = 40,
-    set_v: Annotated[float, typer.Option(help="SET pulse amplitude (V).")] = 1.15,
-    reset_v: Annotated[float, typer.Option(help="RESET pulse amplitude (V, negative).")] = -1.25,
-    width_s: Annotated[float, typer.Option(help="Pulse width (s).")] = 200e-9,
-    out: Annotated[Path, typer.Option(help="PNG to draw.")] = Path("memprog_demo.png"),
+    cells: Annotated[int, typer.Option(callback=O.int_in(1, 64), help="Cells of row 0 to program.")] = 8,
+    pulses: Annotated[int, typer.Option(callback=O.int_in(1, 500), help="SET pulses, then as many RESET pulses.")] = 40,
+    set_v: Annotated[float, typer.Option(callback=O.float_in(0.0, O.MAX_ABS_V, "V", lo_open=True, why="SET pulses are positive"), help="SET pulse amplitude (V).")] = 1.15,
+    reset_v: Annotated[float, typer.Option(callback=O.float_in(-O.MAX_ABS_V, 0.0, "V", hi_open=True, why="RESET pulses are negative"), help="RESET pulse amplitude (V, negative).")] = -1.25,
+    width_s: Annotated[float, typer.Option(callback=O.WIDTH_S, help="Pulse width (s).")] = 200e-9,
+    out: Annotated[Path, typer.Option(callback=O.out_file(), help="PNG to draw (an existing file is refused without --force).")] = Path("memprog_demo.png"),
+    force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the simulated chip at work: identical pulses move conductances, nonlinearly.
@@ -66,6 +69,7 @@ def sim_demo(
             raise ConfigError("--reset-v", reset_v, "< 0 V (RESET pulses are negative)")
         if set_v <= 0:
             raise ConfigError("--set-v", set_v, "> 0 V (SET pulses are positive)")
+        refuse_existing(out, force)  # an earlier figure stays unless --force (issue 27)
         with open_bench(bench) as b:
             prog = b.programmer
             n = min(cells, prog.info.cols)
@@ -79,9 +83,10 @@ def sim_demo(
                 trace[k + 1] = prog.read(rows, cols)
             bench_time = b.bench_time_s
             technology = prog.info.technology
+            chip_id = b.config.chip.id
     except MemprogError as exc:
         raise fail(exc) from exc
-    _plot_demo(trace, pulses, technology, out)
+    _plot_demo(trace, pulses, technology, out, set_v, reset_v, width_s, chip_id)
     summary = {
         "bench": bench,
         "technology": technology,
@@ -102,20 +107,33 @@ def sim_demo(
     emit(summary, as_json, "\n".join(lines))
 
 
-def _plot_demo(trace: np.ndarray, pulses: int, technology: str, out: Path) -> None:
-    import matplotlib
+def _plot_demo(
+    trace: np.ndarray, pulses: int, technology: str, out: Path,
+    set_v: float = float("nan"), reset_v: float = float("nan"), width_s: float = float("nan"), chip: str | None = None,
+) -> None:
+    """Each cell's conductance after every pulse: the SET half, then the RESET half, with the
+    pulse voltages written on each half and one legend entry per cell."""
+    from memprog.figures import pyplot, run_title
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(trace, lw=1)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.6), constrained_layout=True)
+    x = np.arange(trace.shape[0])
+    for i in range(trace.shape[1]):
+        ax.plot(x, trace[:, i], lw=1, label=f"cell (0, {i})")
     ax.axvline(pulses, color="k", ls=":", lw=0.8)
-    ax.set_xlabel("pulse number (SET, then RESET)")
+    ax.axvspan(0, pulses, color="#e8f5e9", zorder=0)
+    ax.axvspan(pulses, 2 * pulses, color="#fce4ec", zorder=0)
+    width = f", {width_s * 1e9:g} ns" if np.isfinite(width_s) else ""
+    ax.text(pulses / 2, 0.97, f"{pulses} SET pulses of {set_v:+g} V{width}", transform=ax.get_xaxis_transform(),
+            ha="center", va="top", fontsize=8)
+    ax.text(1.5 * pulses, 0.97, f"{pulses} RESET pulses of {reset_v:+g} V{width}",
+            transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+    ax.set_xlabel("pulses applied (SET, then RESET); read after each")
     ax.set_ylabel("read conductance (µS)")
-    ax.set_title(f"memprog simulated {technology}: identical pulses")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    ax.set_title(f"{run_title('sim demo', None, chip, technology)}: identical pulses, nonlinear response",
+                 fontsize=10)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, title="cell (row, col)", title_fontsize=7)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
@@ -126,14 +144,17 @@ def _register_subcommands() -> None:
     from memprog import cli_sim  # labready: memprog sim serve
 
     cli_sim.register(sim_app)
+    __import__("memprog.cli_twin", fromlist=["register"]).register(sim_app)  # sim calibrate
     __import__("memprog.cli_db").cli_db.register(app)
     __import__("memprog.cli_insitu", fromlist=["register"]).register(app)
     __import__("memprog.cli_train", fromlist=["register"]).register(app)  # train, evaluate
     __import__("importlib").import_module("memprog.cli_program").register(app)
     __import__("memprog.cli_dashboard").cli_dashboard.register(app)
+    __import__("memprog.cli_bench").cli_bench.register(app)  # bench check
 
 
 _register_subcommands()
+__import__("memprog.cli_help").cli_help.tidy(app)  # whole-sentence help, an example per command
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ line and exit with status 2.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,32 +15,33 @@ import numpy as np
 import typer
 
 from memprog.errors import MemprogError
+from memprog.jsonout import dumps, sanitize
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary and nothing else.")]
 BenchOpt = Annotated[str, typer.Option("--bench", "-b", help="Bench file or shipped bench name.")]
 ProgressOpt = Annotated[
     bool | None,
     typer.Option(
-        "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
+        "--progress/--no-progress", help="Progress bar on stderr (default: only when stderr is a terminal; --progress shows it when the output is piped or logged)."
     ),
 ]
 
 
 def jsonable(x: object) -> object:
-    """``json.dumps`` default: numpy scalars and arrays, paths."""
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
+    """``json.dumps`` default: numpy scalars and arrays (non-finite values as None), paths.
+
+    Kept for callers that pass it as ``default=``; new code prints through
+    :func:`memprog.jsonout.dumps`, which also turns plain-float NaN/inf into null (a
+    ``default`` hook never sees plain floats)."""
+    if isinstance(x, np.generic | np.ndarray | Path):
+        return sanitize(x)
     raise TypeError(type(x).__name__)
 
 
 def emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
-    """Print ``summary`` as one JSON document, or the ``human`` text."""
+    """Print ``summary`` as one strict JSON document (null for NaN), or the ``human`` text."""
     if as_json:
-        typer.echo(json.dumps(summary, default=jsonable))
+        typer.echo(dumps(summary))
     else:
         typer.echo(human)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from memprog import cli_options as O
 from memprog.cli_common import JsonOpt, emit, fail
 from memprog.errors import MemprogError
 
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--db", help="Store URL (default: $MEMPROG_DB or the user store)."),
         ] = None,
-        port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port).")] = 8050,
+        port: Annotated[int, typer.Option("--port", callback=O.PORT, help="TCP port (0: any free port).")] = 8050,
         host: Annotated[
             str, typer.Option("--host", help="Bind address; anything but loopback needs --token.")
         ] = "127.0.0.1",
@@ -40,13 +41,17 @@ def register(app: typer.Typer) -> None:
         Pages: runs (live), a run's heat maps / drill-down / ladder, variability; each with a
         JSON endpoint under /api. Prints the address (one JSON document with --json).
         """
+        from memprog.dashboard.security import TOKEN_ENV
         from memprog.dashboard.server import prepare, serve
 
         try:
             prep = prepare(db, host, port, token)
         except MemprogError as exc:
             raise fail(exc) from exc
-        shown = prep.url + (f"?token={prep.token}" if prep.token else "")
+        # a token is a secret: never printed (not even one given on the command line; the
+        # terminal's scrollback and a CI log outlive it), only where it came from
+        where = f"${TOKEN_ENV}" if token is None else "--token"
+        shown = prep.url + (f"  (token from {where}: open {prep.url}?token=... once)" if prep.token else "")
         emit(
             {
                 "url": prep.url,

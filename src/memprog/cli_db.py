@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
-from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail, jsonable
+from memprog import cli_options as O
+from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
 from memprog.cli_runs import DbOpt
 from memprog.errors import ConfigError, MemprogError
+from memprog.jsonout import dumps
 
 db_app = typer.Typer(help="The run store and the variability database.", no_args_is_help=True)
 
@@ -63,12 +65,38 @@ def summary_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     emit(doc, as_json, "\n".join(lines))
 
 
+@db_app.command("chips")
+def chips_cmd(
+    db: DbOpt = None,
+    chip: Annotated[str | None, typer.Option("--chip", help="Only this chip id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each chip the store knows and the weights last programmed on it: sha256, source,
+    run id, when, and chip accuracy where the run measured it (a run that did not finish
+    is marked PARTIAL: the chip holds a mix).
+
+    Example: memprog db chips --json
+    """
+    from memprog.store.chips import chips_on_record, format_chips
+
+    store = _open(db)
+    try:
+        chips = chips_on_record(store, chip)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    if chip is not None and not chips:
+        raise fail(ConfigError("--chip", chip, "a chip id this store has runs for", "memprog db chips lists them"))
+    emit({"chips": chips}, as_json, format_chips(chips))
+
+
 @db_app.command("runs")
 def runs_cmd(
     db: DbOpt = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="Only runs of this kind.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many (newest first).")] = 50,
+    kind: Annotated[str | None, typer.Option("--kind", callback=O.choice_of(lambda: __import__("memprog.store").store.RUN_KINDS), help="Only runs of this kind.")] = None,
+    status: Annotated[str | None, typer.Option("--status", callback=O.choice_of(lambda: __import__("memprog.store").store.RUN_STATUSES), help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option("--limit", callback=O.int_in(1, O.MAX_LIMIT), help="At most this many (newest first).")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """The stored runs, newest first: run_id, kind, bench, status, start, cells done."""
@@ -80,7 +108,7 @@ def runs_cmd(
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps({"runs": _records(df)}, default=jsonable))
+        typer.echo(dumps({"runs": _records(df)}))
         return
     if df.empty:
         typer.echo("no runs")
@@ -98,7 +126,7 @@ def runs_cmd(
 @db_app.command("export")
 def export_cmd(
     run: Annotated[str, typer.Option("--run", help="RUN_ID to export.")],
-    out: Annotated[Path, typer.Option("--out", help="File to write (.parquet or .csv).")],
+    out: Annotated[Path, typer.Option("--out", callback=O.out_file(".parquet", ".csv"), help="File to write (.parquet or .csv).")],
     traces: Annotated[
         bool,
         typer.Option(
@@ -138,7 +166,7 @@ def export_cmd(
 
 @db_app.command("export-variability")
 def export_variability_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    out: Annotated[Path, typer.Option("--out", callback=O.out_file(".parquet"), help="Parquet file to write.")],
     db: DbOpt = None,
     chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip.")] = None,
     technology: Annotated[str | None, typer.Option("--technology", help="Only this technology.")] = None,
@@ -230,9 +258,34 @@ def variability_cmd(
     try:
         vdb = VariabilityDB(db, chip_id=chip_id, technology=technology)
         doc = variability_report(vdb)
+        if not doc["runs"]["characterize_runs"]:
+            raise _no_characterize_runs(db, chip_id, technology)
     except MemprogError as exc:
         raise fail(exc) from exc
     emit(doc, as_json, format_variability(doc))
+
+
+def _no_characterize_runs(url: str | None, chip_id: str | None, technology: str | None) -> ConfigError:
+    """Nothing to derive the tables from: say which command stores what they need.
+
+    Why: an empty table set printed with exit 0 reads like "no variability", and leaves a
+    new user guessing where the data comes from (like ``db export --traces`` on a run
+    without traces, "nothing to show" is refused input, exit 2).
+    """
+    from memprog.store import default_db_url, mask_url
+
+    db_opt = "" if url is None else f" --db {mask_url(url)}"  # --db given: the same store
+    url = url or default_db_url()
+    which = " ".join(
+        f"--{k} {v}" for k, v in (("chip-id", chip_id), ("technology", technology)) if v is not None
+    )
+    return ConfigError(
+        "db",
+        mask_url(url),
+        "a store holding characterize runs" + (f" ({which})" if which else ""),
+        f"it holds none; run `memprog characterize --bench BENCH{db_opt}` first "
+        "(it stores the samples these tables come from)",
+    )
 
 
 def variability_report(vdb: Any) -> dict[str, Any]:
@@ -294,12 +347,13 @@ def register(app: typer.Typer) -> None:
     @app.command("characterize")
     def characterize_cmd(
         bench: BenchOpt = "sim_k4200_707b",
-        devices: Annotated[int, typer.Option("--devices", min=1, help="Devices for the imprecision and RTN tests.")] = 8,
-        levels: Annotated[int, typer.Option("--levels", min=2, max=64, help="Equidistant target levels.")] = 8,
-        repeats: Annotated[int, typer.Option("--repeats", min=1, max=1000, help="Tune/untune repeats per level and device.")] = 5,
-        reads: Annotated[int, typer.Option("--reads", min=2, max=1000, help="Consecutive reads after each tune.")] = 10,
-        disturb_cells: Annotated[int | None, typer.Option("--disturb-cells", min=0, help="Cells programmed in order for the disturb test (default: the whole array, at most 64).")] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the random disturb targets.")] = 0,
+        devices: Annotated[int, typer.Option("--devices", callback=O.int_in(1, O.MAX_DEVICES), help="Devices for the imprecision and RTN tests, and random working cells for the response, noise and relax tests (memprog sim calibrate).")] = 8,
+        levels: Annotated[int, typer.Option("--levels", callback=O.int_in(2, 64), help="Equidistant target levels.")] = 8,
+        repeats: Annotated[int, typer.Option("--repeats", callback=O.int_in(1, 1000), help="Tune/untune repeats per level and device.")] = 5,
+        reads: Annotated[int, typer.Option("--reads", callback=O.int_in(2, 1000), help="Consecutive reads after each tune.")] = 10,
+        disturb_cells: Annotated[int | None, typer.Option("--disturb-cells", callback=O.int_in(0, O.MAX_CELLS), help="Cells programmed in order for the disturb test (default: the whole array, at most 64).")] = None,
+        seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of the random disturb targets.")] = 0,
+        response_repeats: Annotated[int, typer.Option("--response-repeats", callback=O.int_in(0, 100), help="Repeats of each response pulse on --devices random cells (0: no response; for memprog sim calibrate).")] = 3,
         db: DbOpt = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
@@ -309,8 +363,10 @@ def register(app: typer.Typer) -> None:
         Stuck census and working range (every cell SET and RESET at the ramp caps), tuning
         imprecision (--devices x --levels x --repeats tunes from the off state, --reads
         consecutive reads after each), disturb (--disturb-cells programmed in order, each
-        re-read after every later write), RTN (read spread before and after denoising).
-        The derived tables: `memprog db variability`.
+        re-read after every later write), RTN (read spread before and after denoising);
+        then on --devices random working cells the pulse response (amplitude x width x
+        gate), read and telegraph noise, relaxation over bench time: what `memprog sim
+        calibrate` fits a twin from. The derived tables: `memprog db variability`.
         """
         import sys
         import time
@@ -321,7 +377,7 @@ def register(app: typer.Typer) -> None:
         try:
             cp = CharacterizeParams(
                 devices=devices, levels=levels, repeats=repeats, reads=reads,
-                disturb_cells=disturb_cells, seed=seed,
+                disturb_cells=disturb_cells, seed=seed, response_repeats=response_repeats,
             )  # fmt: skip
         except MemprogError as exc:
             raise fail(exc) from exc

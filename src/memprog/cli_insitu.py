@@ -5,8 +5,10 @@ JSON document out (progress, per-epoch lines and the interruption line on stderr
 run is stored (kind ``insitu``) through ``memprog.cli_runs.run_command`` — the one way
 every pulsing command handles the store, signals and exit codes: 0 done, 2 bad input (a
 bench without ``VMM?``, a stuck fraction outside [0, 1)), 3 instrument or storage error,
-130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP (the bench left safe, the partly trained
-weights written to ``--out``).
+130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP (the bench left safe, the chip's weights
+at the last completed epoch written to ``--out``). ``--out`` holds what the chip learnt
+(its measured conductances through the pair mapping), so ``memprog program`` can place it
+on another chip; the summary gives that file's software accuracy beside the chip's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from memprog import cli_options as O
 from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
 from memprog.errors import ConfigError, InstrumentError, MemprogError
 
@@ -52,10 +55,12 @@ def _human(summary: dict[str, Any], hidden: int) -> str:
     lines = [
         f"in-situ training on {summary['bench']}: 64-{hidden}-10, {summary['epochs']} epochs, "
         f"stuck fraction {'as the bench' if sf is None else f'{sf:.0%}'}",
-        f"test accuracy {summary['test_accuracy']:.1%} (seed 002 hardware: 91.7 % with 11 % stuck)",
+        f"chip test accuracy {summary['chip_accuracy']:.1%} "
+        "(seed 002 hardware: 91.7 % with 11 % stuck)",
         f"pulses {summary['pulses']}, wall {summary['wall_s']:.1f} s, "
         f"bench time {summary['bench_time_s']:.2f} s",
-        f"weights: {summary['weights']}",
+        f"weights: {summary['weights']} (read from the chip; in software "
+        f"{summary['weights_software_accuracy']:.1%} on the same test set)",
     ]
     if "exsitu" in summary:
         ex = summary["exsitu"]
@@ -73,20 +78,26 @@ def register(app: typer.Typer) -> None:
     def insitu_cmd(
         bench: BenchOpt = "sim_onchip",
         dataset: Annotated[
-            str, typer.Option(help="Data set: digits (scikit-learn's bundled 8x8 digits).")
+            str, typer.Option(callback=O.choice("digits"), help="Data set: digits (scikit-learn's bundled 8x8 digits).")
         ] = "digits",
         epochs: Annotated[
-            int, typer.Option(min=0, max=1000, help="Passes over the training set.")
+            int, typer.Option(callback=O.int_in(0, 1000), help="Passes over the training set.")
         ] = 8,
         stuck_fraction: Annotated[
             float | None,
-            typer.Option(help="Simulated bench only: fraction of devices stuck OFF, in [0, 1)."),
+            typer.Option(callback=O.float_in(0.0, 1.0, hi_open=True), help="Simulated bench only: fraction of devices stuck OFF, in [0, 1) (default: the chip's own stuck devices)."),
         ] = None,
-        seed: Annotated[int, typer.Option(min=0, help="Data split, initial weights, order.")] = 0,
-        batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Minibatch size.")] = 16,
-        learning_rate: Annotated[float, typer.Option(help="SGD learning rate.")] = 1.0,
+        seed: Annotated[int, typer.Option(callback=O.SEED, help="Data split, initial weights, order.")] = 0,
+        batch_size: Annotated[int, typer.Option(callback=O.int_in(1, 1024), help="Minibatch size.")] = 16,
+        learning_rate: Annotated[float, typer.Option(callback=O.LEARNING_RATE, help="SGD learning rate.")] = 1.0,
         out: Annotated[
-            Path, typer.Option(help="Weights file (memprog.weights/1), written on Ctrl-C too.")
+            Path,
+            typer.Option(
+                callback=O.out_file(),
+                help="Weights file (memprog.weights/1) for `memprog program`: the chip's "
+                "measured conductances at the end of training, as weights; written on "
+                "Ctrl-C too (the last completed epoch)."
+            ),
         ] = Path("insitu_weights.pt"),
         exsitu: Annotated[
             bool,

@@ -9,8 +9,9 @@ store and to the command's own output files, the run is marked ``interrupted``, 
 gets exactly one line saying so. Exit codes:
 
 ====  ==========================================================
-0     every cell converged
-1     the command ran, but some cells failed (not converged)
+0     what the job was asked for holds (memprog.outcome: every working cell within
+      tolerance; stuck cells are reported, not failed)
+1     the command ran, but it does not hold (working cells outside tolerance)
 2     bad input (options, bench file, map, database URL)
 3     instrument or storage error (the instrument said no, a reply could not be parsed,
       the database failed mid-run); the bench was made safe
@@ -30,7 +31,6 @@ Usage (a command body gets a :class:`RunContext`)::
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +40,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from memprog.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
+from memprog.jsonout import sanitize
 from memprog.signals import (
     EXIT_BAD_INPUT,
     EXIT_CELLS_FAILED,
@@ -68,6 +69,9 @@ class Outcome:
     summary: dict[str, Any]
     human: str
     failed_cells: int = 0
+    #: the exit code when the job's own rule decides it (``program``: the chip's accuracy
+    #: against software); None: 1 when ``failed_cells``, else 0
+    exit_code: int | None = None
 
 
 @dataclass
@@ -81,6 +85,8 @@ class RunContext:
     bench_safe: bool | None = None
     bench_safe_error: str | None = None
     partial_outputs: list[Callable[[], str | None]] = field(default_factory=list)
+    #: the command that continues this run when it is interrupted (said in the one line)
+    resume_hint: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -97,12 +103,20 @@ class RunContext:
         """``memprog.open_bench`` that records whether the safe state succeeded on exit."""
         from memprog import open_bench
 
-        b = open_bench(bench)
-        self.bench = b
+        # a signal during the open is held until the bench is in hand (signals_deferred),
+        # then raised inside the try: the bench it finds connected is made safe
+        from memprog.signals import signals_deferred
+
+        b = None
         try:
+            with signals_deferred():
+                b = self.bench = open_bench(bench)
             yield b
         except BaseException:
-            self._close(b, reraise=False)
+            b = b if b is not None else self.bench
+            if b is not None:
+                self.bench = b
+                self._close(b, reraise=False)
             raise
         self._close(b, reraise=True)
 
@@ -144,9 +158,9 @@ def _bench_identity(bench: str) -> dict[str, Any]:
 
 
 def _emit_json(doc: dict[str, Any]) -> None:
-    from memprog.cli_common import jsonable
+    from memprog.jsonout import dumps
 
-    typer.echo(json.dumps(doc, default=jsonable))
+    typer.echo(dumps(doc, fallback=str))
 
 
 def run_command(
@@ -162,6 +176,7 @@ def run_command(
     resumed_from: str | None = None,
     trace: bool = False,
     before_start: Callable[[Any], None] | None = None,
+    precheck: Callable[[Any], None] | None = None,
 ) -> NoReturn:
     """Run ``body`` as a stored run of ``kind`` on ``bench``; print; exit with the code.
 
@@ -170,6 +185,11 @@ def run_command(
         db: the store URL (None: the default store).
         before_start: called with the open store before the run starts (checks that need
             the store, e.g. that a resumed run exists); its ConfigError exits 2 with no run.
+            It may return a dict of run fields that replace the given ones (a resumed
+            ``program`` run takes its protocol and parameters from the run it continues).
+        precheck: called with the validated bench file (BenchConfig) before the store is
+            opened: input checks that need no instrument (:mod:`memprog.precheck`); its
+            ConfigError exits 2 with no run created and the store untouched.
     """
     from memprog.store import mask_url, open_store, stored_run
 
@@ -179,27 +199,40 @@ def run_command(
         try:
             try:
                 ident = _bench_identity(bench)
+                from memprog.bench_config import load_bench_config
+
+                config = load_bench_config(bench)[0]
+                if any(i.simulated for i in config.instruments.values()):
+                    # a simulated chip keeps its state in a folder: an unusable one is refused
+                    # here, before a run exists (sim_instruments/chip_state.py)
+                    from memprog.sim_instruments.chip_state import persistent, state_dir
+
+                    if persistent():
+                        state_dir()
+                if precheck is not None:
+                    precheck(config)
                 store = open_store(db)
+                start = {"protocol": protocol, "params": params, "cells_total": cells_total}
                 if before_start is not None:
-                    before_start(store)
+                    start.update(before_start(store) or {})
             except MemprogError as exc:
+                if store is not None:
+                    store.close()
                 _fail(exc, EXIT_BAD_INPUT)
             assert store is not None
             with stored_run(
                 store,
                 kind=kind,
-                protocol=protocol,
-                params=params,
-                cells_total=cells_total,
                 resumed_from=resumed_from,
                 trace=trace,
+                **start,
                 **ident,
             ) as handle:
                 ctx = RunContext(store, handle, kind)
                 outcome = body(ctx)
                 outcome.summary.setdefault("run_id", handle.run_id)
                 outcome.summary.setdefault("db", mask_url(store.url))
-                handle.summary = json.loads(json.dumps(outcome.summary, default=_jsonable))
+                handle.summary = sanitize(outcome.summary, fallback=str)
         except (KeyboardInterrupt, Exception) as exc:
             if not isinstance(exc, KeyboardInterrupt | MemprogError) and interrupt_signum(exc) is None:
                 raise
@@ -215,16 +248,9 @@ def run_command(
         typer.echo(f"memprog: run {handle.run_id} stored (db {mask_url(store.url)})", err=True)
     if store is not None:
         store.close()
+    if outcome.exit_code is not None:
+        raise typer.Exit(outcome.exit_code)
     raise typer.Exit(EXIT_CELLS_FAILED if outcome.failed_cells else EXIT_OK)
-
-
-def _jsonable(x: object) -> object:
-    from memprog.cli_common import jsonable
-
-    try:
-        return jsonable(x)
-    except TypeError:
-        return str(x)
 
 
 def _print_traceback_if_debug(exc: BaseException) -> None:
@@ -250,11 +276,13 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
     signum = interrupt_signum(exc)
     run_id = ctx.run_id if ctx is not None else None
     cells = 0
+    cells_total = None
     if store is not None and run_id is not None:
         try:
             cells = store.cell_count(run_id)
+            cells_total = store.get_run(run_id).get("cells_total")
         except MemprogError:
-            cells = 0
+            pass
     written: list[str] = []
     if ctx is not None and signum is not None:
         for w in ctx.partial_outputs:
@@ -272,6 +300,7 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
             f"run {run_id} marked interrupted, {cells} finished cells kept ({where}"
             + (f"; {', '.join(written)}" if written else "")
             + ")"
+            + (f"; continue with {ctx.resume_hint}" if ctx is not None and ctx.resume_hint else "")
             if run_id is not None
             else "no run had started"
         )
@@ -298,11 +327,14 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
     if as_json and signum is not None:
         _emit_json(
             {
+                "status": "interrupted",
                 "interrupted": True,
                 "signal": signal_name(signum),
                 "exit_code": code,
                 "run_id": run_id,
                 "cells_done": cells,
+                "cells_total": cells_total,
+                "safe_state": safe,
                 "bench_safe": None if ctx is None else ctx.bench_safe,
                 "outputs": written,
             }

@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
+from memprog import cli_options as O
 from memprog.cli_common import JsonOpt, ProgressOpt, emit, fail
+from memprog.cli_outputs import ForceOpt, refuse_existing
 from memprog.errors import ConfigError, MemprogError
 
 DbOpt = Annotated[
@@ -23,26 +25,53 @@ DbOpt = Annotated[
     typer.Option("--db", help="Variability database URL (filled by `memprog characterize`)."),
 ]
 PresetOpt = Annotated[
-    str, typer.Option("--preset", help="Technology preset whose published figures stand in when there is no --db.")
+    str, typer.Option("--preset", callback=O.choice_of(lambda: sorted(__import__("memprog.sim_instruments.presets", fromlist=["PRESETS"]).PRESETS)), help="Technology preset whose published figures stand in when there is no --db.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device (cpu, cuda, cuda:1, ...).")]
+ImprecisionOpt = Annotated[
+    str,
+    typer.Option("--imprecision", callback=O.choice("raw", "fitted"),
+                 help="With --db: sample the recorded reads per level (raw, default) or the fitted line and offset."),
+]
+StuckOpt = Annotated[
+    str | None,
+    typer.Option("--stuck", callback=O.float_list(0.0, 0.5, 2),
+                 help="HRS,LRS stuck fractions as a stated hyperparameter (seed 001: 0.005,0.005); default: as measured."),
+]
 
 
-def load_variability(db: str | None, preset: str, chip_id: str | None = None) -> Any:
-    """The :class:`VariabilityModel` of ``--db`` (our characterisation runs) or of ``--preset``."""
+def _stuck_pair(stuck: str | None) -> tuple[float, float] | None:
+    if stuck is None:
+        return None
+    parts = [float(p) for p in stuck.split(",") if p.strip()]
+    if len(parts) != 2:
+        raise ConfigError("--stuck", stuck, "two fractions HRS,LRS (e.g. 0.005,0.005)")
+    if parts[0] + parts[1] >= 1:
+        raise ConfigError("--stuck", stuck, "fractions adding up to < 1")
+    return parts[0], parts[1]
+
+
+def load_variability(
+    db: str | None, preset: str, chip_id: str | None = None, *, imprecision: str = "raw",
+    stuck: tuple[float, float] | None = None,
+) -> Any:
+    """The :class:`VariabilityModel` of ``--db`` (our characterisation runs: raw imprecision
+    reads by default) or of ``--preset``; ``stuck`` replaces the stuck fractions."""
     from memprog.hwaware.variability import VariabilityModel
 
     if db is None:
-        return VariabilityModel.from_preset(preset)
-    try:
-        from memprog.store import VariabilityDB
-    except ImportError as exc:  # pragma: no cover - the store ships with memprog
-        raise ConfigError("--db", db, "a memprog with the run store (memprog.store)") from exc
-    vdb = VariabilityDB(db, chip_id=chip_id)
-    try:
-        return VariabilityModel.from_db(vdb)
-    finally:
-        vdb.close()
+        var = VariabilityModel.from_preset(preset)
+    else:
+        try:
+            from memprog.store import VariabilityDB
+        except ImportError as exc:  # pragma: no cover - the store ships with memprog
+            raise ConfigError("--db", db, "a memprog with the run store (memprog.store)") from exc
+        vdb = VariabilityDB(db, chip_id=chip_id)
+        try:
+            var = VariabilityModel.from_db(vdb, imprecision=imprecision)
+        finally:
+            vdb.close()
+    return var if stuck is None else var.with_stuck(*stuck, preset=preset)
 
 
 def _show(flag: bool | None, as_json: bool) -> bool:
@@ -73,20 +102,29 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
-        dataset: Annotated[str, typer.Option("--dataset", help="halfmoons or digits.")],
-        out: Annotated[Path, typer.Option("--out", help="Weight file to write (.pt, Contract B format).")],
+        dataset: Annotated[str, typer.Option("--dataset", callback=O.choice("halfmoons", "digits"), help="halfmoons or digits.")],
+        out: Annotated[Path, typer.Option("--out", callback=O.out_file(), help="Weight file to write (.pt: the weights with their sizes, dataset and training variability, as memprog evaluate and memprog program read them).")],
         db: DbOpt = None,
         preset: PresetOpt = "tio2_passive",
         hardware_aware: Annotated[
             bool, typer.Option("--hardware-aware/--regular", help="Train through sampled transfers (default: regular).")
         ] = False,
-        epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (default per dataset).")] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of weights, batch order and sampled transfers.")] = 0,
-        lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (seed 001: 0.01).")] = 0.01,
+        epochs: Annotated[int | None, typer.Option("--epochs", callback=O.int_in(1, O.MAX_EPOCHS), help="Epochs (default per dataset).")] = None,
+        seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of weights, batch order and sampled transfers.")] = 0,
+        lr: Annotated[float | None, typer.Option("--lr", callback=O.LEARNING_RATE, help="Adam learning rate (default: the recipe's: 0.01, paper 0.1).")] = None,
+        recipe: Annotated[str, typer.Option("--recipe", callback=O.choice("default", "paper"), help="default (Adam lr 0.01, torch init) or paper (the authors' code: lr 0.1, weight decay 1e-4, Xavier init, 3,000 epochs); --lr/--weight-decay/--init/--epochs override it.")] = "default",
+        weight_decay: Annotated[float | None, typer.Option("--weight-decay", callback=O.float_in(0.0, 1.0), help="Adam weight decay (default: the recipe's: 0, paper 1e-4).")] = None,
+        init: Annotated[str | None, typer.Option("--init", callback=O.choice("torch", "xavier"), help="Initial weights: torch (nn.Linear's) or xavier (paper).")] = None,
+        imprecision: ImprecisionOpt = "raw",
+        stuck: StuckOpt = None,
+        bench: Annotated[str | None, typer.Option("--bench", help="Bench the network will be programmed on: each device's disturb is keyed by the cells the program job writes after it there.")] = None,
+        order: Annotated[str, typer.Option("--order", callback=O.choice("row-major", "column-major", "snake"), help="The program job's --order on that bench.")] = "row-major",
+        validate_every: Annotated[int, typer.Option("--validate-every", callback=O.int_in(0, 100_000), help="Every N epochs keep the weights with the best transfer-robust validation score (0: off).")] = 0,
+        patience: Annotated[int | None, typer.Option("--patience", callback=O.int_in(1, 100_000), help="Stop after N validations without improvement (default: never stop early).")] = None,
         chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
         device: DeviceOpt = "cpu",
         threads: Annotated[
-            int, typer.Option("--threads", min=1, help="CPU threads for torch (small networks: 1 is fastest).")
+            int, typer.Option("--threads", callback=O.int_in(1, O.MAX_THREADS), help="CPU threads for torch (small networks: 1 is fastest).")
         ] = 1,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
@@ -104,11 +142,23 @@ def register(app: typer.Typer) -> None:
             if dataset not in ("halfmoons", "digits"):
                 raise ConfigError("--dataset", dataset, "halfmoons or digits")
             dev = _check_device(device)
-            var = load_variability(db, preset, chip_id)
+            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+            from memprog.hwaware.training import PAPER_RECIPE
+
+            base = dict(PAPER_RECIPE) if recipe == "paper" else {"lr": 0.01, "weight_decay": 0.0, "init": "torch", "epochs": None}
+            given = {"lr": lr, "weight_decay": weight_decay, "init": init, "epochs": epochs}
+            rec = base | {k: v for k, v in given.items() if v is not None}
+            shape = None
+            if bench is not None:
+                from memprog.hwaware.order import bench_array_shape
+
+                shape = bench_array_shape(bench)
 
             def run() -> Any:
                 r = train(
-                    dataset, var, hardware_aware=hardware_aware, epochs=epochs, seed=seed, lr=lr,
+                    dataset, var, hardware_aware=hardware_aware, epochs=rec["epochs"], seed=seed, lr=rec["lr"],
+                    weight_decay=rec["weight_decay"], init=rec["init"], array_shape=shape, order=order,
+                    validate_every=validate_every, patience=patience,
                     device=dev, progress=_show(progress, as_json),
                 )
                 save_weights(r.weights, out)
@@ -122,8 +172,9 @@ def register(app: typer.Typer) -> None:
 
                 store = open_store(db)
                 try:
-                    params = {"dataset": dataset, "hardware_aware": hardware_aware, "epochs": epochs,
-                              "seed": seed, "lr": lr, "out": str(out), "variability": var.summary()}
+                    params = {"dataset": dataset, "hardware_aware": hardware_aware, "epochs": rec["epochs"],
+                              "seed": seed, "lr": rec["lr"], "recipe": recipe, "bench": bench, "order": order,
+                              "out": str(out), "variability": var.summary()}
                     with stored_run(store, kind="train", chip_id=chip_id, params=params) as handle:
                         res = run()
                         handle.summary = res.summary() | {"out": str(out)}
@@ -132,7 +183,7 @@ def register(app: typer.Typer) -> None:
                     store.close()
         except MemprogError as exc:
             raise fail(exc) from exc
-        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": lr, "run_id": run_id}
+        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": rec["lr"], "run_id": run_id}
         kind = "hardware-aware" if hardware_aware else "regular"
         human = (
             f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "
@@ -145,21 +196,43 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_cmd(
         weights: Annotated[Path, typer.Argument(help="Weight file written by `memprog train`.")],
-        transfers: Annotated[int, typer.Option("--transfers", min=1, help="Simulated transfers.")] = 1000,
+        transfers: Annotated[int, typer.Option("--transfers", callback=O.int_in(1, O.MAX_TRANSFERS), help="Simulated transfers.")] = 1000,
         db: DbOpt = None,
         preset: PresetOpt = "tio2_passive",
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated transfers (same seed, same transfers).")] = 0,
+        seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of the simulated transfers (same seed, same transfers).")] = 0,
         chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
-        png: Annotated[Path | None, typer.Option("--png", help="Draw the table (and the half-moons boundary).")] = None,
+        png: Annotated[Path | None, typer.Option("--png", callback=O.out_file(), help="Draw the table (and the half-moons boundary) into this PNG (an existing file is refused without --force).")] = None,
+        force: ForceOpt = False,
         device: DeviceOpt = "cpu",
         as_json: JsonOpt = False,
         on_bench: Annotated[str | None, typer.Option("--on-bench", help="Also program --transfers fresh simulated chips of this bench and set their accuracies beside the prediction.")] = None,
+        imprecision: ImprecisionOpt = "raw",
+        stuck: StuckOpt = None,
+        bench: Annotated[str | None, typer.Option("--bench", help="Key the disturb as the program job writes this bench's array (default: the layout the weights were trained for).")] = None,
     ) -> None:
         """Monte Carlo transfer evaluation: per test point, the fraction of transfers that get it right."""
+        try:
+            refuse_existing(png, force, "--png")  # an earlier figure stays unless --force (issue 27)
+        except MemprogError as exc:
+            raise fail(exc) from exc
         if on_bench is not None:  # memprog program's comparison (cli_program.py)
-            from memprog.cli_program import evaluate_on_bench_command
+            from memprog.cli_program import evaluate_on_bench
 
-            return evaluate_on_bench_command(weights, on_bench, transfers, db, preset, chip_id, seed, png, as_json)
+            try:
+                from memprog.hwaware.mapping import load_weights
+                from memprog.hwaware.training import held_out_set
+
+                var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+                x, y = held_out_set(load_weights(weights))
+                return evaluate_on_bench(
+                    weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
+                    progress=sys.stderr.isatty() and not as_json,
+                )
+            except MemprogError as exc:  # bad input 2, instrument or store 3 (as `memprog program`)
+                from memprog.cli_program import _exit_code
+
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(_exit_code(exc)) from exc
         import time
 
         from memprog.hwaware.mapping import load_weights
@@ -169,9 +242,14 @@ def register(app: typer.Typer) -> None:
         try:
             dev = _check_device(device)
             w = load_weights(weights)
-            var = load_variability(db, preset, chip_id)
+            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
             x, y = held_out_set(w)
-            sim = simulator_from_weights(w, var, dev)
+            shape = None
+            if bench is not None:
+                from memprog.hwaware.order import bench_array_shape
+
+                shape = bench_array_shape(bench)
+            sim = simulator_from_weights(w, var, dev, array_shape=shape)
             t0 = time.perf_counter()
             res = sim.evaluate(x, y, transfers, seed=seed)
             wall = time.perf_counter() - t0

@@ -19,7 +19,9 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from memprog import cli_options as O
 from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, fail
+from memprog.cli_outputs import ForceOpt, refuse_existing
 from memprog.cli_runs import DbOpt
 from memprog.errors import ConfigError, MemprogError
 
@@ -59,28 +61,17 @@ def parse_values(text: str, name: str) -> np.ndarray:
 
 
 def load_map(path: Path) -> np.ndarray:
-    """A conductance map (µS) from ``.npy`` or ``.csv`` (comma-separated, NaN allowed)."""
+    """A conductance map (µS) from ``.npy`` or ``.csv``: the one reader ``program`` uses too.
+
+    Bounded by the largest chip before anything is allocated; a CSV header row only when no
+    cell of the first row is a number; any other non-numeric cell refused with its line and
+    column (:func:`memprog.jobs.weights.load_conductance_map`).
+    """
+    from memprog.jobs.weights import load_conductance_map
+
     if not path.exists():
         raise ConfigError("map", str(path), "an existing .npy or .csv file")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".csv":
-        # labready: one header row (column names) is skipped; anything else is refused clearly
-        lines = path.read_text().splitlines()
-        first = lines[0] if lines else ""
-        skip = 0
-        try:
-            [float(v) for v in first.split(",") if v.strip()]
-        except ValueError:
-            skip = 1
-        try:
-            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip)
-        except ValueError as exc:
-            raise ConfigError(
-                "map", str(path), "comma-separated numbers in µS (NaN to skip), at most one header row",
-                " ".join(str(exc).split()),
-            ) from None
-    raise ConfigError("map", str(path), "a .npy or .csv file")
+    return load_conductance_map(path, "map")
 
 
 def _progress(flag: bool | None, as_json: bool) -> bool:
@@ -95,25 +86,26 @@ def register(app: typer.Typer) -> None:
     @app.command("levels")
     def levels_cmd(
         bench: BenchOpt = "sim_onchip",
-        levels: Annotated[int, typer.Option("--levels", help="Number of levels.")] = 2048,
-        start_us: Annotated[float, typer.Option("--start-us", help="First level (µS).")] = 50.0,
+        levels: Annotated[int, typer.Option("--levels", callback=O.LEVELS, help="Number of levels.")] = 2048,
+        start_us: Annotated[float, typer.Option("--start-us", callback=O.G_US, help="First level (µS).")] = 50.0,
         step_us: Annotated[
-            float, typer.Option("--step-us", help="Spacing of the levels (µS).")
+            float, typer.Option("--step-us", callback=O.G_US, help="Spacing of the levels (µS).")
         ] = 2.0,
         protocol: Annotated[
-            str, typer.Option("--protocol", help="denoise | denoise-off | alibart | feedforward")
+            str, typer.Option("--protocol", callback=O.choice("denoise", "denoise-off", "alibart", "feedforward"), help="denoise | denoise-off | alibart | feedforward")
         ] = "denoise",
-        row: Annotated[int, typer.Option("--row", help="Cell row.")] = 0,
-        col: Annotated[int, typer.Option("--col", help="Cell column.")] = 0,
+        row: Annotated[int, typer.Option("--row", callback=O.ROW, help="Cell row.")] = 0,
+        col: Annotated[int, typer.Option("--col", callback=O.ROW, help="Cell column.")] = 0,
         tolerance_us: Annotated[
-            float, typer.Option("--tolerance-us", help="Every verification read within this (µS).")
+            float, typer.Option("--tolerance-us", callback=O.TOLERANCE_US, help="Every verification read within this (µS).")
         ] = 1.0,
         verify_reads: Annotated[
-            int, typer.Option("--verify-reads", help="Reads per level after programming.")
+            int, typer.Option("--verify-reads", callback=O.READS, help="Reads per level after programming.")
         ] = 5,
-        out: Annotated[Path, typer.Option("--out", help="PNG of the ladder.")] = Path(
+        out: Annotated[Path, typer.Option("--out", callback=O.out_file(), help="PNG of the ladder (an existing file is refused without --force).")] = Path(
             "memprog_levels.png"
         ),
+        force: ForceOpt = False,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
         db: DbOpt = None,
@@ -121,6 +113,7 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(
                 "--settle-s",
+                callback=O.SETTLE_S,
                 help="Bench time waited before each level's verification (default: the "
                 "chip technology's; 0: none).",
             ),
@@ -129,6 +122,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--criterion",
+                callback=O.choice("every-read", "mean"),
                 help="every-read: every verification read within the tolerance (Rao); "
                 "mean: the verification mean within it, reads added where noise needs them.",
             ),
@@ -145,10 +139,11 @@ def register(app: typer.Typer) -> None:
 
         Reports the levels attempted, the levels whose every verification read lies within
         --tolerance-us of the level, the largest error, the pulses, and the wall and bench
-        time; draws the ladder to --out. The run is stored (--db); exit 1 if a level's
-        protocol did not converge.
+        time; draws the ladder to --out. The run is stored (--db); exit 0 when every level
+        is within tolerance, 1 when one is not.
         """
         from memprog.cli_runs import Outcome, run_command
+        from memprog.outcome import ladder_outcome
         from memprog.protocols.ladder import ladder_levels, run_ladder
 
         t0 = time.perf_counter()
@@ -156,6 +151,22 @@ def register(app: typer.Typer) -> None:
             lv = ladder_levels(start_us, step_us, levels)
         except MemprogError as exc:
             raise fail(exc) from exc
+
+        def precheck(cfg: Any) -> None:  # before the run exists (memprog.precheck)
+            from memprog import precheck as pc
+
+            pc.check_cells(cfg, np.array([row]), np.array([col]), ("--row", "--col"))
+            lo_us, hi_us = pc.target_range_us(cfg)
+            if lv[-1] > hi_us:
+                fit = int(np.floor((hi_us - start_us) / step_us)) + 1 if start_us <= hi_us else 0
+                raise ConfigError(
+                    "--levels",
+                    levels,
+                    f"<= {fit} ({start_us:g} µS + {step_us:g} µS steps must stay within "
+                    f"{lo_us:g}-{hi_us:g} µS on this chip)",
+                )
+            pc.check_targets(cfg, lv)
+            refuse_existing(out, force)  # an earlier ladder stays unless --force (issue 27)
 
         def body(ctx: Any) -> Any:
             with ctx.open_bench(bench) as b:
@@ -183,7 +194,8 @@ def register(app: typer.Typer) -> None:
                 )
                 bench_time = b.bench_time_s
                 technology = b.programmer.info.technology
-            _plot_ladder(res, technology, out)
+                chip_id = b.config.chip.id
+            _plot_ladder(res, technology, out, ctx.run_id, chip_id)
             summary = res.summary()
             summary.update(
                 {
@@ -207,7 +219,14 @@ def register(app: typer.Typer) -> None:
                 f"\nfigures measured after a {summary['settle_s']:g} s settle per level "
                 f"({summary['settle_retunes']} levels re-tuned after it)"
             )
-            return Outcome(summary, human, failed_cells=int((~res.converged).sum()))
+            # one outcome (memprog.outcome): the counts and the exit decision
+            oc = ladder_outcome(res)
+            summary["outcome"] = oc
+            human += (
+                f"\nresult: {oc['working_within_tolerance']} of {oc['working']} levels within tolerance"
+                f" ({'holds' if oc['ok'] else 'FAILED'}, exit {oc['exit_code']}: {oc['rule']})"
+            )
+            return Outcome(summary, human, failed_cells=oc["failed"])
 
         run_command(
             body,
@@ -223,45 +242,49 @@ def register(app: typer.Typer) -> None:
             },
             cells_total=levels,
             trace=trace,
+            precheck=precheck,
         )  # fmt: skip
 
     @app.command("tune")
     def tune_cmd(
         bench: BenchOpt = "sim_onchip",
-        rows: Annotated[str | None, typer.Option("--rows", help="Rows: 3 | 0,2,5 | 0:8.")] = None,
-        cols: Annotated[str | None, typer.Option("--cols", help="Columns, same forms.")] = None,
+        rows: Annotated[str | None, typer.Option("--rows", callback=O.index_list("cols"), help="Rows: 3 | 0,2,5 | 0:8.")] = None,
+        cols: Annotated[str | None, typer.Option("--cols", callback=O.index_list("rows"), help="Columns, same forms.")] = None,
         target_us: Annotated[
-            str | None, typer.Option("--target-us", help="One target, or one per cell (row-major).")
+            str | None, typer.Option("--target-us", callback=O.TARGETS_US, help="One target, or one per cell (row-major).")
         ] = None,
         map_path: Annotated[
             Path | None, typer.Option("--map", help="Conductance map (.npy/.csv, µS, NaN = skip).")
         ] = None,
         origin: Annotated[
-            str, typer.Option("--origin", help="Map's top-left cell: ROW,COL.")
+            str, typer.Option("--origin", callback=O.index_list(), help="Map's top-left cell: ROW,COL.")
         ] = "0,0",
         protocol: Annotated[
-            str, typer.Option("--protocol", help="alibart | denoise | feedforward")
+            str, typer.Option("--protocol", callback=O.choice("alibart", "denoise", "feedforward", "predictive"), help="alibart | denoise | feedforward | predictive (learns each cell's response: a few pulses per cell)")
         ] = "alibart",
         order: Annotated[
             str,
             typer.Option(
-                "--order", help="Map order: row-major | column-major | snake | high-first"
+                "--order",
+                callback=O.choice("row-major", "column-major", "snake", "high-first", "low-first"),
+                help="Map order: row-major | column-major | snake | high-first | low-first",
             ),
         ] = "row-major",
         tolerance_rel: Annotated[
-            float | None, typer.Option("--tolerance-rel", help="Relative band (Alibart).")
+            float | None, typer.Option("--tolerance-rel", callback=O.TOLERANCE_REL, help="Acceptance half-band as a fraction of the target (default: the protocol's own; Alibart 0.01 = 1 %).")
         ] = None,
         max_pulses: Annotated[
-            int | None, typer.Option("--max-pulses", help="Pulse budget per cell.")
+            int | None, typer.Option("--max-pulses", callback=O.PULSES, help="Pulse budget per cell (default: the protocol's own; Alibart 2000, denoise 400, feedforward 200).")
         ] = None,
         out: Annotated[
-            Path | None, typer.Option("--out", help="CSV of the per-cell results.")
+            Path | None, typer.Option("--out", callback=O.out_file(), help="CSV of the per-cell results (an existing file is refused without --force).")
         ] = None,
         png: Annotated[
             Path | None,
-            typer.Option("--png", help="Draw target, final and error maps of the tuned cells."),
+            typer.Option("--png", callback=O.out_file(), help="Draw target, final and error maps of the tuned cells into this PNG (an existing file is refused without --force)."),
         ] = None,
         progress: ProgressOpt = None,
+        force: ForceOpt = False,
         as_json: JsonOpt = False,
         db: DbOpt = None,
         resume: Annotated[
@@ -276,6 +299,7 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(
                 "--settle-s",
+                callback=O.SETTLE_S,
                 help="Bench time waited before the final re-verify (once per batch; default: "
                 "the chip technology's; 0: none).",
             ),
@@ -284,6 +308,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--retention-s",
+                callback=O.RETENTION_S,
                 help="After programming, re-read the cells after these delays (s, e.g. "
                 "10,3600; simulated or real) and report the fraction within tolerance.",
             ),
@@ -299,11 +324,13 @@ def register(app: typer.Typer) -> None:
         """Tune cells (the grid --rows x --cols) or a whole --map to their targets.
 
         The run is stored (--db; its id is printed to stderr at the start). Exit 0 when every
-        cell converged, 1 when some did not, 2 on bad input, 3 on an instrument or storage
+        working cell is within tolerance (stuck cells are reported, not failed), 1 when a
+        working cell is not, 2 on bad input, 3 on an instrument or storage
         error, 130/143/129 when interrupted (the finished cells are kept; --resume RUN_ID
         continues a --map job).
         """
         from memprog.cli_runs import Outcome, run_command
+        from memprog.outcome import describe, result_outcome
         from memprog.protocols.alibart import tune_alibart
         from memprog.protocols.array import ArrayParams, alibart_defaults, program_array
         from memprog.protocols.denoise import DenoiseParams, tune_denoise
@@ -314,8 +341,8 @@ def register(app: typer.Typer) -> None:
         show = _progress(progress, as_json)
         m = o = r = c = t = None
         try:
-            if protocol not in ("alibart", "denoise", "feedforward"):
-                raise ConfigError("protocol", protocol, "alibart, denoise or feedforward")
+            if protocol not in ("alibart", "denoise", "feedforward", "predictive"):
+                raise ConfigError("protocol", protocol, "alibart, denoise, feedforward or predictive")
             if map_path is None and (rows is None or cols is None or target_us is None):
                 raise ConfigError("--rows/--cols/--target-us", None, "all three, or --map")
             if resume is not None and map_path is None:
@@ -326,7 +353,12 @@ def register(app: typer.Typer) -> None:
                 if o.size != 2:
                     raise ConfigError("origin", origin, "ROW,COL")
                 if protocol == "feedforward":
-                    raise ConfigError("protocol", protocol, "alibart or denoise for a --map")
+                    raise ConfigError("protocol", protocol, "alibart, denoise or predictive for a --map")
+            if protocol == "predictive":  # its own bounds, checked before any run exists
+                from memprog.protocols.predictive import PredictiveParams
+
+                PredictiveParams(**{k: v for k, v in {"max_pulses": max_pulses, "tolerance_rel": tolerance_rel,
+                                                      "settle_s": settle_s}.items() if v is not None})
             else:
                 rr = parse_indices(rows, "rows")  # type: ignore[arg-type]
                 cc = parse_indices(cols, "cols")  # type: ignore[arg-type]
@@ -350,10 +382,22 @@ def register(app: typer.Typer) -> None:
             "job": job, "pid": os.getpid(), "settle_s": settle_s, "retention_s": delays, "trace": trace,
         }  # fmt: skip
         resume_from: list[Any] = []
+        resume_info: list[Any] = []
 
         def check_resume(store: Any) -> None:
             if resume is not None:
                 resume_from.append(check_resumable(store, resume, job, bench))
+
+        def precheck(cfg: Any) -> None:  # before the run exists (memprog.precheck)
+            from memprog import precheck as pc
+
+            if m is not None:
+                pc.check_map(cfg, m, (int(o[0]), int(o[1])))  # type: ignore[index]
+            else:
+                pc.check_cells(cfg, r, c)
+                pc.check_targets(cfg, t)
+            refuse_existing(png, force, "--png")  # earlier outputs stay unless --force (issue 27)
+            refuse_existing(out, force)
 
         def body(ctx: Any) -> Any:
             if out is not None:
@@ -372,17 +416,43 @@ def register(app: typer.Typer) -> None:
                 if upd:
                     ali = type(ali)(**{**ali.model_dump(), **upd})
                 if m is not None:
+                    ap = ArrayParams(
+                        protocol=protocol, order=order, alibart=ali, settle_s=settle_s,
+                        **({"tolerance_rel": tolerance_rel} if tolerance_rel is not None else {}),
+                        **({"max_pulses": max_pulses} if protocol == "predictive" and max_pulses else {}),
+                    )
+                    kept = None
+                    if resume:
+                        # resume reads before it trusts: every kept cell is read again, and
+                        # those now outside the job's band are tuned with the unfinished ones
+                        from memprog.jobs.resume_reads import reread_kept
+
+                        kept, reread = reread_kept(
+                            prog, ctx.store.resume_result(resume), ap.tolerance_rel,
+                            ap.tolerance_min_us, int(np.isfinite(m).sum()), ctx.sink,
+                        )  # fmt: skip
+                        resume_info.append(reread)
                     res = program_array(
                         prog,
                         m,
-                        ArrayParams(protocol=protocol, order=order, alibart=ali, settle_s=settle_s),
+                        ap,
                         origin=(int(o[0]), int(o[1])),  # type: ignore[index]
-                        resume=ctx.store.resume_result(resume) if resume else None,
+                        resume=kept if kept is not None and len(kept) else None,
                         sink=ctx.sink,
                         progress=show,
                     )
                 elif protocol == "alibart":
                     res = tune_alibart(prog, r, c, t, params=ali, sink=ctx.sink, progress=show)
+                elif protocol == "predictive":
+                    from memprog.protocols.predictive import predictive_defaults, tune_predictive
+
+                    res = tune_predictive(
+                        prog, r, c, t, sink=ctx.sink, progress=show,
+                        params=predictive_defaults(
+                            prog.info, prog.limits, tolerance_rel=tolerance_rel, max_pulses=max_pulses,
+                            settle_s=settle_s,
+                        ),
+                    )  # fmt: skip
                 elif protocol == "denoise":
                     res = tune_denoise(
                         prog, r, c, t, sink=ctx.sink, progress=show,
@@ -404,6 +474,7 @@ def register(app: typer.Typer) -> None:
                 )  # fmt: skip
                 bench_time = b.bench_time_s
                 technology = prog.info.technology
+                chip_id = b.config.chip.id
             ctx.sink.record_results(res)  # the final (re-verified) row of every cell
             if out is not None:
                 res.to_frame().to_csv(out, index=False)
@@ -418,21 +489,24 @@ def register(app: typer.Typer) -> None:
             )
             if resume is not None:
                 summary["resumed_from"] = resume
+                if resume_info:
+                    summary["resume"] = resume_info[0].summary(resume)
             if out is not None:
                 summary["csv"] = str(out)
             summary["settle_s"] = eff_settle
             if retention is not None:
                 summary["retention"] = retention
             if png is not None:
-                _plot_tune(res, technology, png)
+                _plot_tune(res, technology, png, ctx.run_id, chip_id)
                 summary["png"] = str(png)
             human = (
                 f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
                 f"{summary['within_tolerance']} within tolerance; {summary['pulses_mean']:.1f} pulses per cell "
-                f"(max {summary['pulses_max']}); flags {summary['flags'] or 'none'}\n"
-                f"max error of converged cells {summary.get('max_abs_error_converged_us', float('nan')):.3f} µS; "
+                f"(max {summary['pulses_max']}); flags {', '.join(f'{k} {v}' for k, v in (summary['flags'] or {}).items()) or 'none'}\n"
+                f"max error of converged cells {_us(summary.get('max_abs_error_converged_us'))}; "
                 f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
                 + (f"; plot: {png}" if png is not None else "")
+                + (f"; cells: {out}" if out is not None else "")
             )
             if retention is not None:
                 human += "".join(
@@ -442,7 +516,16 @@ def register(app: typer.Typer) -> None:
                     f"max |error| {d['max_abs_error_us']:.3f} µS"
                     for d in retention
                 )
-            return Outcome(summary, human, failed_cells=int((~res.converged).sum()))
+            if resume_info:
+                human += "\n" + resume_info[0].text(resume)
+            # one outcome (memprog.outcome): the counts and the exit decision
+            oc = result_outcome(res)
+            summary["outcome"] = oc
+            human += (
+                f"\nresult: {describe(oc)}; {'holds' if oc['ok'] else 'FAILED'} "
+                f"(exit {oc['exit_code']}: {oc['rule']})"
+            )
+            return Outcome(summary, human, failed_cells=oc["failed"])
 
         run_command(
             body,
@@ -455,8 +538,14 @@ def register(app: typer.Typer) -> None:
             cells_total=int(np.isfinite(m).sum()) if m is not None else int(r.size),  # type: ignore[union-attr]
             resumed_from=resume,
             before_start=check_resume,
+            precheck=precheck,
             trace=trace,
         )
+
+
+def _us(x: float | None) -> str:
+    """A conductance for the human text; "n/a" rather than "nan" when there is none."""
+    return "n/a" if x is None or x != x else f"{x:.3f} µS"
 
 
 def _with_settle(params: Any, settle_s: float | None) -> Any:
@@ -501,6 +590,9 @@ def check_resumable(store: Any, run_id: str, job: dict[str, Any] | None, bench: 
     chip = load_bench_config(bench)[0].chip.id
     if run.get("chip_id") and run["chip_id"] != chip:
         raise ConfigError("--resume", run_id, f"a run on chip {chip}", f"it ran on chip {run['chip_id']}")
+    from memprog.store.core import check_not_resumed
+
+    check_not_resumed(store, run_id)  # a run is resumed once (naming the run that did)
     return run
 
 
@@ -512,13 +604,16 @@ def _write_partial_csv(ctx: Any, out: Path) -> str | None:
     return f"{len(df)} cells in {out}"
 
 
-def _plot_tune(res: Any, technology: str, out: Path) -> None:
-    """Target, final and relative-error maps over the bounding box of the tuned cells."""
-    import matplotlib
+def _plot_tune(res: Any, technology: str, out: Path, run_id: str | None = None, chip: str | None = None) -> None:
+    """Target, final and relative-error maps over the bounding box of the tuned cells.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Percentile colour limits (memprog.figures): a stuck cell at 10 µS among 500 µS targets
+    saturates (and is painted in the stuck colour) instead of stretching the scale.
+    """
+    from memprog.figures import array_axes, heat_map, paint_flags, pyplot, robust_limits, run_title
+    from memprog.outcome import ERROR_CMAP, FLAG_STUCK
 
+    plt = pyplot()
     r0, c0 = int(res.rows.min()), int(res.cols.min())
     shape = (int(res.rows.max()) - r0 + 1, int(res.cols.max()) - c0 + 1)
     target = np.full(shape, np.nan)
@@ -526,52 +621,73 @@ def _plot_tune(res: Any, technology: str, out: Path) -> None:
     target[res.rows - r0, res.cols - c0] = res.target_us
     final[res.rows - r0, res.cols - c0] = res.final_us
     err_pct = 100.0 * (final - target) / target
-    lim = max(float(np.nanmax(np.abs(err_pct))) if np.isfinite(err_pct).any() else 1.0, 1e-3)
     extent = (c0 - 0.5, c0 + shape[1] - 0.5, r0 + shape[0] - 0.5, r0 - 0.5)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), constrained_layout=True)
-    vmin, vmax = float(np.nanmin(target)), float(np.nanmax(target))
-    for ax, data, title in ((axes[0], target, "target (µS)"), (axes[1], final, "final read (µS)")):
-        im = ax.imshow(data, extent=extent, vmin=vmin, vmax=vmax, cmap="viridis")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        ax.set_title(title)
-    im = axes[2].imshow(err_pct, extent=extent, vmin=-lim, vmax=lim, cmap="coolwarm")
-    fig.colorbar(im, ax=axes[2], shrink=0.8)
-    bad = ~res.converged
-    if bad.any():
-        axes[2].plot(res.cols[bad], res.rows[bad], "kx", ms=4, label="not converged")
-        axes[2].legend(loc="upper right", fontsize=7)
-    axes[2].set_title("error (% of target)")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.0), constrained_layout=True)
+    ok = ~res.has_flag(FLAG_STUCK)
+    lo, hi, note = robust_limits(np.concatenate([res.target_us, res.final_us[ok]]))
+    beyond = int(((res.final_us < lo) | (res.final_us > hi)).sum())
+    heat_map(fig, axes[0], target, extent, (lo, hi, note), "viridis", "target conductance (µS)")
+    fin_note = note.split(";")[0] + (f"; {beyond} beyond (saturated)" if beyond else "")
+    heat_map(fig, axes[1], final, extent, (lo, hi, fin_note), "viridis", "final read (µS)")
+    rel = 100.0 * (res.final_us - res.target_us) / res.target_us
+    e_lo, e_hi, _ = robust_limits(rel[ok], symmetric=True)
+    n_beyond = int((np.abs(rel) > e_hi).sum())
+    e_note = "±99th percentile of working cells" + (
+        f"; {n_beyond} beyond (saturated)" if n_beyond else ""
+    )
+    heat_map(fig, axes[2], err_pct, extent, (e_lo, e_hi, e_note), ERROR_CMAP, "error (% of target)")
+    axes[0].set_title("target")
+    axes[1].set_title("final read (stuck and failed cells painted)")
+    axes[2].set_title("(final − target) / target (stuck and failed cells painted)")
+    for ax in axes[1:]:
+        paint_flags(ax, extent, (r0, c0), shape, res.rows, res.cols, res.flags)
     for ax in axes:
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
-    fig.suptitle(f"memprog tune, {technology}, {res.protocol}: {int(res.converged.sum())}/{len(res)} converged")
-    fig.savefig(out, dpi=110)
+        array_axes(ax)
+    fig.suptitle(
+        f"{run_title('tune', run_id, chip, technology)}, {res.protocol}: "
+        f"{int(res.converged.sum())}/{len(res)} cells converged",
+        fontsize=10,
+    )
+    fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
-def _plot_ladder(res: Any, technology: str, out: Path) -> None:
-    import matplotlib
+def _plot_ladder(res: Any, technology: str, out: Path, run_id: str | None = None, chip: str | None = None) -> None:
+    """The ladder: each level's verified mean against its target, and each level's largest
+    verification error against the tolerance (levels outside it in their own colour)."""
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from memprog.figures import pyplot, run_title
+    from memprog.outcome import CATEGORY_COLOURS, NOT_CONVERGED, WITHIN
 
+    plt = pyplot()
     k = np.arange(res.levels_us.size)
     fig, (ax1, ax2) = plt.subplots(
-        2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        2, 1, figsize=(8, 7), gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
     )
-    ax1.plot(k, res.verify_mean_us, ".", ms=1.5, label="verification reads (mean)")
-    ax1.plot(k, res.levels_us, "-", lw=0.5, color="k", label="target")
+    ok = np.asarray(res.within, dtype=bool)
+    bad_colour, good_colour = CATEGORY_COLOURS[NOT_CONVERGED], CATEGORY_COLOURS[WITHIN]
+    ax1.plot(k, res.levels_us, "-", lw=0.6, color="k", label="target level")
+    ax1.plot(k[ok], res.verify_mean_us[ok], ".", ms=2, color=good_colour,
+             label=f"verified mean, within ±{res.tolerance_us:g} µS ({int(ok.sum())})")
+    ax1.plot(k[~ok], res.verify_mean_us[~ok], "x", ms=4, color=bad_colour,
+             label=f"verified mean, outside ({int((~ok).sum())})")
     ax1.set_ylabel("conductance (µS)")
-    ax1.set_title(f"memprog {technology}: {res.levels_us.size} levels, {res.protocol}")
+    ax1.set_xlabel("level number")
+    ax1.set_title(
+        f"{run_title('levels', run_id, chip, technology)}\n"
+        f"{res.levels_us.size} levels, {res.protocol}: {int(ok.sum())} within ±{res.tolerance_us:g} µS",
+        fontsize=10,
+    )
     ax1.legend(loc="upper left", fontsize=8)
-    ok = res.within
-    ax2.plot(k[ok], res.verify_max_err_us[ok], ".", ms=1.5, color="tab:green")
-    ax2.plot(k[~ok], res.verify_max_err_us[~ok], "x", ms=3, color="tab:red")
+    ax2.plot(k[ok], res.verify_max_err_us[ok], ".", ms=2, color=good_colour)
+    ax2.plot(k[~ok], res.verify_max_err_us[~ok], "x", ms=4, color=bad_colour)
     ax2.axhline(res.tolerance_us, color="k", ls=":", lw=0.8)
-    ax2.set_xlabel("level")
-    ax2.set_ylabel("max |error| (µS)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    ax2.legend(handles=[Line2D([], [], color="k", ls=":", lw=0.8, label=f"tolerance {res.tolerance_us:g} µS")],
+               loc="upper left", fontsize=8)
+    ax2.set_xlabel("level number")
+    ax2.set_ylabel("largest |read − level| (µS)")
+    fig.savefig(out, dpi=110)
     plt.close(fig)
 
 

@@ -74,7 +74,22 @@ class ProtocolError(MemprogError):
         super().__init__(f"{prefix}expected {expected}, got {got!r}")
 
 
+class FetchError(MemprogError):
+    """A remote input (weights by URL) could not be fetched: names the URL, credentials masked.
+
+    Apart from ``ConfigError`` because the user's input may be right and the network or the
+    server wrong (a 404, a refused connection, a truncated body): the CLI exits 3 for it,
+    as for an instrument that does not answer.
+    """
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot fetch {url}: {reason}")
+
+
 __all__ = [
+    "FetchError",
     "MemprogError",
     "ConfigError",
     "SafetyError",

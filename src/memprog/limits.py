@@ -21,13 +21,20 @@ class SafetyLimits(MemprogModel):
 
     set_v_max: float = Field(gt=0, le=20, description="largest positive (SET) pulse, V")
     reset_v_max: float = Field(gt=0, le=20, description="largest negative (RESET) pulse magnitude, V")
-    width_s_min: float = Field(default=10e-9, gt=0)
-    width_s_max: float = Field(default=1e-3, gt=0)
+    # [choice] a write pulse is at most 1 s: write-verify protocols use ns-ms pulses (Alibart,
+    # Rao, Drolet: 10 ns - 1 ms); a longer "pulse" at write amplitude is DC stress that heats
+    # the cell, and a larger limit (1e300) would guard nothing
+    width_s_min: float = Field(default=10e-9, gt=0, le=1.0)
+    width_s_max: float = Field(default=1e-3, gt=0, le=1.0)
     read_v_max: float = Field(default=0.3, gt=0, le=2)
     gate_v_max: float = Field(default=2.5, gt=0, le=10)
     current_compliance_a: float = Field(default=10e-3, gt=0, le=0.1)
-    conductance_min_us: float = Field(default=1.0, gt=0, description="lowest target allowed")
-    conductance_max_us: float = Field(default=10000.0, gt=0, description="highest target allowed")
+    # [choice] at most 1e6 µS (1 S, a 1 Ohm cell: no memristor state); a bench also bounds
+    # conductance_max_us by its technology's shorted-cell conductance (bench_config.ChipConfig)
+    conductance_min_us: float = Field(default=1.0, gt=0, le=1e6, description="lowest target allowed")
+    conductance_max_us: float = Field(
+        default=10000.0, gt=0, le=1e6, description="highest target allowed"
+    )
     unselected_v_max: float | None = Field(
         default=None,
         gt=0,

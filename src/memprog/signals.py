@@ -11,6 +11,11 @@ exits with 128 + the signal number (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 Only the first signal raises: a second one arriving while the stack unwinds (an impatient
 ``kill`` repeated, or the shell's SIGHUP after the SIGTERM) must not cut the safe state
 short, so it is remembered and ignored.
+
+Inside :func:`signals_deferred` (opening the bench) the first signal waits until the block
+ends: a signal landing in the last instructions of ``open_bench`` would otherwise unwind
+past a bench that is connected but not yet in anyone's hands, so nobody would make it safe.
+A second signal there raises at once (a user who insists while a connection hangs).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ def exit_code_for_signal(signum: int) -> int:
     return 128 + int(signum)
 
 
+_ACTIVE: list[dict[str, int | None]] = []  # the states of the handle_signals blocks, innermost last
+
 _CAUGHT = tuple(
     s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
 )
@@ -82,7 +89,7 @@ def handle_signals(*, sigint: bool = True) -> Iterator[dict[str, int | None]]:
     Args:
         sigint: also take over SIGINT so that a second Ctrl-C cannot cut the clean-up short.
     """
-    state: dict[str, int | None] = {"signum": None}
+    state: dict[str, int | None] = {"signum": None, "defer": 0, "pending": None}
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
@@ -90,18 +97,45 @@ def handle_signals(*, sigint: bool = True) -> Iterator[dict[str, int | None]]:
     def handler(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         if state["signum"] is not None:
             return  # already unwinding: let the safe state finish
+        if state["defer"] and state["pending"] is None:
+            state["pending"] = signum  # raised when the deferring block ends
+            return
         state["signum"] = signum
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Interrupted(signum)
+        raise _exception(signum)
 
     sigs = list(_CAUGHT) + ([signal.SIGINT] if sigint else [])
     previous = {s: signal.signal(s, handler) for s in sigs}
+    _ACTIVE.append(state)
     try:
         yield state
     finally:
+        _ACTIVE.remove(state)
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold the first caught signal until the block ends, then raise it (see the module
+    docstring); outside :func:`handle_signals`, or off the main thread, this does nothing."""
+    if not _ACTIVE or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state = _ACTIVE[-1]
+    state["defer"] = int(state["defer"] or 0) + 1
+    try:
+        yield
+    finally:
+        state["defer"] = int(state["defer"] or 0) - 1
+    pending = state["pending"]
+    if not state["defer"] and pending is not None and state["signum"] is None:
+        state["pending"] = None
+        state["signum"] = pending
+        raise _exception(pending)
 
 
 __all__ = [
@@ -114,4 +148,5 @@ __all__ = [
     "handle_signals",
     "interrupt_signum",
     "signal_name",
+    "signals_deferred",
 ]

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from memprog.errors import ConfigError, MemprogError
+from memprog.jsonout import dumps
+from memprog.outcome import accuracy_outcome, frame_outcome, palette
 
 RUN_ID_RE = re.compile(r"[0-9a-f]{12}")
 RUNS_LIMIT_MAX = 10_000
@@ -366,13 +368,23 @@ class DashboardData:
         if "stats" not in derived:
             p, sm = run.get("params") or {}, run.get("summary") or {}
             derived["stats"] = clean(
-                self._cell_stats(cells, p.get("tolerance_us", sm.get("tolerance_us")))
+                self._cell_stats(
+                    cells, p.get("tolerance_us", sm.get("tolerance_us")), _outcome_kind(run), sm
+                )
             )
         out.update(derived["stats"])
+        out["palette"] = palette()
         return out
 
     @staticmethod
-    def _cell_stats(cells: pd.DataFrame, tol_default: float | None = None) -> dict[str, Any]:
+    def _cell_stats(
+        cells: pd.DataFrame,
+        tol_default: float | None = None,
+        kind: str = "tune",
+        summary: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Counts (from :func:`memprog.outcome.frame_outcome`, the CLI's function, on the
+        stored final rows), error statistics and the error histogram."""
         n = len(cells)
         conv = (
             cells["converged"].astype(bool)
@@ -396,12 +408,20 @@ class DashboardData:
             c, e = np.histogram(fin, bins=bins, range=(-rng, rng))
             hist.update(edges=np.round(e, 4).tolist(), counts=c.tolist(),
                         below=int((fin < -rng).sum()), above=int((fin > rng).sum()))  # fmt: skip
+        o = frame_outcome(cells, kind, tol_default) if n else None
+        if o is not None and kind == "program":
+            acc = ((summary or {}).get("outcome") or {}).get("accuracy")
+            if acc:  # the test set ran in the job, not in the store: its figures, same rule
+                o["accuracy"] = accuracy_outcome(acc["software"], acc["chip"], acc["tolerance"])
+                o["ok"] = bool(o["pairs_failed"] == 0 and o["accuracy"]["ok"])
+                o["exit_code"] = 0 if o["ok"] else 1
         return {
-            "converged": int(conv.sum()),
-            "within_tolerance": int(np.sum(within[np.isfinite(err)]))
-            if within is not None
-            else None,
-            "flag_counts": counts,
+            "converged": o["converged"] if o is not None and o["converged"] is not None else int(conv.sum()),
+            "within_tolerance": o["within_tolerance"]
+            if o is not None and tol is not None
+            else (0 if tol is not None else None),
+            "outcome": o,
+            "flag_counts": o["flags"] if o is not None else counts,
             "max_abs_error_us": float(np.abs(fin).max()) if fin.size else None,
             "mean_abs_error_us": float(np.abs(fin).mean()) if fin.size else None,
             "median_tolerance_us": float(np.nanmedian(tol)) if tol is not None and n else None,
@@ -479,6 +499,7 @@ class DashboardData:
         out["flags"] = {
             w: [r[idx].tolist(), c[idx].tolist()] for w, idx in flag_index(cells).items()
         }
+        out["palette"] = palette()  # one colour per flag (memprog.outcome), as the PNGs
         return out
 
     def cell(self, run_id: str, row: int, col: int) -> dict[str, Any]:
@@ -603,22 +624,16 @@ class DashboardData:
         return out
 
 
-_NONFINITE = re.compile(rb"(?<=[\[,:])(?:NaN|-?Infinity)(?=[,\]}])")
-
-
 def encode(obj: Any) -> bytes:
-    """Compact JSON of ``obj`` (numpy arrays allowed) with NaN/inf as null — fast for the
-    large float grids of a 256×256 map (no per-value Python objects)."""
-    text = json.dumps(obj, default=_np_default, separators=(",", ":"), allow_nan=True).encode()
-    return _NONFINITE.sub(b"null", text)
+    """Compact, strict JSON of ``obj`` (numpy arrays allowed), NaN/inf as null: the
+    project's one encoder (:func:`memprog.jsonout.dumps`)."""
+    return dumps(obj, separators=(",", ":")).encode()
 
 
-def _np_default(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(type(x).__name__)
+def _outcome_kind(run: dict[str, Any]) -> str:
+    """Which rule of :mod:`memprog.outcome` judges the run's cells."""
+    k = str(run.get("kind") or "")
+    return k if k in ("levels", "program") else "tune"
 
 
 def flag_index(cells: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -23,8 +23,9 @@ from torch import nn
 
 from memprog.errors import ConfigError
 
-from .mapping import ACTIVATIONS, later_writes
-from .variability import VariabilityModel
+from .mapping import ACTIVATIONS
+from .mapping import later_writes as _later_writes
+from .variability import Draw, VariabilityModel
 
 _ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
@@ -50,6 +51,10 @@ class HardwareAwareLinear(nn.Module):
             for large layers: a chunk holds at most ``CHUNK_ELEMENTS`` device draws).
         generator: torch generator for the draws (seed it for reproducible runs).
         device: where parameters and draws live (CPU default).
+        later_writes: (2, out, in+1) disturb key of each device (sign, output, input row,
+            bias row last): how many cells the program job writes after it
+            (:func:`memprog.hwaware.order.network_later_writes`); None: the layer alone,
+            row-major (:func:`memprog.hwaware.mapping.later_writes`).
     """
 
     later_writes: torch.Tensor
@@ -65,6 +70,7 @@ class HardwareAwareLinear(nn.Module):
         chunk: int = 256,
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",
+        later_writes: object = None,
     ) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
@@ -75,16 +81,23 @@ class HardwareAwareLinear(nn.Module):
         lin = nn.Linear(self.in_features, self.out_features, device=device)
         self.weight = nn.Parameter(lin.weight.detach().clone())
         self.bias = nn.Parameter(lin.bias.detach().clone())
-        lw = torch.as_tensor(later_writes(self.in_features + 1, self.out_features), device=device)
+        shape = (2, self.out_features, self.in_features + 1)
+        lw0 = _later_writes(self.in_features + 1, self.out_features) if later_writes is None else later_writes
+        lw = torch.as_tensor(lw0, dtype=torch.int64, device=device)
+        if tuple(lw.shape) != shape or bool((lw < 0).any()):
+            raise ConfigError("later_writes", f"shape {tuple(lw.shape)}", f"{shape} counts >= 0")
         self.register_buffer("later_writes", lw, persistent=False)
         self.register_buffer("_sign", torch.tensor([1.0, -1.0], device=device).view(2, 1, 1), persistent=False)
         self.variability = variability.to(device) if variability is not None else None
         self.chunk = _chunk_for(int(chunk), 2 * self.out_features * (self.in_features + 1))
         self.generator = generator
-        self._draws: torch.Tensor | None = None
+        self._draws: Draw | None = None
         self._keep: tuple[torch.Tensor, ...] = ()
         self._next = 0
         self._group: _TransferGroup | None = None  # set by convert(): one fused draw per model
+        # last forward's keep masks when a device of this layer's transfer was stuck, else None
+        self.current_keep: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._any_stuck: list[bool] = []
         self.stuck_weights = 0  # weights with a stuck device, summed over drawn batches
         self.batches = 0  # batches drawn
 
@@ -105,16 +118,17 @@ class HardwareAwareLinear(nn.Module):
         src = self.variability.source if self.variability is not None else "none"
         return f"in_features={self.in_features}, out_features={self.out_features}, variability={src}"
 
-    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This batch's draw, stacked (3, 2, out, in+1) as rel_a, rel_b1, disturb, and its keep
-        masks (1 where no device of the weight is stuck): (out, in+1), weights, biases."""
+    def _draw(self) -> tuple[Draw, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This batch's draw (devices (2, out, in+1)) and its keep masks (1 where no device
+        of the weight is stuck): (out, in+1), weights, biases."""
         if self._draws is None or self._next >= self.chunk:
             assert self.variability is not None
             d = self.variability.draw(self.chunk, self.later_writes, self.generator)
-            self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
+            self._draws = d
             keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).to(self.weight.dtype)
             n = self.in_features
             self._keep = (keep, keep[:, :, :n].contiguous(), keep[:, :, n].contiguous())
+            self._any_stuck = (keep.view(self.chunk, -1) < 1).any(1).tolist()
             self._next = 0
             self.stuck_weights += int(keep.numel() - keep.sum().item())
             self.batches += self.chunk
@@ -123,7 +137,7 @@ class HardwareAwareLinear(nn.Module):
         k = self._keep
         return self._draws[i], k[0][i], k[1][i], k[2][i]
 
-    def transferred(self, draw: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def transferred(self, draw: Draw, keep: torch.Tensor | None = None) -> torch.Tensor:
         """The (out, in+1) weights (bias last) after one transfer ``draw`` (no autograd).
 
         With ``keep``, returns instead ``transferred - current * keep`` (the forward pass's
@@ -135,7 +149,7 @@ class HardwareAwareLinear(nn.Module):
             a = torch.cat([self.weight, self.bias[:, None]], dim=1)
             s = a.abs().amax().clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)
             g = torch.relu_(a * self._sign).div_(s).add_(v.g_min_us)
-            g = torch.addcmul(draw[2], g, torch.addcmul(draw[1], g, draw[0]))
+            g = v.apply(g, draw)
             at = (g[0] - g[1]).mul_(s)
             return at if keep is None else at.sub_(a.mul_(keep))
 
@@ -144,10 +158,12 @@ class HardwareAwareLinear(nn.Module):
             return F.linear(x, self.weight, self.bias)
         if self._group is not None:
             delta_w, delta_b, keep_w, keep_b = self._group.take(self)
+            self.current_keep = (keep_w, keep_b) if self._group.has_stuck else None
             w = torch.addcmul(delta_w, self.weight, keep_w)
             b = torch.addcmul(delta_b, self.bias, keep_b)
             return F.linear(x, w, b)
         draw, keep, keep_w, keep_b = self._draw()
+        self.current_keep = (keep_w, keep_b) if self._any_stuck[self._next - 1] else None
         # reparametrization: the forward pass sees the transferred weights
         # (delta + w * keep == transferred), the backward pass the identity masked by keep
         # (a stuck device ignores updates)
@@ -192,19 +208,24 @@ class _TransferGroup:
         self._keep_parts: list[torch.Tensor] = []
         self.index = torch.cat(index)
         self.sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1)
-        self._draws: torch.Tensor | None = None
+        self._draws: Draw | None = None
         self._keep: torch.Tensor | None = None
         self._next = 0
         self._served: set[int] = set()
         self._slices: list[tuple[torch.Tensor, ...]] = []
         self.stuck_weights = 0
         self.batches = 0
+        self._any_stuck: list[bool] = []
+        self.has_stuck = False  # this round's transfer has a stuck device
 
-    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def _draw(self) -> tuple[Draw, torch.Tensor, list[torch.Tensor]]:
         if self._draws is None or self._next >= self.chunk:
             d = self.var.draw(self.chunk, self.later_writes, self.generator)
-            self._draws = torch.stack([d.rel_a, d.rel_b1, d.disturb_us], dim=1)
+            self._draws = d
             self._keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).float()
+            # per batch, whether any weight has a stuck device (one sync per chunk): the
+            # optimiser step needs freezing only then (training._StuckFreezer)
+            self._any_stuck = (self._keep < 1).any(1).tolist()
             # per layer, contiguous keep masks of its weights and biases (one select per step)
             self._keep_parts = []
             for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
@@ -216,6 +237,7 @@ class _TransferGroup:
         i = self._next
         self._next += 1
         assert self._keep is not None
+        self.has_stuck = bool(self._any_stuck[i])
         return self._draws[i], self._keep[i], [k[i] for k in self._keep_parts]
 
     def _round(self) -> None:
@@ -227,7 +249,7 @@ class _TransferGroup:
             m = torch.stack([absf[a:c].amax() for a, _, c in self.bounds])
             s = m.clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)[self.index]
             g = torch.relu_(flat * self.sign).div_(s).add_(v.g_min_us)
-            g = torch.addcmul(draw[2], g, torch.addcmul(draw[1], g, draw[0]))
+            g = v.apply(g, draw)
             delta = (g[0] - g[1]).mul_(s).sub_(flat.mul_(keep))
         pieces = torch.split(delta, self.sizes)
         self._slices = [
@@ -279,15 +301,21 @@ def convert(
     generator: torch.Generator | None = None,
     chunk: int = 256,
     fuse: bool = True,
+    later_writes: list | None = None,
 ) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (recursively, in place) by a hardware-aware copy.
 
     The model's ``state_dict`` keys are unchanged, so a converted model loads and saves the
     same weight files as the plain one. With ``fuse`` (default) the converted layers sample
-    their transfers together, one pass per training step (see ``_TransferGroup``). Returns
-    ``model``.
+    their transfers together, one pass per training step (see ``_TransferGroup``).
+    ``later_writes``: per ``nn.Linear`` (in module order) its devices' disturb keys, shape
+    (2, out, in+1) (:func:`memprog.hwaware.order.network_later_writes`); None: each layer
+    alone, row-major. Returns ``model``.
     """
-    _replace(model, variability, generator, chunk)
+    keys = None if later_writes is None else list(later_writes)
+    _replace(model, variability, generator, chunk, keys)
+    if keys:
+        raise ConfigError("later_writes", f"{len(keys)} left over", "one (2, out, in+1) array per nn.Linear")
     if fuse:
         layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
         if layers:
@@ -298,12 +326,16 @@ def convert(
     return model
 
 
-def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int) -> None:
+def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int, keys: list | None) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(model, name, HardwareAwareLinear.from_linear(child, variability, generator=generator, chunk=chunk))
+            if keys is not None and not keys:
+                raise ConfigError("later_writes", "too few", "one (2, out, in+1) array per nn.Linear")
+            lw = keys.pop(0) if keys is not None else None
+            setattr(model, name, HardwareAwareLinear.from_linear(
+                child, variability, generator=generator, chunk=chunk, later_writes=lw))
         else:
-            _replace(child, variability, generator, chunk)
+            _replace(child, variability, generator, chunk, keys)
 
 
 def stuck_weight_fraction(model: nn.Module) -> dict[str, float]:

@@ -18,7 +18,9 @@ Crossbar layout and programming order (used for the disturb model): the pair mat
 layer sits on (in+1) rows x 2*out columns, the two devices of a weight in adjacent columns
 (``2*o`` for g_plus, ``2*o + 1`` for g_minus), programmed row-major (Drolet's order: the
 last device programmed sees no later write). :func:`later_writes` gives, per device, how
-many devices of the same layer are programmed after it.
+many devices of the same layer are programmed after it — the fallback when no chip is in
+view; for a chip, :func:`memprog.hwaware.order.network_later_writes` counts the cells the
+program job really writes after each device there (all layers, the job's own order).
 """
 
 from __future__ import annotations
@@ -217,6 +219,10 @@ def load_weights(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("weights", str(path), "an existing weight file written by `memprog train`")
+    from memprog.array_files import MAX_WEIGHT_NUMBERS, check_zip_budget
+
+    # torch allocates what the zip's directory states: bound it first (decompression bombs)
+    check_zip_budget(path, 8 * MAX_WEIGHT_NUMBERS + 2**24, f"a {WEIGHTS_FORMAT} file (a torch zip archive)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notes on foreign files

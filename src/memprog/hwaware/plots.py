@@ -61,8 +61,12 @@ def plot_evaluation(
             m = y_test == cls
             ax.scatter(x_test[m & ok, 0], x_test[m & ok, 1], marker=mk, s=12, c="#1b7837", label=f"class {cls}, >= 95 %")
             ax.scatter(x_test[m & ~ok, 0], x_test[m & ~ok, 1], marker=mk, s=12, c="#d73027", label=f"class {cls}, < 95 %")
-        ax.set_title(f"mean decision boundary and its variability ({boundary_transfers} transfers)", fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.set_title(f"mean decision boundary (black line) and its variability ({boundary_transfers} transfers)", fontsize=9)
+        ax.set_xlabel("input feature 1 (test-set units)")
+        ax.set_ylabel("input feature 2 (test-set units)")
+        # below the panel: a legend inside would cover test points
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False,
+                  title="test points: class, share of transfers classifying them right", title_fontsize=7)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=110)

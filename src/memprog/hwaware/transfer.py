@@ -19,7 +19,7 @@ import torch
 
 from memprog.errors import ConfigError
 
-from .mapping import later_writes
+from .mapping import later_writes as _later_writes
 from .variability import VariabilityModel
 
 # Seed 001's table (Supplementary Note 3): lower and upper bounds in percent; 100 is exact.
@@ -99,6 +99,9 @@ class TransferSimulator:
         g_range_us: the mapping's working range (a weight file's ``mapping``); default the
             variability model's.
         device: where the computation runs (CPU default; a CUDA device when present).
+        later_writes: per layer the (2, out, in+1) disturb keys of its devices, as the program
+            job will write them (:func:`memprog.hwaware.order.network_later_writes`); None:
+            each layer alone, row-major.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class TransferSimulator:
         activation: str = "sigmoid",
         g_range_us: tuple[float, float] | None = None,
         device: str | torch.device = "cpu",
+        later_writes: list | None = None,
     ) -> None:
         if activation not in _ACT:
             raise ConfigError("activation", activation, f"one of {sorted(_ACT)}")
@@ -129,7 +133,9 @@ class TransferSimulator:
         r = g_max - g_min
         sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1, 1)
         prev = None
-        for w, b in layers:
+        if later_writes is not None and len(later_writes) != len(layers):
+            raise ConfigError("later_writes", f"{len(later_writes)} layers", f"one per layer ({len(layers)})")
+        for li, (w, b) in enumerate(layers):
             w = torch.as_tensor(w, dtype=torch.float32, device=self.device)
             b = torch.as_tensor(b, dtype=torch.float32, device=self.device)
             if w.ndim != 2 or b.shape != (w.shape[0],) or (prev is not None and w.shape[1] != prev):
@@ -139,7 +145,12 @@ class TransferSimulator:
             s = a.abs().amax().clamp_min(1e-30) / r
             self._g.append(torch.relu(a * sign) / s + g_min)
             self._s.append(s)
-            self._lw.append(torch.as_tensor(later_writes(w.shape[1] + 1, w.shape[0]), device=self.device))
+            shape = (2, w.shape[0], w.shape[1] + 1)
+            lw = _later_writes(w.shape[1] + 1, w.shape[0]) if later_writes is None else later_writes[li]
+            lw = torch.as_tensor(lw, dtype=torch.int64, device=self.device)
+            if tuple(lw.shape) != shape:
+                raise ConfigError(f"later_writes[{li}]", f"shape {tuple(lw.shape)}", f"{shape}")
+            self._lw.append(lw)
             self.ideal.append((w, b))
         self.widest = max(w.shape[0] for w, _ in self.ideal)
 
@@ -245,14 +256,31 @@ class TransferSimulator:
         return mean.cpu().numpy(), std.cpu().numpy()
 
 
-def simulator_from_weights(weights: dict, variability: VariabilityModel, device: str | torch.device = "cpu") -> TransferSimulator:
-    """A :class:`TransferSimulator` for a Contract B weight dict."""
+def layout_later_writes(weights: dict, array_shape: tuple[int, int] | None = None, order: str | None = None) -> list | None:
+    """The disturb keys of a weight dict: for ``array_shape`` (a chip) when given, else the
+    layout it was trained for (its ``disturb_layout``), else None (each layer alone)."""
+    from .order import network_later_writes
+
+    lay = weights.get("disturb_layout") or {}
+    shape = array_shape if array_shape is not None else lay.get("array_shape")
+    if shape is None:
+        return None
+    return network_later_writes(list(weights["sizes"]), tuple(shape), order or lay.get("order", "row-major"))
+
+
+def simulator_from_weights(
+    weights: dict, variability: VariabilityModel, device: str | torch.device = "cpu",
+    array_shape: tuple[int, int] | None = None, order: str | None = None,
+) -> TransferSimulator:
+    """A :class:`TransferSimulator` for a Contract B weight dict, keyed as the chip
+    (``array_shape``, else the weights' own ``disturb_layout``) will be programmed."""
     sd, sizes = weights["state_dict"], weights["sizes"]
     layers = [(sd[f"layers.{i}.weight"], sd[f"layers.{i}.bias"]) for i in range(len(sizes) - 1)]
     m = weights["mapping"]
     return TransferSimulator(
         layers, variability, activation=weights["activation"],
         g_range_us=(float(m["g_min_us"]), float(m["g_max_us"])), device=device,
+        later_writes=layout_later_writes(weights, array_shape, order),
     )
 
 

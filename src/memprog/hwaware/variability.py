@@ -57,6 +57,7 @@ _PUBLISHED: dict[str, dict[str, Any]] = {
 }
 
 N_QUANTILES = 1024  # samples that stand for a parametric distribution (its quantiles)
+DISTURB_MIN_SAMPLES = 32  # [choice] raw disturb samples a later-writes key draws from, at least
 
 
 def _quantiles_normal(mean: float, std: float, n: int = N_QUANTILES) -> np.ndarray:
@@ -69,23 +70,56 @@ def _quantiles_uniform(lo: float, hi: float, n: int = N_QUANTILES) -> np.ndarray
     return lo + (hi - lo) * (np.arange(n) + 0.5) / n
 
 
+def _raw_imprecision(df: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Levels and the (L, M + 1) table of recorded ``read / target`` ratios (last column 0).
+
+    Each level's samples, sorted, are spread over M columns (M = the largest count: a level
+    with fewer samples repeats each about equally often), so one uniform index per device
+    picks a recorded sample of whichever level its conductance is nearest to. Nothing is
+    fitted or clipped: the tails are the recorded ones.
+    """
+    if "converged" in df:
+        df = df[np.asarray(df["converged"]).astype(bool)]
+    lv = np.asarray(df["level_us"], dtype=float)
+    g = np.asarray(df["g_us"], dtype=float)
+    ok = np.isfinite(lv) & np.isfinite(g) & (lv > 0)
+    lv, g = lv[ok], g[ok]
+    if lv.size == 0:
+        raise ConfigError("imprecision", "no converged raw samples", "reads of tuned devices (memprog characterize)")
+    levels = np.unique(lv)
+    rows = [np.sort(g[lv == level] / level) for level in levels]
+    m = max(r.size for r in rows)
+    table = np.zeros((levels.size, m + 1))
+    for i, r in enumerate(rows):
+        table[i, :m] = r[((np.arange(m) + 0.5) * r.size / m).astype(np.int64)]
+    return levels, table
+
+
 @dataclass
 class Draw:
     """The weight-independent random part of ``n`` transfers of one layer's devices.
 
-    Every tensor has shape ``(n, *device_shape)``. A target ``G`` becomes
+    Every tensor has shape ``(n, *device_shape)``. Fitted imprecision: a target ``G`` becomes
     ``disturb_us + G * (G * rel_a + rel_b1)``: for a working device ``rel_a = sigma-slope * eps``,
     ``rel_b1 = 1 + intercept * eps + offset`` (fractions, not %), ``disturb_us`` the sampled
     disturb; for a stuck device ``rel_a = rel_b1 = 0`` and ``disturb_us`` is the stuck value.
+    Raw imprecision (``imp_index`` set, ``rel_a``/``rel_b1`` unused): ``G`` becomes
+    ``disturb_us + G * factor`` with ``factor`` the recorded ``read / target`` ratio at column
+    ``imp_index`` of the level nearest ``G`` (column ``M``, a 0, for a stuck device): the level
+    depends on the weights, so it is looked up when the draw is applied.
     """
 
-    rel_a: torch.Tensor
-    rel_b1: torch.Tensor
+    rel_a: torch.Tensor | None
+    rel_b1: torch.Tensor | None
     disturb_us: torch.Tensor
     stuck: torch.Tensor
+    imp_index: torch.Tensor | None = None
 
     def __getitem__(self, i: Any) -> Draw:
-        return Draw(self.rel_a[i], self.rel_b1[i], self.disturb_us[i], self.stuck[i])
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[i]
+
+        return Draw(pick(self.rel_a), pick(self.rel_b1), self.disturb_us[i], self.stuck[i], pick(self.imp_index))
 
 
 @dataclass
@@ -103,6 +137,11 @@ class VariabilityModel:
         stuck_hrs_us, stuck_lrs_us: 1-D conductance samples of stuck devices.
         source: where the figures come from ("db:<masked url>", "preset:<name>", ...).
         notes: what the adapter had to fill in (missing disturb keys, ...), for the report.
+        imp_levels_us: (L,) target levels of the raw imprecision samples, ascending, or None:
+            then the fitted line and offset above are sampled instead.
+        imp_factors: (L, M + 1) per level, the recorded ``read / target`` ratios of tuned
+            devices (each level's samples spread evenly over the M columns), last column 0
+            (what a stuck device's index points at).
     """
 
     g_min_us: float
@@ -119,6 +158,8 @@ class VariabilityModel:
     stuck_lrs_us: torch.Tensor
     source: str = "tables"
     notes: list[str] = field(default_factory=list)
+    imp_levels_us: torch.Tensor | None = None
+    imp_factors: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for name in ("g_min_us", "g_max_us", "slope_pct_per_us", "intercept_pct",
@@ -161,6 +202,34 @@ class VariabilityModel:
             if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
                 raise ConfigError(name, "negative or non-finite samples", "finite conductances >= 0 µS")
             setattr(self, name, t)
+        if (self.imp_levels_us is None) != (self.imp_factors is None):
+            raise ConfigError("imp_levels_us/imp_factors", "one given", "both or neither")
+        if self.imp_levels_us is not None:
+            lv = torch.as_tensor(self.imp_levels_us, dtype=torch.float32).reshape(-1)
+            fac = torch.as_tensor(self.imp_factors, dtype=torch.float32)
+            if fac.ndim != 2 or fac.shape[0] != lv.numel() or fac.shape[1] < 2:
+                raise ConfigError("imp_factors", f"shape {tuple(fac.shape)}", f"({lv.numel()}, M + 1) with M >= 1")
+            if lv.numel() > 1 and not bool((lv[1:] > lv[:-1]).all()):
+                raise ConfigError("imp_levels_us", lv.tolist(), "strictly ascending levels")
+            if not (bool(torch.isfinite(fac).all()) and bool((fac >= 0).all())):
+                raise ConfigError("imp_factors", "negative or non-finite ratios", "finite ratios >= 0")
+            self.imp_levels_us, self.imp_factors = lv, fac
+        # nearest level of a conductance: bucketize against the midpoints between levels
+        self._imp_mid = None if self.imp_levels_us is None else 0.5 * (self.imp_levels_us[1:] + self.imp_levels_us[:-1])
+        self._imp_grid: tuple[float, float, int] | None = None
+        lv = self.imp_levels_us
+        if lv is not None and lv.numel() > 1:
+            step = float(lv[-1] - lv[0]) / (lv.numel() - 1)
+            even = torch.linspace(float(lv[0]), float(lv[-1]), lv.numel())
+            if bool(torch.allclose(lv.cpu(), even, rtol=0, atol=1e-4 * step)):
+                self._imp_grid = (float(lv[0]), 1.0 / step, int(lv.numel() - 1))
+        elif lv is not None:
+            self._imp_grid = (float(lv[0]), 0.0, 0)  # one level: every G takes it
+
+    @property
+    def imprecision(self) -> str:
+        """``"raw"`` (recorded samples per level) or ``"fitted"`` (the line and offset laws)."""
+        return "fitted" if self.imp_levels_us is None else "raw"
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -173,6 +242,8 @@ class VariabilityModel:
         stuck_fractions: dict[str, float],
         stuck: Any,
         source: str = "tables",
+        imprecision_raw: Any = None,
+        disturb_min_samples: int = DISTURB_MIN_SAMPLES,
     ) -> VariabilityModel:
         """Build from the tables a :class:`~memprog.store.VariabilityDB` returns (pandas).
 
@@ -183,6 +254,11 @@ class VariabilityModel:
             disturb: raw samples, columns ``later_writes`` (int >= 0) and ``delta_us``.
             stuck_fractions: ``{"hrs": f, "lrs": f}``.
             stuck: stuck-device samples, columns ``kind`` ("hrs"/"lrs") and ``g_us``.
+            imprecision_raw: raw reads of tuned devices, columns ``level_us`` and ``g_us``
+                (``converged`` honoured when present): sampled as recorded, per level, in
+                place of the fitted line (None: the fit is sampled).
+            disturb_min_samples: a later-writes key with fewer raw samples pools those of
+                its nearest keys up to this many (1: every key alone).
 
         Disturb keys without samples take the samples of the nearest recorded key below
         (above when there is none below); 0 later writes without samples means no disturb
@@ -212,12 +288,39 @@ class VariabilityModel:
                 filled.append(k)
         if filled:
             notes.append(f"disturb: {len(filled)} later_writes keys without samples take the nearest recorded key")
+        # one characterisation array of N cells records N - k samples after k later writes:
+        # the last keys hold a handful (k = 63 of 64: one), and sampling one recorded value
+        # every time is no spread at all. Such a key pools the raw samples of its nearest
+        # keys (both sides, nearest first) until it has disturb_min_samples: still recorded
+        # values, tails included, from writes of nearly the same count.
+        pooled = 0
+        if disturb_min_samples > 1:
+            for k in range(1, kmax + 1):
+                if present[k].size >= disturb_min_samples:
+                    continue
+                parts = [present[k]] if present[k].size else []
+                n, d = present[k].size, 1
+                while n < disturb_min_samples and (k - d >= 1 or k + d <= kmax):
+                    for j in (k - d, k + d):
+                        if 1 <= j <= kmax and present[j].size:
+                            parts.append(present[j])
+                            n += present[j].size
+                    d += 1
+                if parts and n > present[k].size:
+                    rows[k] = np.sort(np.concatenate(parts))
+                    pooled += 1
+        if pooled:
+            notes.append(
+                f"disturb: {pooled} later_writes keys with fewer than {disturb_min_samples} samples "
+                "pool the samples of their nearest keys"
+            )
         m = max(r.size for r in rows)
         table = np.zeros((kmax + 1, m))
         for k, r in enumerate(rows):
             table[k, : r.size] = r
         kinds = np.asarray(stuck["kind"]) if len(stuck) else np.array([], dtype=object)
         g = np.asarray(stuck["g_us"], dtype=float) if len(stuck) else np.array([])
+        levels, factors = (None, None) if imprecision_raw is None else _raw_imprecision(imprecision_raw)
         return cls(
             g_min_us=float(g_range_us[0]),
             g_max_us=float(g_range_us[1]),
@@ -233,15 +336,27 @@ class VariabilityModel:
             stuck_lrs_us=torch.as_tensor(g[kinds == "lrs"], dtype=torch.float32),
             source=source,
             notes=notes,
+            imp_levels_us=None if levels is None else torch.as_tensor(levels, dtype=torch.float32),
+            imp_factors=None if factors is None else torch.as_tensor(factors, dtype=torch.float32),
         )
 
     @classmethod
-    def from_db(cls, db: Any) -> VariabilityModel:
+    def from_db(cls, db: Any, *, imprecision: str = "raw") -> VariabilityModel:
         """Build from a :class:`memprog.store.VariabilityDB` (our own characterisation runs).
 
-        An empty table raises the DB's ``MissingDataError`` naming the ``memprog
-        characterize`` run that fills it.
+        Args:
+            imprecision: ``"raw"`` (default): each transferred device takes a recorded
+                ``read / target`` ratio of the nearest characterised level, tails as recorded;
+                ``"fitted"``: the fitted line std%(G) and the normal offset law.
+
+        Disturb is always the raw samples by number of later writes; stuck fractions and
+        stuck conductances as the census found them (:meth:`with_stuck` replaces them by a
+        stated hyperparameter). An empty table raises the DB's ``MissingDataError`` naming
+        the ``memprog characterize`` run that fills it.
         """
+        if imprecision not in ("raw", "fitted"):
+            raise ConfigError("imprecision", imprecision, "'raw' or 'fitted'")
+        raw_reads = getattr(db, "imprecision_raw", None) if imprecision == "raw" else None
         url = getattr(db, "url", None) or getattr(getattr(db, "store", None), "url", None) or "?"
         try:
             from memprog.store import mask_url
@@ -249,14 +364,47 @@ class VariabilityModel:
             shown = mask_url(url) if url != "?" else url
         except ImportError:  # pragma: no cover - store not merged yet
             shown = url
-        return cls.from_tables(
+        model = cls.from_tables(
             g_range_us=tuple(db.g_range_us()),
             imprecision_fit=db.imprecision_fit(),
             disturb=db.disturb(),
             stuck_fractions=db.stuck_fractions(),
             stuck=db.stuck(),
             source=f"db:{shown}",
+            imprecision_raw=raw_reads() if raw_reads is not None else None,
         )
+        if imprecision == "raw" and raw_reads is None:
+            model.notes.append("imprecision: the database offers no raw reads; the fitted line is sampled")
+        return model
+
+    def with_stuck(self, hrs_fraction: float, lrs_fraction: float, preset: str = "tio2_passive") -> VariabilityModel:
+        """A copy whose stuck fractions are these (a stated hyperparameter, e.g. seed 001's
+        0.5 % + 0.5 %) instead of the census's.
+
+        Why: a census of a few dozen cells finds 0 stuck devices more often than not, yet
+        training through a few stuck devices is what makes a network robust to them. The
+        stuck conductances stay the measured ones where the census found some of that kind;
+        otherwise the preset's stuck distributions stand in (listed in ``notes``).
+        """
+        from memprog.sim_instruments.presets import get_preset
+
+        kw = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        kw["notes"] = list(self.notes)
+        kw["stuck_hrs_fraction"], kw["stuck_lrs_fraction"] = float(hrs_fraction), float(lrs_fraction)
+        p = get_preset(preset)
+        for kind, frac in (("hrs", hrs_fraction), ("lrs", lrs_fraction)):
+            have = getattr(self, f"stuck_{kind}_us")
+            was = getattr(self, f"stuck_{kind}_fraction")
+            if frac > 0 and was == 0:
+                if kind == "hrs":
+                    q = _quantiles_uniform(*p.stuck_hrs_range_us)
+                else:
+                    q = _quantiles_normal(p.stuck_lrs_mean_us, p.stuck_lrs_std_us)
+                    q = q[q >= 0]
+                kw[f"stuck_{kind}_us"] = torch.as_tensor(q, dtype=torch.float32, device=have.device)
+                kw["notes"].append(f"stuck {kind.upper()} conductances: preset {preset} (none measured)")
+        kw["source"] = f"{self.source}+stuck({hrs_fraction:g},{lrs_fraction:g})"
+        return VariabilityModel(**kw)
 
     @classmethod
     def from_preset(cls, name: str) -> VariabilityModel:
@@ -313,8 +461,9 @@ class VariabilityModel:
     def to(self, device: str | torch.device) -> VariabilityModel:
         """A copy whose tensors live on ``device``."""
         kw = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        for f in ("disturb_us", "disturb_counts", "stuck_hrs_us", "stuck_lrs_us"):
-            kw[f] = kw[f].to(device)
+        for f in ("disturb_us", "disturb_counts", "stuck_hrs_us", "stuck_lrs_us", "imp_levels_us", "imp_factors"):
+            if kw[f] is not None:
+                kw[f] = kw[f].to(device)
         kw["notes"] = list(self.notes)
         return VariabilityModel(**kw)
 
@@ -323,6 +472,8 @@ class VariabilityModel:
         return {
             "source": self.source,
             "g_range_us": [self.g_min_us, self.g_max_us],
+            "imprecision": self.imprecision,
+            "imprecision_levels": 0 if self.imp_levels_us is None else int(self.imp_levels_us.numel()),
             "imprecision_std_pct": f"{self.slope_pct_per_us:g}*G + {self.intercept_pct:g}",
             "offset_pct": [self.offset_mean_pct, self.offset_std_pct],
             "disturb_max_later_writes": self.max_later_writes,
@@ -346,21 +497,40 @@ class VariabilityModel:
         dev = self.disturb_us.device
         shape = (int(n), *later_writes.shape)
         k = later_writes.clamp(max=self.max_later_writes)
-        normal = torch.randn((2, *shape), generator=generator, device=dev)
+        raw = self.imp_factors is not None
         # one uniform per device decides both: u < f_h + f_l -> stuck (and which stuck
         # sample); otherwise (u - f) / (1 - f), itself uniform on [0, 1), picks the disturb sample
         u = torch.rand(shape, generator=generator, device=dev)
-        rel_a = normal[0] * (self.slope_pct_per_us / 100.0)
-        rel_b1 = normal[0].mul_(self.intercept_pct / 100.0)
-        rel_b1 += normal[1].mul_(self.offset_std_pct / 100.0)
-        rel_b1 += 1.0 + self.offset_mean_pct / 100.0
+        m_imp = 0 if self.imp_factors is None else self.imp_factors.shape[1] - 1
+        # raw imprecision index: from the fractional part of the disturb pick (independent of
+        # it for a continuous uniform) while float32's 24 bits resolve every (disturb, read)
+        # pair; a second uniform otherwise. Why: drawing uniforms is most of a draw's cost.
+        one_uniform = raw and int(self.disturb_counts.max()) * m_imp <= (1 << 20)
+        imp = None
+        if raw:
+            if not one_uniform:
+                imp = torch.rand(shape, generator=generator, device=dev).mul_(m_imp).long().clamp_(max=m_imp - 1)
+            rel_a = rel_b1 = None
+        else:
+            normal = torch.randn((2, *shape), generator=generator, device=dev)
+            rel_a = normal[0] * (self.slope_pct_per_us / 100.0)
+            rel_b1 = normal[0].mul_(self.intercept_pct / 100.0)
+            rel_b1 += normal[1].mul_(self.offset_std_pct / 100.0)
+            rel_b1 += 1.0 + self.offset_mean_pct / 100.0
         f_h, f_l = self.stuck_hrs_fraction, self.stuck_lrs_fraction
         f = f_h + f_l
-        counts = self.disturb_counts[k]
-        m = self.disturb_us.shape[1]
+        # per device (not per transfer): its row's sample count and the row's flat offset,
+        # as floats (exact below 2**24) so the per-transfer index stays float until one cast
+        cnt = self.disturb_counts[k].to(u.dtype)
+        base = (k * self.disturb_us.shape[1]).to(u.dtype)
         v = (u - f).mul_(1.0 / (1.0 - f)) if f > 0 else u
-        idx = torch.minimum((v * counts).long(), counts - 1).clamp_(min=0)
-        disturb = self.disturb_us.view(-1)[idx.add_(k * m)]
+        x = v * cnt
+        pos = torch.minimum(x.floor(), cnt - 1).clamp_(min=0)
+        if one_uniform:
+            imp = x.sub_(pos).mul_(m_imp).long().clamp_(0, m_imp - 1)
+        pos = pos.add_(base)
+        # index_select: several times faster than advanced indexing on large index tensors
+        disturb = self.disturb_us.view(-1).index_select(0, pos.view(-1).long()).view(shape)
         stuck = u < f
         if f > 0:
             where = stuck.nonzero(as_tuple=True)  # few: stuck values only where needed
@@ -370,14 +540,26 @@ class VariabilityModel:
             ih = (us * (nh / max(f_h, 1e-30))).long().clamp_(0, nh - 1)
             il = ((us - f_h) * (nl / max(f_l, 1e-30))).long().clamp_(0, nl - 1)
             disturb[where] = torch.where(hrs, self.stuck_hrs_us[ih], self.stuck_lrs_us[il])
-            rel_a[where] = 0.0
-            rel_b1[where] = 0.0
-        return Draw(rel_a, rel_b1, disturb, stuck)
+            if raw:
+                imp[where] = m_imp  # the 0 column: a stuck device keeps only its stuck value
+            else:
+                rel_a[where] = 0.0
+                rel_b1[where] = 0.0
+        return Draw(rel_a, rel_b1, disturb, stuck, imp)
 
-    @staticmethod
-    def apply(g_us: torch.Tensor, d: Draw) -> torch.Tensor:
+    def apply(self, g_us: torch.Tensor, d: Draw) -> torch.Tensor:
         """Conductances after the transfer: imprecision, disturb, stuck substitution."""
-        return torch.addcmul(d.disturb_us, g_us, torch.addcmul(d.rel_b1, g_us, d.rel_a))
+        if d.imp_index is None:
+            return torch.addcmul(d.disturb_us, g_us, torch.addcmul(d.rel_b1, g_us, d.rel_a))
+        assert self.imp_factors is not None and self._imp_mid is not None
+        if self._imp_grid is not None:  # equidistant levels (as characterised): one affine map
+            lo, inv_step, top = self._imp_grid
+            level = (g_us - lo).mul_(inv_step).round_().clamp_(0, top).long()
+        else:  # bucketize is ~100x slower on the CPU: only for uneven levels
+            level = torch.bucketize(g_us, self._imp_mid)  # nearest characterised level
+        idx = torch.add(d.imp_index, level, alpha=self.imp_factors.shape[1])
+        factor = self.imp_factors.view(-1).index_select(0, idx.view(-1)).view(idx.shape)
+        return torch.addcmul(d.disturb_us, g_us, factor)
 
     def sample(
         self, g_us: torch.Tensor, later_writes: torch.Tensor, n: int,

@@ -9,7 +9,15 @@ the two distributions validate the variability model against the chip it came fr
 
 For an apples-to-apples comparison the chips are programmed as the prediction assumes:
 one differential pair per weight (``copies=1``, no twin compensation) unless asked
-otherwise.
+otherwise, and the prediction keys every device's disturb by the number of cells the job
+writes after it on that bench's array, in the job's own order
+(:func:`memprog.hwaware.order.network_later_writes`, from the placement and order
+functions the job itself calls) — not by the layout the network was trained for, if that
+was another chip.
+
+Fresh chips: simulated chips are non-volatile (their state persists under
+``$MEMPROG_SIM_STATE_DIR``), so each chip here is opened inside ``volatile_chips()``: fresh
+from its seed, never stored, never reused by a later call.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 import yaml
 
 from memprog.errors import ConfigError
+from memprog.strict_yaml import dump_yaml
 
 from .program import ProgramParams, run_program
 from .weights import Network, load_program_input
@@ -39,7 +48,7 @@ def fresh_chip_bench(bench: str | Path, seed: int, folder: Path) -> Path:
     data["chip"]["seed"] = int(seed)
     data["chip"]["id"] = f"{data['chip']['id']}-seed{seed}"
     out = folder / f"{path.stem}_seed{seed}.yaml"
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    out.write_text(dump_yaml(data, sort_keys=False))
     return out
 
 
@@ -76,6 +85,7 @@ def compare_with_prediction(
     """
     from memprog import open_bench
     from memprog.hwaware.transfer import TransferSimulator
+    from memprog.sim_instruments.chip_state import volatile_chips
 
     if transfers < 1:
         raise ConfigError("transfers", transfers, ">= 1")
@@ -88,9 +98,16 @@ def compare_with_prediction(
     g_range = None
     if net.mapping is not None:
         g_range = (net.mapping["g_min_us"], net.mapping["g_max_us"])
+    from memprog.bench_config import load_bench_config
+    from memprog.hwaware.order import network_later_writes
+
+    cfg, _ = load_bench_config(bench)
+    keys = None
+    if p.copies == 1:  # the job's own placement and order on this bench's array
+        keys = network_later_writes(list(net.sizes), (int(cfg.chip.rows), int(cfg.chip.cols)), p.order)
     sim = TransferSimulator(
         list(zip(net.weights, net.biases, strict=True)), variability,
-        activation=net.activation, g_range_us=g_range,
+        activation=net.activation, g_range_us=g_range, later_writes=keys,
     )
     pred = sim.evaluate(x, y, mc_transfers, seed=first_seed)
     acc = np.asarray(pred.transfer_accuracy, dtype=float)
@@ -100,7 +117,8 @@ def compare_with_prediction(
         for k in range(transfers):
             seed = first_seed + k
             path = fresh_chip_bench(bench, seed, Path(tmp))
-            with open_bench(path) as b:
+            # throw-away chips: fresh from the seed every time, never stored (chip_state)
+            with volatile_chips(), open_bench(path) as b:
                 rep = run_program(b, net, p, test_set=(x, y), progress=progress)
             measured.append(float(rep.chip_accuracy))  # type: ignore[arg-type]
             s = rep.summary()
@@ -122,6 +140,8 @@ def compare_with_prediction(
         "bench": str(bench),
         "transfers": transfers,
         "copies": p.copies,
+        "order": p.order,
+        "disturb_keys": "program job order on the bench's array" if keys is not None else "each layer alone",
         "software_accuracy": float(np.mean(net.predict(x) == y)),
         "measured_accuracies": measured,
         "measured_mean": float(m.mean()),
@@ -138,6 +158,7 @@ def compare_with_prediction(
             "ideal_accuracy": float(pred.ideal_accuracy),
         },
         "measured_mean_in_predicted_5_95": bool(q5 <= m.mean() <= q95),
+        "measured_minus_predicted_mean": float(m.mean() - acc.mean()),
         "wall_s": time.perf_counter() - t0,
     }
     if png is not None:
@@ -153,7 +174,7 @@ def plot_comparison(summary: dict[str, Any], predicted: np.ndarray, png: str | P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
     pct = 100 * np.asarray(predicted)
     bins = np.linspace(min(pct.min(), 100 * min(summary["measured_accuracies"])) - 1, 100, 40)
     ax.hist(pct, bins=bins, color="tab:blue", alpha=0.6, density=True,
@@ -164,9 +185,10 @@ def plot_comparison(summary: dict[str, Any], predicted: np.ndarray, png: str | P
             label=f"measured ({meas.size} programmed chips)")
     ax.axvline(100 * summary["software_accuracy"], color="k", ls=":", lw=1, label="software")
     ax.set_xlabel("test accuracy (%)")
-    ax.set_ylabel("density")
-    ax.set_title(f"prediction ({summary['predicted']['source']}) vs chips")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylabel("probability density (1/%)")
+    ax.set_title(f"predicted transfer accuracy ({summary['predicted']['source']}) vs measured chips", fontsize=10)
+    # outside the axes: inside, it would cover the histogram or the measured points
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.savefig(png, dpi=110)
     plt.close(fig)
 

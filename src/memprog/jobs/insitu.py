@@ -25,6 +25,14 @@ The scheme, per minibatch:
    conductance (1T1R compliance); an increase is that SET alone. Row-parallel, batched:
    at most one RESET and one SET message per minibatch, no read-back.
 
+What the job saves (``--out``) is what the chip holds: at the end of training every
+network device is read (repeated reads averaged, RTN out), and those conductances, through
+the same pair mapping the program job places weights with (:mod:`memprog.hwaware.mapping`),
+are the weights written. After every epoch's test pass the devices are read once too, so
+an interrupt writes the chip of the last completed epoch without any I/O of its own. The software targets
+are not saved: open-loop updates never reach them on stuck devices, and a file of targets
+programmed onto another chip is a different network (24.9 % where the chip ran 94.9 %).
+
 Per epoch the job reports the test accuracy (the whole test set through ``VMM?``) and the
 training accuracy as seed 002 Fig. 3c does: the running minibatch accuracy, i.e. what
 the forward passes classified correctly before each update (no extra pass).
@@ -54,12 +62,22 @@ from pydantic import Field, model_validator
 
 from memprog.bench_config import load_bench_config, resolve_bench_path
 from memprog.errors import ConfigError
+from memprog.hwaware.mapping import (
+    WEIGHTS_FORMAT,
+    pairs_to_weights,
+    unfold_bias,
+    weights_to_pairs,
+)
+from memprog.hwaware.mapping import save_weights as write_weight_file
 from memprog.protocols.common import Progress
 from memprog.protocols.events import EventSink, sink_or_null
+from memprog.strict_yaml import dump_yaml
 from memprog.validation import MemprogModel
 
-WEIGHTS_FORMAT = "memprog.weights/1"
 CALIBRATION_ROWS = 4
+# [choice] standard error of the mean the final read of the saved weights aims at: a tenth
+# of the update threshold (4 µS), well below the RTN it averages out
+FINAL_READ_SEM_US = 0.25
 # Seed 002 (Li 2018), for the comparison figures
 LI2018_INSITU_ACCURACY = 0.917  # hardware, 11 % stuck devices, 8x8 MNIST, 64-54-10
 LI2018_STUCK_FRACTION = 0.11
@@ -405,29 +423,49 @@ class ChipNetwork:
         self.saturated = 0
         self.vmm_vectors = 0
 
-    # ---------------------------------------------------------------- weights <-> targets
-    def weights(self) -> list[np.ndarray]:
-        """The weights the targets encode, (n_in + 1, n_out) per layer (bias last row)."""
+    # ---------------------------------------------------------------- weights <-> conductances
+    def pair_weights(self, g_flat_us: np.ndarray) -> list[np.ndarray]:
+        """The weights a flat per-device conductance vector encodes, (n_in + 1, n_out) per layer.
+
+        Through :func:`memprog.hwaware.mapping.pairs_to_weights`, the one inverse of the
+        pair mapping the program job places weights with, so a weight file written from
+        these matrices is programmed back to the same pair differences.
+        """
         return [
-            (gp - gm) * k
-            for k, (gp, gm) in zip(
-                self.w_per_us,
-                (self.layout.split(self.target_us, i) for i in range(len(self.sizes) - 1)),
-                strict=True,
-            )
+            pairs_to_weights(*self.layout.split(g_flat_us, i), k)
+            for i, k in enumerate(self.w_per_us)
         ]
 
-    def measured_weights(self) -> list[np.ndarray]:
-        """The weights the array holds, from one read of every network device."""
-        g = self.programmer.read(self.layout.rows, self.layout.cols)
-        return [
-            (gp - gm) * k
-            for k, (gp, gm) in zip(
-                self.w_per_us,
-                (self.layout.split(g, i) for i in range(len(self.sizes) - 1)),
-                strict=True,
-            )
-        ]
+    def weights(self) -> list[np.ndarray]:
+        """The software targets' weights: what the updates aimed at, not what the chip holds.
+
+        Open-loop updates miss their targets (stuck devices, compliance spread), so these
+        are bookkeeping only; :meth:`measured_weights` is the network the chip runs.
+        """
+        return self.pair_weights(self.target_us)
+
+    def read_devices_us(self, averaged: bool = False) -> np.ndarray:
+        """Every network device's conductance (µS): one row-parallel read of the layout, or
+        (``averaged``) the mean of repeated reads, as the program job's final read takes it.
+
+        Why average at all: one read catches each device's telegraph noise (RTN, a few µS)
+        in whatever state it is in; the weights saved for another chip should be the
+        device's level, not that instant (4 to 16 reads, until the mean is known to 0.25 µS).
+        """
+        lay = self.layout
+        if not averaged:
+            return np.asarray(self.programmer.read(lay.rows, lay.cols), dtype=float)
+        from memprog.protocols.settle import adaptive_read
+
+        mean, _n, _std = adaptive_read(
+            self.programmer, lay.rows, lay.cols, None, FINAL_READ_SEM_US, min_reads=4, max_reads=16
+        )
+        return np.asarray(mean, dtype=float)
+
+    def measured_weights(self, averaged: bool = False) -> list[np.ndarray]:
+        """The weights the array holds, from reading every network device (see
+        :meth:`read_devices_us`)."""
+        return self.pair_weights(self.read_devices_us(averaged))
 
     def initialise(self, rng: np.random.Generator) -> None:
         """Calibrate the gate, then RESET every device and SET it to its initial target."""
@@ -496,7 +534,8 @@ class ChipNetwork:
         l2 = lay.layers[1]
         g2 = self.programmer.read(lay.rows[lay.slices[1]], lay.cols[lay.slices[1]])
         half = g2.size // 2
-        w2 = (g2[:half] - g2[half:]).reshape(l2.n_in + 1, l2.n_out) * p.w_per_us
+        shape = (l2.n_in + 1, l2.n_out)
+        w2 = pairs_to_weights(g2[:half].reshape(shape), g2[half:].reshape(shape), self.w_per_us[1])
         d1 = (d2 @ w2[:-1].T) * h * (1.0 - h)
         grads = [
             np.c_[x, np.ones(y.size)].T @ d1,
@@ -540,10 +579,14 @@ class InsituResult:
     calibration: dict[str, float]
     saturated_updates: int
     vmm_vectors: int
-    weights: list[np.ndarray]
+    weights: list[np.ndarray]  # the software targets' weights (bookkeeping, not the chip)
     sizes: list[int]
     params: dict[str, Any]
     interrupted: bool = False
+    # what the chip holds: the pair mapping of every network device's measured conductance,
+    # read at the end of the last completed epoch (after initialisation for epoch 0)
+    chip_weights: list[np.ndarray] | None = None
+    chip_weights_epoch: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -632,6 +675,10 @@ def train_insitu(
     b0 = bench.bench_time_s
     net.initialise(rng)
     assert net.calibration is not None
+    # What the chip holds, refreshed after every epoch's test pass: the file written at the
+    # end (or on an interrupt, without any I/O in the interrupt path) is the network the
+    # chip ran for its reported accuracy, not the open-loop targets it was aiming at.
+    chip = {"weights": net.measured_weights(), "epoch": 0}
     s.record_event(
         {"event": "insitu_start", "sizes": sizes, "calibration": net.calibration.as_dict()}
     )
@@ -664,6 +711,8 @@ def train_insitu(
             sizes=sizes,
             params=p.model_dump(),
             interrupted=interrupted,
+            chip_weights=chip["weights"],
+            chip_weights_epoch=int(chip["epoch"]),
         )
 
     try:
@@ -692,6 +741,7 @@ def train_insitu(
             ep_wall.append(time.perf_counter() - tw)
             ep_bench.append(bench.bench_time_s - tb)
             acc = float((net.predict(data.x_test) == data.y_test).mean())
+            chip = {"weights": net.measured_weights(), "epoch": epoch_i + 1}
             epoch = epoch_i + 1
             row = {
                 "epoch": epoch,
@@ -715,12 +765,23 @@ def train_insitu(
             on_interrupt(partial)
         raise
     bar.close()
+    # the end of training: the chip's levels for the file, read with RTN averaged out
+    chip = {"weights": net.measured_weights(averaged=True), "epoch": epoch}
     res = result(False)
     s.record_event({"event": "insitu_end", "summary": res.summary()})
     return res
 
 
 # ---------------------------------------------------------------------------------- weight files
+def _software_predict(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Labels of the sigmoid/softmax network ``weights`` (bias last row), in software."""
+    from memprog.jobs.weights import Network
+
+    parts = [unfold_bias(w) for w in weights]
+    net = Network([w for w, _ in parts], [b for _, b in parts], "sigmoid", "softmax")
+    return net.predict(x)
+
+
 def weights_dict(
     weights: list[np.ndarray],
     sizes: list[int],
@@ -730,13 +791,19 @@ def weights_dict(
     epochs: int = 0,
     source: str = "insitu",
 ) -> dict[str, Any]:
-    """Contract B's weight-file dict (``memprog.weights/1``) for a sigmoid/softmax network."""
+    """Contract B's weight-file dict (``memprog.weights/1``) for a sigmoid/softmax network.
+
+    ``weights`` are (n_in + 1, n_out) matrices with the bias as last row; the mapping window
+    is the run's working range, so ``memprog program`` places the pairs where in-situ
+    training kept them.
+    """
     import torch
 
     state = {}
     for i, w in enumerate(weights):
-        state[f"layers.{i}.weight"] = torch.tensor(w[:-1].T.copy(), dtype=torch.float32)
-        state[f"layers.{i}.bias"] = torch.tensor(w[-1].copy(), dtype=torch.float32)
+        weight, bias = unfold_bias(w)
+        state[f"layers.{i}.weight"] = torch.tensor(weight, dtype=torch.float32)
+        state[f"layers.{i}.bias"] = torch.tensor(bias, dtype=torch.float32)
     return {
         "format": WEIGHTS_FORMAT,
         "dataset": dataset,
@@ -756,12 +823,40 @@ def weights_dict(
     }
 
 
-def save_weights(path: Any, result: InsituResult, params: InsituParams, source: str) -> None:
-    """Write the trained (or partly trained) weights as a Contract B file."""
-    import torch
+def save_weights(path: Any, result: InsituResult, params: InsituParams, source: str) -> Path:
+    """Write what the chip holds (or held at the last completed epoch) as a Contract B file.
 
-    d = weights_dict(result.weights, result.sizes, params, epochs=result.epochs, source=source)
-    torch.save(d, str(path))
+    The weights are the chip's measured conductances through the pair mapping
+    (:attr:`InsituResult.chip_weights`), not the software targets: open-loop updates miss
+    their targets, and the network that reached the reported accuracy is the one on the
+    chip. Written by the weight-file writer every other command uses
+    (:func:`memprog.hwaware.mapping.save_weights`, which validates the file first).
+    """
+    if result.chip_weights is None:
+        raise ConfigError(
+            "weights", str(path), "a run whose chip was read", "no chip read to save"
+        )
+    d = weights_dict(
+        result.chip_weights,
+        result.sizes,
+        params,
+        epochs=result.chip_weights_epoch,
+        source=source,
+    )
+    return write_weight_file(d, path)
+
+
+def file_software_accuracy(path: str | Path, data: Dataset) -> float:
+    """Test accuracy of a weight file evaluated in software, loaded as ``memprog program`` loads it.
+
+    Why: the saved file is only useful if the network it holds is the one the chip ran;
+    evaluating the file itself (float32, through the program job's loader) next to the
+    chip's accuracy shows that it is.
+    """
+    from memprog.jobs.weights import load_program_input
+
+    net = load_program_input(path)
+    return float((net.predict(data.x_test) == data.y_test).mean())
 
 
 # ---------------------------------------------------------------------------------- stuck fraction
@@ -796,7 +891,7 @@ def bench_with_stuck_fraction(bench: str | Path, stuck_fraction: float | None) -
     data["chip"]["sim_params"] = sim
     with tempfile.TemporaryDirectory(prefix="memprog-stuck-") as tmp:
         out = Path(tmp) / path.name
-        out.write_text(yaml.safe_dump(data, sort_keys=False))
+        out.write_text(dump_yaml(data, sort_keys=False))
         yield out
 
 
@@ -886,16 +981,11 @@ def exsitu_transfer(
         sw_acc = float("nan")
     sizes = [data.n_inputs, p.hidden, data.n_classes]
     net = ChipNetwork(bench.programmer, sizes, p)
-    span = p.g_high_us - p.g_low_us
     parts = []
     for i, w in enumerate(weights):
-        scale = float(np.abs(w).max()) / span
+        g_plus, g_minus, scale = weights_to_pairs(w, p.g_low_us, p.g_high_us)
         net.w_per_us[i] = scale
-        mag = np.abs(w) / scale
-        parts += [
-            (p.g_low_us + np.where(w > 0, mag, 0.0)).ravel(),
-            (p.g_low_us + np.where(w < 0, mag, 0.0)).ravel(),
-        ]
+        parts += [g_plus.ravel(), g_minus.ravel()]
     net.target_us = np.concatenate(parts)
     lay = net.layout
     r0, c0 = lay.rows.min(), lay.cols.min()
@@ -936,10 +1026,14 @@ def run_insitu_job(
     """``memprog insitu``: train in the array of ``bench``; optionally compare with ex-situ.
 
     Validates everything before the first pulse (stuck fraction in [0, 1), a stack with
-    ``VMM?``) and writes the weights to ``out`` as a Contract B file. On Ctrl-C (or
-    SIGTERM/SIGHUP as ``memprog.signals.Interrupted``) the partly trained weights are
-    written to ``out`` first (and handed to ``on_partial``), the bench is left safe by
-    its ``with`` block, and the interrupt propagates.
+    ``VMM?``) and writes to ``out``, as a Contract B file ``memprog program`` loads, the
+    weights the chip holds (its measured conductances at the end of training through the
+    pair mapping). The summary gives that file's software accuracy on the test set
+    (``weights_software_accuracy``) beside the chip's (``chip_accuracy``, the same figure
+    as ``test_accuracy``). On Ctrl-C (or SIGTERM/SIGHUP as
+    ``memprog.signals.Interrupted``) the chip's weights at the last completed epoch are
+    written to ``out`` first (and handed to ``on_partial``), the bench is left safe by its
+    ``with`` block, and the interrupt propagates.
 
     Args:
         sink: where events go (the run store's sink).
@@ -962,7 +1056,10 @@ def run_insitu_job(
     def save(res: InsituResult) -> None:
         if out_path is not None:
             save_weights(out_path, res, p, source)
-            say(f"memprog: weights after {res.epochs} epoch(s) saved to {out_path}")
+            say(
+                f"memprog: the chip's weights after {res.chip_weights_epoch} epoch(s) "
+                f"saved to {out_path}"
+            )
         if on_partial is not None:
             on_partial(res)
 
@@ -980,11 +1077,18 @@ def run_insitu_job(
                 on_epoch=on_epoch,
             )
             name = b.config.name
-    if out_path is not None:
-        save_weights(out_path, res, p, source)
     summary = res.summary()
     summary["bench"] = name
-    summary["weights"] = str(out_path) if out_path is not None else None
+    summary["chip_accuracy"] = res.test_accuracy
+    summary["weights"] = None
+    summary["weights_source"] = "chip"  # measured conductances, through the pair mapping
+    if out_path is not None:
+        written = save_weights(out_path, res, p, source)
+        summary["weights"] = str(written)
+        summary["weights_software_accuracy"] = file_software_accuracy(written, data)
+    else:  # nothing written: the same figure from the chip's weights in memory
+        pred = _software_predict(res.chip_weights or [], data.x_test)
+        summary["weights_software_accuracy"] = float((pred == data.y_test).mean())
     if exsitu:
         with bench_with_stuck_fraction(bench, stuck_fraction) as path:
             with opener(str(path)) as b:

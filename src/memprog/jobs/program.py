@@ -25,7 +25,6 @@ still runs and reports; with one, every cell and event lands in a ``program`` ru
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,16 +40,16 @@ from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_DISTURBED, FLAG_SKIPPED, FLAG_STUCK, TuneResult
 from memprog.validation import MemprogModel
 
-from .placement import Placement, place_network, weights_to_pairs
+from .placement import Placement, copy0_order, place_network, weights_to_pairs
 from .weights import ConductanceMap, Network, predict_from_scores
 
-PROTOCOLS = ("alibart", "feedforward", "denoise")
+PROTOCOLS = ("alibart", "feedforward", "denoise", "predictive")
 
 
 class ProgramParams(MemprogModel):
     """How to program a network (every field has a safe default)."""
 
-    protocol: Literal["alibart", "feedforward", "denoise"] = "alibart"
+    protocol: Literal["alibart", "feedforward", "denoise", "predictive"] = "alibart"
     copies: int | None = Field(
         default=None, ge=1, le=2, description="cells per conductance; None: 2 where it fits"
     )
@@ -63,15 +62,26 @@ class ProgramParams(MemprogModel):
     chunk_cells: int = Field(
         default=16384,
         ge=2,
-        description="cells per resumable chunk (larger: fewer lock-step iterations, coarser resume)",
+        description="cells per lock-step chunk (larger: fewer lock-step iterations; the "
+        "cells the protocol finishes reach the store as they finish, whatever the chunk)",
     )
-    settle_s: float = Field(
-        default=1.0, ge=0, description="bench time to let pass before the final verification read"
+    settle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="bench time (s) to let pass before the final verification read (None: the "
+        "chip technology's settle, protocols/settle.py, as every other command)",
     )
     input_v: float | None = Field(
         default=None, gt=0, description="VMM input voltage for an input of 1; None: the read voltage"
     )
     avoid_stuck: bool = True
+    accuracy_tolerance: float = Field(
+        default=0.03,
+        ge=0,
+        le=1,
+        description="the job holds when chip accuracy is at most this much (a fraction: "
+        "0.03 = 3 points) below software (memprog.outcome)",
+    )
     order: Literal["row-major", "column-major", "snake", "high-first", "low-first"] = Field(
         default="row-major",
         description="programming order of the cells (protocols.array.order_cells); on a "
@@ -118,17 +128,31 @@ class ProgramReport:
     bench_time_s: float | None
     settle: str
     extra: dict[str, Any] = field(default_factory=dict)
+    accuracy_tolerance: float = 0.03
+
+    def outcome(self) -> dict[str, Any]:
+        """What the job achieved and its exit decision (:func:`memprog.outcome.report_outcome`)."""
+        from memprog.outcome import report_outcome
+
+        return report_outcome(self, self.accuracy_tolerance)
 
     def summary(self) -> dict[str, Any]:
+        """The ``--json`` document, ``report.json`` and the stored summary: the counts are
+        the outcome's (one function), ``wall_s``/``job_wall_s`` as the CLI prints them."""
         r = self.result
-        within = r.within_tolerance
-        stuck = r.has_flag(FLAG_STUCK)
+        o = self.outcome()
         out = {
             "run_id": self.run_id,
-            "cells_total": len(r),
-            "cells_within_tolerance": int(within.sum()),
-            "cells_stuck": int(stuck.sum()),
-            "cells_not_converged": int((~r.converged).sum()),
+            "cells_total": o["cells"],
+            "cells_within_tolerance": o["within_tolerance"],
+            "cells_stuck": o["stuck"],
+            "cells_converged": o["converged"],
+            "cells_not_converged": len(r) - int(o["converged"] or 0),
+            "cells_failed": o["failed"],
+            "pairs_within_tolerance": o["pairs_within_tolerance"],
+            "pairs_failed": o["pairs_failed"],
+            "pairs_stuck_limited": o.get("pairs_stuck_limited", 0),
+            "outcome": o,
             "software_accuracy": self.software_accuracy,
             "chip_accuracy": self.chip_accuracy,
             "readout_accuracy": self.readout_accuracy,
@@ -138,6 +162,7 @@ class ProgramReport:
             "pulses_total": int(r.pulses.sum()),
             "settle": self.settle,
             "wall_s": self.wall_s,
+            "job_wall_s": self.wall_s,
             "bench_time_s": self.bench_time_s,
         }
         out.update(self.extra)
@@ -245,6 +270,7 @@ class _Programmer:
         self.params = params
         self._denoiser = None
         self._ff = None
+        self._pred = None
         from memprog.protocols.array import alibart_defaults
 
         ali = alibart_defaults(prog.info)
@@ -259,7 +285,15 @@ class _Programmer:
         # protocols with relaxation-aware verification (Contract C stacks) settle and
         # re-verify every batch themselves; the job's own re-verify read is then redundant
         self.protocol_settles = params.protocol == "alibart" and "settle_s" in type(ali).model_fields
-        if params.protocol == "denoise":
+        if params.protocol == "predictive":
+            from memprog.protocols.predictive import predictive_defaults
+
+            self._pred = predictive_defaults(
+                prog.info, prog.limits, tolerance_rel=params.tolerance_rel,
+                tolerance_min_us=params.tolerance_min_us, settle_s=params.settle_s,
+            )  # fmt: skip
+            self.protocol_settles = True  # it settles and verifies each batch itself
+        elif params.protocol == "denoise":
             from memprog.protocols.denoise import DenoiseTuner
 
             self._denoiser = DenoiseTuner(prog)
@@ -269,6 +303,10 @@ class _Programmer:
             self._ff = FeedforwardTuner(prog)
 
     def tune(self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink) -> TuneResult:
+        if self._pred is not None:
+            from memprog.protocols.predictive import tune_predictive
+
+            return tune_predictive(self.prog, r, c, t, params=self._pred, sink=sink)
         if self._denoiser is not None:
             return self._denoiser.tune(r, c, t, sink=sink)
         if self._ff is not None:
@@ -276,6 +314,24 @@ class _Programmer:
         from memprog.protocols.alibart import tune_alibart
 
         return tune_alibart(self.prog, r, c, t, params=self.alibart, sink=sink)
+
+    def retune(self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink) -> TuneResult:
+        """Bring back cells that relaxed out of band after the job's settle, without settling
+        (the job settles them all together): Alibart by its fine ramp, as the array job's
+        re-tunes; the other protocols as they tune."""
+        if self._pred is not None:
+            from memprog.protocols.predictive import tune_predictive
+
+            return tune_predictive(self.prog, r, c, t, params=self._pred.model_copy(update={"settle_s": 0.0}), sink=sink)
+        if self._denoiser is not None or self._ff is not None:
+            return self.tune(r, c, t, sink)
+        from memprog.protocols.alibart import RETUNE_COARSE_REL, tune_alibart
+
+        a = self.alibart
+        update: dict[str, Any] = {"coarse_min_rel": max(a.coarse_min_rel, RETUNE_COARSE_REL)}
+        if "settle_s" in type(a).model_fields:
+            update["settle_s"] = 0.0
+        return tune_alibart(self.prog, r, c, t, params=a.model_copy(update=update), sink=sink)
 
     def tune_verify(self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink) -> TuneResult:
         """Tune the cells, read them again, re-tune those out of the map's band once."""
@@ -302,6 +358,79 @@ class _Programmer:
             for j, i in enumerate(idx):
                 res.flags[i] = ",".join(w for w in (str(again.flags[j]), FLAG_DISTURBED) if w)
         return res
+
+
+class _StreamFinished:
+    """The protocols' sink inside the job: events pass, and each cell the protocol
+    finishes goes to the store at once (with the job's per-cell columns), not only when
+    its whole chunk is final.
+
+    Why: a lock-step chunk is large (one batch per copy is what keeps the job fast: every
+    lock-step iteration costs about the same whatever the batch size, so 2,048-cell chunks
+    cost the digits job ~1.9x the CPU), and a chunk's rows used to reach the store only
+    when all of it was final — an interrupt at half time kept nothing (issue 20:
+    ``interrupted 0/16240``). Streaming the protocol's finished cells keeps them. Such a
+    row is provisional (a later settle re-verify or twin compensation may tune the cell
+    again, and the chunk's final row then replaces it: the store keeps the latest row of
+    each cell); a resume reads every kept cell before it trusts it
+    (:mod:`memprog.jobs.resume_reads`), so a provisional row that the chip no longer
+    matches is tuned again.
+    """
+
+    def __init__(
+        self,
+        sink: EventSink,
+        pos_of_flat: np.ndarray,
+        n_cols: int,
+        extra: dict[str, np.ndarray],
+        params: ProgramParams,
+    ) -> None:
+        self.sink = sink
+        self.wants_trace = getattr(sink, "wants_trace", False)
+        self._pos = pos_of_flat
+        self._n_cols = n_cols
+        self._extra = extra
+        self._params = params
+
+    @classmethod
+    def wrap(
+        cls, sink: EventSink, plan: Plan, n_cols: int, extra: dict[str, np.ndarray], params: ProgramParams
+    ) -> EventSink:
+        """The streaming wrapper for a bulk sink (the run store); EventsOnly otherwise.
+
+        ``extra``: the per-cell columns (plan order) every stored row of the job carries.
+        """
+        from memprog.protocols.events import wants_bulk
+
+        if not wants_bulk(sink) or plan.n == 0:
+            return EventsOnly(sink)
+        flat = plan.cells["row"] * n_cols + plan.cells["col"]
+        pos = np.full(int(flat.max()) + 1, -1, dtype=np.int64)
+        pos[flat] = np.arange(plan.n)
+        return cls(sink, pos, n_cols, extra, params)
+
+    def record_event(self, event: dict[str, Any]) -> None:  # noqa: D102
+        self.sink.record_event(event)
+
+    def record_result(self, row: dict[str, Any]) -> None:  # noqa: D102
+        pass  # per-row streams: the chunk's rows come at its end
+
+    def record_results(self, result: TuneResult) -> None:
+        """Forward the cells a protocol just finished, tagged with their place in the plan."""
+        if not len(result):
+            return
+        flat = np.asarray(result.rows, dtype=np.int64) * self._n_cols + np.asarray(result.cols, dtype=np.int64)
+        ok = flat < self._pos.size
+        k = np.where(ok, self._pos[np.minimum(flat, self._pos.size - 1)], -1)
+        if (k < 0).any():  # not a cell of the plan: nothing to store
+            result = result.subset(np.flatnonzero(k >= 0))
+            k = k[k >= 0]
+        for key, v in self._extra.items():
+            result.extra[key] = v[k]
+        # the job's band (what its final rows carry), not the protocol's inner one
+        p = self._params
+        result.tolerance_us = np.maximum(p.tolerance_rel * np.asarray(result.target_us, float), p.tolerance_min_us)
+        self.sink.record_results(result)  # type: ignore[attr-defined]
 
 
 def _record(sink: EventSink, res: TuneResult) -> None:
@@ -350,6 +479,8 @@ def program_plan(
     sink: EventSink | None = None,
     done: TuneResult | None = None,
     progress: bool = False,
+    stats: dict[str, int] | None = None,
+    engine: _Programmer | None = None,
 ) -> TuneResult:
     """Program every cell of ``plan``; one result row per cell, in plan order.
 
@@ -360,7 +491,8 @@ def program_plan(
 
     Args:
         done: cells finished by an earlier, interrupted run of the same plan (from the
-            store): they are not pulsed again; their stored results are used as they are.
+            store), already re-read by :func:`run_program` (``jobs.resume_reads``): they
+            are not pulsed again; ``final_us`` is their fresh reading.
     """
     s = sink_or_null(sink)
     c = plan.cells
@@ -379,12 +511,14 @@ def program_plan(
                 "resume", f"{len(outside)} stored cells outside the plan", "a run of the same weights and bench"
             )
         have = {pos[int(f)]: k for k, f in enumerate(dflat)}
-    extra = {"layer": c["layer"], "copy": c["copy"], "sign": c["sign"]}
+    # layer/i/j/sign/nominal_us: what memprog.outcome needs to judge the pairs, stored
+    # with every cell so the dashboard recomputes the CLI's numbers from the store
+    extra = {
+        "layer": c["layer"], "copy": c["copy"], "sign": c["sign"], "i": c["i"], "j": c["j"],
+        "nominal_us": c["g_us"],
+    }  # fmt: skip
     total = c["g_us"] * copies
-    first = np.flatnonzero(c["copy"] == 0)
-    from memprog.protocols.array import order_cells
-
-    first = first[order_cells(c["row"][first], c["col"][first], c["g_us"][first], params.order)]
+    first = copy0_order(c, params.order)  # the order hardware-aware training keys disturb by
     twin = _twin(c, first, np.flatnonzero(c["copy"] == copies - 1)) if copies > 1 else None
     results: list[tuple[np.ndarray, TuneResult]] = []
     if have:
@@ -394,13 +528,15 @@ def program_plan(
             prev.extra[key] = v[ks]
         results.append((ks, prev))
     final = np.full(n, np.nan)
+    kept_working = np.zeros(n, bool)  # resume: kept cells that can still be tuned
     for ks, r in results:
         final[ks] = r.final_us
+        kept_working[ks] = r.converged & ~r.has_flag(FLAG_STUCK)
     s.record_event({"event": "program_start", "cells": n, "resumed_cells": len(have), "copies": copies})
     bar = Progress(progress, n, "program")
     bar.update(len(have))
-    engine = _Programmer(programmer, params)
-    inner = EventsOnly(s)
+    engine = engine if engine is not None else _Programmer(programmer, params)
+    inner = _StreamFinished.wrap(s, plan, info.cols, extra, params)
     step = max(1, params.chunk_cells // copies)
     finished = np.zeros(n, bool)
     finished[list(have)] = True
@@ -421,6 +557,10 @@ def program_plan(
             if ib.size:
                 kb = plan.known_stuck_us[ib]
                 ta = np.where(np.isfinite(kb), np.clip(total[ia] - kb, lo, hi), ta)
+                # resume: a copy 0 re-tuned beside a kept last copy makes up what that
+                # copy holds now (its fresh re-read), so the pair lands on 2·G
+                kept_b = finished[ib] & ~plan.known_stuck[ib] & np.isfinite(final[ib])
+                ta = np.where(kept_b, np.clip(total[ia] - final[ib], lo, hi), ta)
             ra = None
             todo_a = ~finished[ia] & ~plan.known_stuck[ia]
             if todo_a.any():
@@ -464,6 +604,25 @@ def program_plan(
                                 ra.flags[q] = ",".join(w for w in (str(again.flags[j]), FLAG_DISTURBED) if w)
                             final[ia[a_pos[qa]]] = again.final_us
                             s.record_event({"event": "twin_compensation", "cells": int(qa.size)})
+                    # resume: a kept copy 0 beside a copy 1 that turned out stuck makes up
+                    # for it too (its new row replaces the kept one)
+                    a_of_b = ia[todo_b]
+                    kfix = (
+                        (rb.has_flag(FLAG_STUCK) | (~rb.converged & ~rb.within_tolerance))
+                        & finished[a_of_b] & kept_working[a_of_b] & np.isfinite(rb.final_us)
+                    )  # fmt: skip
+                    if kfix.any():
+                        ka = a_of_b[kfix]
+                        t_new = np.clip(total[ka] - rb.final_us[kfix], lo, hi)
+                        again = engine.tune_verify(c["row"][ka], c["col"][ka], t_new, inner)
+                        again.flags = np.array(
+                            [",".join(w for w in (str(f), FLAG_DISTURBED) if w) for f in again.flags], dtype=object
+                        )
+                        final[ka] = again.final_us
+                        chunk.append((ka, again))
+                        s.record_event({"event": "twin_compensation", "cells": int(ka.size), "kept": True})
+                        if stats is not None:
+                            stats["kept_twin_compensated"] = stats.get("kept_twin_compensated", 0) + int(ka.size)
             if ra is not None:
                 chunk.append((ia[todo_a], ra))
             if rb is not None:
@@ -489,6 +648,64 @@ def program_plan(
     if missing:  # pragma: no cover - every cell is in exactly one part
         raise RuntimeError(f"{len(missing)} cells without a result")
     return _gather(order)
+
+
+def settle_pairs(
+    prog: CellProgrammer, plan: Plan, res: TuneResult, tuner: _Programmer, settle_s: float,
+    sink: EventSink, rounds: int = 2,
+) -> int:
+    """After the job's settle: make up, once more, for a copy that cannot hold its share.
+
+    Why: a pair's copies are judged together (memprog.outcome), and twin compensation during
+    programming aims the last copy at ``2·G − what the first reached`` — but a stuck cell's
+    reading moves (its telegraph noise, its slow drift) and a copy the protocol gave up on
+    ends where it ends. With the settled reads in hand, a pair outside its band whose one
+    copy is stuck or unfinished gets its other, working copy re-tuned to ``2·G`` minus what
+    the first holds now, then the bench settles and both are read again. Returns the number
+    of cells re-tuned.
+    """
+    c = plan.cells
+    copies = int(c["copy"].max()) + 1 if len(c["copy"]) else 1
+    if copies < 2 or settle_s <= 0 or not callable(getattr(prog, "wait", None)):
+        return 0
+    lo, hi = target_range_us(prog)
+    first = np.flatnonzero(c["copy"] == 0)
+    twin = _twin(c, first, np.flatnonzero(c["copy"] == copies - 1))
+    stuck = res.has_flag(FLAG_STUCK) | res.has_flag(FLAG_SKIPPED)
+    tol = np.broadcast_to(np.asarray(res.tolerance_us, float), (len(res),))
+    done = 0
+    for _ in range(rounds):
+        fin = res.final_us
+        off = np.abs(0.5 * (fin[first] + fin[twin]) - c["g_us"][first]) > np.maximum(tol[first], tol[twin])
+        off &= np.isfinite(fin[first]) & np.isfinite(fin[twin])
+        # the copy to move: working (not stuck), beside a copy that is stuck or unfinished
+        # the last copy makes up what the first holds now; the first, when the last is stuck
+        move_b = off & ~stuck[twin]
+        move_a = off & stuck[twin] & ~stuck[first]
+        idx = np.concatenate([twin[move_b], first[move_a]])
+        other = np.concatenate([first[move_b], twin[move_a]])
+        if idx.size == 0:
+            break
+        t_new = np.clip(copies * c["g_us"][idx] - fin[other], lo, hi)
+        again = tuner.retune(res.rows[idx], res.cols[idx], t_new, sink)
+        prog.wait(settle_s)
+        both = np.concatenate([idx, other])
+        from memprog.protocols.settle import adaptive_read
+
+        g, n_reads, _ = adaptive_read(
+            prog, res.rows[both], res.cols[both], None, 0.25 * tol[both], min_reads=2, max_reads=16
+        )
+        res.reads[both] += n_reads
+        res.target_us[idx] = t_new
+        res.pulses[idx] += again.pulses
+        res.reads[idx] += again.reads
+        res.final_us[both] = g
+        res.converged[idx] = np.abs(g[: idx.size] - t_new) <= tol[idx]
+        for k in idx:
+            res.flags[k] = ",".join(dict.fromkeys(w for w in (*str(res.flags[k]).split(","), FLAG_DISTURBED) if w))
+        sink.record_event({"event": "pair_compensation", "cells": int(idx.size)})
+        done += int(idx.size)
+    return done
 
 
 def _twin(c: dict[str, np.ndarray], from_idx: np.ndarray, to_idx: np.ndarray) -> np.ndarray:
@@ -611,7 +828,9 @@ def run_program(
         test_set: (x [n, in], labels [n]) for software vs chip accuracy.
         sink: where cells and events go (a run store's sink).
         known_stuck: {(row, col): conductance µS} of cells known stuck (variability DB).
-        done, placement: an earlier, interrupted run's finished cells and layout (resume).
+        done, placement: an earlier, interrupted run's finished cells and layout (resume):
+            every kept cell is read again first; those outside their band are re-tuned
+            with the unfinished ones (``summary()["resume"]`` gives the counts).
         on_plan: called with the :class:`Plan` before the first pulse (the CLI stores it).
     """
     p = params or ProgramParams()
@@ -627,24 +846,64 @@ def run_program(
     if on_plan is not None:
         on_plan(plan)
     s = sink_or_null(sink)
-    res = program_plan(prog, plan, p, s, done, progress)
+    resume_info = None
+    if done is not None and len(done):
+        # resume reads before it trusts: kept cells now outside their band are tuned again
+        from .resume_reads import reread_kept
+
+        done, resume_info = reread_kept(prog, done, p.tolerance_rel, p.tolerance_min_us, plan.n, s)
+    stats: dict[str, int] = {}
+    tuner = _Programmer(prog, p)  # one engine: a feedforward chip is characterised once
+    res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner)
     # settle, then one verification read of every cell
     wait = getattr(prog, "wait", None) or getattr(bench, "wait", None)
-    if callable(wait) and p.settle_s > 0:
-        wait(p.settle_s)
-        settle = f"waited {p.settle_s:g} s"
-    else:
-        settle = "not available on this stack" if p.settle_s > 0 else "skipped"
+    from memprog.protocols.settle import resolve_settle_s
+
+    settle_s = resolve_settle_s(prog, p.settle_s)  # None: the technology's (as levels, tune)
+    res.extra["programmed_us"] = res.final_us.copy()
     # averaged as the protocols verify (a cell's telegraph noise can be a few µS p-p on
     # HfO2, so one read would report the fluctuation, not the programmed state)
-    from memprog.protocols.settle import adaptive_read
+    from memprog.protocols.settle import adaptive_read, settle_and_reverify
 
-    tol = np.broadcast_to(np.asarray(res.tolerance_us, float), (len(res),))
-    g, n_reads, _ = adaptive_read(prog, res.rows, res.cols, None, 0.25 * tol, min_reads=2, max_reads=16)
-    res.reads = res.reads + n_reads
-    res.extra["programmed_us"] = res.final_us.copy()
-    res.final_us = g
+    checked = np.zeros(len(res), dtype=bool)
+    settles = callable(getattr(prog, "wait", None)) and settle_s > 0
+    rep = None
+    if settles:
+        # the whole job settles as one batch, as every protocol's own batches do: cells that
+        # relaxed out of band since their batch's settle are re-tuned by the fine ramp and
+        # settled again (protocols/settle.py: at most DEFAULT_SETTLE_ROUNDS rounds; a cell
+        # still out after the last one is flagged drifted_out)
+        checked = res.converged.copy()
+        quiet = EventsOnly(s)  # re-tunes report events; each cell's final row is written below
+        rep = settle_and_reverify(
+            prog, res, lambda idx: tuner.retune(res.rows[idx], res.cols[idx], res.target_us[idx], quiet),
+            settle_s, sink=quiet,
+        )
+    elif callable(wait) and settle_s > 0:
+        wait(settle_s)
+    rest = np.flatnonzero(~checked)  # cells the settle did not read (not converged, stuck, no wait)
+    if rest.size:
+        tol = np.broadcast_to(np.asarray(res.tolerance_us, float), (len(res),))
+        g, n_reads, _ = adaptive_read(
+            prog, res.rows[rest], res.cols[rest], None, 0.25 * tol[rest], min_reads=2, max_reads=16
+        )
+        res.reads[rest] += n_reads
+        res.final_us[rest] = g
+    if rep is not None:
+        # every cell now read after the settle: pairs a stuck or unfinished copy holds back
+        fixed = settle_pairs(prog, plan, res, tuner, settle_s, EventsOnly(s))
+        settle = (
+            f"waited {settle_s:g} s x {rep.rounds}, {int(rep.retuned.sum())} cells re-tuned"
+            + (f", {fixed} re-tuned for a pair whose twin is stuck or unfinished" if fixed else "")
+        )
+    elif callable(wait) and settle_s > 0:
+        settle = f"waited {settle_s:g} s"
+    else:
+        settle = "not available on this stack" if settle_s > 0 else "skipped"
     s.record_event({"event": "verify", "settle": settle, "within_tolerance": int(res.within_tolerance.sum())})
+    # the settled reading is what the chip holds: it replaces each cell's row in the store
+    # (the store keeps the latest row per cell), so the dashboard counts what the CLI counts
+    _record(s, res)
     layers: list[dict[str, Any]] = []
     sw = chip = readout = None
     inference = None
@@ -706,7 +965,13 @@ def run_program(
     if bt is None and isinstance(b0, float):  # the stack has no clock, the bench has one
         bt = float(bench.bench_time_s) - b0
     res.bench_time_s = bt
-    return ProgramReport(run_id, res, plan, sw, chip, readout, inference, layers, res.wall_s, bt, settle)
+    report = ProgramReport(run_id, res, plan, sw, chip, readout, inference, layers, res.wall_s, bt, settle)
+    report.accuracy_tolerance = p.accuracy_tolerance
+    if resume_info is not None:
+        report.extra["resume"] = resume_info.summary(None)
+        # kept cells pulsed again because their twin (programmed now) turned out stuck
+        report.extra["resume"]["cells_kept_twin_compensated"] = stats.get("kept_twin_compensated", 0)
+    return report
 
 
 def file_sha256(path: str | Path) -> str:
@@ -719,12 +984,24 @@ def file_sha256(path: str | Path) -> str:
 
 
 # --------------------------------------------------------------------------- report
-def write_report(report: ProgramReport, out_dir: str | Path, technology: str = "") -> dict[str, Any]:
-    """``report.json`` (summary + per-cell table as CSV) and one PNG heat map per layer."""
+def write_report(
+    report: ProgramReport,
+    out_dir: str | Path,
+    technology: str = "",
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``report.json`` (summary + per-cell table as CSV) and one PNG heat map per layer.
+
+    Args:
+        context: what the caller adds to the summary it prints (bench, weights, the
+            command's total ``wall_s``, ...): merged into ``report.json`` too, so the file
+            and the console state the same quantities under the same names.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     summary = report.summary()
+    summary.update(context or {})
     csv = out / "cells.csv"
     report.result.to_frame().to_csv(csv, index=False)
     files["cells_csv"] = str(csv)
@@ -732,25 +1009,28 @@ def write_report(report: ProgramReport, out_dir: str | Path, technology: str = "
     layers = sorted(set(report.plan.cells["layer"].tolist()))
     for k in layers:
         png = out / f"layer{k}.png"
-        _plot_layer(report, k, png, technology)
+        _plot_layer(report, k, png, technology, (context or {}).get("chip_id"))
         pngs.append(str(png))
     files["png"] = pngs
-    summary["files"] = files
     path = out / "report.json"
-    from memprog.cli_common import jsonable
-
-    path.write_text(json.dumps(summary, indent=2, default=jsonable))
     files["report_json"] = str(path)
+    summary["report"] = files
+    from memprog.jsonout import dumps
+
+    path.write_text(dumps(summary, indent=2))  # strict: null, never NaN
     return files
 
 
-def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str) -> None:
-    """Target, achieved and error maps of one layer's cells, in array coordinates."""
-    import matplotlib
+def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str, chip: str | None = None) -> None:
+    """Target, achieved and error maps of one layer's cells, at their physical array positions.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Colour limits are percentiles (memprog.figures): a few stuck cells hundreds of µS away
+    must not make target and achieved look alike; flagged cells carry their own colours.
+    """
+    from memprog.figures import array_axes, heat_map, paint_flags, pyplot, robust_limits, run_title
+    from memprog.outcome import ERROR_CMAP, within_tolerance
 
+    plt = pyplot()
     r = report.result
     sel = report.plan.cells["layer"] == k
     rows, cols = r.rows[sel], r.cols[sel]
@@ -761,30 +1041,41 @@ def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str) -> No
     tgt[rows - r0, cols - c0] = r.target_us[sel]
     ach[rows - r0, cols - c0] = r.final_us[sel]
     err = ach - tgt
-    # colour scale from the working cells (stuck ones saturate the ends of the scale)
-    ok = ~r.has_flag(FLAG_STUCK)[sel]
-    e_ok = np.abs(r.final_us[sel] - r.target_us[sel])[ok]
-    lim = float(np.percentile(e_ok, 99)) if e_ok.size else 1.0
-    lim = max(lim, 1e-3)
     extent = (c0 - 0.5, c0 + shape[1] - 0.5, r0 + shape[0] - 0.5, r0 - 0.5)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
-    vmin, vmax = float(np.nanmin(tgt)), float(np.nanmax(tgt))
-    for ax, data, title in ((axes[0], tgt, "target (µS)"), (axes[1], ach, "achieved, after settle (µS)")):
-        im = ax.imshow(data, extent=extent, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest", aspect="auto")
-        fig.colorbar(im, ax=ax, shrink=0.85)
-        ax.set_title(title)
-    im = axes[2].imshow(err, extent=extent, vmin=-lim, vmax=lim, cmap="coolwarm", interpolation="nearest", aspect="auto")
-    fig.colorbar(im, ax=axes[2], shrink=0.85, extend="both")
-    axes[2].set_title("achieved − target (µS; scale: 99 % of working cells)")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), constrained_layout=True)
+    # one conductance scale for target and achieved (so the two compare), from the targets
+    # and the working cells' reads: stuck outliers saturate instead of setting it
+    ok = ~r.has_flag(FLAG_STUCK)[sel]
+    g_lims = robust_limits(np.concatenate([r.target_us[sel], r.final_us[sel][ok]]))
+    lo, hi, _ = g_lims
+    beyond = int(((r.final_us[sel] < lo) | (r.final_us[sel] > hi)).sum())
+    ach_note = g_lims[2].split(";")[0] + (f"; {beyond} beyond (saturated)" if beyond else "")
+    heat_map(fig, axes[0], tgt, extent, g_lims, "viridis", "target conductance (µS)")
+    heat_map(fig, axes[1], ach, extent, (lo, hi, ach_note), "viridis", "achieved conductance (µS)")
+    axes[0].set_title("target")
+    axes[1].set_title("achieved, read after the settle (stuck and failed cells painted)")
+    paint_flags(axes[1], extent, (r0, c0), shape, rows, cols, r.flags[sel])
+    e_lims = robust_limits(np.abs(r.final_us[sel] - r.target_us[sel])[ok], symmetric=True)
+    n_beyond = int((np.abs(err[np.isfinite(err)]) > e_lims[1]).sum())
+    e_note = f"±{PCT_NOTE}" + (f"; {n_beyond} beyond (saturated)" if n_beyond else "")
+    heat_map(fig, axes[2], err, extent, (e_lims[0], e_lims[1], e_note), ERROR_CMAP, "achieved − target (µS)")
+    axes[2].set_title("error (stuck and failed cells painted)")
+    paint_flags(axes[2], extent, (r0, c0), shape, rows, cols, r.flags[sel])
     for ax in axes:
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
-    n_in = int(r.within_tolerance[sel].sum())
+        array_axes(ax)
+    n_in = int(within_tolerance(r.final_us[sel], r.target_us[sel], r.tolerance_us[sel]).sum())
     fig.suptitle(
-        f"memprog program {technology}: layer {k}, {n_in}/{int(sel.sum())} cells within tolerance"
+        f"{run_title('program', report.run_id, chip, technology)}: layer {k} at its physical array "
+        f"positions (rows {r0}-{r0 + shape[0] - 1}, columns {c0}-{c0 + shape[1] - 1}); "
+        f"{n_in}/{int(sel.sum())} cells within tolerance",
+        fontsize=10,
     )
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+# what the error scale spans (the working cells' errors: stuck ones saturate)
+PCT_NOTE = "99th percentile of working cells"
 
 
 __all__ = [

@@ -19,11 +19,18 @@ what was expected:
 Every tensor must be finite, every layer's input width must equal the previous layer's
 output width, and a file must be what its extension says (a zip that is not a torch
 archive, a text file named ``.npz`` ... are refused with the reason).
+
+Every file is bounded before it is read (:mod:`memprog.array_files`): ``.npy`` headers
+(also inside ``.npz``, without decompressing the data), safetensors headers and a torch
+zip's stated sizes are checked against what the file may be — a map no larger than the
+largest chip (4096 x 4096), a tensor of at most that chip's cells (a layer may be tiled,
+but each weight needs two cells), a test set of at most 2**25 numbers — so a decompression bomb or a lying header is one ConfigError, not
+gigabytes. Only real numbers are data: complex (whose imaginary part would be dropped)
+and bool tensors are refused, as are test-set labels outside the network's classes.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -32,6 +39,18 @@ from typing import Any
 
 import numpy as np
 
+from memprog.array_files import (
+    MAX_MAP_CELLS,
+    MAX_TEST_NUMBERS,
+    MAX_WEIGHT_NUMBERS,
+    NUMERIC_WORDS,
+    check_zip_budget,
+    load_npy,
+    load_npz,
+    load_safetensors,
+    read_csv_numbers,
+)
+from memprog.bench_config import MAX_CHIP_SIDE
 from memprog.errors import ConfigError
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
@@ -161,20 +180,26 @@ def load_program_input(
     return net
 
 
-def load_conductance_map(path: Path) -> np.ndarray:
-    """A 2-D map (µS) from ``.npy`` (no pickles) or ``.csv``; NaN allowed, inf/negative not."""
-    try:
-        if path.suffix.lower() == ".npy":
-            m = np.load(path, allow_pickle=False)
-        else:
-            m = np.loadtxt(path, delimiter=",", ndmin=2, dtype=float)
-    except ValueError as exc:
-        what = "a numeric .npy array (no pickled objects)" if path.suffix.lower() == ".npy" else (
-            "comma-separated numbers"
+def load_conductance_map(path: Path, parameter: str = "weights") -> np.ndarray:
+    """A 2-D map (µS) from ``.npy`` (no pickles) or ``.csv``; NaN allowed, inf/negative not.
+
+    The one map reader of ``program`` and ``tune --map`` (``parameter`` names the option in
+    errors). At most ``MAX_CHIP_SIDE`` x ``MAX_CHIP_SIDE`` cells: no chip holds more. A CSV
+    may start with one header row, recognised only when none of its cells is a number
+    (:func:`memprog.array_files.read_csv_numbers`); any other non-numeric cell is refused
+    with its line and column.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        m = load_npy(path, max_numbers=MAX_MAP_CELLS, max_side=MAX_CHIP_SIDE, max_ndim=2)
+    elif path.suffix.lower() == ".csv":
+        m = read_csv_numbers(
+            path, parameter, max_rows=MAX_CHIP_SIDE, max_cols=MAX_CHIP_SIDE, max_numbers=MAX_MAP_CELLS,
+            allowed="comma-separated numbers in µS (NaN to skip a cell), at most one header row "
+            "(a first row without any numeric cell)",
         )
-        raise ConfigError("weights", str(path), what, f"cannot read it: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError("weights", str(path), "a readable file", str(exc)) from exc
+    else:
+        raise ConfigError(parameter, str(path), "a .npy or .csv file")
     if m.dtype.kind not in "fiu":
         raise ConfigError("weights", str(path), "a numeric conductance map", f"dtype {m.dtype}")
     m = np.asarray(m, dtype=float)
@@ -211,6 +236,8 @@ def _from_torch(path: Path) -> Network:
             "not a zip archive (a bare pickle, or not a torch file at all); memprog never "
             "unpickles a weight file",
         )
+    # torch allocates what the zip's directory states: bound it before torch reads anything
+    check_zip_budget(path, 8 * MAX_WEIGHT_NUMBERS + 2**24, "a torch zip archive written by torch.save")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -220,9 +247,10 @@ def _from_torch(path: Path) -> Network:
             "tensors, numbers, strings, lists and dicts only (torch weights_only)",
             f"refused, nothing was executed: {str(exc).splitlines()[0]}",
         ) from exc
-    except (RuntimeError, EOFError, ValueError, KeyError) as exc:
+    except Exception as exc:  # torch's reader raises many kinds on a damaged archive
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ConfigError(
-            "weights", str(path), "a file written by torch.save", f"cannot read it: {exc}"
+            "weights", str(path), "a file written by torch.save", f"cannot read it: {first}"
         ) from exc
     if not isinstance(obj, dict):
         raise ConfigError(
@@ -237,10 +265,22 @@ def _tensor(path: Path, key: str, v: Any) -> np.ndarray:
     import torch
 
     if isinstance(v, torch.Tensor):
+        if v.is_complex() or v.dtype == torch.bool or not (v.is_floating_point() or v.dtype in _torch_ints()):
+            # complex: the imaginary part would be dropped; bool: a mask is not a weight
+            raise ConfigError(f"{path.name}: {key} dtype", str(v.dtype).replace("torch.", ""), NUMERIC_WORDS)
+        if v.dim() > 2 or v.numel() > MAX_MAP_CELLS:
+            raise ConfigError(
+                f"{path.name}: {key} shape", tuple(v.shape),
+                f"at most 2-D and {MAX_MAP_CELLS} numbers (the largest chip's cells)",
+            )
         return v.detach().to(torch.float64).cpu().numpy()
-    if isinstance(v, np.ndarray):
-        return v
     raise ConfigError(f"{path.name}: {key}", type(v).__name__, "a tensor")
+
+
+def _torch_ints() -> tuple[Any, ...]:
+    import torch
+
+    return (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def _from_memprog_dict(path: Path, obj: dict[str, Any]) -> Network:
@@ -332,7 +372,7 @@ def _from_state_dict(path: Path, sd: dict[str, np.ndarray]) -> Network:
 def _check_finite(path: Path, key: str, arr: np.ndarray) -> None:
     a = np.asarray(arr)
     if a.dtype.kind not in "fiu":
-        raise ConfigError(f"{path.name}: {key}", f"dtype {a.dtype}", "numbers")
+        raise ConfigError(f"{path.name}: {key} dtype", str(a.dtype), NUMERIC_WORDS)
     bad = ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -349,16 +389,21 @@ def _check_chain(path: Path, names: list[str], ws: list[np.ndarray]) -> None:
             )
 
 
+_NPZ_TEXT = ("activation", "output")
+_NPZ_SCALARS = ("g_min_us", "g_max_us")
+
+
+def _npz_weight_limits(name: str) -> dict[str, Any]:
+    """Header limits of a weight ``.npz`` member: names as text, mapping as scalars, tensors."""
+    if name in _NPZ_TEXT:
+        return {"max_numbers": 1, "max_ndim": 0, "kinds": "U"}
+    if name in _NPZ_SCALARS:
+        return {"max_numbers": 1, "max_ndim": 1}
+    return {"max_numbers": MAX_MAP_CELLS, "max_ndim": 2}
+
+
 def _from_npz(path: Path) -> Network:
-    if not zipfile.is_zipfile(path):
-        raise ConfigError("weights", str(path), "a .npz archive written by numpy.savez", "not a zip archive")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except ValueError as exc:
-        raise ConfigError(
-            "weights", str(path), "numeric arrays and strings only (no pickled objects)", str(exc)
-        ) from exc
+    data = load_npz(path, _npz_weight_limits, max_total_numbers=MAX_WEIGHT_NUMBERS)
     meta = {k: data.pop(k) for k in ("activation", "output", "g_min_us", "g_max_us") if k in data}
     if any(_NPZ_W.match(k) for k in data):
         # W0 [in, out], b0 [out], W1, b1, ...
@@ -395,49 +440,50 @@ def _apply_text_meta(path: Path, net: Network, meta: dict[str, Any]) -> None:
 
 
 def _from_safetensors(path: Path) -> Network:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if n <= 0 or n > 100_000_000:
-                raise ConfigError("weights", str(path), "a safetensors file", "no valid header")
-            header = json.loads(f.read(n))
-        data = load_file(str(path))
-    except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ConfigError("weights", str(path), "a safetensors file", f"cannot read it: {exc}") from exc
-    net = _from_state_dict(path, dict(data.items()))
-    meta = header.get("__metadata__") or {}
+    # read by memprog itself, every header entry bounded first; bf16 converted exactly
+    data, meta = load_safetensors(path, max_numbers=MAX_MAP_CELLS, max_total_numbers=MAX_WEIGHT_NUMBERS)
+    net = _from_state_dict(path, data)
     _apply_text_meta(path, net, meta)
     return net
 
 
-def load_test_set(path: str | Path, n_inputs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _test_set_limits(name: str) -> dict[str, Any] | None:
+    if name in ("x", "X"):
+        return {"max_numbers": MAX_TEST_NUMBERS, "max_ndim": 2}
+    if name == "y":
+        return {"max_numbers": MAX_TEST_NUMBERS, "max_ndim": 2}
+    return None  # other members are never read
+
+
+def load_test_set(
+    path: str | Path, n_inputs: int | None = None, n_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A labelled test set: ``.npz`` with ``x`` (or ``X``) [n, in] and ``y`` [n] integer
-    labels, or ``.csv`` with the label in the last column. No pickles."""
+    labels, or ``.csv`` with the label in the last column. No pickles; at most
+    ``MAX_TEST_NUMBERS`` numbers.
+
+    Args:
+        n_inputs: the network's input width (x must have it).
+        n_classes: the network's classes; a label outside ``0..n_classes-1`` is refused
+            (an accuracy over labels the network cannot output means nothing).
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError("test set", str(p), "an existing .npz or .csv file")
-    try:
-        if p.suffix.lower() == ".npz":
-            if not zipfile.is_zipfile(p):
-                raise ConfigError("test set", str(p), "a .npz archive", "not a zip archive")
-            with np.load(p, allow_pickle=False) as z:
-                xk = "x" if "x" in z.files else "X" if "X" in z.files else None
-                if xk is None or "y" not in z.files:
-                    raise ConfigError("test set", sorted(z.files), "arrays 'x' (or 'X') and 'y'")
-                x, y = z[xk], z["y"]
-        elif p.suffix.lower() == ".csv":
-            d = np.loadtxt(p, delimiter=",", ndmin=2, dtype=float)
-            x, y = d[:, :-1], d[:, -1]
-        else:
-            raise ConfigError("test set", str(p), "a .npz or .csv file")
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError("test set", str(p), "numeric arrays (no pickled objects)", str(exc)) from exc
+    if p.suffix.lower() == ".npz":
+        z = load_npz(p, _test_set_limits, max_total_numbers=2 * MAX_TEST_NUMBERS, what="a .npz archive")
+        xk = "x" if "x" in z else "X" if "X" in z else None
+        if xk is None or "y" not in z:
+            raise ConfigError("test set", sorted(z), "arrays 'x' (or 'X') and 'y'")
+        x, y = z[xk], z["y"]
+    elif p.suffix.lower() == ".csv":
+        d = read_csv_numbers(
+            p, "test set", max_rows=MAX_TEST_NUMBERS, max_cols=MAX_CHIP_SIDE + 1, max_numbers=MAX_TEST_NUMBERS,
+            allowed="comma-separated numbers, the label in the last column, at most one header row",
+        )
+        x, y = d[:, :-1], d[:, -1]
+    else:
+        raise ConfigError("test set", str(p), "a .npz or .csv file")
     x = np.asarray(x, dtype=float)
     if x.ndim != 2:
         raise ConfigError("test set x shape", x.shape, "2-D [samples, inputs]")
@@ -446,11 +492,18 @@ def load_test_set(path: str | Path, n_inputs: int | None = None) -> tuple[np.nda
         raise ConfigError("test set y length", y.shape[0], f"{x.shape[0]} (one label per sample)")
     _check_finite(p, "x", x)
     if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or np.any(np.abs(y) > 2**31):
             raise ConfigError("test set y", "non-integer labels", "integer class labels")
     y = y.astype(np.int64)
     if n_inputs is not None and x.shape[1] != n_inputs:
         raise ConfigError("test set inputs", x.shape[1], f"{n_inputs} (the network's input width)")
+    if n_classes is not None and y.size:
+        bad = (y < 0) | (y >= n_classes)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ConfigError(
+                f"{p.name}: y[{k}]", int(y[k]), f"a class label in 0..{n_classes - 1} (the network's classes)"
+            )
     return x, y
 
 

@@ -49,10 +49,11 @@ from memprog.protocols.results import TuneResult
 from . import migrate
 from .columnar import from_ipc, table_from_columns, to_ipc
 from .models import CellBatch, Event, Run, SampleBatch, TraceBatch
+from .urls import check_url, mask_url, scrub
 
 RUN_STATUSES = ("running", "complete", "interrupted", "failed")
 RUN_KINDS = ("tune", "array", "levels", "characterize", "program", "insitu", "train")
-SAMPLE_TABLES = ("imprecision", "disturb", "stuck", "rtn", "range")
+SAMPLE_TABLES = ("imprecision", "disturb", "stuck", "rtn", "range", "response", "noise", "relax")
 TRACE_EVENTS = ("pulse", "read")
 
 _RUN_COLUMNS = [
@@ -121,9 +122,9 @@ class StoreError(MemprogError):
     """
 
     def __init__(self, url: str, action: str, cause: BaseException | str) -> None:
-        self.url = url
+        self.url = mask_url(url)  # an exception never carries a password, not even in .url
         self.action = action
-        self.cause = _one_line(cause)
+        self.cause = scrub(_one_line(cause), url)
         super().__init__(f"run store {mask_url(url)}: {action} failed: {self.cause}")
 
 
@@ -138,12 +139,7 @@ def default_db_url() -> str:
     return f"sqlite:///{Path(platformdirs.user_data_dir('memprog')) / 'memprog.sqlite'}"
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (also for URLs that do not parse)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL still must not leak its password
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+# mask_url (netloc password and query credentials hidden) lives in .urls, re-exported here
 
 
 def _one_line(exc: BaseException | str) -> str:
@@ -154,7 +150,10 @@ def _one_line(exc: BaseException | str) -> str:
 
 
 def _json(obj: Any) -> str:
-    return json.dumps(obj, default=_jsonable, allow_nan=True)
+    # strict (NaN/inf -> null): a stored summary is read back by the dashboard and scripts
+    from memprog.jsonout import dumps
+
+    return dumps(obj, fallback=_jsonable)
 
 
 def _jsonable(x: object) -> object:
@@ -182,6 +181,33 @@ def _iso(t: datetime | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- open
+def _sqlite_pragmas_ro(dbapi_conn: Any, _record: Any) -> None:
+    """A reader's connection: wait for a writer's lock, change nothing in the file (no
+    journal-mode switch: that rewrites the header and leaves -wal/-shm behind)."""
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cur.close()
+
+
+def _sqlite_read_only_url(u: Any, p: Path) -> Any:
+    """``file:<p>?mode=ro`` (a URI SQLite opens read-only: nothing in the file can change).
+
+    A directory the reader cannot write also gets ``immutable=1``: SQLite then needs no
+    ``-shm``/``-wal`` beside the file (it could not create them), so a store on a read-only
+    share opens. The price: a WAL store's ``-wal`` is ignored, so commits not yet
+    checkpointed into the file are not seen (a WAL store closed by its last writer has
+    none). A writable directory keeps plain ``mode=ro``: a live WAL store is read fully.
+    """
+    q = {k: v for k, v in u.query.items() if k not in ("mode", "immutable", "uri")}
+    q["mode"] = "ro"
+    if not os.access(p.parent, os.W_OK) or not os.access(p, os.W_OK):
+        q["immutable"] = "1"
+    q["uri"] = "true"
+    return u.set(database=p.resolve().as_uri(), query=q)  # file:///C:/... on Windows too
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     try:
@@ -200,14 +226,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _make_engine(url: str, read_only: bool) -> Engine:
     masked = mask_url(url)
+    check_url(url)  # an unescaped @ or / in the password: refused before a driver sees it
     try:
         u = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigError(
             "db",
             masked,
             "an SQLAlchemy URL (sqlite:///path/memprog.sqlite, postgresql+psycopg://user@host/db)",
-            _one_line(exc),
+            scrub(_one_line(exc), url),
         ) from None
     kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "sqlite":
@@ -216,6 +243,8 @@ def _make_engine(url: str, read_only: bool) -> Engine:
             p = Path(db).expanduser()
             if read_only and not p.exists():
                 raise ConfigError("db", masked, "an existing store (read-only access)", "no such file")
+            if read_only:
+                u = _sqlite_read_only_url(u, p)
             if not read_only:
                 try:
                     p.parent.mkdir(parents=True, exist_ok=True)
@@ -229,10 +258,13 @@ def _make_engine(url: str, read_only: bool) -> Engine:
         engine = create_engine(u, **kwargs)
     except (NoSuchModuleError, ArgumentError, ImportError) as exc:
         raise ConfigError(
-            "db", masked, "a database driver that is installed (sqlite, postgresql+psycopg)", _one_line(exc)
+            "db",
+            masked,
+            "a database driver that is installed (sqlite, postgresql+psycopg)",
+            scrub(_one_line(exc), url),
         ) from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas_ro if read_only else _sqlite_pragmas)
     return engine
 
 
@@ -264,27 +296,18 @@ def _sqlite_schema_lock(engine: Any) -> Iterator[None]:
 
     Why: SQLite runs Alembic's DDL outside one transaction, so a second process opening
     a new store at the same moment could see half the tables and take the file for a
-    foreign database. A lock file beside the database (``<file>.lock``) orders them; on
-    PostgreSQL the migration takes an advisory lock instead.
+    foreign database. A lock file beside the database (``<file>.lock``, removed again when
+    the block ends: :mod:`.schema_lock`) orders them; on PostgreSQL the migration takes an
+    advisory lock instead.
     """
+    from .schema_lock import exclusive_beside
+
     path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        fcntl = None  # type: ignore[assignment]
-    if not path or path == ":memory:" or fcntl is None:
+    if not path or path == ":memory:":
         yield
         return
-    try:
-        fh = open(f"{path}.lock", "a")  # noqa: SIM115 - held for the block
-    except OSError:  # read-only directory: nothing to serialise with
+    with exclusive_beside(path):
         yield
-        return
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-    finally:
-        fh.close()
 
 
 def _check_and_migrate(engine: Any, url: str, masked: str, read_only: bool) -> Store:
@@ -292,7 +315,7 @@ def _check_and_migrate(engine: Any, url: str, masked: str, read_only: bool) -> S
         rev, other_tables = migrate.schema_state(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise ConfigError("db", masked, "", f"cannot connect: {_one_line(exc)}") from None
+        raise ConfigError("db", masked, "", f"cannot connect: {scrub(_one_line(exc), url)}") from None
     known = migrate.known_revisions()
     head = known[-1]
     if rev is not None and rev not in known:
@@ -327,7 +350,7 @@ def _check_and_migrate(engine: Any, url: str, masked: str, read_only: bool) -> S
             if now != head:
                 engine.dispose()
                 raise ConfigError(
-                    "db", masked, "", f"schema migration {rev} -> {head} failed: {_one_line(exc)}"
+                    "db", masked, "", f"schema migration {rev} -> {head} failed: {scrub(_one_line(exc), url)}"
                 ) from None
     return Store(engine, url, read_only=read_only)
 
@@ -387,6 +410,7 @@ class Store:
             raise ConfigError("cells_total", cells_total, ">= 0")
         if resumed_from is not None:
             self._require_run(resumed_from)
+            check_not_resumed(self, resumed_from)
         run_id = secrets.token_hex(6)
         row = {
             "run_id": run_id,
@@ -627,6 +651,45 @@ class Store:
             extra=extra,
         )
 
+    def resumed_by(self, run_id: str) -> str | None:
+        """The run that resumed ``run_id`` (the first one started), or None.
+
+        Why: a run is resumed once. Two resumes of the same interrupted run would each
+        copy its cells and pulse the same unfinished cells again, leaving two "complete"
+        runs for one chip state; the second must continue the first resume instead.
+        """
+        self._require_run(run_id)
+        q = (
+            select(Run.run_id)
+            .where(Run.resumed_from == run_id)
+            .order_by(Run.started_at, Run.run_id)
+            .limit(1)
+        )
+        r = self._read("find the resuming run", lambda c: c.execute(q).first())
+        return None if r is None else str(r[0])
+
+    def update_run(
+        self, run_id: str, *, params: dict[str, Any] | None = None, cells_total: int | None = None
+    ) -> None:
+        """Replace a running run's ``params`` and/or ``cells_total``.
+
+        Why: a job whose plan needs the open bench (the program job's placement) starts its
+        run before the bench opens, so that a signal at any moment after it finds a run to
+        mark; the plan a resume must follow is recorded here once it is known.
+        """
+        self._require_run(run_id)
+        if cells_total is not None and cells_total < 0:
+            raise ConfigError("cells_total", cells_total, ">= 0")
+        values: dict[str, Any] = {}
+        if params is not None:
+            values["params"] = _json(params)
+        if cells_total is not None:
+            values["cells_total"] = int(cells_total)
+        if values:
+            self._write(
+                "update run", lambda c: c.execute(update(Run).where(Run.run_id == run_id).values(**values))
+            )
+
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything stored for it."""
         self._require_run(run_id)
@@ -687,6 +750,18 @@ class Store:
         sink._cell_tables.append(table_from_columns({c: df[c].to_numpy() for c in df.columns}))
         sink._cells_buffered = len(df)
         sink.flush()
+
+
+def check_not_resumed(store: Store, run_id: str) -> None:
+    """ConfigError naming the run that already resumed ``run_id`` (a run is resumed once)."""
+    by = store.resumed_by(run_id)
+    if by is not None:
+        raise ConfigError(
+            "--resume",
+            run_id,
+            "a run not resumed yet",
+            f"run {by} already resumed it (it holds its cells: resume {by} instead, if it was interrupted)",
+        )
 
 
 def _concat_columns(parts: list[dict[str, Any]]) -> Any:

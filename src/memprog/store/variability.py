@@ -45,6 +45,22 @@ class MissingDataError(ConfigError):
         self.table = table
 
 
+def _open_reader(url: str | None) -> Store:
+    """The store at ``url`` read-only; a store file that does not exist yet reads as an empty
+    store (in memory: a reader creates no file), so the tables say which command fills them."""
+    from memprog.errors import ConfigError
+
+    try:
+        return open_store(url, read_only=True)
+    except ConfigError as exc:
+        if getattr(exc, "detail", "") != "no such file":
+            raise
+    store = open_store("sqlite://")
+    if url is not None:
+        store.url = url
+    return store
+
+
 class VariabilityDB:
     """Derived variability tables of the characterisation runs in a store (pandas out).
 
@@ -64,8 +80,9 @@ class VariabilityDB:
         run_ids: list[str] | None = None,
     ) -> None:
         self._own = store is None
-        self.store = store if store is not None else open_store(url)
-        self.url = self.store.url
+        # a reader: read-only URI, no migration, no journal-mode switch (the file never changes)
+        self.store = store if store is not None else _open_reader(url)
+        self.url = self.store.url if store is not None or url is None else url
         self.chip_id = chip_id
         self.technology = technology
         self.run_ids = None if run_ids is None else list(run_ids)
@@ -132,6 +149,16 @@ class VariabilityDB:
             }
         ).reset_index()
         return out
+
+    def imprecision_raw(self) -> pd.DataFrame:
+        """Every read of a converged tune: level_us, g_us, device, repeat, run_id (what
+        hardware-aware training samples from, as recorded: no fit, no clipping)."""
+        df = self.raw("imprecision")
+        df = df[df["converged"].astype(bool)] if "converged" in df else df
+        if df.empty:
+            raise MissingDataError("imprecision", self._where())
+        cols = ["level_us", "g_us"] + [c for c in ("device", "repeat", "run_id", "chip_id") if c in df]
+        return df[cols].reset_index(drop=True)
 
     def imprecision_offsets(self) -> pd.DataFrame:
         """One row per tune: level_us, device, repeat, offset_pct (mean of its reads vs target)."""

@@ -44,11 +44,22 @@ const MP = {
     try { const h = await MP.json("/api/health"); document.getElementById("db").textContent = h.db; } catch (e) { /* ignore */ }
   },
   plotConfig: { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"] },
-  // drawn bottom to top: informational flags first, failures last (on top); colours off Viridis
-  FLAG_ORDER: ["at_voltage_cap", "retuned", "skipped", "noisy", "no_model", "retry_budget", "limit_cycle", "pulse_budget", "stuck"],
-  FLAG_COLORS: { at_voltage_cap: "#111111", retuned: "#00e5ff", skipped: "#9e9e9e", noisy: "#00bfa5", no_model: "#795548",
-    retry_budget: "#f50057", limit_cycle: "#d500f9", pulse_budget: "#ff6d00", stuck: "#ff1744" },
-  flagColor(k, i) { return MP.FLAG_COLORS[k] || ["#000", "#975a16", "#276749", "#2c5282"][i % 4]; },
-  flagRank(k) { const i = MP.FLAG_ORDER.indexOf(k); return i < 0 ? -1 : i; },
+  // The colour tables come from the server (memprog.outcome.palette(): the same table the
+  // PNGs use): one colour per flag, failures never in a benign colour. setPalette() installs
+  // the table a document carries; until then nothing is painted in a flag colour.
+  FLAG_ORDER: [],
+  FLAG_COLORS: {},
+  UNKNOWN_FLAG: "#f50057",
+  ERROR_SCALE: null,
+  setPalette(p) {
+    if (!p) return;
+    MP.FLAG_COLORS = p.flags || {};
+    MP.FLAG_ORDER = p.flag_order || [];
+    MP.UNKNOWN_FLAG = (p.categories || {}).not_converged || MP.UNKNOWN_FLAG;
+    MP.ERROR_SCALE = p.error_colorscale || null;
+  },
+  // an unknown (newer) flag word gets the not-converged colour: never a benign one
+  flagColor(k) { return MP.FLAG_COLORS[k] || MP.UNKNOWN_FLAG; },
+  flagRank(k) { const i = MP.FLAG_ORDER.indexOf(k); return i < 0 ? MP.FLAG_ORDER.length : i; },
   mark(name) { requestAnimationFrame(() => setTimeout(() => performance.mark(name), 0)); },
 };

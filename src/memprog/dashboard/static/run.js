@@ -19,7 +19,7 @@
     }
     return m;
   }
-  const getMaps = () => MP.json(MAPS).then(decodeMaps);
+  const getMaps = () => MP.json(MAPS).then(m => { MP.setPalette(m.palette); return decodeMaps(m); });
   const early = { run: MP.json(api), maps: getMaps() };
   early.run.catch(() => null); early.maps.catch(() => null);
   const take = (key, url) => { const p = early[key]; early[key] = null; return p || (key === "maps" ? getMaps() : MP.json(url)); };
@@ -43,9 +43,9 @@
   const hexRgb = h => [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16));
   const VIRIDIS = ["#440154", "#48186a", "#472d7b", "#424086", "#3b528b", "#33638d", "#2c728e", "#26828e", "#21918c",
     "#1fa088", "#28ae80", "#3fbc73", "#5ec962", "#84d44b", "#addc30", "#d8e219", "#fde725"].map((h, i, a) => [i / (a.length - 1), hexRgb(h)]);
-  // Plotly's RdBu, reversed as the error map draws it (negative red, positive blue)
-  const RDBU_R = [[0, [178, 10, 28]], [0.3, [230, 145, 90]], [0.4, [220, 170, 132]], [0.5, [190, 190, 190]],
-    [0.65, [106, 137, 247]], [1, [5, 10, 172]]];
+  // the error map's scale: the PNGs' colormap (matplotlib coolwarm: negative blue, positive
+  // red), sampled by the server (memprog.outcome.ERROR_COLOURSCALE) and sent in each document
+  const errorStops = () => (MP.ERROR_SCALE || [[0, "#3b4cc0"], [0.5, "#dddcdc"], [1, "#b40426"]]).map(([t, h]) => [t, hexRgb(h)]);
   function lut(stops) {
     const out = new Uint8ClampedArray(256 * 3);
     for (let i = 0; i < 256; i++) {
@@ -84,26 +84,42 @@
     el.innerHTML = `<p class="preview-title">${MP.esc(title)}</p>`;
     el.appendChild(cv);
   }
+  // the conductance colour range: 1st-99th percentile of target and achieved (as the PNGs,
+  // memprog.figures), so a few stuck cells hundreds of µS away saturate instead of
+  // flattening every working cell into one colour; m.zNote says so on the chart
   function zRange(m) {
-    let lo = Infinity, hi = -Infinity;
-    for (const g of [m.target_us, m.final_us]) for (const row of g) for (const v of row) {
-      if (v !== null && v === v) { if (v < lo) lo = v; if (v > hi) hi = v; }
-    }
-    return lo <= hi ? [lo, hi] : [0, 1];
+    if (m.zRange) return m.zRange;
+    const vals = [];
+    for (const g of [m.target_us, m.final_us]) for (const row of g) for (const v of row) if (v !== null && v === v) vals.push(v);
+    if (!vals.length) return (m.zRange = [0, 1]);
+    const a = Float64Array.from(vals).sort(), q = p => a[Math.min(a.length - 1, Math.max(0, Math.round(p * (a.length - 1))))];
+    let lo = q(0.01), hi = q(0.99);
+    if (hi - lo < 1e-9) { const pad = Math.max(Math.abs(hi) * 0.01, 1e-3); lo -= pad; hi += pad; }
+    let beyond = 0;
+    for (const v of vals) if (v < lo || v > hi) beyond++;
+    m.zNote = `colour: 1st–99th percentile, ${lo.toFixed(0)}–${hi.toFixed(0)} µS` + (beyond ? `; ${beyond} values beyond saturate` : "");
+    return (m.zRange = [lo, hi]);
+  }
+  // integer ticks at physical rows and columns (never −0.5, 0.5): a 1-2-5 step, ~10 ticks
+  function intAxis(vals) {
+    const n = vals.length || 1, raw = Math.max(1, n / 10), p = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map(k => k * p).find(s => s >= raw);
+    return { tickmode: "linear", tick0: 0, dtick: step, tickformat: "d" };
   }
   function previewMaps(m) {
     const [lo, hi] = zRange(m), vir = lut(VIRIDIS), e = m.error_range_us || 1;
     const kinds = Object.keys(m.flags || {}).sort((a, b) => MP.flagRank(a) - MP.flagRank(b) || a.localeCompare(b));
-    previewMap("map-final", m, "final_us", lo, hi, vir, "achieved · flagged cells", kinds.map((k, i) => [k, hexRgb(MP.flagColor(k, i))]));
-    previewMap("map-error", m, "error_us", -e, e, lut(RDBU_R), "error = achieved − target");
-    previewMap("map-target", m, "target_us", lo, hi, vir, "target");
+    const where = ` · rows ${m.rows[0]}–${m.rows[m.rows.length - 1]}, columns ${m.cols[0]}–${m.cols[m.cols.length - 1]}`;
+    previewMap("map-final", m, "final_us", lo, hi, vir, "achieved · flagged cells" + where, kinds.map(k => [k, hexRgb(MP.flagColor(k))]));
+    previewMap("map-error", m, "error_us", -e, e, lut(errorStops()), `error = achieved − target (±${e.toPrecision(3)} µS)` + where);
+    previewMap("map-target", m, "target_us", lo, hi, vir, `target (${m.zNote || ""})` + where);
   }
 
-  function axes(title) {
+  function axes(title, m) {
     return {
       title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left" }, margin: { l: 48, r: 10, t: 44, b: 40 },
-      xaxis: { title: { text: "column" }, constrain: "domain" },
-      yaxis: { title: { text: "row" }, autorange: "reversed", scaleanchor: "x", constrain: "domain" },
+      xaxis: Object.assign({ title: { text: "array column (physical)" }, constrain: "domain" }, intAxis(m.cols)),
+      yaxis: Object.assign({ title: { text: "array row (physical)" }, autorange: "reversed", scaleanchor: "x", constrain: "domain" }, intAxis(m.rows)),
       legend: { orientation: "h", y: -0.18, font: { size: 11 } }, uirevision: "keep",
     };
   }
@@ -124,7 +140,7 @@
       const z = Array.from({ length: nr }, () => new Array(nc).fill(null));
       const [rs, cs] = m.flags[k];
       for (let j = 0; j < rs.length; j++) z[rs[j] - r0][cs[j] - c0] = 1;
-      const col = MP.flagColor(k, i);
+      const col = MP.flagColor(k);
       return { type: "heatmap", z: z, x: m.cols, y: m.rows, zsmooth: false, showscale: false,
         colorscale: [[0, col], [1, col]], name: `${k} (${rs.length})`, showlegend: true,
         hovertemplate: `row %{y}, col %{x}<br>flag: ${k}<extra></extra>`, hoverongaps: false };
@@ -138,12 +154,12 @@
     for (const id of ["map-target", "map-final", "map-error"]) {
       document.getElementById(id).querySelectorAll(".preview, .preview-title, .note").forEach(n => n.remove());
     }
-    Plotly.react("map-target", [heat(m, "target_us", shared)], axes("target"), MP.plotConfig);
+    Plotly.react("map-target", [heat(m, "target_us", shared)], axes(`target <span style="font-size:11px">(${m.zNote})</span>`, m), MP.plotConfig);
     Plotly.react("map-final", [heat(m, "final_us", shared)].concat(flagLayers(m)),
-      axes("achieved · flagged cells"), MP.plotConfig);
-    Plotly.react("map-error", [heat(m, "error_us", { colorscale: "RdBu", reversescale: true, zmid: 0,
+      axes(`achieved · flagged cells <span style="font-size:11px">(${m.zNote})</span>`, m), MP.plotConfig);
+    Plotly.react("map-error", [heat(m, "error_us", { colorscale: MP.ERROR_SCALE || "RdBu", reversescale: !MP.ERROR_SCALE, zmid: 0,
       zmin: -errAbs, zmax: errAbs, colorbar: { thickness: 12, title: { text: "µS", side: "top" } } })],
-      axes(`error = achieved − target (colour saturates at ±${errAbs.toPrecision(3)} µS)`), MP.plotConfig);
+      axes(`error = achieved − target (colour saturates at ±${errAbs.toPrecision(3)} µS)`, m), MP.plotConfig);
     for (const id of ["map-target", "map-final", "map-error"]) {
       const el = document.getElementById(id);
       if (!el.dataset.bound) {
@@ -153,15 +169,43 @@
     }
   }
 
+  function histNote(d) {
+    const h = d.error_histogram, out = h.below + h.above;
+    document.getElementById("hist-note").textContent = (out
+      ? `${MP.int(h.below)} cells below −${h.range_us.toPrecision(3)} µS and ${MP.int(h.above)} above +${h.range_us.toPrecision(3)} µS are outside this range (largest |error| ${MP.num(d.max_abs_error_us, 1)} µS). `
+      : "") + `${MP.int(h.counts.reduce((a, b) => a + b, 0) + out)} cells.`;
+  }
+  // the histogram as a canvas, drawn the moment the run document arrives (Plotly replaces
+  // it once loaded): axes, labels and bars are readable on a first visit without Plotly
+  function previewHist(d) {
+    const h = d.error_histogram, el = document.getElementById("hist");
+    if (!h.counts.length) { el.innerHTML = '<p class="note">no cells stored yet: the histogram appears with the first finished cells</p>'; return; }
+    const cv = document.createElement("canvas"), W = el.clientWidth || 800, H = el.clientHeight || 280, dpr = window.devicePixelRatio || 1;
+    cv.width = W * dpr; cv.height = H * dpr; cv.className = "hist-preview";
+    const g = cv.getContext("2d"); g.scale(dpr, dpr);
+    const L = 56, R = 12, T = 10, B = 42, pw = W - L - R, ph = H - T - B, top = Math.max(...h.counts) || 1;
+    const x0 = h.edges[0], x1 = h.edges[h.edges.length - 1], X = v => L + pw * (v - x0) / (x1 - x0 || 1);
+    g.fillStyle = "#2b6cb0";
+    h.counts.forEach((c, i) => { const a = X(h.edges[i]), b = X(h.edges[i + 1]), y = ph * c / top; g.fillRect(a, T + ph - y, Math.max(1, b - a), y); });
+    g.strokeStyle = "#5b6475"; g.fillStyle = "#1d2330"; g.font = "12px system-ui, sans-serif"; g.lineWidth = 1;
+    g.beginPath(); g.moveTo(L, T); g.lineTo(L, T + ph); g.lineTo(L + pw, T + ph); g.stroke();
+    g.textAlign = "center";
+    for (const v of [x0, (x0 + x1) / 2, x1]) g.fillText(v.toPrecision(3), X(v), T + ph + 15);
+    g.fillText("error (µS)", L + pw / 2, H - 6);
+    g.textAlign = "right";
+    g.fillText(MP.int(top), L - 6, T + 10); g.fillText("0", L - 6, T + ph);
+    g.save(); g.translate(14, T + ph / 2); g.rotate(-Math.PI / 2); g.textAlign = "center"; g.fillText("cells", 0, 0); g.restore();
+    el.innerHTML = ""; el.appendChild(cv);
+    histNote(d);
+  }
+
   function drawHist(d) {
     const h = d.error_histogram;
-    if (!h.counts.length) { Plotly.purge("hist"); document.getElementById("hist").innerHTML = '<p class="note">no cells yet</p>'; return; }
+    if (!h.counts.length) { Plotly.purge("hist"); document.getElementById("hist").innerHTML = '<p class="note">no cells stored yet: the histogram appears with the first finished cells</p>'; return; }
+    document.getElementById("hist").querySelectorAll(".hist-preview, .note").forEach(n => n.remove());
     const centers = h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
     const width = h.edges[1] - h.edges[0];
-    const out = h.below + h.above;
-    document.getElementById("hist-note").textContent = out
-      ? `${MP.int(h.below)} cells below −${h.range_us.toPrecision(3)} µS and ${MP.int(h.above)} above +${h.range_us.toPrecision(3)} µS are outside this range (largest |error| ${MP.num(d.max_abs_error_us, 1)} µS).`
-      : "";
+    histNote(d);
     Plotly.react("hist", [{ type: "bar", x: centers, y: h.counts, width: width, marker: { color: "#2b6cb0" },
       hovertemplate: "%{x:.3f} µS: %{y} cells<extra></extra>" }],
       { margin: { l: 50, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "error (µS)" } }, yaxis: { title: { text: "cells" } }, bargap: 0 },
@@ -253,8 +297,11 @@
     document.getElementById("status").innerHTML = MP.badge(r.status);
     const meta = [["kind", r.kind], ["bench", r.bench], ["chip", r.chip_id], ["technology", r.technology],
       ["protocol", r.protocol], ["started", MP.time(r.started_at)], ["ended", r.ended_at ? MP.time(r.ended_at) : null],
-      ["resumed from", r.resumed_from]].filter(([, v]) => v);
-    document.getElementById("meta").innerHTML = meta.map(([k, v]) => k === "resumed from"
+      ["resumed from", r.resumed_from]];
+    const ws = (r.params || {}).weights_source;  // a program run's weights: where from, which file
+    if (ws) meta.push(["weights", ws.source], ["sha256", ws.sha256], ["pinned", ws.pinned ? "yes" : "no (hash recorded)"]);
+    const shown = meta.filter(([, v]) => v);
+    document.getElementById("meta").innerHTML = shown.map(([k, v]) => k === "resumed from"
       ? `${k} <a class="mono" href="/runs/${encodeURIComponent(v)}">${MP.esc(v)}</a>` : `${k} <b>${MP.esc(v)}</b>`).join(" · ");
     document.getElementById("progress").innerHTML = MP.bar(p, r.status) +
       `<span class="bartext"> · ${MP.rate(p)} cells/s · ${MP.dur(p.elapsed_s)}</span>`;
@@ -262,6 +309,12 @@
       ["within tolerance", d.within_tolerance === null ? "—" : MP.int(d.within_tolerance)],
       ["max |error| µS", MP.num(d.max_abs_error_us, 3)], ["mean |error| µS", MP.num(d.mean_abs_error_us, 3)]];
     if (d.max_verify_err_us !== null && d.max_verify_err_us !== undefined) tiles.splice(3, 0, ["largest |read − level| µS", MP.num(d.max_verify_err_us, 3)]);
+    const o = d.outcome;  // memprog.outcome: the CLI's counts, from the stored final rows
+    if (o) {
+      tiles.push(["stuck (reported)", MP.int(o.stuck)], ["working, outside tolerance", MP.int(o.failed)]);
+      if (o.pairs !== undefined) tiles.push(["pairs within tolerance", `${MP.int(o.pairs_within_tolerance)} / ${MP.int(o.pairs)}`]);
+      tiles.push(["result", o.ok ? "holds (exit 0)" : "failed (exit 1)"]);
+    }
     for (const [k, v] of Object.entries(d.flag_counts)) tiles.push([`flag: ${k}`, MP.int(v)]);
     document.getElementById("tiles").innerHTML = tiles.map(([k, v]) => `<div class="tile"><div class="v">${v}</div><div class="k">${MP.esc(k)}</div></div>`).join("");
     document.getElementById("params").textContent = JSON.stringify({ params: r.params, summary: r.summary }, null, 2);
@@ -308,6 +361,7 @@
       const d = await take("run", api);
       running = d.run.status === "running";
       drawHeader(d);
+      if (typeof Plotly === "undefined") previewHist(d);
       const key = `${d.run.status}:${d.cells_stored}`;
       let m = null;
       if (key !== lastMapsKey) {

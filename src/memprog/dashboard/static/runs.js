@@ -31,7 +31,10 @@
     const p = r.progress || {};
     return `<tr data-run="${MP.esc(r.run_id)}" data-status="${MP.esc(r.status)}">` +
       `<td class="mono"><a href="/runs/${MP.esc(r.run_id)}">${MP.esc(r.run_id)}</a></td>` +
-      `<td>${MP.esc(r.kind)}</td><td>${MP.esc(r.bench ?? "—")}</td><td>${MP.esc(r.chip_id ?? "—")}</td>` +
+      // long bench and chip names are cut with an ellipsis (the full name on hover), so the
+      // table fits a 1,280 px screen with its duration column
+      `<td>${MP.esc(r.kind)}</td><td class="clip" title="${MP.esc(r.bench ?? "")}">${MP.esc(r.bench ?? "—")}</td>` +
+      `<td class="clip" title="${MP.esc(r.chip_id ?? "")}">${MP.esc(r.chip_id ?? "—")}</td>` +
       `<td>${MP.esc(r.protocol ?? "—")}</td><td>${MP.badge(r.status)}</td><td>${MP.time(r.started_at)}</td>` +
       `<td class="progress">${MP.bar(p, r.status)}</td><td class="num rate">${MP.rate(p)}</td>` +
       `<td class="num">${MP.dur(p.elapsed_s)}</td></tr>`;

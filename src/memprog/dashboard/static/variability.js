@@ -5,6 +5,11 @@
   const lay = (xt, yt, extra) => Object.assign({ margin: { l: 60, r: 10, t: 10, b: 45 }, xaxis: { title: { text: xt } },
     yaxis: { title: { text: yt } }, legend: { orientation: "h", y: -0.22 } }, extra || {});
   const note = (id, text) => { Plotly.purge(id); document.getElementById(id).innerHTML = `<p class="note">${MP.esc(text)}</p>`; };
+  const finite = x => typeof x === "number" && Number.isFinite(x);
+  // a mean with its spread and sample count, honestly: no "±" for one sample (there is no
+  // spread to state), and n always shown
+  const meanSd = (m, sd, n, d = 2) => !finite(m) ? "—"
+    : n === 1 || !finite(sd) ? `${m.toFixed(d)} (n = ${n ?? "?"})` : `${m.toFixed(d)} ± ${sd.toFixed(d)} (n = ${MP.int(n)})`;
 
   function draw(data) {
     const chips = Object.keys(data.per_chip);
@@ -17,7 +22,7 @@
         imp.push({ x: v.imprecision.level_us, y: v.imprecision.std_pct, mode: "markers", name: `${name} std %`, marker: { color: col, size: 7 },
           customdata: v.imprecision.n_samples, hovertemplate: "%{x:.0f} µS: %{y:.3f} % (n=%{customdata})<extra></extra>" });
         const f = v.imprecision_fit;
-        if (f && f.slope_pct_per_us !== undefined) {
+        if (f && finite(f.slope_pct_per_us) && finite(f.intercept_pct)) {
           const xs = v.imprecision.level_us, x0 = Math.min(...xs), x1 = Math.max(...xs);
           imp.push({ x: [x0, x1], y: [f.slope_pct_per_us * x0 + f.intercept_pct, f.slope_pct_per_us * x1 + f.intercept_pct],
             mode: "lines", name: `${name} fit: ${f.slope_pct_per_us.toExponential(2)} %/µS · G + ${f.intercept_pct.toFixed(3)} %`, line: { color: col, dash: "dash" } });
@@ -25,7 +30,10 @@
       }
       if (v.disturb_by_writes) {
         const d = v.disturb_by_writes;
-        dis.push({ x: d.later_writes, y: d.mean, error_y: { type: "data", array: d.std, visible: true }, mode: "lines+markers",
+        // error bars only where there is a spread (n > 1); a small sample (n < 10) is labelled
+        // with its n on the chart (every point's n is in its hover and in the table)
+        dis.push({ x: d.later_writes, y: d.mean, error_y: { type: "data", array: d.std.map((s, j) => (d.count[j] > 1 ? s : null)), visible: true },
+          mode: "lines+markers+text", text: d.count.map(n => (n < 10 ? `n=${n}` : "")), textposition: "top center", textfont: { size: 10, color: col },
           name: `${name} mean ± std`, marker: { color: col }, line: { color: col }, customdata: d.count,
           hovertemplate: "%{x} later writes: %{y:.3f} µS (n=%{customdata})<extra></extra>" });
       }
@@ -51,11 +59,16 @@
     });
     document.getElementById("missing").innerHTML = missing.length
       ? `<div class="card note">${missing.map(MP.esc).join("<br>")}</div>` : "";
-    if (imp.length) Plotly.react("imprecision", imp, lay("target level (µS)", "std of achieved − target (%)"), MP.plotConfig);
-    else note("imprecision", "no imprecision data (run memprog characterize)");
+    if (imp.some(t => t.y.some(finite))) Plotly.react("imprecision", imp, lay("target level (µS)", "std of achieved − target (%)"), MP.plotConfig);
+    else note("imprecision", imp.length ? "no spread to show yet: every level has a single tune (memprog characterize --repeats 2 or more)"
+      : "no imprecision data (run memprog characterize)");
     if (dis.length) Plotly.react("disturb", dis, lay("devices programmed after the cell", "conductance change (µS)"), MP.plotConfig);
     else note("disturb", "no disturb samples (run memprog characterize)");
-    if (stuckBars.hrs.length || stuckHist.length) {
+    const noneStuck = !stuckHist.length && stuckBars.hrs.length && stuckBars.hrs.every(a => a[1] === 0) && stuckBars.lrs.every(a => a[1] === 0);
+    if (noneStuck) {
+      const cells = chips.map(c => (data.per_chip[c].stuck_fractions || {}).cells).filter(finite).reduce((a, b) => a + b, 0);
+      note("stuck", `the stuck census examined ${MP.int(cells)} cells and found no stuck devices (0 % stuck HRS, 0 % stuck LRS)`);
+    } else if (stuckBars.hrs.length || stuckHist.length) {
       const bar = (rows, name, color) => ({ type: "bar", x: rows.map(a => a[0]), y: rows.map(a => a[1]), name: name,
         text: rows.map(a => a[2]), textposition: "outside", cliponaxis: false, marker: { color: color },
         hovertemplate: "%{x}: %{y:.2f} % (%{text} cells)<extra></extra>" });
@@ -83,9 +96,9 @@
       const phase = p => r && r.spread_us ? med(r.spread_us.filter((_, j) => r.phase[j] === p)) : null;
       const lastW = d && d.later_writes.length ? d.later_writes.length - 1 : -1;
       return [c === "null" ? "all" : c,
-        f.intercept_pct === undefined ? "—" : `${f.slope_pct_per_us.toExponential(2)} · G + ${f.intercept_pct.toFixed(3)}`,
-        f.offset_mean_pct === undefined ? "—" : `${f.offset_mean_pct.toFixed(3)} ± ${f.offset_std_pct.toFixed(3)}`,
-        lastW < 0 ? "—" : `${MP.num(d.mean[lastW], 2)} ± ${MP.num(d.std[lastW], 2)} (${d.later_writes[lastW]} writes)`,
+        !finite(f.intercept_pct) || !finite(f.slope_pct_per_us) ? "— (too few levels)" : `${f.slope_pct_per_us.toExponential(2)} · G + ${f.intercept_pct.toFixed(3)}`,
+        !finite(f.offset_mean_pct) ? "—" : f.offset_std_pct > 0 ? `${f.offset_mean_pct.toFixed(3)} ± ${f.offset_std_pct.toFixed(3)}` : `${f.offset_mean_pct.toFixed(3)} (one tune: no spread)`,
+        lastW < 0 ? "—" : `${meanSd(d.mean[lastW], d.std[lastW], d.count[lastW])} after ${d.later_writes[lastW]} writes`,
         sf ? `${(100 * sf.hrs).toFixed(2)} / ${(100 * sf.lrs).toFixed(2)} (of ${MP.int(sf.cells)})` : "—",
         r && r.spread_us ? `${MP.num(phase("before"), 2)} → ${MP.num(phase("after"), 2)}` : "—",
         v.g_range_us ? `${MP.num(v.g_range_us[0], 0)}–${MP.num(v.g_range_us[1], 0)}` : "—"];
