@@ -60,9 +60,9 @@ from .settle import (
     adaptive_read,
     resolve_settle_s,
     settle_and_reverify,
-    verify_after_disturb,
     settle_rounds_field,
     settle_s_field,
+    verify_after_disturb,
 )
 
 
@@ -133,6 +133,12 @@ class AlibartParams(MemprogModel):
     )
     settle_s: float | None = settle_s_field()
     settle_rounds: int = settle_rounds_field()
+    verify_at_end: bool = Field(
+        default=True,
+        description="passive arrays: read every accepted cell again once the whole batch is "
+        "done, so later cells' half-select disturb shows in the result (protocols/settle.py "
+        "verify_after_disturb); False: report each cell as its own tune left it",
+    )
     noise_probe_reads: int = Field(
         default=4,
         ge=0,
@@ -254,7 +260,8 @@ def tune_alibart(
     # re-tunes after a settle: no settle of their own, and the fine ramp for cells a few %
     # off (a coarse gate step would leave a large volatile part behind again)
     quiet = p.model_copy(
-        update={"settle_s": 0.0, "coarse_min_rel": max(p.coarse_min_rel, RETUNE_COARSE_REL)}
+        update={"settle_s": 0.0, "verify_at_end": False,
+                "coarse_min_rel": max(p.coarse_min_rel, RETUNE_COARSE_REL)}
     )
     try:
         for k in range(0, r.size, batch):
@@ -278,7 +285,7 @@ def tune_alibart(
     finally:
         bar.close()
     res = TuneResult.concat(parts, "alibart") if len(parts) > 1 else parts[0]
-    if settle > 0 and len(parts) > 1:
+    if p.verify_at_end and len(parts) > 1:
         # cell after cell on a passive array: the later cells' pulses disturbed the earlier
         # ones; the result says what the chip holds at the end (protocols/settle.py)
         verify_after_disturb(programmer, res, read_v, s)

@@ -190,8 +190,10 @@ class ArrayJob:
                 tolerance_min_us=p.tolerance_min_us, settle_s=p.settle_s, max_pulses=p.max_pulses,
             )  # fmt: skip
         elif p.protocol == "alibart":
+            # the job re-verifies every cell itself after all writes (_reverify): Alibart's
+            # own end-of-batch disturb check would only read the same cells once more
             self.alibart = (p.alibart or alibart_defaults(info, programmer.limits)).model_copy(
-                update=quiet
+                update={**quiet, "verify_at_end": False}
             )
             self._denoiser = None
         else:

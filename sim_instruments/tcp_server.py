@@ -196,12 +196,14 @@ class SimServer:
         self._threads.append(t)
 
     def stop(self) -> None:
-        """Close every socket (listeners and clients)."""
+        """Close every socket (listeners and clients), then let go of the simulated chip (its
+        state stays in its file; another process may open it now)."""
         self._stop.set()
         for s in [*self.served, *([self.clock] if self.clock is not None else [])]:
             for c in list(s.connections):
                 _close(c)
             _close(s.listener)
+        self.bench.close()
 
     def fault_summary(self) -> dict[str, dict[str, int]]:
         """Faults injected so far, per served instrument."""

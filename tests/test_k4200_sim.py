@@ -204,3 +204,6 @@ def test_pymeasure_keithley4200_works_unchanged_against_the_simulator():
         inst.smu1.disable()
     finally:
         inst.adapter.close()
+        # pymeasure closes its resource manager only for pyvisa-sim's own library: close ours,
+        # or the simulated bench (switch states included) outlives the test
+        inst.adapter.manager.close()

@@ -121,3 +121,19 @@ def test_evaluate_png_is_not_replaced(tmp_path, db):
     r = _runner().invoke(app, ["evaluate", str(tmp_path / "w.pt"), "--png", str(png)])
     assert r.exit_code == 2 and "--force" in r.stderr and str(png) in r.stderr, r.output
     assert png.read_bytes() == b"an earlier figure"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "--dataset", "halfmoons", "--epochs", "1"], ["insitu", "--epochs", "1"]],
+    ids=["train", "insitu"],
+)
+def test_weight_files_are_not_replaced(tmp_path, db, args):
+    """``train --out`` and ``insitu --out`` write weights a lab programs later: an earlier
+    file is refused before any training (and before any run is stored)."""
+    w = tmp_path / "w.pt"
+    w.write_bytes(b"earlier weights")
+    n = _runs(db)
+    r = _runner().invoke(app, [*args, "--out", str(w)])
+    assert r.exit_code == 2 and "--force" in r.stderr and "w.pt" in r.stderr, r.output
+    assert w.read_bytes() == b"earlier weights" and _runs(db) == n

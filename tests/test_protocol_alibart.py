@@ -81,7 +81,9 @@ def test_tio2_cells_reach_1_percent_with_drolet_settings():
     rows, cols = np.divmod(np.arange(64), 8)
     targets = np.linspace(100, 400, 8)[(rows + cols) % 8]
     sink = MemorySink()
-    res = tune_alibart(prog, rows, cols, targets, sink=sink)
+    # each cell as its own tune left it (verify_at_end=False): the end check would report the
+    # V/3 half-select moves below, which test_record_is_the_chip and the next test cover
+    res = tune_alibart(prog, rows, cols, targets, params=AlibartParams(verify_at_end=False), sink=sink)
     working = chip.working_mask.ravel()
     assert working.sum() == 63  # this seed has one stuck device
     assert np.all(res.converged[working])
@@ -111,15 +113,19 @@ def test_tio2_cells_reach_1_percent_with_drolet_settings():
 
 def test_tio2_relaxing_low_is_re_tuned_or_flagged_never_hidden():
     """TiO2 settles ~0.7 % of G below where a tuning accepted it (seed 001's offset): after
-    the settle every working cell is within its 1 % band or flagged ``drifted_out``."""
+    the settle every working cell is within its 1 % band or flagged ``drifted_out``, and a
+    cell reported in band is in band on the chip (the end check reads every cell once the
+    later cells' half-select pulses have passed over it)."""
     chip, prog = _tio2(disturb=False)
     rows, cols = np.divmod(np.arange(64), 8)
     targets = np.linspace(100, 400, 8)[(rows + cols) % 8]
     res = tune_alibart(prog, rows, cols, targets)
     working = chip.working_mask.ravel()
     conv = res.converged & working
-    assert conv.sum() >= 0.9 * working.sum()
+    assert conv.sum() >= 0.2 * working.sum()  # V/3 at the 2.4 V RESET cap moves many
     assert np.all(np.abs(res.rel_error[conv]) <= 0.01 + 1e-12)  # the post-settle reads
+    true_us = chip.true_conductance_us(rows, cols)
+    assert np.all(np.abs(true_us[conv] - targets[conv]) <= res.tolerance_us[conv] + 2.0)
     assert all("drifted_out" in f for f in res.flags[working & ~res.converged])
     assert (np.char.find(res.flags.astype(str), "relaxed") >= 0).sum() > 0  # some re-tuned
 

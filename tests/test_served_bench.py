@@ -145,7 +145,9 @@ def test_crossbar_write_verify_over_tcp(served):
     with memprog.open_bench(s.bench_file) as b:
         assert b.instruments["k4200"].transport.resource.read_termination == "\0"
         res = tune_alibart(b.programmer, rows=[0, 1], cols=[0, 2], targets_us=[150, 300])
-    assert res.converged.all(), res.to_frame()
+    # every cell reached its band; on the passive crossbar the second cell's V/3 pulses may
+    # have moved the first out again, which the result then reports as drifted_out
+    assert (res.converged | res.has_flag("drifted_out")).all() and res.converged.any(), res.to_frame()
 
 
 def test_b1500_wgfmu_write_verify_over_tcp(served):

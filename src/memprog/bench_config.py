@@ -32,6 +32,12 @@ from memprog.validation import MemprogModel
 InstrumentKind = Literal["onchip", "k4200", "k707b", "b1500", "wgfmu"]
 StackKind = Literal["onchip", "k4200_707b", "b1500_wgfmu"]
 SIM_LIBRARY = "@memprog"
+# the instrument kinds each stack drives (drivers/*_programmer.py build_stack)
+STACK_INSTRUMENTS: dict[str, set[str]] = {
+    "onchip": {"onchip"},
+    "k4200_707b": {"k4200", "k707b"},
+    "b1500_wgfmu": {"b1500", "wgfmu"},
+}
 # [choice] disturb interlock default: 0.8 x the lowest switching threshold, i.e. 4 sigma of
 # the thresholds' 5 % cell-to-cell spread below the mean, so no unselected cell switches
 UNSELECTED_MARGIN = 0.8
@@ -196,6 +202,21 @@ class BenchConfig(MemprogModel):
     instruments: dict[str, InstrumentConfig]
     wiring: dict[str, Any] = Field(default_factory=dict)
     programmer: ProgrammerConfig
+
+    @model_validator(mode="after")
+    def _stack_has_its_instruments(self) -> BenchConfig:
+        """Each stack drives instruments of given kinds: a bench without them is refused here,
+        offline, rather than when the stack is built after a run has started."""
+        have = {i.kind for i in self.instruments.values()}
+        need = STACK_INSTRUMENTS[self.programmer.stack]
+        missing = sorted(need - have)
+        if missing:
+            raise ConfigError(
+                "instruments", sorted(self.instruments),
+                f"an instrument of each kind the {self.programmer.stack} stack drives ({', '.join(sorted(need))})",
+                f"no {', '.join(missing)}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_resources(self) -> BenchConfig:

@@ -43,6 +43,7 @@ EXAMPLES: dict[str, str] = {
     "db variability": "memprog db variability --chip-id TIO2-XBAR-SIM-01",
     "db chips": "memprog db chips --chip HFO2-1T1R-SIM-01",
     "bench check": "memprog bench check benches/lab_onchip.yaml --connect",
+    "sim calibrate": "memprog sim calibrate --chip HFO2-1T1R-SIM-01 --write-bench twin.yaml",
 }
 
 

@@ -21,6 +21,7 @@ import typer
 
 from memprog import cli_options as O
 from memprog.cli_common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
+from memprog.cli_outputs import ForceOpt, refuse_existing
 from memprog.errors import ConfigError, InstrumentError, MemprogError
 
 VMM_STACKS = ("onchip",)  # stacks whose instrument has an analog vector-matrix multiply
@@ -99,6 +100,7 @@ def register(app: typer.Typer) -> None:
                 "Ctrl-C too (the last completed epoch)."
             ),
         ] = Path("insitu_weights.pt"),
+        force: ForceOpt = False,
         exsitu: Annotated[
             bool,
             typer.Option(help="Also program a software-trained network (ex-situ) and compare."),
@@ -130,6 +132,7 @@ def register(app: typer.Typer) -> None:
         show = progress if progress is not None else sys.stderr.isatty()
         try:
             _precheck(bench, stuck_fraction, dataset)
+            refuse_existing(out, force, "--out")  # the last run's weights are never replaced unasked
             params = InsituParams(
                 epochs=epochs, seed=seed, batch_size=batch_size, learning_rate=learning_rate
             )

@@ -91,6 +91,7 @@ def prepare_inputs(
     sha256: str | None = None,
     test_set_sha256: str | None = None,
     fetch_progress: bool = False,
+    max_bytes: int | None = None,
 ) -> ProgramInputs:
     """Validate everything that needs neither the bench nor the store (ConfigError if not).
 
@@ -116,12 +117,13 @@ def prepare_inputs(
         raise ConfigError("protocol", protocol, "alibart, feedforward, denoise or predictive")
     check_sha256(sha256), check_sha256(test_set_sha256)  # a malformed pin: refused before any fetch
     _check_out_dir(out)
-    fetched = fetch_weights(weights, sha256, progress=fetch_progress)
+    cap = {} if max_bytes is None else {"max_bytes": max_bytes}
+    fetched = fetch_weights(weights, sha256, progress=fetch_progress, **cap)
     source = load_program_input(fetched.path)
     data = None
     ts_prov = None
     if test_set is not None:
-        ts = fetch_weights(test_set, test_set_sha256, progress=fetch_progress, what="test set")
+        ts = fetch_weights(test_set, test_set_sha256, progress=fetch_progress, what="test set", **cap)
         test_set, ts_prov = ts.path, ts.provenance()
         if not isinstance(source, Network):
             raise ConfigError("--test-set", str(test_set), "only with a network (not a conductance map)")
@@ -476,10 +478,13 @@ def register(app: typer.Typer) -> None:
             weights, sha256, bench, protocol = j.weights, j.sha256, j.bench, j.protocol
             test_set, test_set_sha256, max_accuracy_drop = j.test_set, j.test_set_sha256, j.accuracy_tolerance
             copies, settle_s, order = j.copies, j.settle_s, j.order
+            max_bytes = j.max_bytes
+        else:
+            max_bytes = None
         run_program_cli(
             weights, bench, protocol, db, test_set, resume, example, out, copies, settle_s,
             max_accuracy_drop, _progress(progress), chunk_cells, g_min_us, g_max_us, order, as_json,
-            sha256=sha256, test_set_sha256=test_set_sha256, force=force,
+            sha256=sha256, test_set_sha256=test_set_sha256, force=force, max_bytes=max_bytes,
         )
 
 
@@ -542,6 +547,7 @@ def run_program_cli(
     sha256: str | None = None,
     test_set_sha256: str | None = None,
     force: bool = False,
+    max_bytes: int | None = None,
 ) -> None:
     """``memprog program`` on the shared run lifecycle (:func:`memprog.cli_runs.run_command`).
 
@@ -564,7 +570,7 @@ def run_program_cli(
                 warnings.simplefilter("always")
                 inp = prepare_inputs(
                     weights, protocol, test_set, example, out, copies, settle_s, chunk_cells, g_min_us,
-                    g_max_us, order, max_accuracy_drop, sha256, test_set_sha256, progress,
+                    g_max_us, order, max_accuracy_drop, sha256, test_set_sha256, progress, max_bytes,
                 )
             refuse_existing(out, force, "--out", report_dir=True)  # an earlier report stays (issue 27)
             for w in caught:  # e.g. weights fetched without a pin: one line, not a warning dump

@@ -91,7 +91,12 @@ def register(sim_app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Give fresh simulated chips: delete their stored state (refused while in use)."""
-        from memprog.sim_instruments.chip_state import ChipInUseError, list_chips, reset_chip_file, state_dir
+        from memprog.sim_instruments.chip_state import (
+            ChipInUseError,
+            list_chips,
+            reset_chip_file,
+            state_dir,
+        )
 
         if (chip is not None) == all_chips:
             raise _error("reset needs a CHIP id or --all (not both); `memprog sim chips` lists them", 2)

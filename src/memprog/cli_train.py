@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int, typer.Option("--threads", callback=O.int_in(1, O.MAX_THREADS), help="CPU threads for torch (small networks: 1 is fastest).")
         ] = 1,
+        force: ForceOpt = False,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -141,6 +142,7 @@ def register(app: typer.Typer) -> None:
         try:
             if dataset not in ("halfmoons", "digits"):
                 raise ConfigError("--dataset", dataset, "halfmoons or digits")
+            refuse_existing(out, force, "--out")  # a trained file is never replaced unasked
             dev = _check_device(device)
             var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
             from memprog.hwaware.training import PAPER_RECIPE

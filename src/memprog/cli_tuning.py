@@ -347,6 +347,11 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--rows/--cols/--target-us", None, "all three, or --map")
             if resume is not None and map_path is None:
                 raise ConfigError("--resume", resume, "only with --map (an array job)")
+            if protocol == "predictive":  # its own bounds, checked before any run exists
+                from memprog.protocols.predictive import PredictiveParams
+
+                PredictiveParams(**{k: v for k, v in {"max_pulses": max_pulses, "tolerance_rel": tolerance_rel,
+                                                      "settle_s": settle_s}.items() if v is not None})
             if map_path is not None:
                 m = load_map(map_path)
                 o = parse_indices(origin, "origin")
@@ -354,11 +359,6 @@ def register(app: typer.Typer) -> None:
                     raise ConfigError("origin", origin, "ROW,COL")
                 if protocol == "feedforward":
                     raise ConfigError("protocol", protocol, "alibart, denoise or predictive for a --map")
-            if protocol == "predictive":  # its own bounds, checked before any run exists
-                from memprog.protocols.predictive import PredictiveParams
-
-                PredictiveParams(**{k: v for k, v in {"max_pulses": max_pulses, "tolerance_rel": tolerance_rel,
-                                                      "settle_s": settle_s}.items() if v is not None})
             else:
                 rr = parse_indices(rows, "rows")  # type: ignore[arg-type]
                 cc = parse_indices(cols, "cols")  # type: ignore[arg-type]

@@ -396,9 +396,6 @@ class DashboardData:
         if (tol is None or not np.isfinite(tol).any()) and tol_default is not None:
             tol = np.full(n, float(tol_default))
         vmax = _float_col(cells, "verify_max_err_us")  # a ladder: every verification read counts
-        within: np.ndarray | None = None
-        if tol is not None:
-            within = (vmax if vmax is not None else np.abs(err)) <= tol
         counts = {w: int(idx.size) for w, idx in flag_index(cells).items()}
         fin = err[np.isfinite(err)] if err is not None else np.array([])
         rng = error_range_us(fin, tol)

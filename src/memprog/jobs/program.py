@@ -281,7 +281,9 @@ class _Programmer:
             # and costs most of the job's time; the settle-and-re-verify stays.
             ali = ali.model_copy(update={"noise_probe_reads": 0})
 
-        self.alibart = ali
+        # the job settles, reads and re-aims every cell itself at the end (run_program): the
+        # protocol's own end-of-batch disturb check would only read the same cells once more
+        self.alibart = ali.model_copy(update={"verify_at_end": False})
         # protocols with relaxation-aware verification (Contract C stacks) settle and
         # re-verify every batch themselves; the job's own re-verify read is then redundant
         self.protocol_settles = params.protocol == "alibart" and "settle_s" in type(ali).model_fields
