@@ -400,7 +400,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, Any], B1500WgfmuProgrammer]:
             "the WGFMU library opens its session to the mainframe",
         )
     B1500WgfmuProgrammer.check_config(wiring, chip.rows, chip.cols, chip.limits, opts)
-    if not w_cfg.library and not (w_cfg.library is None and w_cfg.simulated):
+    if not ctx.has_library(wiring.wgfmu):
         raise ConfigError(
             f"instruments.{wiring.wgfmu}.library",
             None,

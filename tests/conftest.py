@@ -9,44 +9,45 @@ through ``MEMPROG_SIM_STATE_DIR``."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the duration, then what was there before."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _memprog_db(tmp_path_factory: pytest.TempPathFactory):
-    old = os.environ.get("MEMPROG_DB")
-    os.environ["MEMPROG_DB"] = f"sqlite:///{tmp_path_factory.mktemp('store') / 'memprog.sqlite'}"
-    yield
-    if old is None:
-        os.environ.pop("MEMPROG_DB", None)
-    else:
-        os.environ["MEMPROG_DB"] = old
+    with _env("MEMPROG_DB", f"sqlite:///{tmp_path_factory.mktemp('store') / 'memprog.sqlite'}"):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _memprog_sim_state_session(tmp_path_factory: pytest.TempPathFactory):
-    """Chips opened by module- or session-scoped fixtures (before any test's own folder)."""
-    old = os.environ.get("MEMPROG_SIM_STATE_DIR")
-    os.environ["MEMPROG_SIM_STATE_DIR"] = str(tmp_path_factory.mktemp("sim_chips_session"))
-    yield
-    if old is None:
-        os.environ.pop("MEMPROG_SIM_STATE_DIR", None)
-    else:
-        os.environ["MEMPROG_SIM_STATE_DIR"] = old
+    """Chips opened by session-scoped fixtures (before any module's or test's own folder)."""
+    with _env("MEMPROG_SIM_STATE_DIR", str(tmp_path_factory.mktemp("sim_chips_session"))):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _memprog_sim_state_module(tmp_path_factory: pytest.TempPathFactory):
     """Chips opened by a module-scoped fixture: a folder of the module's own, so no module
     starts from a chip that an earlier module's fixture programmed."""
-    old = os.environ.get("MEMPROG_SIM_STATE_DIR")
-    os.environ["MEMPROG_SIM_STATE_DIR"] = str(tmp_path_factory.mktemp("sim_chips_module"))
-    yield
-    if old is None:
-        os.environ.pop("MEMPROG_SIM_STATE_DIR", None)
-    else:
-        os.environ["MEMPROG_SIM_STATE_DIR"] = old
+    with _env("MEMPROG_SIM_STATE_DIR", str(tmp_path_factory.mktemp("sim_chips_module"))):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Lab templates cannot run unedited; ``memprog bench check`` (issue 20, deliverable 9).
 
 Before: ``lab_onchip.yaml`` and ``lab_k4200_707b.yaml`` named real-looking private
-addresses (192.168.1.50, 192.168.0.42): run unedited they connected to whatever answered
+addresses (in the private 192-168 range): run unedited they connected to whatever answered
 there. Now each template's addresses are ``<...>`` placeholders that validation refuses
 offline, naming the file and the field to edit; ``memprog bench check FILE`` says what a
 bench file drives without connecting, and ``--connect`` what answered, or which resource

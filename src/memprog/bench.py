@@ -144,6 +144,13 @@ class StackContext:
             return SimWgfmuLibrary(rm.visalib.ensure_bench())
         return None
 
+    def has_library(self, name: str) -> bool:
+        """Whether instrument ``name`` has a vendor library to load: a path or ``tcp://`` in the
+        bench file, or the simulator's (``@memprog``, or none given on a simulated instrument).
+        Checked before anything is loaded, so a bench that lacks it is refused first."""
+        inst = self._instrument(name)
+        return bool(inst.library) or (inst.library is None and inst.simulated)
+
     def on_close(self, closer: Any) -> None:
         """Register something with a ``close()`` (a vendor-library session) to close with the bench.
 

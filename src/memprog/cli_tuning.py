@@ -156,29 +156,13 @@ def register(app: typer.Typer) -> None:
             from memprog import precheck as pc
 
             pc.check_cells(cfg, np.array([row]), np.array([col]), ("--row", "--col"))
-            lo_us, hi_us = pc.target_range_us(cfg)
-            if lv[-1] > hi_us:
-                fit = int(np.floor((hi_us - start_us) / step_us)) + 1 if start_us <= hi_us else 0
-                raise ConfigError(
-                    "--levels",
-                    levels,
-                    f"<= {fit} ({start_us:g} µS + {step_us:g} µS steps must stay within "
-                    f"{lo_us:g}-{hi_us:g} µS on this chip)",
-                )
+            _check_levels_fit(levels, start_us, step_us, lv, *pc.target_range_us(cfg))
             pc.check_targets(cfg, lv)
             refuse_existing(out, force)  # an earlier ladder stays unless --force (issue 27)
 
         def body(ctx: Any) -> Any:
             with ctx.open_bench(bench) as b:
-                lo_us, hi_us = b.programmer.info.g_range_us  # say how many levels fit
-                if lv[-1] > hi_us:
-                    fit = int(np.floor((hi_us - start_us) / step_us)) + 1 if start_us <= hi_us else 0
-                    raise ConfigError(
-                        "--levels",
-                        levels,
-                        f"<= {fit} ({start_us:g} µS + {step_us:g} µS steps must stay within "
-                        f"{lo_us:g}-{hi_us:g} µS on this chip)",
-                    )
+                _check_levels_fit(levels, start_us, step_us, lv, *b.programmer.info.g_range_us)
                 res = run_ladder(
                     b.programmer,
                     row,
@@ -546,6 +530,18 @@ def register(app: typer.Typer) -> None:
 def _us(x: float | None) -> str:
     """A conductance for the human text; "n/a" rather than "nan" when there is none."""
     return "n/a" if x is None or x != x else f"{x:.3f} µS"
+
+
+def _check_levels_fit(levels: int, start_us: float, step_us: float, lv: np.ndarray, lo_us: float, hi_us: float) -> None:
+    """A ladder that leaves the chip's range is refused saying how many levels fit."""
+    if lv[-1] > hi_us:
+        fit = int(np.floor((hi_us - start_us) / step_us)) + 1 if start_us <= hi_us else 0
+        raise ConfigError(
+            "--levels",
+            levels,
+            f"<= {fit} ({start_us:g} µS + {step_us:g} µS steps must stay within "
+            f"{lo_us:g}-{hi_us:g} µS on this chip)",
+        )
 
 
 def _with_settle(params: Any, settle_s: float | None) -> Any:

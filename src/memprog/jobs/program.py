@@ -24,7 +24,6 @@ still runs and reports; with one, every cell and event lands in a ``program`` ru
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_DISTURBED, FLAG_SKIPPED, FLAG_STUCK, TuneResult
 from memprog.validation import MemprogModel
 
+from .fetch import file_sha256  # noqa: F401 - re-exported: the job's content hash
 from .placement import Placement, copy0_order, place_network, weights_to_pairs
 from .weights import ConductanceMap, Network, predict_from_scores
 
@@ -974,15 +974,6 @@ def run_program(
         # kept cells pulsed again because their twin (programmed now) turned out stuck
         report.extra["resume"]["cells_kept_twin_compensated"] = stats.get("kept_twin_compensated", 0)
     return report
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of the weight file (a resume must program the same weights)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- report
