@@ -24,6 +24,12 @@ def _dumps(doc: Any) -> str:
     return dumps(doc)
 
 
+def _printable(text: str) -> str:
+    """A chip id from a state file as one line: control characters escaped, never sent raw
+    to the terminal (an id is the bench file's text, which may hold anything)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def _human_size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -76,7 +82,7 @@ def register(sim_app: typer.Typer) -> None:
             g = r["mean_conductance_us"]
             use = f"in use by pid {r['in_use_by_pid']}" if r["in_use_by_pid"] else "free"
             typer.echo(
-                f"  {r['chip_id']}  {r['technology']} {r['rows']}x{r['cols']} seed {r['seed']}  "
+                f"  {_printable(r['chip_id'])}  {r['technology']} {r['rows']}x{r['cols']} seed {r['seed']}  "
                 f"{r['pulses']} pulses, {r['reads']} reads, mean G "
                 f"{'n/a' if g is None else f'{g:.1f} µS'}  {_human_size(r['size_bytes'])}  "
                 f"last used {_when(r['last_used_unix_s'])}  {use}\n    {r['file']}"
@@ -127,7 +133,7 @@ def register(sim_app: typer.Typer) -> None:
             typer.echo(_dumps({"state_dir": str(folder), "reset": done, "in_use": busy}))
         else:
             for d in done:
-                typer.echo(f"reset {d['chip_id'] or Path(d['file']).name}: fresh at its next open")
+                typer.echo(f"reset {_printable(d['chip_id'] or Path(d['file']).name)}: fresh at its next open")
             if not done and not busy:
                 typer.echo(f"no simulated chips in {folder}")
         if busy:
