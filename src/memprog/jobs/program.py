@@ -36,7 +36,8 @@ from memprog.errors import ConfigError
 from memprog.protocols.common import Clock, Progress, target_range_us
 from memprog.protocols.events import EventSink, EventsOnly, sink_or_null
 from memprog.protocols.programmer import CellProgrammer
-from memprog.protocols.results import FLAG_DISTURBED, FLAG_SKIPPED, FLAG_STUCK, TuneResult
+from memprog.protocols.results import FLAG_DISTURBED, FLAG_SKIPPED, FLAG_STUCK, TuneResult, add_flag
+from memprog.protocols.settle import adaptive_read, resolve_settle_s, settle_and_reverify
 from memprog.validation import MemprogModel
 
 from .fetch import file_sha256  # noqa: F401 - re-exported: the job's content hash
@@ -692,8 +693,6 @@ def settle_pairs(
         again = tuner.retune(res.rows[idx], res.cols[idx], t_new, sink)
         prog.wait(settle_s)
         both = np.concatenate([idx, other])
-        from memprog.protocols.settle import adaptive_read
-
         g, n_reads, _ = adaptive_read(
             prog, res.rows[both], res.cols[both], None, 0.25 * tol[both], min_reads=2, max_reads=16
         )
@@ -703,8 +702,9 @@ def settle_pairs(
         res.reads[idx] += again.reads
         res.final_us[both] = g
         res.converged[idx] = np.abs(g[: idx.size] - t_new) <= tol[idx]
-        for k in idx:
-            res.flags[k] = ",".join(dict.fromkeys(w for w in (*str(res.flags[k]).split(","), FLAG_DISTURBED) if w))
+        moved = np.zeros(len(res), dtype=bool)
+        moved[idx] = True
+        add_flag(res.flags, moved, FLAG_DISTURBED)
         sink.record_event({"event": "pair_compensation", "cells": int(idx.size)})
         done += int(idx.size)
     return done
@@ -859,14 +859,10 @@ def run_program(
     res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner)
     # settle, then one verification read of every cell
     wait = getattr(prog, "wait", None) or getattr(bench, "wait", None)
-    from memprog.protocols.settle import resolve_settle_s
-
     settle_s = resolve_settle_s(prog, p.settle_s)  # None: the technology's (as levels, tune)
     res.extra["programmed_us"] = res.final_us.copy()
     # averaged as the protocols verify (a cell's telegraph noise can be a few µS p-p on
     # HfO2, so one read would report the fluctuation, not the programmed state)
-    from memprog.protocols.settle import adaptive_read, settle_and_reverify
-
     checked = np.zeros(len(res), dtype=bool)
     settles = callable(getattr(prog, "wait", None)) and settle_s > 0
     rep = None
