@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from memprog import open_bench
-from memprog.direct import DirectChipProgrammer
+from memprog.bench.direct import DirectChipProgrammer
 from memprog.protocols.array import ORDERS, ArrayParams, program_array, random_level_map
 from memprog.sim_instruments import SimChip
 

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from memprog.direct import DirectChipProgrammer  # noqa: E402
+from memprog.bench.direct import DirectChipProgrammer  # noqa: E402
 from memprog.protocols.array import ArrayParams, program_array  # noqa: E402
 from memprog.sim_instruments import SimChip  # noqa: E402
 from memprog.store import open_store, stored_run  # noqa: E402

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memprog.bench import open_bench
+from memprog.bench.assembly import open_bench
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"
 

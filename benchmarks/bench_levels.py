@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from memprog import open_bench
-from memprog.direct import DirectChipProgrammer
+from memprog.bench.direct import DirectChipProgrammer
 from memprog.protocols.ladder import ladder_levels, run_ladder
 from memprog.sim_instruments import SimChip
 

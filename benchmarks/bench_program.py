@@ -62,7 +62,7 @@ def main() -> None:
         "target_gap_points": 3.0,
     }
     if not a.no_command:
-        from memprog.cli_program import program_command
+        from memprog.cli.program import program_command
 
         with tempfile.TemporaryDirectory() as tmp:
             import os

@@ -6,7 +6,7 @@ on TiO2-x (``--levels`` states at Diao's spacing, a state counts when its averag
 verification is within half a spacing after the settle) and denoise on HfO2 (levels 2 µS
 apart, every one of 5 reads within 1 µS after the settle). Each cell: levels achieved and
 pulses per level. Target: no protocol loses more than half its levels under any single row.
-No protocol reads a simulator parameter (``memprog.robustness`` builds the altered chips;
+No protocol reads a simulator parameter (``memprog.bench.robustness`` builds the altered chips;
 the protocols only see reads). Run: ``python benchmarks/bench_robustness.py [--json]
 [--levels N] [--rows NAME,...]`` (64 levels: a few minutes on 2 cores).
 """
@@ -17,7 +17,7 @@ import argparse
 import json
 import time
 
-from memprog.robustness import PROTOCOLS, ROW_NAMES, robustness_table
+from memprog.bench.robustness import PROTOCOLS, ROW_NAMES, robustness_table
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import yaml
 
 from memprog import open_bench
 from memprog.protocols.array import ArrayParams, program_array, random_level_map
-from memprog.strict_yaml import dump_yaml
+from memprog.core.strict_yaml import dump_yaml
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 SETUP_MESSAGES = 16  # connection set-up (identify, geometry) is left unfaulted [choice]
@@ -51,7 +51,7 @@ def run(rate: float, seed: int, tcp: bool, size: int) -> dict:
         tmp = Path(d)
         server = None
         if tcp:
-            from memprog.cli_sim import served_bench
+            from memprog.cli.sim import served_bench
             from memprog.sim_instruments.faults import FaultPlan
             from memprog.sim_instruments.tcp_server import SimServer
 

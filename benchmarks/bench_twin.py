@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from memprog.direct import DirectChipProgrammer
+from memprog.bench.direct import DirectChipProgrammer
 from memprog.protocols.array import program_array
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.protocols.ladder import run_ladder
 from memprog.sim_instruments import SimChip
-from memprog.sim_instruments.device_params import DeviceParams
-from memprog.sim_instruments.presets import get_preset
+from memprog.core.device_params import DeviceParams
+from memprog.core.presets import get_preset
 from memprog.store import VariabilityDB, open_store, stored_run
-from memprog.twin import calibrate
+from memprog.twin.calibrate import calibrate
 
 TECH = "hfo2_1t1r"
 P = get_preset(TECH)

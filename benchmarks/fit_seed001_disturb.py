@@ -29,7 +29,7 @@ carries that real switching itself; the statistical model must carry only the re
    ``--iterations`` rounds); the rounds scatter by ~6 % with their arrays' noise, so the
    result is the mean of the last three.
 
-The fitted values go into ``sim_instruments/presets.py`` by hand, with this script named as
+The fitted values go into ``src/memprog/core/presets.py`` by hand, with this script named as
 their source; ``bench_seed001.py`` (fresh targets) then checks the table end to end.
 Run: ``python benchmarks/fit_seed001_disturb.py [--arrays 16] [--json]`` (~7 min).
 """

@@ -5,7 +5,7 @@ channels the WGFMU library then drives), switches SMU outputs (``CN``/``CL``), f
 (``DV``/``DI``), takes spot measurements (``TI``/``TV``) and staircase or spot
 measurements (``MM`` + ``XE``), and sets the data format, averaging and auto-zero
 (``FMT``, ``AV``, ``AZ``). Every configuration command is followed by ``ERRX?``: an
-error becomes an :class:`~memprog.errors.InstrumentError` with the B1500's code and text,
+error becomes an :class:`~memprog.core.errors.InstrumentError` with the B1500's code and text,
 and status codes in measurement data become flags or exceptions
 (:mod:`memprog.drivers.flex_commands`), never silent numbers.
 
@@ -19,14 +19,14 @@ from collections.abc import Iterable
 
 from pydantic import Field
 
-from memprog.errors import ConfigError, InstrumentError, ProtocolError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.limits import SafetyLimits
 from memprog.protocols.programmer import wait_chunks
-from memprog.validation import MemprogModel
+from memprog.core.validation import MemprogModel
 
-from . import flex_commands as fx
-from .flex_commands import FlexReading, ModuleSlot
-from .transport import LinkTimeout, Transport
+from memprog.drivers import flex_commands as fx
+from memprog.drivers.flex_commands import FlexReading, ModuleSlot
+from memprog.drivers.transport import LinkTimeout, Transport
 
 
 class B1500Settings(MemprogModel):

@@ -2,7 +2,7 @@
 
 This is the single-device tuning setup of seed 001 (Drolet et al.): 200 ns write pulses
 and 0.2 V, 10 us reads from a WGFMU, whose channels reach the device through probe
-needles. The bench file's ``wiring`` (:mod:`memprog.probe_wiring`) says which channel's
+needles. The bench file's ``wiring`` (:mod:`memprog.core.probe_wiring`) says which channel's
 probe lands on which pad, which decides the device(s) the stack can address:
 
 * **write** (:meth:`B1500WgfmuProgrammer.pulse`): the top-electrode channel plays a
@@ -34,18 +34,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.errors import ConfigError, InstrumentError, ProtocolError
-from memprog.limits import SafetyLimits
-from memprog.probe_wiring import ProbeWiring, probe_wiring_from_bench
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.limits import SafetyLimits
+from memprog.core.probe_wiring import ProbeWiring, probe_wiring_from_bench
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
-from memprog.safe_steps import run_safe_steps, try_safe_state
-from memprog.validation import MemprogModel
+from memprog.core.safe_steps import run_safe_steps, try_safe_state
+from memprog.core.validation import MemprogModel
 
-from . import wgfmu_constants as wc
-from .b1500 import B1500, B1500Settings
-from .stack_options import driver_options, programmer_options
-from .wgfmu import WGFMU, ChannelSetup, Trace, WgfmuSettings
-from .wgfmu_patterns import Pattern, pulse_pattern, pulse_read_train, read_pattern
+from memprog.drivers import wgfmu_constants as wc
+from memprog.drivers.b1500 import B1500, B1500Settings
+from memprog.drivers.stack_options import driver_options, programmer_options
+from memprog.drivers.wgfmu import WGFMU, ChannelSetup, Trace, WgfmuSettings
+from memprog.drivers.wgfmu_patterns import Pattern, pulse_pattern, pulse_read_train, read_pattern
 
 STACK = "b1500_wgfmu"
 
@@ -326,7 +326,7 @@ class B1500WgfmuProgrammer(CellProgrammer):
         again, so a settle may come out longer, never shorter. A pause changes no output,
         so repeating it is safe; ``link_stats`` counts what happened.
         """
-        from .transport import LinkError
+        from memprog.drivers.transport import LinkError
 
         stats = self.__dict__.setdefault("link_stats", {"faults": 0, "retried": 0, "recoveries": 0})
         for attempt in range(self.wait_retries + 1):

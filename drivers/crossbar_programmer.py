@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.crossbar_wiring import (
+from memprog.core.crossbar_wiring import (
     CrossbarWiring,
     pmu_channel_number,
     smu_number,
@@ -43,13 +43,13 @@ from memprog.crossbar_wiring import (
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
-from memprog.errors import ConfigError, InstrumentError, ProtocolError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.limits import SafetyLimits
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
-from memprog.safe_steps import run_safe_steps, try_safe_state
-from memprog.validation import MemprogModel
+from memprog.core.safe_steps import run_safe_steps, try_safe_state
+from memprog.core.validation import MemprogModel
 
-from .stack_options import driver_options, programmer_options
+from memprog.drivers.stack_options import driver_options, programmer_options
 
 STACK = "k4200_707b"
 
@@ -473,7 +473,7 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
     recover_attempts = 40
 
     def _robust(self, op: Any, idempotent: bool) -> Any:
-        from .transport import LinkError
+        from memprog.drivers.transport import LinkError
 
         stats = self.__dict__.setdefault(
             "link_stats", {"faults": 0, "retried": 0, "recoveries": 0, "pulses_unconfirmed": 0}
@@ -510,7 +510,7 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
         """Sources to 0 V, PMU outputs off, every crosspoint open, through link faults: the
         bench must end safe, so a safe state cut short by a fault is resent in full after
         the links are back in step (at most ``recover_attempts`` times, then raised)."""
-        from .transport import LinkError
+        from memprog.drivers.transport import LinkError
 
         last: Exception | None = None
         for attempt in range(self.recover_attempts):
@@ -525,7 +525,7 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
         raise last
 
     def _recover_links(self) -> None:
-        from .transport import LinkError
+        from memprog.drivers.transport import LinkError
 
         for _ in range(self.recover_attempts):
             try:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memprog.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 
 TERMINATION = "\r\n"
 NO_ERROR_REPLY = '+0,"No Error."'

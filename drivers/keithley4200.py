@@ -5,7 +5,7 @@ The driver holds a :class:`~memprog.drivers.transport.Transport` and nothing els
 it is a VISA session (GPIB, or LAN ``TCPIP0::<ip>::1225::SOCKET`` with NUL terminations), on
 the simulated bench the same VISA session served by ``@memprog``, in protocol tests the
 exact-string fake. Every command is a query: KXCI answers ``ACK`` to commands without data,
-so a rejected command is noticed at once (:class:`~memprog.errors.InstrumentError`), not
+so a rejected command is noticed at once (:class:`~memprog.core.errors.InstrumentError`), not
 three commands later.
 
 Readings keep their data status: :meth:`Keithley4200.measure_current` returns a
@@ -34,9 +34,9 @@ from pydantic import Field
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.kxci_commands import Reading
 from memprog.drivers.transport import Transport
-from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
-from memprog.limits import SafetyLimits
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.limits import SafetyLimits
+from memprog.core.validation import MemprogModel
 
 #: the code of a command refused as busy and not executed (our simulator's [choice]; the
 #: crossbar stack treats it as transient too)

@@ -2,7 +2,7 @@
 
 Every command group is followed by ``print(errorqueue.count)`` and, if the count is not
 zero, ``print(errorqueue.next())`` until the queue is empty, so an error is reported
-(:class:`~memprog.errors.InstrumentError`) by the group that caused it.
+(:class:`~memprog.core.errors.InstrumentError`) by the group that caused it.
 
 The :class:`MatrixInterlock` sees every closure before it is sent and refuses (SafetyError,
 nothing sent) any state that would
@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from memprog.crossbar_wiring import CrossbarWiring, TerminalRule
+from memprog.core.crossbar_wiring import CrossbarWiring, TerminalRule
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.transport import LinkError, Transport
-from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.protocols.programmer import wait_chunks
-from memprog.validation import MemprogModel
+from memprog.core.validation import MemprogModel
 
 
 class MatrixInterlock:

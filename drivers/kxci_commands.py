@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memprog.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 
 ACK = "ACK"
 

@@ -3,10 +3,10 @@
 The controller sits on the chip's board and speaks SCPI-style text over a raw socket or a
 serial line, with IEEE 488.2 definite-length blocks for bulk data. This driver gives every
 command a typed method, validates every argument against the array geometry, checks the
-chip's :class:`~memprog.limits.SafetyLimits` before anything is sent (SafetyError), and turns
-every error the controller reports into an :class:`~memprog.errors.InstrumentError` carrying
+chip's :class:`~memprog.core.limits.SafetyLimits` before anything is sent (SafetyError), and turns
+every error the controller reports into an :class:`~memprog.core.errors.InstrumentError` carrying
 the controller's code and message, after draining the error queue. A reply it cannot parse
-is a :class:`~memprog.errors.ProtocolError` naming what was expected.
+is a :class:`~memprog.core.errors.ProtocolError` naming what was expected.
 
 It talks through a :class:`~memprog.drivers.transport.Transport` only: the same driver runs
 against the lab controller, the simulated one (``@memprog``) and the exact-traffic fake of
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from memprog.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
+from memprog.core.limits import SafetyLimits
 from memprog.protocols.programmer import WAIT_CHUNK_S, pulse_train, wait_chunks
 
-from . import onchip_commands as cmd
-from .onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramResult
-from .transport import Transport
+from memprog.drivers import onchip_commands as cmd
+from memprog.drivers.onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramResult
+from memprog.drivers.transport import Transport
 
 PROTOCOL_MAJOR = 1  # the protocol version this driver speaks (drivers/onchip_protocol.md)
 BURST_PROTOCOL_MINOR = 1  # PULS:READ? and READ:BURS? came with protocol 1.1

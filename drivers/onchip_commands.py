@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from memprog.errors import ConfigError, ProtocolError
+from memprog.core.errors import ConfigError, ProtocolError
 
 LEVELS = 64  # the on-chip programmer's 6-bit resolution
 SKIP_CODE = 255  # target-map code meaning "leave this cell alone"

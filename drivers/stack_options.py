@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 M = TypeVar("M")
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from memprog.errors import InstrumentError, ProtocolError
+from memprog.core.errors import InstrumentError, ProtocolError
 
 #: VISA status codes of a link that failed (as opposed to an instrument that said no)
 _VI_TIMEOUT = -1073807339  # VI_ERROR_TMO

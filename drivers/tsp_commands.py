@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from memprog.errors import ConfigError, ProtocolError
+from memprog.core.errors import ConfigError, ProtocolError
 
 ROWS = "ABCDEFGH"
 SLOTS = range(1, 7)

@@ -4,7 +4,7 @@ There is no public command set for the WGFMU: Keysight ships a C library that op
 own VISA session to the B1500 mainframe's GPIB/LAN address and drives the module. This
 driver binds that library with ctypes (:func:`load_wgfmu_library`, prototypes from
 ``wgfmu.h`` in :mod:`memprog.drivers.wgfmu_constants`) and checks the return code of every
-call: a negative code becomes an :class:`~memprog.errors.InstrumentError` carrying the
+call: a negative code becomes an :class:`~memprog.core.errors.InstrumentError` carrying the
 code, its ``wgfmu.h`` name and the library's own text (``WGFMU_getError``, or the
 summary), plus the call that failed.
 
@@ -33,11 +33,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import ConfigError, InstrumentError
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError, InstrumentError
+from memprog.core.validation import MemprogModel
 
-from . import wgfmu_constants as wc
-from .wgfmu_patterns import Pattern
+from memprog.drivers import wgfmu_constants as wc
+from memprog.drivers.wgfmu_patterns import Pattern
 
 _PD = POINTER(c_double)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from . import wgfmu_constants as wc
+from memprog.drivers import wgfmu_constants as wc
 
 _GRID_TOL_S = 1e-13
 

@@ -380,7 +380,7 @@ print(tr.summary()["test_accuracy_ideal"], tr.weights["mapping"], path)'''),
     ("md", """## 3–4. Program it and run the test set on the chip
 `program_command` is what `memprog program digits_hwaware.pt --test-set digits_test.npz`
 runs; it finds the census's stuck cells in the store and steers around them."""),
-    ("code", '''from memprog.cli_program import human_summary, program_command
+    ("code", '''from memprog.cli.program import human_summary, program_command
 
 s, code = program_command("digits_hwaware.pt", BENCH, test_set="digits_test.npz", db=url, out="program_report")
 print(human_summary(s))

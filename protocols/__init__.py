@@ -8,14 +8,14 @@
 * :mod:`.results` / :mod:`.events` — per-cell results (``TuneResult``) and event sinks
 """
 
-from .alibart import AlibartParams, tune_alibart
-from .array import ArrayJob, ArrayParams, program_array
-from .denoise import DenoiseParams, DenoiseTuner, tune_denoise
-from .events import EventSink, MemorySink, NullSink
-from .feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
-from .ladder import LadderResult, run_ladder
-from .programmer import CellProgrammer, ProgrammerInfo
-from .results import TuneResult
+from memprog.protocols.alibart import AlibartParams, tune_alibart
+from memprog.protocols.array import ArrayJob, ArrayParams, program_array
+from memprog.protocols.denoise import DenoiseParams, DenoiseTuner, tune_denoise
+from memprog.protocols.events import EventSink, MemorySink, NullSink
+from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
+from memprog.protocols.ladder import LadderResult, run_ladder
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.results import TuneResult
 
 __all__ = [
     "CellProgrammer",

@@ -34,10 +34,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from memprog.errors import ConfigError
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError
+from memprog.core.validation import MemprogModel
 
-from .common import (
+from memprog.protocols.common import (
     Clock,
     Progress,
     check_amplitudes,
@@ -46,9 +46,9 @@ from .common import (
     check_targets,
     gate_for_conductance,
 )
-from .events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
-from .programmer import CellProgrammer
-from .results import (
+from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
+from memprog.protocols.programmer import CellProgrammer
+from memprog.protocols.results import (
     FLAG_AT_CAP,
     FLAG_BUDGET,
     FLAG_LIMIT_CYCLE,
@@ -56,7 +56,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
-from .settle import (
+from memprog.protocols.settle import (
     adaptive_read,
     resolve_settle_s,
     settle_and_reverify,

@@ -27,17 +27,17 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import ConfigError
-from memprog.limits import SafetyLimits
-from memprog.validation import MemprogModel, require_finite
+from memprog.core.errors import ConfigError
+from memprog.core.limits import SafetyLimits
+from memprog.core.validation import MemprogModel, require_finite
 
-from .alibart import FINE_GATED_RAMP, RETUNE_COARSE_REL, AlibartParams, tune_alibart
-from .common import Clock, Progress, target_range_us
-from .denoise import DenoiseParams, DenoiseTuner
-from .events import EventSink, sink_or_null, wants_trace
-from .programmer import CellProgrammer, ProgrammerInfo
-from .results import FLAG_DISTURBED, FLAG_DRIFTED, TuneResult, add_flag
-from .settle import resolve_settle_s
+from memprog.protocols.alibart import FINE_GATED_RAMP, RETUNE_COARSE_REL, AlibartParams, tune_alibart
+from memprog.protocols.common import Clock, Progress, target_range_us
+from memprog.protocols.denoise import DenoiseParams, DenoiseTuner
+from memprog.protocols.events import EventSink, sink_or_null, wants_trace
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.results import FLAG_DISTURBED, FLAG_DRIFTED, TuneResult, add_flag
+from memprog.protocols.settle import resolve_settle_s
 
 Order = Literal["row-major", "column-major", "snake", "high-first", "low-first"]
 ORDERS: tuple[str, ...] = ("row-major", "column-major", "snake", "high-first", "low-first")
@@ -181,7 +181,7 @@ class ArrayJob:
         self._quiet = {"settle_s": 0.0}  # the disturb re-verify's re-tunes: no settle
         self._predictive = None
         if p.protocol == "predictive":
-            from .predictive import predictive_defaults
+            from memprog.protocols.predictive import predictive_defaults
 
             self.alibart = alibart_defaults(info, programmer.limits)
             self._denoiser = None
@@ -301,7 +301,7 @@ class ArrayJob:
         if self._denoiser is not None:
             return self._denoiser.tune(r, c, t, sink=sink)
         if self._predictive is not None:
-            from .predictive import tune_predictive
+            from memprog.protocols.predictive import tune_predictive
 
             q = self._predictive.model_copy(update=self._quiet) if retune else self._predictive
             return tune_predictive(self.programmer, r, c, t, params=q, sink=sink)

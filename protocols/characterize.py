@@ -38,15 +38,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import ConfigError
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError
+from memprog.core.validation import MemprogModel
 
-from .alibart import AlibartParams, tune_alibart
-from .array import alibart_defaults
-from .characterize_twin import characterize_twin
-from .common import Progress, target_range_us
-from .events import EventSink, EventsOnly, NullSink, sink_or_null
-from .programmer import CellProgrammer
+from memprog.protocols.alibart import AlibartParams, tune_alibart
+from memprog.protocols.array import alibart_defaults
+from memprog.protocols.characterize_twin import characterize_twin
+from memprog.protocols.common import Progress, target_range_us
+from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null
+from memprog.protocols.programmer import CellProgrammer
 
 
 class CharacterizeParams(MemprogModel):

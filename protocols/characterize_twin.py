@@ -1,6 +1,6 @@
 """The characterisation a digital twin is fitted from: pulse response, noise, relaxation.
 
-Why: ``memprog sim calibrate`` (:mod:`memprog.twin`) fits the simulator's physics to one
+Why: ``memprog sim calibrate`` (:mod:`memprog.twin.calibrate`) fits the simulator's physics to one
 chip from what the chip itself answered, so the chip must be asked the questions whose
 answers pin each physics field down. Seed 001's procedures (census, imprecision, disturb,
 RTN) describe what *tuning* does; these describe what *one pulse* does, which is what the
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .alibart import AlibartParams
-from .programmer import CellProgrammer
+from memprog.protocols.alibart import AlibartParams
+from memprog.protocols.programmer import CellProgrammer
 
 # [choice] reads averaged before and after each response pulse: enough to put the read
 # noise well under the steps measured, few enough that a fluctuator cannot average out

@@ -1,7 +1,7 @@
 """Input checks and small helpers shared by every write-verify protocol.
 
 Everything here runs before the first pulse: a bad target, cell or tolerance must fail
-with a :class:`~memprog.errors.ConfigError` while the chip is still untouched.
+with a :class:`~memprog.core.errors.ConfigError` while the chip is still untouched.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from memprog.errors import ConfigError
-from memprog.validation import require_finite
+from memprog.core.errors import ConfigError
+from memprog.core.validation import require_finite
 
-from .programmer import CellProgrammer
+from memprog.protocols.programmer import CellProgrammer
 
 
 def check_cells(

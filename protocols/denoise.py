@@ -38,14 +38,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.errors import ConfigError
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError
+from memprog.core.validation import MemprogModel
 
-from .alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
-from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
-from .events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
-from .programmer import BURST_INTERVAL_S, CellProgrammer
-from .results import (
+from memprog.protocols.alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
+from memprog.protocols.common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
+from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
+from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer
+from memprog.protocols.results import (
     FLAG_BUDGET,
     FLAG_NOISY,
     FLAG_RETRIES,
@@ -53,7 +53,7 @@ from .results import (
     TuneResult,
     compose_flags,
 )
-from .settle import resolve_settle_s, settle_and_reverify, settle_s_field
+from memprog.protocols.settle import resolve_settle_s, settle_and_reverify, settle_s_field
 
 SET, RESET = 0, 1
 # what a cell's last pulse was

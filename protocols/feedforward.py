@@ -29,14 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.errors import ConfigError
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError
+from memprog.core.validation import MemprogModel
 
-from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
-from .events import EventSink, NullSink, sink_or_null, wants_trace
-from .programmer import CellProgrammer
-from .results import FLAG_BUDGET, FLAG_NO_MODEL, TuneResult, compose_flags
-from .settle import (
+from memprog.protocols.common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
+from memprog.protocols.events import EventSink, NullSink, sink_or_null, wants_trace
+from memprog.protocols.programmer import CellProgrammer
+from memprog.protocols.results import FLAG_BUDGET, FLAG_NO_MODEL, TuneResult, compose_flags
+from memprog.protocols.settle import (
     adaptive_read,
     resolve_settle_s,
     settle_and_reverify,

@@ -20,15 +20,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .alibart import AlibartParams, tune_alibart
-from .common import Clock, Progress, check_cells, check_targets
-from .denoise import DenoiseParams, DenoiseTuner
-from .events import EventSink, EventsOnly, NullSink, sink_or_null, wants_trace
-from .feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
-from .programmer import BURST_INTERVAL_S, CellProgrammer, check_interval_s
-from .settle import adaptive_read, resolve_settle_s
+from memprog.protocols.alibart import AlibartParams, tune_alibart
+from memprog.protocols.common import Clock, Progress, check_cells, check_targets
+from memprog.protocols.denoise import DenoiseParams, DenoiseTuner
+from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_trace
+from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
+from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer, check_interval_s
+from memprog.protocols.settle import adaptive_read, resolve_settle_s
 
 LadderProtocol = Literal["denoise", "denoise-off", "alibart", "feedforward"]
 PROTOCOLS: tuple[str, ...] = ("denoise", "denoise-off", "alibart", "feedforward")

@@ -55,17 +55,17 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.errors import ConfigError
-from memprog.limits import SafetyLimits
-from memprog.validation import MemprogModel
+from memprog.core.errors import ConfigError
+from memprog.core.limits import SafetyLimits
+from memprog.core.validation import MemprogModel
 
-from .common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
-from .events import EventSink, NullSink, sink_or_null, wants_bulk
-from .predictive_model import PROTOCOL, Learned, Run
-from .predictive_settle import settle_batch
-from .programmer import CellProgrammer, ProgrammerInfo
-from .results import TuneResult
-from .settle import resolve_settle_s, settle_rounds_field
+from memprog.protocols.common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
+from memprog.protocols.events import EventSink, NullSink, sink_or_null, wants_bulk
+from memprog.protocols.predictive_model import PROTOCOL, Learned, Run
+from memprog.protocols.predictive_settle import settle_batch
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.results import TuneResult
+from memprog.protocols.settle import resolve_settle_s, settle_rounds_field
 
 
 class PredictiveParams(MemprogModel):
@@ -429,7 +429,7 @@ def tune_predictive_map(
     The protocol settles and re-verifies per batch itself (no separate re-verify pass:
     a 1T1R array has no half-select disturb to look for).
     """
-    from .array import ArrayJob, ArrayParams
+    from memprog.protocols.array import ArrayJob, ArrayParams
 
     job = ArrayJob(programmer, target_map_us, ArrayParams(order=order), origin)  # type: ignore[arg-type]
     res = tune_predictive(

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .common import bench_clock
-from .events import EventSink, wants_trace
-from .programmer import CellProgrammer, ProgrammerInfo
-from .results import (
+from memprog.protocols.common import bench_clock
+from memprog.protocols.events import EventSink, wants_trace
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.results import (
     FLAG_AT_CAP,
     FLAG_BUDGET,
     FLAG_LIMIT_CYCLE,
@@ -27,7 +27,7 @@ from .results import (
 )
 
 if TYPE_CHECKING:
-    from .predictive import PredictiveParams
+    from memprog.protocols.predictive import PredictiveParams
 
 PROTOCOL = "predictive"
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .results import FLAG_DRIFTED, FLAG_RELAXED
+from memprog.protocols.results import FLAG_DRIFTED, FLAG_RELAXED
 
 if TYPE_CHECKING:
-    from .predictive import PredictiveParams
-    from .predictive_model import Learned, Run
+    from memprog.protocols.predictive import PredictiveParams
+    from memprog.protocols.predictive_model import Learned, Run
 
 
 def settle_batch(

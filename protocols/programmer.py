@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memprog.errors import ConfigError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import ConfigError
+from memprog.core.limits import SafetyLimits
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .events import EventSink, NullSink, wants_trace
-from .programmer import CellProgrammer, ProgrammerInfo
-from .results import FLAG_DRIFTED, FLAG_RELAXED, TuneResult, add_flag
+from memprog.protocols.events import EventSink, NullSink, wants_trace
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.results import FLAG_DRIFTED, FLAG_RELAXED, TuneResult, add_flag
 
 # [choice] Filamentary oxide cells relax mostly within the first seconds after a pulse
 # (short-term plasticity of TiO2 and HfO2 filaments); 5 s lets what a pulse left volatile

@@ -2,7 +2,7 @@
 
 It answers FLEX as a B1500A does (byte for byte where the format is documented) and acts on
 the bench's chip through probes: the bench file's ``wiring`` (see
-:mod:`memprog.probe_wiring`) says which B1530A channel's probe lands on which chip pad and
+:mod:`memprog.core.probe_wiring`) says which B1530A channel's probe lands on which chip pad and
 which SMU feeds which RSU. A pad is driven by
 
 * its WGFMU channel, when that channel is connected and in DC, Fast IV or PG mode (state
@@ -64,15 +64,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memprog.errors import ConfigError
-from memprog.probe_wiring import ProbeWiring, parse_pad, probe_wiring_from_bench
+from memprog.core.errors import ConfigError
+from memprog.core.probe_wiring import ProbeWiring, parse_pad, probe_wiring_from_bench
 
-from .base import SimulatedInstrument, StaticSurface, register
+from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, register
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memprog.bench_config import InstrumentConfig
+    from memprog.core.bench_config import InstrumentConfig
 
-    from .base import SimBench
+    from memprog.sim_instruments.base import SimBench
 
 # WGFMU constants (wgfmu.h) the hardware state uses; the simulator keeps its own copy
 OP_DC, OP_FASTIV, OP_PG, OP_SMU = 2000, 2001, 2002, 2003

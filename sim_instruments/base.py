@@ -16,12 +16,12 @@ import importlib.resources
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memprog.bench_config import BenchConfig, InstrumentConfig
+    from memprog.core.bench_config import BenchConfig, InstrumentConfig
 
-    from .chip import SimChip
+    from memprog.sim_instruments.chip import SimChip
 
 
 class StaticSurface:
@@ -63,7 +63,7 @@ class SimulatedInstrument:
     latency_s: ClassVar[float] = 50e-6  # bus latency charged to the simulated clock per message
 
     def __init__(self, name: str, config: InstrumentConfig, bench: SimBench) -> None:
-        from .faults import FaultInjector, plan_from_options
+        from memprog.sim_instruments.faults import FaultInjector, plan_from_options
 
         self.name = name
         self.config = config
@@ -114,7 +114,7 @@ def register(kind: str) -> Callable[[type[SimulatedInstrument]], type[SimulatedI
 
 def simulator_for(kind: str) -> type[SimulatedInstrument]:
     """The simulated-instrument class for ``kind`` (imports the built-in simulators)."""
-    from . import instruments  # noqa: F401 - registers the built-in simulators
+    from memprog.sim_instruments import instruments  # noqa: F401 - registers the built-in simulators
 
     try:
         return _REGISTRY[kind]
@@ -134,7 +134,7 @@ class SimBench:
     """
 
     def __init__(self, config: BenchConfig) -> None:
-        from .chip_state import open_chip
+        from memprog.sim_instruments.chip_state import open_chip
 
         self.config = config
         c = config.chip
@@ -163,7 +163,7 @@ class SimBench:
         """Let go of the chip: its state stays in its file, the lock goes with the last user."""
         if not self._closed:
             self._closed = True
-            from .chip_state import release_chip
+            from memprog.sim_instruments.chip_state import release_chip
 
             release_chip(self.chip)
 

@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from memprog.errors import ConfigError
-from memprog.validation import require_finite, require_positive, require_range
+from memprog.core.errors import ConfigError
+from memprog.core.validation import require_finite, require_positive, require_range
 
-from .device_params import DeviceParams, Effects
-from .presets import get_preset
+from memprog.core.device_params import DeviceParams, Effects
+from memprog.core.presets import get_preset
 
 BiasScheme = Literal["v3", "v2"]
 Sel = np.ndarray | slice  # flat cell selection: an index array, or a slice for contiguous runs
@@ -152,7 +152,7 @@ class SimChip:
         A new file receives this freshly drawn chip; a reopened one overwrites it, and the
         noise continues from ``SeedSequence([seed, 0x5EED, open_count])`` (chip_state).
         """
-        from .chip_state import OPENS, STATE_ARRAYS
+        from memprog.sim_instruments.chip_state import OPENS, STATE_ARRAYS
 
         clk, cnt = state.clock_view, state.count_view
         if not reopened:
@@ -170,7 +170,7 @@ class SimChip:
 
     def _unbind_state(self) -> None:
         """Copy the state back into process memory (the file is about to be unmapped)."""
-        from .chip_state import STATE_ARRAYS
+        from memprog.sim_instruments.chip_state import STATE_ARRAYS
 
         for name, _, _ in STATE_ARRAYS:
             setattr(self, name, np.array(getattr(self, name)))

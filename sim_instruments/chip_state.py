@@ -55,11 +55,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memprog.errors import ConfigError, InstrumentError
+from memprog.core.errors import ConfigError, InstrumentError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .chip import SimChip
-    from .device_params import DeviceParams, Effects
+    from memprog.sim_instruments.chip import SimChip
+    from memprog.core.device_params import DeviceParams, Effects
 
 FORMAT_VERSION = 1
 MAGIC = b"MEMPROG-SIMCHIP\n"  # 16 bytes
@@ -382,9 +382,9 @@ def open_chip(
     process every caller naming the same chip shares one object; release each with
     :func:`release_chip`. Raises :class:`ChipInUseError` when another process holds it.
     """
-    from .chip import SimChip
-    from .device_params import DeviceParams, Effects
-    from .presets import get_preset
+    from memprog.sim_instruments.chip import SimChip
+    from memprog.core.device_params import DeviceParams, Effects
+    from memprog.core.presets import get_preset
 
     def build() -> SimChip:
         return SimChip(

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from memprog.validation import MemprogModel
+from memprog.core.validation import MemprogModel
 
 FaultKind = Literal["drop", "garbage", "timeout", "error", "link", "reset"]
 FAULT_KINDS: tuple[str, ...] = ("drop", "garbage", "timeout", "error", "link", "reset")

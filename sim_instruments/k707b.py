@@ -32,12 +32,12 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .base import SimulatedInstrument, StaticSurface, register
+from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, register
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memprog.bench_config import InstrumentConfig
+    from memprog.core.bench_config import InstrumentConfig
 
-    from .base import SimBench
+    from memprog.sim_instruments.base import SimBench
 
 ROWS = "ABCDEFGH"
 N_COLUMNS = 12

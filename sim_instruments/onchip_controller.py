@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import MemprogError
-from memprog.validation import MemprogModel
+from memprog.core.errors import MemprogError
+from memprog.core.validation import MemprogModel
 
-from .base import SimulatedInstrument, StaticSurface, register
+from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, register
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memprog.bench_config import InstrumentConfig
+    from memprog.core.bench_config import InstrumentConfig
 
-    from .base import SimBench
+    from memprog.sim_instruments.base import SimBench
 
 LEVELS = 64  # 6-bit on-chip programming
 SKIP_CODE = 255  # target-map code: leave this cell alone

@@ -19,7 +19,7 @@ import socket
 import threading
 from typing import Any
 
-from memprog.errors import ConfigError, InstrumentError
+from memprog.core.errors import ConfigError, InstrumentError
 
 #: bench-file option (on each served instrument) naming the clock's address
 CLOCK_OPTION = "sim_clock"

@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .base import SimBench, SimulatedInstrument
-from .faults import FaultInjector, FaultPlan
-from .visa_backend import _message_end
+from memprog.sim_instruments.base import SimBench, SimulatedInstrument
+from memprog.sim_instruments.faults import FaultInjector, FaultPlan
+from memprog.sim_instruments.visa_backend import _message_end
 
 HOST = "127.0.0.1"
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
@@ -106,7 +106,7 @@ class SimServer:
     """
 
     def __init__(self, bench_path: str | Path, port: int = 0, faults: FaultPlan | None = None) -> None:
-        from memprog.bench_config import load_bench_config
+        from memprog.core.bench_config import load_bench_config
 
         if not 0 <= port <= 65535:
             raise ConfigError("port", port, "0 (free ports) or 1-65535")
@@ -132,7 +132,7 @@ class SimServer:
         self._stop = threading.Event()
         for name, sim in self.bench.instruments.items():
             if faults is not None:
-                from .base import _salt
+                from memprog.sim_instruments.base import _salt
 
                 sim.faults = FaultInjector(faults, salt=_salt(name))
         if not self.bench.instruments:
@@ -146,7 +146,7 @@ class SimServer:
         ]
         for name, inst_cfg in self.config.instruments.items():
             if inst_cfg.kind == "wgfmu" and inst_cfg.simulated:
-                from .wgfmu_remote import WgfmuLibraryService
+                from memprog.sim_instruments.wgfmu_remote import WgfmuLibraryService
 
                 targets.append((name, "wgfmu", WgfmuLibraryService(self.bench, self.lock, inst_cfg.resource)))
         for name, kind, sim in targets:
@@ -179,7 +179,7 @@ class SimServer:
 
     def _serve_clock(self) -> None:
         """Serve the chip's simulated clock, so a client reports the bench time it spent."""
-        from .remote_clock import ClockService
+        from memprog.sim_instruments.remote_clock import ClockService
 
         lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -226,7 +226,7 @@ class SimServer:
             t.start()
 
     def _serve_library(self, served: Served, conn: socket.socket) -> None:
-        from .wgfmu_remote import LINE_CAP_BYTES
+        from memprog.sim_instruments.wgfmu_remote import LINE_CAP_BYTES
 
         f = conn.makefile("rwb")
         try:

@@ -21,9 +21,9 @@ from pyvisa import constants, errors, rname
 from pyvisa_sim.highlevel import SimVisaLibrary
 from pyvisa_sim.sessions.session import Session
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .base import SimBench, SimulatedInstrument
+from memprog.sim_instruments.base import SimBench, SimulatedInstrument
 
 _MESSAGE_ENDS_WITH_CALL = {"GPIB", "USB", "VXI", "GPIB-VXI", "PXI"}
 
@@ -171,7 +171,7 @@ class MemprogVisaLibrary(SimVisaLibrary):
         return {"backend": "memprog simulated bench"}
 
     def _init(self) -> None:
-        from memprog.bench_config import load_bench_config
+        from memprog.core.bench_config import load_bench_config
 
         self.sessions: dict[int, Any] = {}
         if self.library_path in ("unset", ""):

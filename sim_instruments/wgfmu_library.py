@@ -74,12 +74,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memprog.probe_wiring import parse_pad
+from memprog.core.probe_wiring import parse_pad
 
-from .b1500 import OP_DC, OP_FASTIV, OP_PG, OP_SMU, SimB1500
+from memprog.sim_instruments.b1500 import OP_DC, OP_FASTIV, OP_PG, OP_SMU, SimB1500
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .base import SimBench
+    from memprog.sim_instruments.base import SimBench
 
 # ---------------------------------------------------------------- wgfmu.h constants (copy)
 NO_ERROR = 0

@@ -2,7 +2,7 @@
 
 The fuzzers' contract: random, truncated or mutated input to a command builder, a reply
 parser or a served instrument's message handler ends in a valid result or a typed
-memprog error (:class:`memprog.errors.MemprogError`), never another exception, a crash
+memprog error (:class:`memprog.core.errors.MemprogError`), never another exception, a crash
 or an unbounded allocation. The budget (examples per property) is
 ``MEMPROG_FUZZ_EXAMPLES`` (default :data:`DEFAULT_EXAMPLES`, small enough for CI);
 ``benchmarks/fuzz_long.py`` runs the same properties with a much larger one.

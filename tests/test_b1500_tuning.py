@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from memprog.bench import open_bench
+from memprog.bench.assembly import open_bench
 from memprog.drivers.b1500_programmer import OpenCircuitError
-from memprog.errors import ConfigError, SafetyError
-from memprog.probe_wiring import ProbeWiring
-from memprog.strict_yaml import dump_yaml
+from memprog.core.errors import ConfigError, SafetyError
+from memprog.core.probe_wiring import ProbeWiring
+from memprog.core.strict_yaml import dump_yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_b1500_wgfmu.yaml"
 LAB = BENCH.with_name("lab_b1500_wgfmu.yaml")
@@ -160,7 +160,7 @@ def test_bench_wiring_errors_name_the_field(tmp_path):
 
 
 def test_lab_template_validates_and_names_the_real_library(tmp_path):
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
     from tests.lab_template_helpers import edited_template
 
     cfg, _ = load_bench_config(edited_template(LAB.stem, tmp_path))  # placeholders filled in

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from memprog.bench_config import load_bench_config
-from memprog.errors import ConfigError
-from memprog.limits import SafetyLimits
+from memprog.core.bench_config import load_bench_config
+from memprog.core.errors import ConfigError
+from memprog.core.limits import SafetyLimits
 
 BENCH = textwrap.dedent(
     """
@@ -62,7 +62,7 @@ def test_unknown_field_and_bad_kind_name_the_field(tmp_path):
 
 
 def test_safety_limits_refuse_before_sending():
-    from memprog.errors import SafetyError
+    from memprog.core.errors import SafetyError
 
     lim = SafetyLimits(set_v_max=2.0, reset_v_max=2.4, width_s_max=1e-6)
     lim.check_pulse([1.0, -2.4], 200e-9)

@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from memprog.cli import app
-from memprog.direct import DirectChipProgrammer
+from memprog.bench.direct import DirectChipProgrammer
 from memprog.protocols.alibart import AlibartParams
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
-from memprog.sim_instruments.presets import get_preset
+from memprog.core.presets import get_preset
 from memprog.store import MissingDataError, VariabilityDB, open_store, stored_run
 
 P = get_preset("tio2_passive")

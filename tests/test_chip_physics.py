@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.sim_instruments import Effects, SimChip, get_preset
 
 ONLY_PULSE_LAW = dict(

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from memprog import cli_options
+from memprog.cli import options as cli_options
 from memprog.cli import app
 
 DB_COMMANDS = ("levels", "tune", "program", "characterize", "insitu")

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from memprog.bench_config import BenchConfig
+from memprog.core.bench_config import BenchConfig
 from memprog.cli import app
-from memprog.cli_common import set_debug
-from memprog.errors import ConfigError
-from memprog.strict_yaml import dump_yaml
+from memprog.cli.common import set_debug
+from memprog.core.errors import ConfigError
+from memprog.core.strict_yaml import dump_yaml
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 

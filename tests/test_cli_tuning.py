@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 pytest.importorskip("memprog.drivers.onchip_programmer")
 
 from memprog.cli import app  # noqa: E402
-from memprog.cli_tuning import parse_indices, parse_values  # noqa: E402
-from memprog.errors import ConfigError  # noqa: E402
+from memprog.cli.tuning import parse_indices, parse_values  # noqa: E402
+from memprog.core.errors import ConfigError  # noqa: E402
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 ONCHIP = str(BENCHES / "sim_onchip.yaml")
@@ -92,7 +92,7 @@ def test_levels_human_and_bad_input(tmp_path):
             "--no-progress",
         ],
     )
-    # exit 0 only when every level is within tolerance (issue 20: memprog.outcome's rule)
+    # exit 0 only when every level is within tolerance (issue 20: memprog.reporting.outcome's rule)
     assert ok.exit_code == (0 if "5 of 5 levels" in ok.stdout else 1), ok.output
     assert "of 5 levels" in ok.stdout and "alibart" in ok.stdout
     bad = r.invoke(app, ["levels", "--bench", ONCHIP, "--levels", "5", "--step-us", "0", "--json"])

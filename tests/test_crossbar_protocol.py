@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from memprog.crossbar_wiring import wiring_from_bench
+from memprog.core.crossbar_wiring import wiring_from_bench
 from memprog.drivers.crossbar_programmer import (
     CrossbarOptions,
     CrossbarProgrammer,
@@ -20,8 +20,8 @@ from memprog.drivers.crossbar_programmer import (
 )
 from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200
-from memprog.errors import SafetyError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import SafetyError
+from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"

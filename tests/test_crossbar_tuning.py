@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memprog.bench import open_bench
+from memprog.bench.assembly import open_bench
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"
 LEVELS_US = np.linspace(100.0, 400.0, 8)

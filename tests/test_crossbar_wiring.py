@@ -6,13 +6,13 @@ import copy
 
 import pytest
 
-from memprog.crossbar_wiring import (
+from memprog.core.crossbar_wiring import (
     CrossbarWiring,
     TerminalRule,
     pmu_channel_number,
     wiring_from_bench,
 )
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 WIRING = {
     "rows": {
@@ -105,7 +105,7 @@ def test_wiring_must_match_the_chip():
 
 
 def test_shipped_bench_files_validate(tmp_path):
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
     from memprog.drivers.crossbar_programmer import CrossbarOptions
     from tests.lab_template_helpers import edited_template
 

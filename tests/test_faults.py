@@ -15,7 +15,7 @@ import yaml
 
 from memprog import open_bench
 from memprog.sim_instruments.faults import FAULT_KINDS, FaultInjector, FaultPlan
-from memprog.strict_yaml import dump_yaml
+from memprog.core.strict_yaml import dump_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memprog.errors import ConfigError, FetchError
+from memprog.core.errors import ConfigError, FetchError
 from memprog.jobs.fetch import check_sha256, fetch_weights, is_url
 
 from .http_fixture import start_server

@@ -4,7 +4,7 @@ Backend: none (pure functions of ``drivers/*_commands.py`` and ``drivers/transpo
 
 Property: for random, truncated or mutated input, a command builder returns its message
 (a ``str``) and a reply parser returns a value, or either raises a typed memprog error
-(:class:`~memprog.errors.MemprogError`); any other exception is a defect (the driver
+(:class:`~memprog.core.errors.MemprogError`); any other exception is a defect (the driver
 would crash with a traceback instead of naming what the instrument said). Builders are
 called with arguments of their annotated types and arbitrary values (NaN, inf, negative,
 huge), parsers with random text and with mutations of real replies. Budget:
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from memprog.drivers import flex_commands, kxci_commands, onchip_commands, tsp_commands
 from memprog.drivers.transport import make_block, parse_block
-from memprog.errors import ConfigError, MemprogError, ProtocolError
+from memprog.core.errors import ConfigError, MemprogError, ProtocolError
 
 from .fuzz_support import NUMBER_TEXT, TEXT, fuzz_settings, message_text
 

@@ -2,7 +2,7 @@
 
 Random bytes, truncated and bit-flipped valid files, hostile ``.npy`` headers (huge, negative
 or lying shapes; object, string, struct, complex, bool dtypes), hostile safetensors headers
-and random CSV text must end in a typed memprog error (``memprog.errors``) or a valid
+and random CSV text must end in a typed memprog error (``memprog.core.errors``) or a valid
 result — never another exception. Bounded memory follows from the loaders reading nothing
 a header claims before checking it: a claim that slipped through would show here as a
 MemoryError (the headers claim up to 10^15 elements).
@@ -27,7 +27,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memprog.errors import MemprogError
+from memprog.core.errors import MemprogError
 from memprog.jobs.weights import ConductanceMap, Network, load_program_input, load_test_set
 
 from .fuzz_support import NUMBER_TEXT, TEXT, fuzz_settings

@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from memprog.cli import app
-from memprog.cli_help import EXAMPLES
+from memprog.cli.help import EXAMPLES
 
 ROOT_CMD = typer.main.get_command(app)
 

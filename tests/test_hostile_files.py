@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from memprog.cli import app
 from memprog.jobs.weights import load_conductance_map, load_program_input, load_test_set
-from memprog.strict_yaml import load_yaml_text
+from memprog.core.strict_yaml import load_yaml_text
 
 CLI = [sys.executable, "-c", "from memprog.cli import main; main()"]
 MEM_CAP_BYTES = 2 * 2**30  # the bombs claim 7.45 GiB and 745 GiB; the CLI itself needs < 1 GiB
@@ -215,7 +215,7 @@ def test_csv_first_row_with_a_number_is_data_not_a_header(tmp_path):
 
 
 def test_csv_header_rule_is_the_same_for_tune_and_program(tmp_path):
-    from memprog.cli_tuning import load_map
+    from memprog.cli.tuning import load_map
 
     m = tmp_path / "m.csv"
     m.write_text("c0,c1\n200,300\nnan,250\n")

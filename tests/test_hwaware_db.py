@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memprog.cli import app
-from memprog.direct import DirectChipProgrammer
+from memprog.bench.direct import DirectChipProgrammer
 from memprog.hwaware.mapping import load_weights
 from memprog.hwaware.variability import VariabilityModel
 from memprog.protocols.characterize import CharacterizeParams, characterize

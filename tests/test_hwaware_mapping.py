@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.hwaware.mapping import (
     WEIGHTS_FORMAT,
     fold_bias,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.hwaware.layers import MLP, HardwareAwareLinear, convert
 from memprog.hwaware.mapping import later_writes
 from memprog.hwaware.transfer import TransferResult, TransferSimulator

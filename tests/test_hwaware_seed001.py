@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.hwaware.layers import MLP, convert
 from memprog.hwaware.order import network_later_writes
 from memprog.hwaware.variability import VariabilityModel
@@ -307,7 +307,7 @@ def test_prediction_holds_on_eight_programmed_tio2_chips(tmp_path):
     stated 0.5 % + 0.5 % stuck devices on both sides). Fails when the prediction and the
     chips disagree: a prediction keyed by another order, chips that are not fresh, a model
     that misses the disturb."""
-    from memprog.direct import DirectChipProgrammer
+    from memprog.bench.direct import DirectChipProgrammer
     from memprog.hwaware.mapping import save_weights
     from memprog.hwaware.training import PAPER_RECIPE, held_out_set, train
     from memprog.jobs.evaluate import compare_with_prediction

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.jobs.jobfile import load_job
 
 PIN = "ab" * 32

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.jobs.placement import Placement, place_network, weights_to_pairs
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.jobs.weights import ConductanceMap, Network, load_program_input, load_test_set
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memprog.bench import open_bench
-from memprog.crossbar_wiring import wiring_from_bench
+from memprog.bench.assembly import open_bench
+from memprog.core.crossbar_wiring import wiring_from_bench
 from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
-from memprog.errors import SafetyError
+from memprog.core.errors import SafetyError
 from tests.protocol_fake import ExpectedProtocol
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import pyvisa
 
-from memprog.bench import open_bench
-from memprog.errors import InstrumentError
+from memprog.bench.assembly import open_bench
+from memprog.core.errors import InstrumentError
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"
 

@@ -20,9 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 import memprog
-from memprog.bench_config import load_bench_config
+from memprog.core.bench_config import load_bench_config
 from memprog.cli import app
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from tests.lab_template_helpers import BENCHES, edited_text
 
 #: template -> the field a user must edit first
@@ -181,7 +181,7 @@ def test_open_bench_names_the_resource_it_cannot_reach(tmp_path):
     """The same connection errors from ``open_bench``: a refused socket, a served WGFMU
     library that nothing serves."""
     pytest.importorskip("pyvisa_py")
-    from memprog.bench import ConnectionFailed
+    from memprog.bench.assembly import ConnectionFailed
 
     path = _lab_onchip_at(tmp_path, _closed_port())
     resource = load_bench_config(path)[0].instruments["controller"].resource

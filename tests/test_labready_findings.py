@@ -15,8 +15,8 @@ from memprog.drivers import kxci_commands as kx
 from memprog.drivers.b1500 import B1500
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.drivers.transport import LinkTimeout
-from memprog.errors import InstrumentError, SafetyError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import InstrumentError, SafetyError
+from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def test_simulated_pmu_models_the_50_ohm_source(tmp_path):
 
     import memprog
     from memprog.sim_instruments import k4200
-    from memprog.strict_yaml import dump_yaml
+    from memprog.core.strict_yaml import dump_yaml
 
     data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
     data["instruments"]["k4200"].setdefault("options", {})["sim_pmu_source_ohm"] = 50.0

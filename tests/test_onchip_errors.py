@@ -14,8 +14,8 @@ import pyvisa
 
 import memprog
 from memprog.drivers.onchip import OnChipController
-from memprog.errors import ConfigError, InstrumentError, SafetyError
-from memprog.limits import SafetyLimits
+from memprog.core.errors import ConfigError, InstrumentError, SafetyError
+from memprog.core.limits import SafetyLimits
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_onchip.yaml"
 

@@ -212,7 +212,7 @@ def test_the_same_stack_runs_over_a_serial_line(tmp_path):
     """ASRL resource: same driver, same commands; the 921,600-baud link sets the bench time."""
     import yaml
 
-    from memprog.strict_yaml import dump_yaml
+    from memprog.core.strict_yaml import dump_yaml
 
     data = yaml.safe_load(BENCH.read_text())
     data["instruments"]["controller"]["resource"] = "ASRL1::INSTR"

@@ -1,4 +1,4 @@
-"""One vocabulary, one rule, one function (issue 20): ``memprog.outcome`` on hand-made cells
+"""One vocabulary, one rule, one function (issue 20): ``memprog.reporting.outcome`` on hand-made cells
 (categories that add up, pairs judged together, the accuracy rule) and the exit codes the
 CLI gives on the simulated benches (in-process, typer's runner): tune with stuck cells
 exits 0 and reports them; program with failed pairs exits 1."""
@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memprog.cli import app
-from memprog.outcome import (
+from memprog.reporting.outcome import (
     CATEGORIES,
     cell_outcome,
     pair_outcome,

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from memprog.cli import app
 from memprog.dashboard import create_app
-from memprog.outcome import (
+from memprog.reporting.outcome import (
     BENIGN_FLAGS,
     CATEGORY_COLOURS,
     ERROR_CMAP,
@@ -162,7 +162,7 @@ def test_the_tune_png_paints_a_drifted_cell_in_its_own_colour(tmp_path):
     non-converged cell, whatever its reason)."""
     import matplotlib.image as mpimg
 
-    from memprog.cli_tuning import _plot_tune
+    from memprog.cli.tuning import _plot_tune
 
     n = 16
     flags = np.array([""] * n, dtype=object)

@@ -1,6 +1,6 @@
 """A second run never overwrites the first's files behind the user's back (issue 27).
 
-The rule (``memprog.cli_outputs``, README "Command line"): an output that is already there
+The rule (``memprog.cli.outputs``, README "Command line"): an output that is already there
 is refused (exit 2, one stderr line naming it, before any run is stored) unless ``--force``.
 Checked for every command that writes a file: ``sim demo``, ``levels``, ``tune --png/--out``,
 ``program`` (its report folder) and ``evaluate --png``. Backend: the simulated on-chip

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
+from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
 from memprog.protocols.array import (
     ArrayJob,
     ArrayParams,
@@ -17,7 +17,7 @@ from memprog.protocols.array import (
 )
 from memprog.protocols.events import MemorySink
 from memprog.sim_instruments.chip import SimChip
-from memprog.sim_instruments.presets import get_preset
+from memprog.core.presets import get_preset
 
 
 def test_orders():

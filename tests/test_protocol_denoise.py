@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
+from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
 from memprog.protocols.denoise import DenoiseParams, DenoiseTuner, tune_denoise
 from memprog.protocols.events import MemorySink
 from memprog.protocols.ladder import ladder_levels, run_ladder

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
+from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
 from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
 from memprog.protocols.ladder import ladder_levels, run_ladder
 from memprog.sim_instruments.chip import SimChip

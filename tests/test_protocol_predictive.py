@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from memprog import open_bench
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
+from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
 from memprog.protocols.array import random_level_map
 from memprog.protocols.events import MemorySink
 from memprog.protocols.predictive import (

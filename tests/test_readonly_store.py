@@ -119,7 +119,7 @@ def test_db_readers_leave_the_store_byte_identical(store_copy, tmp_path, args):
 
 def test_evaluate_reading_the_variability_db_leaves_it_unchanged(store_copy):
     """``memprog evaluate --db`` (and ``train --db``) build their model through this reader."""
-    from memprog.cli_train import load_variability
+    from memprog.cli.train import load_variability
 
     path, _ids = store_copy
     before, files = _sha(path), _files(path.parent)

@@ -1,5 +1,5 @@
 """Direction of each robustness row (issue 10), on small ladders (backend: DirectChipProgrammer
-on altered SimChips built by memprog.robustness; the protocols see only reads).
+on altered SimChips built by memprog.bench.robustness; the protocols see only reads).
 
 A harder chip must show up as fewer levels or more work (pulses or reads), never as more
 levels for less work; an easier one never as fewer levels for more pulses.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from memprog.robustness import PROTOCOLS, ROWS, altered_chip, run_row
+from memprog.bench.robustness import PROTOCOLS, ROWS, altered_chip, run_row
 
 N = 16
 

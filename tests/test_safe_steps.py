@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memprog.errors import InstrumentError
-from memprog.safe_steps import run_safe_steps, try_safe_state
+from memprog.core.errors import InstrumentError
+from memprog.core.safe_steps import run_safe_steps, try_safe_state
 
 
 def test_every_step_runs_and_the_first_error_is_raised():

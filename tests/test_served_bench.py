@@ -109,7 +109,7 @@ def test_single_read_raw_cuts_blocks_on_real_visa(served):
             raw = res.read_raw()
             try:
                 parse_block(raw, "f", False)
-            except memprog.errors.ProtocolError:
+            except memprog.core.errors.ProtocolError:
                 cut += 1
             if len(raw) < 1031:
                 res.read_bytes(1031 - len(raw))

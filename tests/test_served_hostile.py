@@ -269,7 +269,7 @@ def test_write_bench_into_a_missing_directory_is_refused_before_serving(tmp_path
 # ------------------------------------------------------------ the in-process library
 @pytest.fixture
 def library():
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
     from memprog.sim_instruments.base import SimBench
     from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from memprog import open_bench
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
+from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.array import alibart_defaults
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from memprog.sim_instruments.chip import SimChip
-from memprog.sim_instruments.device_params import Effects
-from memprog.sim_instruments.presets import get_preset
+from memprog.core.device_params import Effects
+from memprog.core.presets import get_preset
 
 P = get_preset("tio2_passive")
 QUIET = dict(c2c=False, d2d=False, relaxation=False, disturb=False, stuck=False)

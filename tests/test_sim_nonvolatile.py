@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import memprog
 from memprog.cli import app
-from memprog.errors import ConfigError, InstrumentError
+from memprog.core.errors import ConfigError, InstrumentError
 from memprog.sim_instruments import SimChip
 from memprog.sim_instruments.chip_state import (
     list_chips,

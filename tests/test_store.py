@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from memprog.direct import DirectChipProgrammer
-from memprog.errors import ConfigError
+from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
 from memprog.protocols.alibart import tune_alibart
 from memprog.protocols.array import ArrayJob, ArrayParams
 from memprog.protocols.results import TuneResult
-from memprog.signals import Interrupted, exit_code_for_signal, handle_signals
+from memprog.core.signals import Interrupted, exit_code_for_signal, handle_signals
 from memprog.sim_instruments import SimChip
 from memprog.store import (
     RUN_STATUSES,

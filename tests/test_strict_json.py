@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memprog.cli import app
-from memprog.jsonout import dumps, sanitize, strict_loads
+from memprog.core.jsonout import dumps, sanitize, strict_loads
 from memprog.store import open_store
 
 

@@ -15,14 +15,14 @@ import yaml
 from typer.testing import CliRunner
 
 from memprog.cli import app, sim_app
-from memprog.direct import DirectChipProgrammer
+from memprog.bench.direct import DirectChipProgrammer
 from memprog.protocols.array import program_array
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
-from memprog.sim_instruments.device_params import DeviceParams
-from memprog.sim_instruments.presets import get_preset
+from memprog.core.device_params import DeviceParams
+from memprog.core.presets import get_preset
 from memprog.store import VariabilityDB, open_store, stored_run
-from memprog.twin import calibrate
+from memprog.twin.calibrate import calibrate
 
 P = get_preset("hfo2_1t1r")
 HIDDEN = dict(set_kappa=1.5, reset_kappa=0.6, read_noise_abs_us=0.2, unresponsive_fraction=0.04, c2c_rel_std=0.3)
@@ -104,7 +104,7 @@ def test_cli_calibrate_writes_a_bench_that_tunes(hidden, tmp_path, monkeypatch):
     assert bench["chip"]["sim_params"]["set_kappa"] == pytest.approx(doc["fitted"]["set_kappa"]["value"], rel=1e-6)
     assert all(i["visa_library"] == "@memprog" for i in bench["instruments"].values())
     # the twin bench is a normal bench: open it and tune a few cells
-    from memprog.bench import open_bench
+    from memprog.bench.assembly import open_bench
     from memprog.protocols.alibart import tune_alibart
     from memprog.protocols.array import alibart_defaults
 

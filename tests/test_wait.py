@@ -12,7 +12,7 @@ from memprog import open_bench
 from memprog.drivers.b1500 import B1500, B1500Settings
 from memprog.drivers.keithley707b import Keithley707B
 from memprog.drivers.onchip import OnChipController
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.protocols.programmer import wait_chunks
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_b1500_protocol import CONNECT as B1500_CONNECT

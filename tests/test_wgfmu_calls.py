@@ -24,9 +24,9 @@ from memprog.drivers.wgfmu_patterns import (
     pulse_read_train,
     read_pattern,
 )
-from memprog.errors import ConfigError, InstrumentError, SafetyError
-from memprog.limits import SafetyLimits
-from memprog.probe_wiring import ProbeWiring
+from memprog.core.errors import ConfigError, InstrumentError, SafetyError
+from memprog.core.limits import SafetyLimits
+from memprog.core.probe_wiring import ProbeWiring
 from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 
 ADDR = "GPIB0::17::INSTR"
@@ -320,7 +320,7 @@ def test_a_shared_library_without_the_wgfmu_functions_is_refused():
 
 
 def test_simulated_library_exposes_every_bound_function_with_the_same_prototype():
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
     from memprog.sim_instruments.base import SimBench
 
     cfg, _ = load_bench_config("sim_b1500_wgfmu")

@@ -13,11 +13,11 @@ from ctypes import POINTER, byref, c_char_p, c_double, c_int, create_string_buff
 import numpy as np
 import pytest
 
-from memprog.bench_config import load_bench_config
+from memprog.core.bench_config import load_bench_config
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup
 from memprog.drivers.wgfmu_patterns import MeasureEvent, Pattern, read_pattern
-from memprog.errors import InstrumentError
+from memprog.core.errors import InstrumentError
 from memprog.sim_instruments.base import SimBench
 from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from memprog.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 
 __version__ = "0.1.0"
 
 
-def open_bench(path: str, **kwargs: Any):  # noqa: ANN201 - returns memprog.bench.Bench
-    """Open the bench described by a YAML bench file (see :mod:`memprog.bench`)."""
-    from memprog.bench import open_bench as _open
+def open_bench(path: str, **kwargs: Any):  # noqa: ANN201 - returns memprog.bench.assembly.Bench
+    """Open the bench described by a YAML bench file (see :mod:`memprog.bench.assembly`)."""
+    from memprog.bench.assembly import open_bench as _open
 
     return _open(path, **kwargs)
 

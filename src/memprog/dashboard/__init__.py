@@ -11,7 +11,7 @@ Layout: :mod:`.data` (the only module that reads the store), :mod:`.app` (wiring
 
 from __future__ import annotations
 
-from .app import create_app
-from .data import DashboardData, NotFound
+from memprog.dashboard.app import create_app
+from memprog.dashboard.data import DashboardData, NotFound
 
 __all__ = ["DashboardData", "NotFound", "create_app"]

@@ -12,12 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from memprog.errors import ConfigError, MemprogError
+from memprog.core.errors import ConfigError, MemprogError
 
-from . import pages, routes_run, routes_runs, routes_variability
-from .assets import load_assets
-from .data import DashboardData, NotFound, StoreBusy
-from .security import Guard
+from memprog.dashboard import pages, routes_run, routes_runs, routes_variability
+from memprog.dashboard.assets import load_assets
+from memprog.dashboard.data import DashboardData, NotFound, StoreBusy
+from memprog.dashboard.security import Guard
 
 
 def create_app(store: Any, *, token: str | None = None, local: bool = True,

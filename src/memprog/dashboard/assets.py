@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 MEDIA = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip

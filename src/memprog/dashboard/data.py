@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from memprog.errors import ConfigError, MemprogError
-from memprog.jsonout import dumps
-from memprog.outcome import accuracy_outcome, frame_outcome, palette
+from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.jsonout import dumps
+from memprog.reporting.outcome import accuracy_outcome, frame_outcome, palette
 
 RUN_ID_RE = re.compile(r"[0-9a-f]{12}")
 RUNS_LIMIT_MAX = 10_000
@@ -383,7 +383,7 @@ class DashboardData:
         kind: str = "tune",
         summary: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Counts (from :func:`memprog.outcome.frame_outcome`, the CLI's function, on the
+        """Counts (from :func:`memprog.reporting.outcome.frame_outcome`, the CLI's function, on the
         stored final rows), error statistics and the error histogram."""
         n = len(cells)
         conv = (
@@ -496,7 +496,7 @@ class DashboardData:
         out["flags"] = {
             w: [r[idx].tolist(), c[idx].tolist()] for w, idx in flag_index(cells).items()
         }
-        out["palette"] = palette()  # one colour per flag (memprog.outcome), as the PNGs
+        out["palette"] = palette()  # one colour per flag (memprog.reporting.outcome), as the PNGs
         return out
 
     def cell(self, run_id: str, row: int, col: int) -> dict[str, Any]:
@@ -623,12 +623,12 @@ class DashboardData:
 
 def encode(obj: Any) -> bytes:
     """Compact, strict JSON of ``obj`` (numpy arrays allowed), NaN/inf as null: the
-    project's one encoder (:func:`memprog.jsonout.dumps`)."""
+    project's one encoder (:func:`memprog.core.jsonout.dumps`)."""
     return dumps(obj, separators=(",", ":")).encode()
 
 
 def _outcome_kind(run: dict[str, Any]) -> str:
-    """Which rule of :mod:`memprog.outcome` judges the run's cells."""
+    """Which rule of :mod:`memprog.reporting.outcome` judges the run's cells."""
     k = str(run.get("kind") or "")
     return k if k in ("levels", "program") else "tune"
 

@@ -11,7 +11,7 @@ import html
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .data import NotFound
+from memprog.dashboard.data import NotFound
 
 router = APIRouter()
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .pages import page
+from memprog.dashboard.pages import page
 
 router = APIRouter()
 NO_STORE = {"cache-control": "no-store"}

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from .data import encode
-from .pages import page
+from memprog.dashboard.data import encode
+from memprog.dashboard.pages import page
 
 router = APIRouter()
 

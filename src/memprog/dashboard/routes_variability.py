@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from .pages import page
+from memprog.dashboard.pages import page
 
 router = APIRouter()
 

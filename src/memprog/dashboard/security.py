@@ -19,7 +19,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
 COOKIE = "memprog_token"

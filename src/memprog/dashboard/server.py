@@ -12,9 +12,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from memprog.errors import ConfigError, MemprogError
+from memprog.core.errors import ConfigError, MemprogError
 
-from .security import TOKEN_ENV, check_bind, is_local
+from memprog.dashboard.security import TOKEN_ENV, check_bind, is_local
 
 DEFAULT_PORT = 8050
 
@@ -91,7 +91,7 @@ def serve(prep: Prepared, *, log_level: str = "warning") -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM), then close the socket and the store."""
     import uvicorn
 
-    from .app import create_app
+    from memprog.dashboard.app import create_app
 
     host = prep.sock.getsockname()[0]
     app = create_app(prep.store, token=prep.token, local=is_local(str(host)) or host == "::1")

@@ -16,7 +16,7 @@ EXAMPLES = {"digits": ("digits_64_54_10.pt", "digits_test.npz")}
 
 def example_path(name: str) -> Path:
     """Path of a shipped example file."""
-    from memprog.errors import ConfigError
+    from memprog.core.errors import ConfigError
 
     p = resources.files(__name__) / name
     if not p.is_file():
@@ -26,7 +26,7 @@ def example_path(name: str) -> Path:
 
 def example(name: str = "digits") -> tuple[Path, Path]:
     """(weights, test set) of a shipped example."""
-    from memprog.errors import ConfigError
+    from memprog.core.errors import ConfigError
 
     if name not in EXAMPLES:
         raise ConfigError("example", name, f"one of {sorted(EXAMPLES)}")

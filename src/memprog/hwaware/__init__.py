@@ -11,7 +11,7 @@ Only :mod:`memprog.hwaware.mapping` is torch-free at import; the rest needs torc
 
 from __future__ import annotations
 
-from .mapping import (
+from memprog.hwaware.mapping import (
     WEIGHTS_FORMAT,
     fold_bias,
     later_writes,
@@ -46,19 +46,19 @@ def __getattr__(name: str):
     # torch-backed parts load on first use, so `memprog.hwaware.mapping` stays cheap for the
     # program job
     if name == "VariabilityModel":
-        from .variability import VariabilityModel
+        from memprog.hwaware.variability import VariabilityModel
 
         return VariabilityModel
     if name in ("HardwareAwareLinear", "MLP", "convert"):
-        from . import layers
+        from memprog.hwaware import layers
 
         return getattr(layers, name)
     if name in ("TransferSimulator", "TransferResult", "evaluate_transfers"):
-        from . import transfer
+        from memprog.hwaware import transfer
 
         return getattr(transfer, name)
     if name == "train":
-        from .training import train
+        from memprog.hwaware.training import train
 
         return train
     raise AttributeError(name)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 HALFMOONS_NOISE = 0.2  # [choice] ideal accuracy of the regular 2-8-1 network near 97.5 % (seed 001)
 HALFMOONS_TRAIN, HALFMOONS_TEST = 875, 200  # [Drolet] seed 001

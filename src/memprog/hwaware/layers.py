@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .mapping import ACTIVATIONS
-from .mapping import later_writes as _later_writes
-from .variability import Draw, VariabilityModel
+from memprog.hwaware.mapping import ACTIVATIONS
+from memprog.hwaware.mapping import later_writes as _later_writes
+from memprog.hwaware.variability import Draw, VariabilityModel
 
 _ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 WEIGHTS_FORMAT = "memprog.weights/1"
 DATASETS = ("halfmoons", "digits")
@@ -219,7 +219,7 @@ def load_weights(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("weights", str(path), "an existing weight file written by `memprog train`")
-    from memprog.array_files import MAX_WEIGHT_NUMBERS, check_zip_budget
+    from memprog.core.array_files import MAX_WEIGHT_NUMBERS, check_zip_budget
 
     # torch allocates what the zip's directory states: bound it first (decompression bombs)
     check_zip_budget(path, 8 * MAX_WEIGHT_NUMBERS + 2**24, f"a {WEIGHTS_FORMAT} file (a torch zip archive)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 WEIGHT_FREE_ORDERS = ("row-major", "column-major", "snake")  # orders that do not depend on the targets
 
@@ -67,7 +67,7 @@ def network_later_writes(
 
 def bench_array_shape(bench: str) -> tuple[int, int]:
     """(rows, cols) of a bench file's chip (its name or path), for :func:`network_later_writes`."""
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
 
     cfg, _ = load_bench_config(bench)
     return int(cfg.chip.rows), int(cfg.chip.cols)

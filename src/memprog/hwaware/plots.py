@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .transfer import TransferResult, TransferSimulator
+from memprog.hwaware.transfer import TransferResult, TransferSimulator
 
 
 def plot_evaluation(

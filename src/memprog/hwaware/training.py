@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .datasets import Dataset, load_dataset
-from .layers import MLP, convert, stuck_weight_fraction
-from .mapping import WEIGHTS_FORMAT
-from .variability import VariabilityModel
+from memprog.hwaware.datasets import Dataset, load_dataset
+from memprog.hwaware.layers import MLP, convert, stuck_weight_fraction
+from memprog.hwaware.mapping import WEIGHTS_FORMAT
+from memprog.hwaware.variability import VariabilityModel
 
 DATA_SEED = 0  # one fixed split, like the stored dataset of seed 001: every run sees the same points
 # seed 001's authors train 10,000 epochs; at lr 0.01 the regular half-moons network leaves
@@ -162,7 +162,7 @@ def train(
                 torch.nn.init.zeros_(layer.bias)
     keys = None
     if array_shape is not None:
-        from .order import network_later_writes
+        from memprog.hwaware.order import network_later_writes
 
         keys = network_later_writes(ds.sizes, tuple(array_shape), order)
     gen = torch.Generator(device=device)
@@ -271,7 +271,7 @@ class _StuckFreezer:
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        from .layers import HardwareAwareLinear
+        from memprog.hwaware.layers import HardwareAwareLinear
 
         self.layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
         self.active = any(
@@ -302,7 +302,7 @@ def _robust_score(
     x: torch.Tensor, y: torch.Tensor, n_transfers: int, seed: int,
 ) -> tuple[float, float]:
     """(fraction of points correct in >= 95 % of transfers, mean accuracy over transfers)."""
-    from .transfer import TransferSimulator
+    from memprog.hwaware.transfer import TransferSimulator
 
     layers = [(m.weight.detach(), m.bias.detach()) for m in model.layers]
     dev = x.device

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .mapping import later_writes as _later_writes
-from .variability import VariabilityModel
+from memprog.hwaware.mapping import later_writes as _later_writes
+from memprog.hwaware.variability import VariabilityModel
 
 # Seed 001's table (Supplementary Note 3): lower and upper bounds in percent; 100 is exact.
 BINS: tuple[tuple[str, float, float], ...] = (
@@ -259,7 +259,7 @@ class TransferSimulator:
 def layout_later_writes(weights: dict, array_shape: tuple[int, int] | None = None, order: str | None = None) -> list | None:
     """The disturb keys of a weight dict: for ``array_shape`` (a chip) when given, else the
     layout it was trained for (its ``disturb_layout``), else None (each layer alone)."""
-    from .order import network_later_writes
+    from memprog.hwaware.order import network_later_writes
 
     lay = weights.get("disturb_layout") or {}
     shape = array_shape if array_shape is not None else lay.get("array_shape")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 # Published transfer figures per technology preset, each with its source. The simulator's
 # presets describe the device physics; what write-verify on that physics yields (tuning
@@ -386,7 +386,7 @@ class VariabilityModel:
         stuck conductances stay the measured ones where the census found some of that kind;
         otherwise the preset's stuck distributions stand in (listed in ``notes``).
         """
-        from memprog.sim_instruments.presets import get_preset
+        from memprog.core.presets import get_preset
 
         kw = {f: getattr(self, f) for f in self.__dataclass_fields__}
         kw["notes"] = list(self.notes)
@@ -417,7 +417,7 @@ class VariabilityModel:
         measured. Stuck devices: the preset's fractions and distributions (HRS uniform, LRS
         normal), as quantiles.
         """
-        from memprog.sim_instruments.presets import get_preset
+        from memprog.core.presets import get_preset
 
         p = get_preset(name)
         pub = _PUBLISHED.get(name)

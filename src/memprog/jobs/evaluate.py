@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from memprog.errors import ConfigError
-from memprog.strict_yaml import dump_yaml
+from memprog.core.errors import ConfigError
+from memprog.core.strict_yaml import dump_yaml
 
-from .program import ProgramParams, run_program
-from .weights import Network, load_program_input
+from memprog.jobs.program import ProgramParams, run_program
+from memprog.jobs.weights import Network, load_program_input
 
 
 def fresh_chip_bench(bench: str | Path, seed: int, folder: Path) -> Path:
     """A copy of a simulated bench file whose chip has another seed (another chip)."""
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
 
     cfg, path = load_bench_config(bench)
     if not all(i.simulated for i in cfg.instruments.values()):
@@ -98,7 +98,7 @@ def compare_with_prediction(
     g_range = None
     if net.mapping is not None:
         g_range = (net.mapping["g_min_us"], net.mapping["g_max_us"])
-    from memprog.bench_config import load_bench_config
+    from memprog.core.bench_config import load_bench_config
     from memprog.hwaware.order import network_later_writes
 
     cfg, _ = load_bench_config(bench)

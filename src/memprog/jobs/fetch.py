@@ -14,7 +14,7 @@ what a lab needs around it:
 - **a size cap** checked before (``Content-Length``) and during the download, so a
   server cannot fill the disk or memory;
 - **one line for every failure**, naming the URL with its credentials masked: a 404, a
-  refused connection, a timeout or a truncated body is a :class:`~memprog.errors.FetchError`
+  refused connection, a timeout or a truncated body is a :class:`~memprog.core.errors.FetchError`
   (exit 3: the input may be right and the network wrong).
 
 ``file://`` URLs and plain paths are read in place (hashed, pinned, never copied); other
@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from memprog.errors import ConfigError, FetchError
+from memprog.core.errors import ConfigError, FetchError
 from memprog.store.urls import mask_url
 
 # [choice] 256 MiB: a 1024x1024 float32 layer is 4 MiB; the largest network a fleet of

@@ -60,8 +60,8 @@ import numpy as np
 import yaml
 from pydantic import Field, model_validator
 
-from memprog.bench_config import load_bench_config, resolve_bench_path
-from memprog.errors import ConfigError
+from memprog.core.bench_config import load_bench_config, resolve_bench_path
+from memprog.core.errors import ConfigError
 from memprog.hwaware.mapping import (
     WEIGHTS_FORMAT,
     pairs_to_weights,
@@ -71,8 +71,8 @@ from memprog.hwaware.mapping import (
 from memprog.hwaware.mapping import save_weights as write_weight_file
 from memprog.protocols.common import Progress
 from memprog.protocols.events import EventSink, sink_or_null
-from memprog.strict_yaml import dump_yaml
-from memprog.validation import MemprogModel
+from memprog.core.strict_yaml import dump_yaml
+from memprog.core.validation import MemprogModel
 
 CALIBRATION_ROWS = 4
 # [choice] standard error of the mean the final read of the saved weights aims at: a tenth
@@ -1031,7 +1031,7 @@ def run_insitu_job(
     pair mapping). The summary gives that file's software accuracy on the test set
     (``weights_software_accuracy``) beside the chip's (``chip_accuracy``, the same figure
     as ``test_accuracy``). On Ctrl-C (or SIGTERM/SIGHUP as
-    ``memprog.signals.Interrupted``) the chip's weights at the last completed epoch are
+    ``memprog.core.signals.Interrupted``) the chip's weights at the last completed epoch are
     written to ``out`` first (and handed to ``on_partial``), the bench is left safe by its
     ``with`` block, and the interrupt propagates.
 
@@ -1040,7 +1040,7 @@ def run_insitu_job(
         opener: opens a bench file as a context manager (default :func:`memprog.open_bench`;
             the CLI passes its run context's, which records the safe state).
     """
-    from memprog.bench import open_bench
+    from memprog.bench.assembly import open_bench
 
     p = params or InsituParams()
     say = log or (lambda _m: None)

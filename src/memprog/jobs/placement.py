@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 
 @dataclass

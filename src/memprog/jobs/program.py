@@ -32,17 +32,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 from memprog.protocols.common import Clock, Progress, target_range_us
 from memprog.protocols.events import EventSink, EventsOnly, sink_or_null
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_DISTURBED, FLAG_SKIPPED, FLAG_STUCK, TuneResult, add_flag
 from memprog.protocols.settle import adaptive_read, resolve_settle_s, settle_and_reverify
-from memprog.validation import MemprogModel
+from memprog.core.validation import MemprogModel
 
-from .fetch import file_sha256  # noqa: F401 - re-exported: the job's content hash
-from .placement import Placement, copy0_order, place_network, weights_to_pairs
-from .weights import ConductanceMap, Network, predict_from_scores
+from memprog.jobs.fetch import file_sha256  # noqa: F401 - re-exported: the job's content hash
+from memprog.jobs.placement import Placement, copy0_order, place_network, weights_to_pairs
+from memprog.jobs.weights import ConductanceMap, Network, predict_from_scores
 
 PROTOCOLS = ("alibart", "feedforward", "denoise", "predictive")
 
@@ -81,7 +81,7 @@ class ProgramParams(MemprogModel):
         ge=0,
         le=1,
         description="the job holds when chip accuracy is at most this much (a fraction: "
-        "0.03 = 3 points) below software (memprog.outcome)",
+        "0.03 = 3 points) below software (memprog.reporting.outcome)",
     )
     order: Literal["row-major", "column-major", "snake", "high-first", "low-first"] = Field(
         default="row-major",
@@ -132,8 +132,8 @@ class ProgramReport:
     accuracy_tolerance: float = 0.03
 
     def outcome(self) -> dict[str, Any]:
-        """What the job achieved and its exit decision (:func:`memprog.outcome.report_outcome`)."""
-        from memprog.outcome import report_outcome
+        """What the job achieved and its exit decision (:func:`memprog.reporting.outcome.report_outcome`)."""
+        from memprog.reporting.outcome import report_outcome
 
         return report_outcome(self, self.accuracy_tolerance)
 
@@ -514,7 +514,7 @@ def program_plan(
                 "resume", f"{len(outside)} stored cells outside the plan", "a run of the same weights and bench"
             )
         have = {pos[int(f)]: k for k, f in enumerate(dflat)}
-    # layer/i/j/sign/nominal_us: what memprog.outcome needs to judge the pairs, stored
+    # layer/i/j/sign/nominal_us: what memprog.reporting.outcome needs to judge the pairs, stored
     # with every cell so the dashboard recomputes the CLI's numbers from the store
     extra = {
         "layer": c["layer"], "copy": c["copy"], "sign": c["sign"], "i": c["i"], "j": c["j"],
@@ -659,7 +659,7 @@ def settle_pairs(
 ) -> int:
     """After the job's settle: make up, once more, for a copy that cannot hold its share.
 
-    Why: a pair's copies are judged together (memprog.outcome), and twin compensation during
+    Why: a pair's copies are judged together (memprog.reporting.outcome), and twin compensation during
     programming aims the last copy at ``2·G − what the first reached`` — but a stuck cell's
     reading moves (its telegraph noise, its slow drift) and a copy the protocol gave up on
     ends where it ends. With the settled reads in hand, a pair outside its band whose one
@@ -787,7 +787,7 @@ def vmm_forward(
                     z[n, t.out_lo : t.out_hi] += diff * (s[n] / input_v)
                 bar.update(a.shape[0])
             z *= plan.scales[k] / pl.copies
-            from .weights import activate
+            from memprog.jobs.weights import activate
 
             a = activate(z, net.output if k == nl - 1 else net.activation)
     finally:
@@ -825,7 +825,7 @@ def run_program(
     """Program ``source`` on an open bench, settle, verify, run the network; see the module docstring.
 
     Args:
-        bench: an open :class:`~memprog.bench.Bench` (or anything with ``programmer``).
+        bench: an open :class:`~memprog.bench.assembly.Bench` (or anything with ``programmer``).
         source: a :class:`Network` or a :class:`ConductanceMap`.
         test_set: (x [n, in], labels [n]) for software vs chip accuracy.
         sink: where cells and events go (a run store's sink).
@@ -851,7 +851,7 @@ def run_program(
     resume_info = None
     if done is not None and len(done):
         # resume reads before it trusts: kept cells now outside their band are tuned again
-        from .resume_reads import reread_kept
+        from memprog.jobs.resume_reads import reread_kept
 
         done, resume_info = reread_kept(prog, done, p.tolerance_rel, p.tolerance_min_us, plan.n, s)
     stats: dict[str, int] = {}
@@ -1004,7 +1004,7 @@ def write_report(
     path = out / "report.json"
     files["report_json"] = str(path)
     summary["report"] = files
-    from memprog.jsonout import dumps
+    from memprog.core.jsonout import dumps
 
     path.write_text(dumps(summary, indent=2))  # strict: null, never NaN
     return files
@@ -1013,11 +1013,11 @@ def write_report(
 def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str, chip: str | None = None) -> None:
     """Target, achieved and error maps of one layer's cells, at their physical array positions.
 
-    Colour limits are percentiles (memprog.figures): a few stuck cells hundreds of µS away
+    Colour limits are percentiles (memprog.reporting.figures): a few stuck cells hundreds of µS away
     must not make target and achieved look alike; flagged cells carry their own colours.
     """
-    from memprog.figures import array_axes, heat_map, paint_flags, pyplot, robust_limits, run_title
-    from memprog.outcome import ERROR_CMAP, within_tolerance
+    from memprog.reporting.figures import array_axes, heat_map, paint_flags, pyplot, robust_limits, run_title
+    from memprog.reporting.outcome import ERROR_CMAP, within_tolerance
 
     plt = pyplot()
     r = report.result

@@ -3,7 +3,7 @@
 Why a module of its own: weight files come from elsewhere (the cloud, a colleague, a
 download: Rao 2023's "train in the cloud, program at the edge"), so loading them is the
 job's trust boundary. Everything here runs before the bench is opened, and everything that
-could go wrong with a file is a :class:`~memprog.errors.ConfigError` naming the file and
+could go wrong with a file is a :class:`~memprog.core.errors.ConfigError` naming the file and
 what was expected:
 
 - ``.pt``/``.pth``: ``torch.load(weights_only=True)`` only — a pickle that would build
@@ -20,7 +20,7 @@ Every tensor must be finite, every layer's input width must equal the previous l
 output width, and a file must be what its extension says (a zip that is not a torch
 archive, a text file named ``.npz`` ... are refused with the reason).
 
-Every file is bounded before it is read (:mod:`memprog.array_files`): ``.npy`` headers
+Every file is bounded before it is read (:mod:`memprog.core.array_files`): ``.npy`` headers
 (also inside ``.npz``, without decompressing the data), safetensors headers and a torch
 zip's stated sizes are checked against what the file may be — a map no larger than the
 largest chip (4096 x 4096), a tensor of at most that chip's cells (a layer may be tiled,
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from memprog.array_files import (
+from memprog.core.array_files import (
     MAX_MAP_CELLS,
     MAX_TEST_NUMBERS,
     MAX_WEIGHT_NUMBERS,
@@ -50,8 +50,8 @@ from memprog.array_files import (
     load_safetensors,
     read_csv_numbers,
 )
-from memprog.bench_config import MAX_CHIP_SIDE
-from memprog.errors import ConfigError
+from memprog.core.bench_config import MAX_CHIP_SIDE
+from memprog.core.errors import ConfigError
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
 MAP_SUFFIXES = (".csv", ".npy")
@@ -186,7 +186,7 @@ def load_conductance_map(path: Path, parameter: str = "weights") -> np.ndarray:
     The one map reader of ``program`` and ``tune --map`` (``parameter`` names the option in
     errors). At most ``MAX_CHIP_SIDE`` x ``MAX_CHIP_SIDE`` cells: no chip holds more. A CSV
     may start with one header row, recognised only when none of its cells is a number
-    (:func:`memprog.array_files.read_csv_numbers`); any other non-numeric cell is refused
+    (:func:`memprog.core.array_files.read_csv_numbers`); any other non-numeric cell is refused
     with its line and column.
     """
     path = Path(path)

@@ -15,7 +15,7 @@ See :mod:`memprog.store.core` (runs, cells, events, traces), :mod:`memprog.store
 
 from __future__ import annotations
 
-from .core import (
+from memprog.store.core import (
     RUN_KINDS,
     RUN_STATUSES,
     RunHandle,
@@ -27,7 +27,7 @@ from .core import (
     open_store,
     stored_run,
 )
-from .variability import MissingDataError, VariabilityDB, import_variability
+from memprog.store.variability import MissingDataError, VariabilityDB, import_variability
 
 __all__ = [
     "RUN_KINDS",

@@ -43,13 +43,13 @@ from sqlalchemy import create_engine, delete, event, func, insert, select, updat
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from memprog.errors import ConfigError, MemprogError
+from memprog.core.errors import ConfigError, MemprogError
 from memprog.protocols.results import TuneResult
 
-from . import migrate
-from .columnar import from_ipc, table_from_columns, to_ipc
-from .models import CellBatch, Event, Run, SampleBatch, TraceBatch
-from .urls import check_url, mask_url, scrub
+from memprog.store import migrate
+from memprog.store.columnar import from_ipc, table_from_columns, to_ipc
+from memprog.store.models import CellBatch, Event, Run, SampleBatch, TraceBatch
+from memprog.store.urls import check_url, mask_url, scrub
 
 RUN_STATUSES = ("running", "complete", "interrupted", "failed")
 RUN_KINDS = ("tune", "array", "levels", "characterize", "program", "insitu", "train")
@@ -151,7 +151,7 @@ def _one_line(exc: BaseException | str) -> str:
 
 def _json(obj: Any) -> str:
     # strict (NaN/inf -> null): a stored summary is read back by the dashboard and scripts
-    from memprog.jsonout import dumps
+    from memprog.core.jsonout import dumps
 
     return dumps(obj, fallback=_jsonable)
 
@@ -300,7 +300,7 @@ def _sqlite_schema_lock(engine: Any) -> Iterator[None]:
     the block ends: :mod:`.schema_lock`) orders them; on PostgreSQL the migration takes an
     advisory lock instead.
     """
-    from .schema_lock import exclusive_beside
+    from memprog.store.schema_lock import exclusive_beside
 
     path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
     if not path or path == ":memory:":
@@ -1150,10 +1150,10 @@ def stored_run(store: Store, *, trace: bool = False, quiet: bool = False, **star
 
     Prints ``memprog: run <id> started (db <masked url>)`` to stderr (unless ``quiet``).
     Normal exit: status ``complete`` (or the handle's ``status``). KeyboardInterrupt or
-    :class:`memprog.signals.Interrupted`: the buffered cells are committed, the run is
+    :class:`memprog.core.signals.Interrupted`: the buffered cells are committed, the run is
     marked ``interrupted`` and the exception re-raised. Any other exception: ``failed``.
     """
-    from memprog.signals import interrupt_signum, signal_name
+    from memprog.core.signals import interrupt_signum, signal_name
 
     run_id = store.start_run(**start_run_kwargs)
     if not quiet:

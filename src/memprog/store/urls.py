@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
 MASK = "***"
 # query parameters whose value is a credential; matched as substrings, case-insensitive

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memprog.errors import ConfigError
+from memprog.core.errors import ConfigError
 
-from .core import Store, open_store
+from memprog.store.core import Store, open_store
 
 
 class MissingDataError(ConfigError):
@@ -48,7 +48,7 @@ class MissingDataError(ConfigError):
 def _open_reader(url: str | None) -> Store:
     """The store at ``url`` read-only; a store file that does not exist yet reads as an empty
     store (in memory: a reader creates no file), so the tables say which command fills them."""
-    from memprog.errors import ConfigError
+    from memprog.core.errors import ConfigError
 
     try:
         return open_store(url, read_only=True)
@@ -113,7 +113,7 @@ class VariabilityDB:
         return df
 
     def _where(self) -> str:
-        from .core import mask_url
+        from memprog.store.core import mask_url
 
         parts = [mask_url(self.url)]
         if self.chip_id:

@@ -44,7 +44,7 @@ const MP = {
     try { const h = await MP.json("/api/health"); document.getElementById("db").textContent = h.db; } catch (e) { /* ignore */ }
   },
   plotConfig: { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"] },
-  // The colour tables come from the server (memprog.outcome.palette(): the same table the
+  // The colour tables come from the server (memprog.reporting.outcome.palette(): the same table the
   // PNGs use): one colour per flag, failures never in a benign colour. setPalette() installs
   // the table a document carries; until then nothing is painted in a flag colour.
   FLAG_ORDER: [],

@@ -44,7 +44,7 @@
   const VIRIDIS = ["#440154", "#48186a", "#472d7b", "#424086", "#3b528b", "#33638d", "#2c728e", "#26828e", "#21918c",
     "#1fa088", "#28ae80", "#3fbc73", "#5ec962", "#84d44b", "#addc30", "#d8e219", "#fde725"].map((h, i, a) => [i / (a.length - 1), hexRgb(h)]);
   // the error map's scale: the PNGs' colormap (matplotlib coolwarm: negative blue, positive
-  // red), sampled by the server (memprog.outcome.ERROR_COLOURSCALE) and sent in each document
+  // red), sampled by the server (memprog.reporting.outcome.ERROR_COLOURSCALE) and sent in each document
   const errorStops = () => (MP.ERROR_SCALE || [[0, "#3b4cc0"], [0.5, "#dddcdc"], [1, "#b40426"]]).map(([t, h]) => [t, hexRgb(h)]);
   function lut(stops) {
     const out = new Uint8ClampedArray(256 * 3);
@@ -85,7 +85,7 @@
     el.appendChild(cv);
   }
   // the conductance colour range: 1st-99th percentile of target and achieved (as the PNGs,
-  // memprog.figures), so a few stuck cells hundreds of µS away saturate instead of
+  // memprog.reporting.figures), so a few stuck cells hundreds of µS away saturate instead of
   // flattening every working cell into one colour; m.zNote says so on the chart
   function zRange(m) {
     if (m.zRange) return m.zRange;
@@ -309,7 +309,7 @@
       ["within tolerance", d.within_tolerance === null ? "—" : MP.int(d.within_tolerance)],
       ["max |error| µS", MP.num(d.max_abs_error_us, 3)], ["mean |error| µS", MP.num(d.mean_abs_error_us, 3)]];
     if (d.max_verify_err_us !== null && d.max_verify_err_us !== undefined) tiles.splice(3, 0, ["largest |read − level| µS", MP.num(d.max_verify_err_us, 3)]);
-    const o = d.outcome;  // memprog.outcome: the CLI's counts, from the stored final rows
+    const o = d.outcome;  // memprog.reporting.outcome: the CLI's counts, from the stored final rows
     if (o) {
       tiles.push(["stuck (reported)", MP.int(o.stuck)], ["working, outside tolerance", MP.int(o.failed)]);
       if (o.pairs !== undefined) tiles.push(["pairs within tolerance", `${MP.int(o.pairs_within_tolerance)} / ${MP.int(o.pairs)}`]);

@@ -1,0 +1,74 @@
+"""The ``memprog`` command line: one module per command group, assembled here.
+
+Every command prints a human summary by default and exactly one JSON document with
+``--json`` (nothing else on stdout; progress bars go to stderr), so lab scripts can call it.
+The CLI is the top floor: it may import every room below and nothing imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from memprog import __version__
+from memprog.cli import (
+    bench,
+    common,
+    dashboard,
+    db,
+    demo,
+    help,
+    insitu,
+    program,
+    sim,
+    train,
+    tuning,
+    twin,
+)
+from memprog.cli.common import JsonOpt, emit
+from memprog.core.errors import MemprogError
+
+app = typer.Typer(help="Program memristor chips to precise conductances.", no_args_is_help=True)
+sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback behind an error (also MEMPROG_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Program memristor chips to precise conductances."""
+    common.set_debug(debug)
+
+
+@app.command()
+def version(as_json: JsonOpt = False) -> None:
+    """Show the memprog version."""
+    emit({"version": __version__}, as_json, f"memprog {__version__}")
+
+
+# the order of registration is the order of ``memprog --help``
+tuning.register(app)
+demo.register(sim_app)
+sim.register(sim_app)  # sim serve, sim chips, sim reset
+twin.register(sim_app)  # sim calibrate
+db.register(app)
+insitu.register(app)
+train.register(app)  # train, evaluate
+program.register(app)
+dashboard.register(app)
+bench.register(app)  # bench check
+help.tidy(app)  # whole-sentence help, an example per command
+
+
+def main() -> None:
+    """Entry point of the ``memprog`` script."""
+    try:
+        app()
+    except MemprogError as exc:  # pragma: no cover - typer handles most
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,406 @@
+"""``memprog db ...`` (the run store and the variability database) and ``memprog characterize``.
+
+Thin over :mod:`memprog.store` (the CLI never builds SQL): every command takes ``--db URL``
+(default ``$MEMPROG_DB`` or the user's SQLite file) and ``--json`` (one document on stdout).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from memprog.cli import options as O
+from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
+from memprog.cli.runs import DbOpt
+from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.jsonout import dumps
+
+db_app = typer.Typer(help="The run store and the variability database.", no_args_is_help=True)
+
+
+def _open(db: str | None, read_only: bool = True) -> Any:
+    from memprog.store import open_store
+
+    try:
+        return open_store(db, read_only=read_only)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+@db_app.command("summary")
+def summary_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Runs by status and kind, stored cells, and what each variability table holds."""
+    from memprog.store import VariabilityDB, mask_url
+
+    store = _open(db)
+    try:
+        runs = store.list_runs()
+        tables = VariabilityDB(store=store).summary()
+        doc = {
+            "db": mask_url(store.url),
+            "runs": int(len(runs)),
+            "by_status": {k: int(v) for k, v in runs["status"].value_counts().items()},
+            "by_kind": {k: int(v) for k, v in runs["kind"].value_counts().items()},
+            "cells": int(runs["cells_done"].fillna(0).sum()),
+            "variability": tables,
+        }
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    lines = [f"store {doc['db']}: {doc['runs']} runs, {doc['cells']} stored cells"]
+    lines.append("  by status: " + (", ".join(f"{k} {v}" for k, v in doc["by_status"].items()) or "none"))
+    lines.append("  by kind:   " + (", ".join(f"{k} {v}" for k, v in doc["by_kind"].items()) or "none"))
+    lines.append(
+        f"  variability ({tables['characterize_runs']} characterize runs): "
+        + ", ".join(f"{t} {tables[t]} samples" for t in ("imprecision", "disturb", "stuck", "rtn"))
+    )
+    emit(doc, as_json, "\n".join(lines))
+
+
+@db_app.command("chips")
+def chips_cmd(
+    db: DbOpt = None,
+    chip: Annotated[str | None, typer.Option("--chip", help="Only this chip id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each chip the store knows and the weights last programmed on it: sha256, source,
+    run id, when, and chip accuracy where the run measured it (a run that did not finish
+    is marked PARTIAL: the chip holds a mix).
+
+    Example: memprog db chips --json
+    """
+    from memprog.store.chips import chips_on_record, format_chips
+
+    store = _open(db)
+    try:
+        chips = chips_on_record(store, chip)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    if chip is not None and not chips:
+        raise fail(ConfigError("--chip", chip, "a chip id this store has runs for", "memprog db chips lists them"))
+    emit({"chips": chips}, as_json, format_chips(chips))
+
+
+@db_app.command("runs")
+def runs_cmd(
+    db: DbOpt = None,
+    kind: Annotated[str | None, typer.Option("--kind", callback=O.choice_of(lambda: __import__("memprog.store").store.RUN_KINDS), help="Only runs of this kind.")] = None,
+    status: Annotated[str | None, typer.Option("--status", callback=O.choice_of(lambda: __import__("memprog.store").store.RUN_STATUSES), help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option("--limit", callback=O.int_in(1, O.MAX_LIMIT), help="At most this many (newest first).")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The stored runs, newest first: run_id, kind, bench, status, start, cells done."""
+    store = _open(db)
+    try:
+        df = store.list_runs(kind=kind, status=status, limit=limit)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(dumps({"runs": _records(df)}))
+        return
+    if df.empty:
+        typer.echo("no runs")
+        return
+    lines = [f"{'run_id':12}  {'kind':12} {'status':11} {'started (UTC)':19}  {'cells':>11}  bench"]
+    for r in df.itertuples():
+        total = "" if r.cells_total is None or r.cells_total != r.cells_total else f"/{int(r.cells_total)}"
+        lines.append(
+            f"{r.run_id:12}  {r.kind:12} {r.status:11} {r.started_at:%Y-%m-%d %H:%M:%S}  "
+            f"{str(int(r.cells_done)) + total:>11}  {r.bench or ''}"
+        )
+    typer.echo("\n".join(lines))
+
+
+@db_app.command("export")
+def export_cmd(
+    run: Annotated[str, typer.Option("--run", help="RUN_ID to export.")],
+    out: Annotated[Path, typer.Option("--out", callback=O.out_file(".parquet", ".csv"), help="File to write (.parquet or .csv).")],
+    traces: Annotated[
+        bool,
+        typer.Option(
+            "--traces",
+            help="The run's pulse/read trace (stored with --trace) instead of its cells.",
+        ),
+    ] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One row per cell of a run (row, col, target_us, final_us, pulses, converged, flags,
+    ...), or with --traces one row per pulse or read: record, kind, row, col, amplitude_v,
+    width_s, gate_v, g_us."""
+    if out.suffix not in (".parquet", ".csv"):
+        raise fail(ConfigError("--out", str(out), "a .parquet or .csv file"))
+    store = _open(db)
+    try:
+        info = store.get_run(run)
+        df = store.traces(run) if traces else store.cells(run).drop(columns=["seq"])
+        if traces and df.empty:
+            raise ConfigError("--traces", run, "a run stored with --trace", "it holds no trace")
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    try:
+        if out.suffix == ".parquet":
+            df.to_parquet(out, index=False)
+        else:
+            df.to_csv(out, index=False)
+    except OSError as exc:
+        raise fail(ConfigError("--out", str(out), "a writable file", exc.strerror or str(exc))) from exc
+    what = "trace_records" if traces else "cells"
+    doc = {"run_id": run, "status": info["status"], what: int(len(df)), "out": str(out)}
+    emit(doc, as_json, f"run {run} ({info['status']}): {len(df)} {what.replace('_', ' ')} -> {out}")
+
+
+@db_app.command("export-variability")
+def export_variability_cmd(
+    out: Annotated[Path, typer.Option("--out", callback=O.out_file(".parquet"), help="Parquet file to write.")],
+    db: DbOpt = None,
+    chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip.")] = None,
+    technology: Annotated[str | None, typer.Option("--technology", help="Only this technology.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every characterisation sample (imprecision, disturb, stuck, rtn, range) to one Parquet
+    file, for a training machine (`memprog db import-variability` there)."""
+    from memprog.store import VariabilityDB
+
+    try:
+        vdb = VariabilityDB(db, chip_id=chip_id, technology=technology)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    try:
+        counts = vdb.export_parquet(out)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        vdb.close()
+    doc = {"out": str(out), "rows": counts}
+    emit(doc, as_json, f"{out}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+
+
+@db_app.command("import-variability")
+def import_variability_cmd(
+    path: Annotated[Path, typer.Argument(help="Parquet file from `memprog db export-variability`.")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load an exported variability file into this store (as characterize runs)."""
+    from memprog.store import import_variability
+
+    try:
+        doc = import_variability(db, path)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    emit(
+        doc,
+        as_json,
+        f"imported {len(doc['runs'])} characterize runs: "
+        + ", ".join(f"{t} {n}" for t, n in doc["rows"].items()),
+    )
+
+
+@db_app.command("upgrade")
+def upgrade_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Create or migrate the store's schema to this memprog's newest revision."""
+    from memprog.store import mask_url, migrate
+
+    store = _open(db, read_only=False)
+    with store.engine.connect() as c:
+        rev = migrate.current_revision(c)
+    store.close()
+    doc = {"db": mask_url(store.url), "revision": rev}
+    emit(doc, as_json, f"{doc['db']}: schema revision {rev} (newest)")
+
+
+@db_app.command("reap")
+def reap_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Mark 'interrupted' the runs left 'running' by a process of this host that is gone.
+
+    A run killed outright (kill -9, a power cut) never ends itself; every new run does this
+    too. Runs of other hosts are left alone (their processes cannot be seen from here).
+    """
+    from memprog.store import mask_url
+
+    store = _open(db, read_only=False)
+    try:
+        reaped = store.reap_dead_runs()
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    doc = {"db": mask_url(store.url), "reaped": reaped}
+    emit(doc, as_json, f"{doc['db']}: {len(reaped)} run(s) marked interrupted" + "".join(f"\n  {r}" for r in reaped))
+
+
+@db_app.command("variability")
+def variability_cmd(
+    db: DbOpt = None,
+    chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip.")] = None,
+    technology: Annotated[str | None, typer.Option("--technology", help="Only this technology.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The derived tables: imprecision by level (and its fit), disturb by later writes,
+    stuck fractions, RTN before/after denoising."""
+    from memprog.store import VariabilityDB
+
+    try:
+        vdb = VariabilityDB(db, chip_id=chip_id, technology=technology)
+        doc = variability_report(vdb)
+        if not doc["runs"]["characterize_runs"]:
+            raise _no_characterize_runs(db, chip_id, technology)
+    except MemprogError as exc:
+        raise fail(exc) from exc
+    emit(doc, as_json, format_variability(doc))
+
+
+def _no_characterize_runs(url: str | None, chip_id: str | None, technology: str | None) -> ConfigError:
+    """Nothing to derive the tables from: say which command stores what they need.
+
+    Why: an empty table set printed with exit 0 reads like "no variability", and leaves a
+    new user guessing where the data comes from (like ``db export --traces`` on a run
+    without traces, "nothing to show" is refused input, exit 2).
+    """
+    from memprog.store import default_db_url, mask_url
+
+    db_opt = "" if url is None else f" --db {mask_url(url)}"  # --db given: the same store
+    url = url or default_db_url()
+    which = " ".join(
+        f"--{k} {v}" for k, v in (("chip-id", chip_id), ("technology", technology)) if v is not None
+    )
+    return ConfigError(
+        "db",
+        mask_url(url),
+        "a store holding characterize runs" + (f" ({which})" if which else ""),
+        f"it holds none; run `memprog characterize --bench BENCH{db_opt}` first "
+        "(it stores the samples these tables come from)",
+    )
+
+
+def variability_report(vdb: Any) -> dict[str, Any]:
+    """The derived tables as plain JSON-ready data (missing tables: None)."""
+    from memprog.store import MissingDataError
+
+    doc: dict[str, Any] = {"runs": vdb.summary()}
+
+    def get(name: str, fn: Any) -> None:
+        try:
+            v = fn()
+            doc[name] = _records(v) if hasattr(v, "to_json") else v
+        except MissingDataError:
+            doc[name] = None
+
+    get("imprecision", vdb.imprecision)
+    get("imprecision_fit", vdb.imprecision_fit)
+    get("disturb", vdb.disturb_table)
+    get("stuck_fractions", vdb.stuck_fractions)
+    get("rtn", vdb.rtn_stats)
+    get("g_range_us", vdb.g_range_us)
+    return doc
+
+
+def format_variability(doc: dict[str, Any]) -> str:
+    """Human text of :func:`variability_report`."""
+    lines = []
+    if doc.get("g_range_us"):
+        lo, hi = doc["g_range_us"]
+        lines.append(f"working range {lo:.1f}-{hi:.1f} µS")
+    if doc.get("imprecision"):
+        lines.append("tuning imprecision   level µS   std %   mean offset %   reads")
+        for r in doc["imprecision"]:
+            lines.append(
+                f"                     {r['level_us']:8.1f}  {r['std_pct']:6.3f}  {r['mean_offset_pct']:+13.3f}  {r['n_samples']:6d}"
+            )
+        f = doc["imprecision_fit"]
+        lines.append(
+            f"  fit std%(G) = {f['slope_pct_per_us']:.5f}·G + {f['intercept_pct']:.3f}; "
+            f"offset {f['offset_mean_pct']:+.3f} ± {f['offset_std_pct']:.3f} %"
+        )
+    if doc.get("disturb"):
+        lines.append("disturb   later writes   mean µS   std µS      n")
+        for r in doc["disturb"]:
+            lines.append(f"          {r['later_writes']:12d}  {r['mean_us']:+8.2f}  {r['std_us'] if r['std_us'] is not None else float('nan'):7.2f}  {r['n']:5d}")
+    if doc.get("stuck_fractions"):
+        s = doc["stuck_fractions"]
+        lines.append(f"stuck: HRS {100 * s['hrs']:.2f} %, LRS {100 * s['lrs']:.2f} % of {s['cells']} cells")
+    if doc.get("rtn"):
+        for r in doc["rtn"]:
+            lines.append(f"RTN {r['phase']:6}: spread mean {r['mean_us']:.3f} µS, p90 {r['p90_us']:.3f} µS ({r['n']} cells)")
+    return "\n".join(lines) or "no characterisation data"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``db`` and ``characterize`` to the ``memprog`` app."""
+    app.add_typer(db_app, name="db")
+
+    @app.command("characterize")
+    def characterize_cmd(
+        bench: BenchOpt = "sim_k4200_707b",
+        devices: Annotated[int, typer.Option("--devices", callback=O.int_in(1, O.MAX_DEVICES), help="Devices for the imprecision and RTN tests, and random working cells for the response, noise and relax tests (memprog sim calibrate).")] = 8,
+        levels: Annotated[int, typer.Option("--levels", callback=O.int_in(2, 64), help="Equidistant target levels.")] = 8,
+        repeats: Annotated[int, typer.Option("--repeats", callback=O.int_in(1, 1000), help="Tune/untune repeats per level and device.")] = 5,
+        reads: Annotated[int, typer.Option("--reads", callback=O.int_in(2, 1000), help="Consecutive reads after each tune.")] = 10,
+        disturb_cells: Annotated[int | None, typer.Option("--disturb-cells", callback=O.int_in(0, O.MAX_CELLS), help="Cells programmed in order for the disturb test (default: the whole array, at most 64).")] = None,
+        seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of the random disturb targets.")] = 0,
+        response_repeats: Annotated[int, typer.Option("--response-repeats", callback=O.int_in(0, 100), help="Repeats of each response pulse on --devices random cells (0: no response; for memprog sim calibrate).")] = 3,
+        db: DbOpt = None,
+        progress: ProgressOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Characterise the bench's chip as seed 001 does and store the samples.
+
+        Stuck census and working range (every cell SET and RESET at the ramp caps), tuning
+        imprecision (--devices x --levels x --repeats tunes from the off state, --reads
+        consecutive reads after each), disturb (--disturb-cells programmed in order, each
+        re-read after every later write), RTN (read spread before and after denoising);
+        then on --devices random working cells the pulse response (amplitude x width x
+        gate), read and telegraph noise, relaxation over bench time: what `memprog sim
+        calibrate` fits a twin from. The derived tables: `memprog db variability`.
+        """
+        import sys
+        import time
+
+        from memprog.cli.runs import Outcome, run_command
+        from memprog.protocols.characterize import CharacterizeParams, characterize
+
+        try:
+            cp = CharacterizeParams(
+                devices=devices, levels=levels, repeats=repeats, reads=reads,
+                disturb_cells=disturb_cells, seed=seed, response_repeats=response_repeats,
+            )  # fmt: skip
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        except ValueError as exc:
+            raise fail(ConfigError("characterize", str(exc).splitlines()[0])) from exc
+        show = sys.stderr.isatty() if progress is None else progress
+        t0 = time.perf_counter()
+
+        def body(ctx: Any) -> Any:
+            from memprog.store import VariabilityDB
+
+            with ctx.open_bench(bench) as b:
+                rep = characterize(b.programmer, cp, sink=ctx.sink, progress=show)
+                bench_time = b.bench_time_s
+            ctx.sink.flush()
+            doc = variability_report(VariabilityDB(store=ctx.store, run_ids=[ctx.run_id]))
+            doc.update({"counts": rep, "wall_s": time.perf_counter() - t0, "bench_time_s": bench_time, "bench": bench})
+            human = format_variability(doc) + (
+                f"\nwall {doc['wall_s']:.1f} s, bench time {bench_time:.2f} s; tables: memprog db variability"
+            )
+            return Outcome(doc, human, failed_cells=0)
+
+        run_command(
+            body, db=db, kind="characterize", bench=bench, as_json=as_json,
+            protocol="characterize", params=cp.model_dump(),
+        )  # fmt: skip

@@ -1,0 +1,289 @@
+"""``memprog train`` and ``memprog evaluate``: hardware-aware training and Monte Carlo
+transfer evaluation (issue 11), thin over :mod:`memprog.hwaware`.
+
+The non-idealities come from the variability database (``--db URL``, filled by ``memprog
+characterize``) or, without one, from a technology preset's published figures
+(``--preset``). Evaluating two weight files with the same ``--seed`` simulates the same
+transfers (the same random draws) for both, so their tables compare like for like.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from memprog.cli import options as O
+from memprog.cli.common import JsonOpt, ProgressOpt, emit, fail
+from memprog.cli.outputs import ForceOpt, refuse_existing
+from memprog.core.errors import ConfigError, MemprogError
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Variability database URL (filled by `memprog characterize`)."),
+]
+PresetOpt = Annotated[
+    str, typer.Option("--preset", callback=O.choice_of(lambda: sorted(__import__("memprog.core.presets", fromlist=["PRESETS"]).PRESETS)), help="Technology preset whose published figures stand in when there is no --db.")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device (cpu, cuda, cuda:1, ...).")]
+ImprecisionOpt = Annotated[
+    str,
+    typer.Option("--imprecision", callback=O.choice("raw", "fitted"),
+                 help="With --db: sample the recorded reads per level (raw, default) or the fitted line and offset."),
+]
+StuckOpt = Annotated[
+    str | None,
+    typer.Option("--stuck", callback=O.float_list(0.0, 0.5, 2),
+                 help="HRS,LRS stuck fractions as a stated hyperparameter (seed 001: 0.005,0.005); default: as measured."),
+]
+
+
+def _stuck_pair(stuck: str | None) -> tuple[float, float] | None:
+    if stuck is None:
+        return None
+    parts = [float(p) for p in stuck.split(",") if p.strip()]
+    if len(parts) != 2:
+        raise ConfigError("--stuck", stuck, "two fractions HRS,LRS (e.g. 0.005,0.005)")
+    if parts[0] + parts[1] >= 1:
+        raise ConfigError("--stuck", stuck, "fractions adding up to < 1")
+    return parts[0], parts[1]
+
+
+def load_variability(
+    db: str | None, preset: str, chip_id: str | None = None, *, imprecision: str = "raw",
+    stuck: tuple[float, float] | None = None,
+) -> Any:
+    """The :class:`VariabilityModel` of ``--db`` (our characterisation runs: raw imprecision
+    reads by default) or of ``--preset``; ``stuck`` replaces the stuck fractions."""
+    from memprog.hwaware.variability import VariabilityModel
+
+    if db is None:
+        var = VariabilityModel.from_preset(preset)
+    else:
+        try:
+            from memprog.store import VariabilityDB
+        except ImportError as exc:  # pragma: no cover - the store ships with memprog
+            raise ConfigError("--db", db, "a memprog with the run store (memprog.store)") from exc
+        vdb = VariabilityDB(db, chip_id=chip_id)
+        try:
+            var = VariabilityModel.from_db(vdb, imprecision=imprecision)
+        finally:
+            vdb.close()
+    return var if stuck is None else var.with_stuck(*stuck, preset=preset)
+
+
+def _show(flag: bool | None, as_json: bool) -> bool:
+    return flag if flag is not None else sys.stderr.isatty()
+
+
+def _check_device(device: str) -> Any:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError("--device", device, "a torch device such as cpu or cuda:0") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device", device, "cpu (no CUDA device is available here)")
+    return dev
+
+
+def _table_text(summary: dict) -> str:
+    lines = ["  transfers correct   points   % of test set"]
+    for r in summary["table"]:
+        lines.append(f"  {r['bin']:>17}   {r['points']:6d}   {r['percent']:6.1f} %")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` and ``evaluate`` to the ``memprog`` app."""
+
+    @app.command("train")
+    def train_cmd(
+        dataset: Annotated[str, typer.Option("--dataset", callback=O.choice("halfmoons", "digits"), help="halfmoons or digits.")],
+        out: Annotated[Path, typer.Option("--out", callback=O.out_file(), help="Weight file to write (.pt: the weights with their sizes, dataset and training variability, as memprog evaluate and memprog program read them).")],
+        db: DbOpt = None,
+        preset: PresetOpt = "tio2_passive",
+        hardware_aware: Annotated[
+            bool, typer.Option("--hardware-aware/--regular", help="Train through sampled transfers (default: regular).")
+        ] = False,
+        epochs: Annotated[int | None, typer.Option("--epochs", callback=O.int_in(1, O.MAX_EPOCHS), help="Epochs (default per dataset).")] = None,
+        seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of weights, batch order and sampled transfers.")] = 0,
+        lr: Annotated[float | None, typer.Option("--lr", callback=O.LEARNING_RATE, help="Adam learning rate (default: the recipe's: 0.01, paper 0.1).")] = None,
+        recipe: Annotated[str, typer.Option("--recipe", callback=O.choice("default", "paper"), help="default (Adam lr 0.01, torch init) or paper (the authors' code: lr 0.1, weight decay 1e-4, Xavier init, 3,000 epochs); --lr/--weight-decay/--init/--epochs override it.")] = "default",
+        weight_decay: Annotated[float | None, typer.Option("--weight-decay", callback=O.float_in(0.0, 1.0), help="Adam weight decay (default: the recipe's: 0, paper 1e-4).")] = None,
+        init: Annotated[str | None, typer.Option("--init", callback=O.choice("torch", "xavier"), help="Initial weights: torch (nn.Linear's) or xavier (paper).")] = None,
+        imprecision: ImprecisionOpt = "raw",
+        stuck: StuckOpt = None,
+        bench: Annotated[str | None, typer.Option("--bench", help="Bench the network will be programmed on: each device's disturb is keyed by the cells the program job writes after it there.")] = None,
+        order: Annotated[str, typer.Option("--order", callback=O.choice("row-major", "column-major", "snake"), help="The program job's --order on that bench.")] = "row-major",
+        validate_every: Annotated[int, typer.Option("--validate-every", callback=O.int_in(0, 100_000), help="Every N epochs keep the weights with the best transfer-robust validation score (0: off).")] = 0,
+        patience: Annotated[int | None, typer.Option("--patience", callback=O.int_in(1, 100_000), help="Stop after N validations without improvement (default: never stop early).")] = None,
+        chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
+        device: DeviceOpt = "cpu",
+        threads: Annotated[
+            int, typer.Option("--threads", callback=O.int_in(1, O.MAX_THREADS), help="CPU threads for torch (small networks: 1 is fastest).")
+        ] = 1,
+        force: ForceOpt = False,
+        progress: ProgressOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Train a network on half-moons or digits, regular or hardware-aware; write its weights."""
+        import torch
+
+        from memprog.hwaware.mapping import save_weights
+        from memprog.hwaware.training import train
+
+        # the ops of these networks are far below torch's parallel grain size; a second
+        # thread only spins (and, on a busy machine, steals time from the first)
+        torch.set_num_threads(threads)
+        try:
+            if dataset not in ("halfmoons", "digits"):
+                raise ConfigError("--dataset", dataset, "halfmoons or digits")
+            refuse_existing(out, force, "--out")  # a trained file is never replaced unasked
+            dev = _check_device(device)
+            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+            from memprog.hwaware.training import PAPER_RECIPE
+
+            base = dict(PAPER_RECIPE) if recipe == "paper" else {"lr": 0.01, "weight_decay": 0.0, "init": "torch", "epochs": None}
+            given = {"lr": lr, "weight_decay": weight_decay, "init": init, "epochs": epochs}
+            rec = base | {k: v for k, v in given.items() if v is not None}
+            shape = None
+            if bench is not None:
+                from memprog.hwaware.order import bench_array_shape
+
+                shape = bench_array_shape(bench)
+
+            def run() -> Any:
+                r = train(
+                    dataset, var, hardware_aware=hardware_aware, epochs=rec["epochs"], seed=seed, lr=rec["lr"],
+                    weight_decay=rec["weight_decay"], init=rec["init"], array_shape=shape, order=order,
+                    validate_every=validate_every, patience=patience,
+                    device=dev, progress=_show(progress, as_json),
+                )
+                save_weights(r.weights, out)
+                return r
+
+            run_id = None
+            if db is None:
+                res = run()
+            else:  # training from the database is recorded there as a `train` run
+                from memprog.store import open_store, stored_run
+
+                store = open_store(db)
+                try:
+                    params = {"dataset": dataset, "hardware_aware": hardware_aware, "epochs": rec["epochs"],
+                              "seed": seed, "lr": rec["lr"], "recipe": recipe, "bench": bench, "order": order,
+                              "out": str(out), "variability": var.summary()}
+                    with stored_run(store, kind="train", chip_id=chip_id, params=params) as handle:
+                        res = run()
+                        handle.summary = res.summary() | {"out": str(out)}
+                        run_id = handle.run_id
+                finally:
+                    store.close()
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": rec["lr"], "run_id": run_id}
+        kind = "hardware-aware" if hardware_aware else "regular"
+        human = (
+            f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "
+            f"in {res.wall_s:.1f} s (seed {seed}, variability {var.source})\n"
+            f"final loss {summary['final_loss']:.4f}, ideal test accuracy {res.test_accuracy * 100:.1f} %\n"
+            f"weights: {out}"
+        )
+        emit(summary, as_json, human)
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        weights: Annotated[Path, typer.Argument(help="Weight file written by `memprog train`.")],
+        transfers: Annotated[int, typer.Option("--transfers", callback=O.int_in(1, O.MAX_TRANSFERS), help="Simulated transfers.")] = 1000,
+        db: DbOpt = None,
+        preset: PresetOpt = "tio2_passive",
+        seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of the simulated transfers (same seed, same transfers).")] = 0,
+        chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
+        png: Annotated[Path | None, typer.Option("--png", callback=O.out_file(), help="Draw the table (and the half-moons boundary) into this PNG (an existing file is refused without --force).")] = None,
+        force: ForceOpt = False,
+        device: DeviceOpt = "cpu",
+        as_json: JsonOpt = False,
+        on_bench: Annotated[str | None, typer.Option("--on-bench", help="Also program --transfers fresh simulated chips of this bench and set their accuracies beside the prediction.")] = None,
+        imprecision: ImprecisionOpt = "raw",
+        stuck: StuckOpt = None,
+        bench: Annotated[str | None, typer.Option("--bench", help="Key the disturb as the program job writes this bench's array (default: the layout the weights were trained for).")] = None,
+    ) -> None:
+        """Monte Carlo transfer evaluation: per test point, the fraction of transfers that get it right."""
+        try:
+            refuse_existing(png, force, "--png")  # an earlier figure stays unless --force (issue 27)
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        if on_bench is not None:  # memprog program's comparison (cli_program.py)
+            from memprog.cli.program import evaluate_on_bench
+
+            try:
+                from memprog.hwaware.mapping import load_weights
+                from memprog.hwaware.training import held_out_set
+
+                var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+                x, y = held_out_set(load_weights(weights))
+                return evaluate_on_bench(
+                    weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
+                    progress=sys.stderr.isatty() and not as_json,
+                )
+            except MemprogError as exc:  # bad input 2, instrument or store 3 (as `memprog program`)
+                from memprog.cli.program import _exit_code
+
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(_exit_code(exc)) from exc
+        import time
+
+        from memprog.hwaware.mapping import load_weights
+        from memprog.hwaware.training import held_out_set
+        from memprog.hwaware.transfer import simulator_from_weights
+
+        try:
+            dev = _check_device(device)
+            w = load_weights(weights)
+            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+            x, y = held_out_set(w)
+            shape = None
+            if bench is not None:
+                from memprog.hwaware.order import bench_array_shape
+
+                shape = bench_array_shape(bench)
+            sim = simulator_from_weights(w, var, dev, array_shape=shape)
+            t0 = time.perf_counter()
+            res = sim.evaluate(x, y, transfers, seed=seed)
+            wall = time.perf_counter() - t0
+            if png is not None:
+                from memprog.hwaware.plots import plot_evaluation
+
+                kind = "hardware-aware" if w["hardware_aware"] else "regular"
+                plot_evaluation(
+                    res, png, title=f"{kind} {w['dataset']} network {w['sizes']} ({var.source})",
+                    sim=sim if w["dataset"] == "halfmoons" else None, x_test=x, y_test=y, seed=seed,
+                )
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        s = res.summary()
+        summary = s | {
+            "weights": str(weights),
+            "dataset": w["dataset"],
+            "hardware_aware": w["hardware_aware"],
+            "epochs": w["epochs"],
+            "variability_source": var.source,
+            "trained_with": w["variability_source"],
+            "seed": seed,
+            "device": str(dev),
+            "wall_s": wall,
+            "png": str(png) if png is not None else None,
+        }
+        human = (
+            f"{weights}: {transfers} simulated transfers ({var.source}), {s['n_test_points']} test points\n"
+            f"ideal accuracy {s['ideal_accuracy'] * 100:.1f} %, mean over transfers "
+            f"{s['test_accuracy_mean'] * 100:.1f} % (std {s['test_accuracy_std'] * 100:.1f} %)\n"
+            f"correct in >= 95 % of transfers: {s['fraction_correct_in_at_least_95pct'] * 100:.1f} % of points\n"
+            + _table_text(s)
+            + (f"\nplot: {png}" if png is not None else "")
+        )
+        emit(summary, as_json, human)

@@ -1,0 +1,82 @@
+"""``memprog sim calibrate``: fit a twin of a chip from its stored characterisation.
+
+Registered on the ``sim`` group by :func:`register` (see :mod:`memprog.twin.calibrate`). Exit codes:
+0 the twin written; 2 bad input (unknown chip, a fit that does not converge: nothing
+written); 3 the store failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from memprog.cli import options as O
+from memprog.cli.common import JsonOpt, emit, fail
+from memprog.cli.runs import DbOpt
+from memprog.core.errors import ConfigError, MemprogError
+
+
+def _human(doc: dict[str, Any]) -> str:
+    lines = [f"twin of chip {doc['chip_id']} ({doc['technology']}) from runs {', '.join(doc['runs'])}"]
+    lines.append(f"  {'field':28} {'fitted':>14} {'± std':>11} {'preset':>12}  measurement")
+    for k, f in doc["fitted"].items():
+        v, s, p = f["value"], f["std"], f["preset"]
+        vs = f"{v[0]:.4g}-{v[1]:.4g}" if isinstance(v, (list, tuple)) else f"{v:.5g}"
+        ps = f"{p[0]:.4g}-{p[1]:.4g}" if isinstance(p, (list, tuple)) else f"{p:.5g}"
+        lines.append(f"  {k:28} {vs:>14} {'' if s is None else f'{s:.3g}':>11} {ps:>12}  {f['source']}")
+    lines.append("kept at the preset:")
+    for k, f in doc["kept_preset"].items():
+        lines.append(f"  {k:28} {f['why']}")
+    lines.append(f"wrote {doc['bench_file']} (chip {doc['twin_chip_id']}); try: memprog tune --bench {doc['bench_file']}")
+    return "\n".join(lines)
+
+
+def register(sim_app: typer.Typer) -> None:
+    """Add ``calibrate`` to the ``memprog sim`` group."""
+
+    @sim_app.command("calibrate")
+    def calibrate_cmd(
+        chip: Annotated[str, typer.Option("--chip", help="CHIP_ID whose characterize runs to fit.")],
+        write_bench: Annotated[Path, typer.Option("--write-bench", callback=O.out_file(".yaml", ".yml"), help="The twin's bench file to write (.yaml).")],
+        bench: Annotated[str | None, typer.Option("--bench", "-b", help="Template bench (its instruments; default: the technology's simulated bench).")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", callback=O.SEED, help="The twin's chip seed (default: the template's + 1).")] = None,
+        db: DbOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Fit the simulator to CHIP's own stored measurements and write a simulated bench
+        whose chip is that twin (docs/twin.md). Fields the data cannot determine keep the
+        technology preset's value and are listed with the characterisation to run."""
+        from memprog.store import StoreError, VariabilityDB, open_store
+        from memprog.twin.calibrate import NotConverged, calibrate, twin_bench, write_twin_bench
+
+        try:
+            store = open_store(db, read_only=True)
+        except StoreError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(3) from exc
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        try:
+            res = calibrate(VariabilityDB(store=store, chip_id=chip), chip)
+            data = twin_bench(res, bench, seed)
+        except NotConverged as exc:
+            raise fail(ConfigError("fit", exc.what, f"a residual <= {exc.limit:.3g}", f"residual {exc.residual:.3g}; nothing written")) from exc
+        except StoreError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(3) from exc
+        except MemprogError as exc:
+            raise fail(exc) from exc
+        finally:
+            store.close()
+        try:
+            write_twin_bench(data, write_bench)
+        except OSError as exc:
+            raise fail(ConfigError("--write-bench", str(write_bench), "a writable file", str(exc))) from exc
+        doc = res.to_doc()
+        doc.update({"bench_file": str(write_bench), "twin_chip_id": data["chip"]["id"], "sim_params": data["chip"]["sim_params"]})
+        emit(doc, as_json, _human(doc))
+
+
+__all__ = ["register"]

@@ -1,0 +1,229 @@
+"""A digital twin of one chip: the simulator's physics fitted to that chip's stored samples.
+
+Why: a lab that rehearses a job on the shipped preset rehearses it on somebody else's
+chip. ``memprog characterize`` stores what this chip answered; :func:`calibrate` fits the
+technology preset's fields (named as :class:`DeviceParams` names them) from those samples
+alone (:mod:`memprog.twin.fits`, :mod:`memprog.twin.response`) and :func:`twin_bench` writes a simulated bench whose chip
+is the twin, usable wherever a bench is (tune, program, evaluate --on-bench, sim serve).
+
+What the data cannot determine keeps the preset's value and is listed as such, with the
+characterisation that would determine it. Nothing here reads a bench's ``sim_params``, a
+preset's value as a result, or the simulator.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memprog.core.errors import ConfigError
+
+from memprog.twin.fits import Fit, NotConverged, fit_census, fit_read_noise, fit_relax, fit_telegraph
+from memprog.twin.response import fit_response
+
+# what to run when a measurement is missing (the field keeps the preset's value)
+RUN_HINT = {
+    "stuck": "memprog characterize (its census)",
+    "response": "memprog characterize --devices 64 --response-repeats 3 (its response procedure)",
+    "noise": "memprog characterize --devices 64 (its noise procedure)",
+    "relax": "memprog characterize --devices 64 (its relax procedure)",
+}
+# fields no procedure measures: why each keeps the preset's value
+NOT_MEASURED = {
+    "width_ref_s": "a convention (kappa is quoted at this width), not a property",
+    "compliance_rel_std": "not separable from the c2c spread in saturating gated SET pulses",
+    "rtn_small_amp_us": "below the white read noise at the read rates used",
+    "rtn_dwell_min_s": "faster than the read spacing: a fluctuator that fast reads as white noise",
+    "denoise_v_low_frac": "needs a denoise sweep (not measured)",
+    "denoise_v_high_frac": "needs a denoise sweep (not measured)",
+    "denoise_removal_probability": "needs a denoise sweep (not measured)",
+    "denoise_shift_std_us": "needs a denoise sweep (not measured)",
+    "disturb_std_us": "the V/3 disturb law needs the bench-iterated fit (benchmarks/fit_seed001_disturb.py)",
+    "disturb_mean_us": "as disturb_std_us",
+    "v_breakdown_v": "destructive: never measured",
+    "breakdown_g_us": "destructive: never measured",
+}
+TEMPLATES = {"hfo2_1t1r": "sim_onchip", "tio2_passive": "sim_k4200_707b", "tio2x_feedforward": "sim_onchip_tio2x"}
+
+
+@dataclass
+class TwinResult:
+    """The fitted fields, the ones kept at the preset (and why), diagnostics."""
+
+    chip_id: str
+    technology: str
+    fitted: dict[str, Fit]
+    kept: dict[str, str]
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)
+
+    def sim_params(self) -> dict[str, Any]:
+        """``chip.sim_params`` of the twin: every fitted field (plain floats / lists)."""
+        return {k: (list(f.value) if isinstance(f.value, tuple) else round(float(f.value), 9)) for k, f in self.fitted.items()}
+
+    def to_doc(self) -> dict[str, Any]:
+        from memprog.core.presets import get_preset
+
+        preset = get_preset(self.technology)
+        return {
+            "chip_id": self.chip_id,
+            "technology": self.technology,
+            "runs": self.runs,
+            "fitted": {
+                k: {"value": f.value, "std": f.std, "source": f.source, "preset": getattr(preset, k)}
+                for k, f in sorted(self.fitted.items())
+            },
+            "kept_preset": {k: {"value": getattr(preset, k), "why": why} for k, why in sorted(self.kept.items())},
+            "diagnostics": self.diagnostics,
+        }
+
+
+def known_chips(store: Any) -> list[str]:
+    """Chip ids with characterize runs in the store."""
+    runs = store.list_runs(kind="characterize")
+    return sorted({str(c) for c in runs["chip_id"].dropna()})
+
+
+def calibrate(vdb: Any, chip_id: str) -> TwinResult:
+    """Fit the twin of ``chip_id`` from the characterize runs ``vdb`` (a VariabilityDB on
+    that chip) holds. Raises ConfigError for an unknown chip (naming the known ones) and
+    :class:`NotConverged` for a fit that does not describe its data."""
+    from memprog.core.device_params import DeviceParams
+    from memprog.core.presets import get_preset
+    from memprog.store import MissingDataError
+
+    runs = vdb.runs()
+    if runs.empty:
+        chips = known_chips(vdb.store)
+        raise ConfigError("--chip", chip_id, f"one of {chips}" if chips else "a chip with characterize runs (the store holds none)")
+    techs = sorted({str(t) for t in runs["technology"].dropna()})
+    if len(techs) != 1:
+        raise ConfigError("--chip", chip_id, "runs of one technology", f"its runs name {techs or 'none'}")
+    tech = techs[0]
+    preset = get_preset(tech)
+    fitted: dict[str, Fit] = {}
+    kept: dict[str, str] = dict(NOT_MEASURED)
+    diag: dict[str, float] = {}
+
+    def table(name: str) -> Any:
+        try:
+            return vdb.raw(name)
+        except MissingDataError:
+            return None
+
+    # which fields each measurement answers (kept at the preset, with its hint, if missing)
+    answers = {
+        "stuck": ["stuck_hrs_fraction", "stuck_lrs_fraction", "unresponsive_fraction"],
+        "response": ["g_min_us", "g_max_us", "g_bounds_d2d", "v_set_threshold_v", "v_reset_threshold_v",
+                     "v_threshold_d2d", "set_kappa", "reset_kappa", "kappa_d2d", "overdrive_exponent",
+                     "width_exponent", "c2c_rel_std"] + (["gate_v_min_v", "gate_v_max_v"] if preset.cell_type == "1t1r" else []),
+        "noise": ["read_noise_abs_us", "read_noise_rel", "rtn_large_probability", "rtn_large_amp_us",
+                  "rtn_large_amp_log_std", "rtn_dwell_max_s"],
+        "relax": ["relax_tau_s", "relax_step_mean", "relax_step_std"],
+    }  # fmt: skip
+    stuck = table("stuck")
+    if stuck is not None:
+        fitted.update(fit_census(stuck))
+    resp = table("response")
+    if resp is not None:
+        gated = preset.cell_type == "1t1r"
+        window = _gate_window(vdb)
+        f, d = fit_response(resp, preset.width_ref_s, gated, window)
+        fitted.update(f)
+        diag.update({f"response_{k}": v for k, v in d.items()})
+    noise = table("noise")
+    settled = preset.settled_spread_rel > 0 or preset.settled_spread_rel_per_us != 0
+    if noise is not None:
+        rn = fit_read_noise(noise, settled)
+        fitted.update(rn)
+        white = None
+        if "read_noise_abs_us" in rn:
+            white = float(rn["read_noise_abs_us"].value) + float(rn["read_noise_rel"].value) * float(noise["g_us"].median())  # type: ignore[arg-type]
+        fitted.update(fit_telegraph(noise, white))
+    relax = table("relax")
+    g_model = preset.relax_rel_std > 0 or preset.relax_rel_mean != 0
+    if g_model:
+        answers["relax"] = ["relax_tau_s", "relax_rel_mean", "relax_rel_std"]
+    if settled:
+        answers["noise"][:2] = ["settled_spread_rel", "settled_spread_rel_per_us"]
+    if relax is not None:
+        fitted.update(fit_relax(relax, g_model))
+    present = {"stuck": stuck is not None, "response": resp is not None, "noise": noise is not None, "relax": relax is not None}
+    for meas, names in answers.items():
+        for n in names:
+            if n not in fitted:
+                kept[n] = (
+                    f"the stored {meas} samples do not determine it (too few cells or events): run more of {RUN_HINT[meas]}"
+                    if present[meas]
+                    else f"no {meas} samples: run {RUN_HINT[meas]}"
+                )
+    # the result must be a valid chip: a fitted set that breaks an order the preset keeps
+    # (bounds, gate window, dwell range) is not a twin
+    try:
+        DeviceParams(**{**preset.model_dump(), **TwinResult(chip_id, tech, fitted, kept).sim_params()})
+    except (ConfigError, ValueError) as exc:
+        if os.environ.get("MEMPROG_TWIN_DEBUG"):
+            raise
+        raise NotConverged(f"a fitted field out of its physical range: {exc}", float("nan"), float("nan")) from None
+    return TwinResult(chip_id, tech, fitted, kept, diag, [str(r) for r in runs["run_id"]])
+
+
+def _gate_window(vdb: Any) -> tuple[float, float]:
+    """The gate window the characterisation's own protocol assumed (a start for the fit)."""
+    try:
+        g = vdb.raw("response")["gate_v"].dropna()
+    except Exception:  # noqa: BLE001 - no gates: the usual window
+        return 0.6, 2.0
+    if g.empty:
+        return 0.6, 2.0
+    hi = float(g.max())
+    lo = hi - (hi - float(g.min())) / 0.6  # the grid spans 40-100 % of the window
+    return max(lo, 0.05), hi
+
+
+def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None = None) -> dict[str, Any]:
+    """The twin's bench file (a dict): the template's instruments, all on ``@memprog``, and
+    the twin as its chip (id ``<CHIP>-twin``, a seed of its own, ``sim_params`` fitted)."""
+    import copy
+
+    from memprog.core.bench_config import PLACEHOLDER_RE, SIM_LIBRARY, BenchConfig, resolve_bench_path
+    from memprog.core.strict_yaml import load_yaml_file
+
+    name = template or TEMPLATES.get(result.technology, "sim_onchip")
+    path = resolve_bench_path(name)
+    data = copy.deepcopy(load_yaml_file(path, "bench template"))
+    if not isinstance(data, dict) or "chip" not in data or "instruments" not in data:
+        raise ConfigError("--bench", str(name), "a bench file (chip, instruments, programmer)")
+    chip = data["chip"]
+    if chip.get("technology") != result.technology:
+        raise ConfigError("--bench", str(name), f"a bench of technology {result.technology}", f"its chip is {chip.get('technology')}")
+    for inst in data["instruments"].values():
+        inst["visa_library"] = SIM_LIBRARY
+        for fld in ("resource", "library"):
+            v = inst.get(fld)
+            if isinstance(v, str) and PLACEHOLDER_RE.search(v):
+                inst[fld] = PLACEHOLDER_RE.sub("127.0.0.1", v) if fld == "resource" else SIM_LIBRARY
+    chip["id"] = f"{result.chip_id}-twin"
+    chip["seed"] = int(seed if seed is not None else int(chip.get("seed", 0)) + 1)
+    chip["sim_params"] = result.sim_params()
+    data["name"] = f"twin-{result.chip_id}"
+    data["description"] = (
+        f"Digital twin of chip {result.chip_id} ({result.technology}), fitted by memprog sim calibrate "
+        f"from characterize runs {', '.join(result.runs)}; instruments of {path.name} on the simulator."
+    )
+    BenchConfig(**data)  # a twin bench must load like any other
+    return data
+
+
+def write_twin_bench(data: dict[str, Any], out: Path) -> None:
+    """Write the bench file (YAML), with a header saying what it is."""
+    from memprog.core.strict_yaml import dump_yaml
+
+    text = "# memprog sim calibrate: a simulated bench whose chip is a fitted twin (docs/twin.md)\n"
+    text += dump_yaml(data, sort_keys=False, allow_unicode=True)
+    out.write_text(text, encoding="utf-8")
+
+
+__all__ = ["TwinResult", "calibrate", "twin_bench", "write_twin_bench", "known_chips", "NotConverged"]
