@@ -25,8 +25,8 @@ import numpy as np
 import yaml
 
 from memprog import open_bench
-from memprog.protocols.array import ArrayParams, program_array, random_level_map
 from memprog.core.strict_yaml import dump_yaml
+from memprog.protocols.array import ArrayParams, program_array, random_level_map
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 SETUP_MESSAGES = 16  # connection set-up (identify, geometry) is left unfaulted [choice]

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.device_params import DeviceParams
+from memprog.core.presets import get_preset
 from memprog.protocols.array import program_array
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.protocols.ladder import run_ladder
 from memprog.sim_instruments import SimChip
-from memprog.core.device_params import DeviceParams
-from memprog.core.presets import get_preset
 from memprog.store import VariabilityDB, open_store, stored_run
 from memprog.twin.calibrate import calibrate
 

@@ -21,12 +21,11 @@ from pydantic import Field
 
 from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.core.limits import SafetyLimits
-from memprog.protocols.programmer import wait_chunks
 from memprog.core.validation import MemprogModel
-
 from memprog.drivers import flex_commands as fx
 from memprog.drivers.flex_commands import FlexReading, ModuleSlot
 from memprog.drivers.transport import LinkTimeout, Transport
+from memprog.protocols.programmer import wait_chunks
 
 
 class B1500Settings(MemprogModel):

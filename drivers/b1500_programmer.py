@@ -37,15 +37,14 @@ from pydantic import Field, model_validator
 from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.core.limits import SafetyLimits
 from memprog.core.probe_wiring import ProbeWiring, probe_wiring_from_bench
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 from memprog.core.safe_steps import run_safe_steps, try_safe_state
 from memprog.core.validation import MemprogModel
-
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.b1500 import B1500, B1500Settings
 from memprog.drivers.stack_options import driver_options, programmer_options
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup, Trace, WgfmuSettings
 from memprog.drivers.wgfmu_patterns import Pattern, pulse_pattern, pulse_read_train, read_pattern
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 
 STACK = "b1500_wgfmu"
 

@@ -40,16 +40,15 @@ from memprog.core.crossbar_wiring import (
     terminal_kind,
     wiring_from_bench,
 )
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.limits import SafetyLimits
+from memprog.core.safe_steps import run_safe_steps, try_safe_state
+from memprog.core.validation import MemprogModel
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
-from memprog.core.limits import SafetyLimits
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
-from memprog.core.safe_steps import run_safe_steps, try_safe_state
-from memprog.core.validation import MemprogModel
-
 from memprog.drivers.stack_options import driver_options, programmer_options
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 
 STACK = "k4200_707b"
 

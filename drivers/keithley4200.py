@@ -31,12 +31,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from memprog.drivers import kxci_commands as kx
-from memprog.drivers.kxci_commands import Reading
-from memprog.drivers.transport import Transport
 from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel
+from memprog.drivers import kxci_commands as kx
+from memprog.drivers.kxci_commands import Reading
+from memprog.drivers.transport import Transport
 
 #: the code of a command refused as busy and not executed (our simulator's [choice]; the
 #: crossbar stack treats it as transient too)

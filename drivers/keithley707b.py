@@ -25,11 +25,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from memprog.core.crossbar_wiring import CrossbarWiring, TerminalRule
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.validation import MemprogModel
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.transport import LinkError, Transport
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
 from memprog.protocols.programmer import wait_chunks
-from memprog.core.validation import MemprogModel
 
 
 class MatrixInterlock:

@@ -24,13 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from memprog.core.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
+from memprog.core.errors import (
+    ConfigError,
+    InstrumentError,
+    MemprogError,
+    ProtocolError,
+    SafetyError,
+)
 from memprog.core.limits import SafetyLimits
-from memprog.protocols.programmer import WAIT_CHUNK_S, pulse_train, wait_chunks
-
 from memprog.drivers import onchip_commands as cmd
 from memprog.drivers.onchip_commands import ControllerLimits, Identity, ProgramPulses, ProgramResult
 from memprog.drivers.transport import Transport
+from memprog.protocols.programmer import WAIT_CHUNK_S, pulse_train, wait_chunks
 
 PROTOCOL_MAJOR = 1  # the protocol version this driver speaks (drivers/onchip_protocol.md)
 BURST_PROTOCOL_MINOR = 1  # PULS:READ? and READ:BURS? came with protocol 1.1

@@ -21,17 +21,16 @@ import numpy as np
 from pydantic import Field
 
 from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.validation import MemprogModel
+from memprog.drivers.onchip import OnChipController
+from memprog.drivers.onchip_commands import BURST_INTERVAL_MAX_S, BURST_READS_MAX, TRAIN_MAX
+from memprog.drivers.transport import LinkError
 from memprog.protocols.programmer import (
     CellProgrammer,
     ProgrammerInfo,
     check_count,
     check_interval_s,
 )
-from memprog.core.validation import MemprogModel
-
-from memprog.drivers.onchip import OnChipController
-from memprog.drivers.onchip_commands import BURST_INTERVAL_MAX_S, BURST_READS_MAX, TRAIN_MAX
-from memprog.drivers.transport import LinkError
 
 #: controller error codes that mean "not executed, try again" (protocol v1: 210 busy)
 TRANSIENT_CODES = frozenset({210})

@@ -35,7 +35,6 @@ from pydantic import Field
 
 from memprog.core.errors import ConfigError, InstrumentError
 from memprog.core.validation import MemprogModel
-
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.wgfmu_patterns import Pattern
 

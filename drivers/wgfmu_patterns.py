@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memprog.core.errors import ConfigError
-
 from memprog.drivers import wgfmu_constants as wc
 
 _GRID_TOL_S = 1e-13

@@ -36,7 +36,6 @@ from pydantic import Field, field_validator, model_validator
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
-
 from memprog.protocols.common import (
     Clock,
     Progress,
@@ -46,7 +45,14 @@ from memprog.protocols.common import (
     check_targets,
     gate_for_conductance,
 )
-from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
+from memprog.protocols.events import (
+    EventSink,
+    EventsOnly,
+    NullSink,
+    sink_or_null,
+    wants_bulk,
+    wants_trace,
+)
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import (
     FLAG_AT_CAP,

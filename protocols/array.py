@@ -30,8 +30,12 @@ from pydantic import Field
 from memprog.core.errors import ConfigError
 from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel, require_finite
-
-from memprog.protocols.alibart import FINE_GATED_RAMP, RETUNE_COARSE_REL, AlibartParams, tune_alibart
+from memprog.protocols.alibart import (
+    FINE_GATED_RAMP,
+    RETUNE_COARSE_REL,
+    AlibartParams,
+    tune_alibart,
+)
 from memprog.protocols.common import Clock, Progress, target_range_us
 from memprog.protocols.denoise import DenoiseParams, DenoiseTuner
 from memprog.protocols.events import EventSink, sink_or_null, wants_trace

@@ -40,7 +40,6 @@ from pydantic import Field
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
-
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.array import alibart_defaults
 from memprog.protocols.characterize_twin import characterize_twin

@@ -14,7 +14,6 @@ import numpy as np
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import require_finite
-
 from memprog.protocols.programmer import CellProgrammer
 
 

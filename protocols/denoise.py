@@ -40,10 +40,23 @@ from pydantic import Field, model_validator
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
-
 from memprog.protocols.alibart import FINE_GATED_RAMP, AlibartParams, tune_alibart
-from memprog.protocols.common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
-from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_bulk, wants_trace
+from memprog.protocols.common import (
+    Clock,
+    Progress,
+    check_amplitudes,
+    check_cells,
+    check_read_v,
+    check_targets,
+)
+from memprog.protocols.events import (
+    EventSink,
+    EventsOnly,
+    NullSink,
+    sink_or_null,
+    wants_bulk,
+    wants_trace,
+)
 from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer
 from memprog.protocols.results import (
     FLAG_BUDGET,

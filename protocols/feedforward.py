@@ -31,8 +31,14 @@ from pydantic import Field, model_validator
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
-
-from memprog.protocols.common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
+from memprog.protocols.common import (
+    Clock,
+    Progress,
+    check_amplitudes,
+    check_cells,
+    check_read_v,
+    check_targets,
+)
 from memprog.protocols.events import EventSink, NullSink, sink_or_null, wants_trace
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_BUDGET, FLAG_NO_MODEL, TuneResult, compose_flags

@@ -21,7 +21,6 @@ from typing import Any, Literal
 import numpy as np
 
 from memprog.core.errors import ConfigError
-
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.common import Clock, Progress, check_cells, check_targets
 from memprog.protocols.denoise import DenoiseParams, DenoiseTuner

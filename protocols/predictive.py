@@ -58,8 +58,14 @@ from pydantic import Field, model_validator
 from memprog.core.errors import ConfigError
 from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel
-
-from memprog.protocols.common import Clock, Progress, check_amplitudes, check_cells, check_read_v, check_targets
+from memprog.protocols.common import (
+    Clock,
+    Progress,
+    check_amplitudes,
+    check_cells,
+    check_read_v,
+    check_targets,
+)
 from memprog.protocols.events import EventSink, NullSink, sink_or_null, wants_bulk
 from memprog.protocols.predictive_model import PROTOCOL, Learned, Run
 from memprog.protocols.predictive_settle import settle_batch

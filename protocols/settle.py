@@ -28,7 +28,6 @@ import numpy as np
 from pydantic import Field
 
 from memprog.core.errors import ConfigError
-
 from memprog.protocols.events import EventSink, NullSink, wants_trace
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.protocols.results import FLAG_DRIFTED, FLAG_RELAXED, TuneResult, add_flag

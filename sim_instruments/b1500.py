@@ -66,12 +66,10 @@ import numpy as np
 
 from memprog.core.errors import ConfigError
 from memprog.core.probe_wiring import ProbeWiring, parse_pad, probe_wiring_from_bench
-
 from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.bench_config import InstrumentConfig
-
     from memprog.sim_instruments.base import SimBench
 
 # WGFMU constants (wgfmu.h) the hardware state uses; the simulator keeps its own copy

@@ -20,7 +20,6 @@ from memprog.core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.bench_config import BenchConfig, InstrumentConfig
-
     from memprog.sim_instruments.chip import SimChip
 
 

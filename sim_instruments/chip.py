@@ -24,11 +24,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from memprog.core.errors import ConfigError
-from memprog.core.validation import require_finite, require_positive, require_range
-
 from memprog.core.device_params import DeviceParams, Effects
+from memprog.core.errors import ConfigError
 from memprog.core.presets import get_preset
+from memprog.core.validation import require_finite, require_positive, require_range
 
 BiasScheme = Literal["v3", "v2"]
 Sel = np.ndarray | slice  # flat cell selection: an index array, or a slice for contiguous runs

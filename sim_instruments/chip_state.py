@@ -56,10 +56,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memprog.core.errors import ConfigError, InstrumentError
+from memprog.core.processes import process_alive
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memprog.sim_instruments.chip import SimChip
     from memprog.core.device_params import DeviceParams, Effects
+    from memprog.sim_instruments.chip import SimChip
 
 FORMAT_VERSION = 1
 MAGIC = b"MEMPROG-SIMCHIP\n"  # 16 bytes
@@ -382,9 +383,9 @@ def open_chip(
     process every caller naming the same chip shares one object; release each with
     :func:`release_chip`. Raises :class:`ChipInUseError` when another process holds it.
     """
-    from memprog.sim_instruments.chip import SimChip
     from memprog.core.device_params import DeviceParams, Effects
     from memprog.core.presets import get_preset
+    from memprog.sim_instruments.chip import SimChip
 
     def build() -> SimChip:
         return SimChip(
@@ -449,8 +450,6 @@ def release_chip(chip: SimChip) -> None:
 # ------------------------------------------------------------------------------ listing, reset
 def list_chips(folder: Path | None = None) -> list[dict[str, Any]]:
     """Every chip state file in ``folder`` (default :func:`state_dir`), read without locking."""
-    from memprog.store.core import process_alive
-
     folder = state_dir() if folder is None else folder
     out: list[dict[str, Any]] = []
     if not folder.is_dir():

@@ -61,12 +61,10 @@ import numpy as np
 
 from memprog.core.crossbar_wiring import CrossbarWiring, pmu_channel_number, wiring_from_bench
 from memprog.core.errors import ConfigError
-
 from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.bench_config import InstrumentConfig
-
     from memprog.sim_instruments.base import SimBench
 
 _V_LETTERS = {1: "A", 2: "B", 3: "C", 4: "D", 5: "G", 6: "H", 7: "I", 8: "J"}

@@ -36,7 +36,6 @@ from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, reg
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.bench_config import InstrumentConfig
-
     from memprog.sim_instruments.base import SimBench
 
 ROWS = "ABCDEFGH"

@@ -30,12 +30,10 @@ from pydantic import Field
 
 from memprog.core.errors import MemprogError
 from memprog.core.validation import MemprogModel
-
 from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.bench_config import InstrumentConfig
-
     from memprog.sim_instruments.base import SimBench
 
 LEVELS = 64  # 6-bit on-chip programming

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from memprog.core.errors import ConfigError
-
 from memprog.sim_instruments.base import SimBench, SimulatedInstrument
 from memprog.sim_instruments.faults import FaultInjector, FaultPlan
 from memprog.sim_instruments.visa_backend import _message_end

@@ -22,7 +22,6 @@ from pyvisa_sim.highlevel import SimVisaLibrary
 from pyvisa_sim.sessions.session import Session
 
 from memprog.core.errors import ConfigError
-
 from memprog.sim_instruments.base import SimBench, SimulatedInstrument
 
 _MESSAGE_ENDS_WITH_CALL = {"GPIB", "USB", "VXI", "GPIB-VXI", "PXI"}

@@ -75,7 +75,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memprog.core.probe_wiring import parse_pad
-
 from memprog.sim_instruments.b1500 import OP_DC, OP_FASTIV, OP_PG, OP_SMU, SimB1500
 
 if TYPE_CHECKING:  # pragma: no cover

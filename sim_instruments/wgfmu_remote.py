@@ -32,7 +32,6 @@ from ctypes import POINTER, c_char, c_char_p, c_double, c_int
 from typing import Any
 
 from memprog.core.errors import ConfigError, MemprogError, ProtocolError
-
 from memprog.sim_instruments.wgfmu_library import (
     _FUNCTIONS,
     FUNCTION_NOT_SUPPORTED_ERROR,

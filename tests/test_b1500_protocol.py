@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.limits import SafetyLimits
 from memprog.drivers import flex_commands as fx
 from memprog.drivers.b1500 import B1500, B1500Settings
 from memprog.drivers.flex_commands import ComplianceError, MeasurementStatusError, OverRangeError
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
-from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 IDN = ("*IDN?", "Keysight Technologies,B1500A,MY12345678,A.06.03.2022.0816")

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from memprog.bench.assembly import open_bench
-from memprog.drivers.b1500_programmer import OpenCircuitError
 from memprog.core.errors import ConfigError, SafetyError
 from memprog.core.probe_wiring import ProbeWiring
 from memprog.core.strict_yaml import dump_yaml
+from memprog.drivers.b1500_programmer import OpenCircuitError
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_b1500_wgfmu.yaml"
 LAB = BENCH.with_name("lab_b1500_wgfmu.yaml")

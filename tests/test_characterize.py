@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from memprog.cli import app
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.cli import app
+from memprog.core.presets import get_preset
 from memprog.protocols.alibart import AlibartParams
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
-from memprog.core.presets import get_preset
 from memprog.store import MissingDataError, VariabilityDB, open_store, stored_run
 
 P = get_preset("tio2_passive")

@@ -15,8 +15,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from memprog.cli import options as cli_options
 from memprog.cli import app
+from memprog.cli import options as cli_options
 
 DB_COMMANDS = ("levels", "tune", "program", "characterize", "insitu")
 

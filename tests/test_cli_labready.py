@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from memprog.core.bench_config import BenchConfig
 from memprog.cli import app
 from memprog.cli.common import set_debug
+from memprog.core.bench_config import BenchConfig
 from memprog.core.errors import ConfigError
 from memprog.core.strict_yaml import dump_yaml
 

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from memprog.core.crossbar_wiring import wiring_from_bench
+from memprog.core.errors import SafetyError
+from memprog.core.limits import SafetyLimits
 from memprog.drivers.crossbar_programmer import (
     CrossbarOptions,
     CrossbarProgrammer,
@@ -20,8 +22,6 @@ from memprog.drivers.crossbar_programmer import (
 )
 from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200
-from memprog.core.errors import SafetyError
-from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"

@@ -16,15 +16,15 @@ import yaml
 
 from memprog.bench.assembly import open_bench
 from memprog.core.crossbar_wiring import wiring_from_bench
+from memprog.core.errors import ConfigError, InstrumentError, SafetyError
+from memprog.core.strict_yaml import dump_yaml
 from memprog.drivers.crossbar_programmer import (
     CrossbarOptions,
     CrossbarProgrammer,
     OpenCircuitError,
 )
 from memprog.drivers.keithley707b import MatrixInterlock
-from memprog.core.errors import ConfigError, InstrumentError, SafetyError
 from memprog.sim_instruments.chip import SimChip
-from memprog.core.strict_yaml import dump_yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"
 

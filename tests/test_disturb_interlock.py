@@ -14,13 +14,13 @@ import yaml
 
 from memprog.core.bench_config import UNSELECTED_MARGIN, BenchConfig
 from memprog.core.crossbar_wiring import wiring_from_bench
+from memprog.core.errors import ConfigError, SafetyError
+from memprog.core.presets import get_preset
 from memprog.drivers.crossbar_programmer import CrossbarOptions, CrossbarProgrammer
 from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200
-from memprog.core.errors import ConfigError, SafetyError
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.array import alibart_defaults
-from memprog.core.presets import get_preset
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_crossbar_protocol import LIMITS
 

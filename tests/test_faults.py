@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from memprog import open_bench
-from memprog.sim_instruments.faults import FAULT_KINDS, FaultInjector, FaultPlan
 from memprog.core.strict_yaml import dump_yaml
+from memprog.sim_instruments.faults import FAULT_KINDS, FaultInjector, FaultPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,8 +21,8 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from memprog.reporting.outcome import FLAG_COLOURS  # noqa: E402
 from memprog.protocols.results import TuneResult  # noqa: E402
+from memprog.reporting.outcome import FLAG_COLOURS  # noqa: E402
 
 from .dashboard_helpers import artifacts_dir  # noqa: E402
 

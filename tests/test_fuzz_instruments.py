@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from memprog.core.errors import ConfigError, MemprogError, ProtocolError
 from memprog.drivers import flex_commands, kxci_commands, onchip_commands, tsp_commands
 from memprog.drivers.transport import make_block, parse_block
-from memprog.core.errors import ConfigError, MemprogError, ProtocolError
 
 from .fuzz_support import NUMBER_TEXT, TEXT, fuzz_settings, message_text
 

@@ -23,12 +23,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memprog.core.bench_config import load_bench_config
+from memprog.core.errors import MemprogError
 from memprog.drivers import flex_commands as flex
 from memprog.drivers import kxci_commands as kxci
 from memprog.drivers import onchip_commands as oc
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.transport import make_block
-from memprog.core.errors import MemprogError
 from memprog.sim_instruments.base import SimBench
 from memprog.sim_instruments.visa_backend import _message_end
 from memprog.sim_instruments.wgfmu_library import _FUNCTIONS

@@ -24,8 +24,8 @@ import torch
 from typer.testing import CliRunner
 
 from memprog.cli import app
-from memprog.jobs.weights import load_conductance_map, load_program_input, load_test_set
 from memprog.core.strict_yaml import load_yaml_text
+from memprog.jobs.weights import load_conductance_map, load_program_input, load_test_set
 
 CLI = [sys.executable, "-c", "from memprog.cli import main; main()"]
 MEM_CAP_BYTES = 2 * 2**30  # the bombs claim 7.45 GiB and 745 GiB; the CLI itself needs < 1 GiB

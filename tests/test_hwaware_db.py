@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from memprog.cli import app
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.cli import app
 from memprog.hwaware.mapping import load_weights
 from memprog.hwaware.variability import VariabilityModel
 from memprog.protocols.characterize import CharacterizeParams, characterize

@@ -17,11 +17,12 @@ import yaml
 from typer.testing import CliRunner
 
 import memprog
-from memprog.core.bench_config import load_bench_config
 from memprog.cli import app
+from memprog.core.bench_config import load_bench_config
+from memprog.core.errors import ConfigError
+from memprog.core.strict_yaml import dump_yaml
 from memprog.drivers.onchip import OnChipController
 from memprog.drivers.transport import make_block
-from memprog.core.errors import ConfigError
 from memprog.jobs.insitu import (
     InsituParams,
     bench_with_stuck_fraction,
@@ -32,7 +33,6 @@ from memprog.jobs.insitu import (
     run_insitu_job,
     train_insitu,
 )
-from memprog.core.strict_yaml import dump_yaml
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_onchip_protocol import CONNECT, connected
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.limits import SafetyLimits
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.drivers.kxci_commands import KxciStatusError
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
-from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 OPT = ("*OPT?", "SMU1,SMU2,SMU3,SMU4,PMU1,PMU2")

@@ -9,8 +9,8 @@ import yaml
 
 from memprog.bench.assembly import open_bench
 from memprog.core.crossbar_wiring import wiring_from_bench
-from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.core.errors import SafetyError
+from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from tests.protocol_fake import ExpectedProtocol
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_k4200_707b.yaml"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.keithley707b import Keithley707B
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 from tests.protocol_fake import ExpectedProtocol
 
 IDN = "Keithley Instruments Inc., Model 707B, 04123456, 1.5.0"

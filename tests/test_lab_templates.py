@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 import memprog
-from memprog.core.bench_config import load_bench_config
 from memprog.cli import app
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError
 from tests.lab_template_helpers import BENCHES, edited_text
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import pyvisa
 
+from memprog.core.errors import InstrumentError, SafetyError
+from memprog.core.limits import SafetyLimits
 from memprog.drivers import flex_commands as fx
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.b1500 import B1500
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.drivers.transport import LinkTimeout
-from memprog.core.errors import InstrumentError, SafetyError
-from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ def test_simulated_pmu_models_the_50_ohm_source(tmp_path):
     import yaml
 
     import memprog
-    from memprog.sim_instruments import k4200
     from memprog.core.strict_yaml import dump_yaml
+    from memprog.sim_instruments import k4200
 
     data = yaml.safe_load((ROOT / "benches" / "sim_k4200_707b.yaml").read_text())
     data["instruments"]["k4200"].setdefault("options", {})["sim_pmu_source_ohm"] = 50.0

@@ -15,10 +15,10 @@ import pytest
 
 import memprog
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError, InstrumentError, SafetyError
 from memprog.drivers import onchip_commands as cmd
 from memprog.drivers.onchip_programmer import OnChipProgrammer
 from memprog.drivers.transport import make_block
-from memprog.core.errors import ConfigError, InstrumentError, SafetyError
 from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer
 from memprog.sim_instruments import SimChip
 from tests.protocol_fake import ExpectedProtocol

@@ -13,9 +13,9 @@ import pytest
 import pyvisa
 
 import memprog
-from memprog.drivers.onchip import OnChipController
 from memprog.core.errors import ConfigError, InstrumentError, SafetyError
 from memprog.core.limits import SafetyLimits
+from memprog.drivers.onchip import OnChipController
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_onchip.yaml"
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
+from memprog.core.limits import SafetyLimits
 from memprog.drivers import onchip_commands as cmd
 from memprog.drivers.onchip import OnChipController
 from memprog.drivers.onchip_commands import ProgramPulses, ProgramResult
 from memprog.drivers.transport import make_block
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError, SafetyError
-from memprog.core.limits import SafetyLimits
 from tests.protocol_fake import ExpectedProtocol
 
 LIMITS = SafetyLimits(

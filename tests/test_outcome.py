@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memprog.cli import app
+from memprog.protocols.results import TuneResult
 from memprog.reporting.outcome import (
     CATEGORIES,
     cell_outcome,
@@ -20,7 +21,6 @@ from memprog.reporting.outcome import (
     report_outcome,
     within_tolerance,
 )
-from memprog.protocols.results import TuneResult
 
 
 def _runner() -> CliRunner:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from memprog.cli import app
 from memprog.dashboard import create_app
+from memprog.protocols.results import FLAG_WORDS, TuneResult
 from memprog.reporting.outcome import (
     BENIGN_FLAGS,
     CATEGORY_COLOURS,
@@ -26,7 +27,6 @@ from memprog.reporting.outcome import (
     flag_colour,
     palette,
 )
-from memprog.protocols.results import FLAG_WORDS, TuneResult
 from memprog.store import open_store
 
 LOCAL = "http://127.0.0.1"

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.device_params import Effects
 from memprog.core.errors import ConfigError
 from memprog.core.limits import SafetyLimits
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.events import MemorySink
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.sim_instruments.chip import STUCK_HRS, SimChip
-from memprog.core.device_params import Effects
 
 HFO2_FINE = AlibartParams(
     set_start_v=0.85,

@@ -8,6 +8,7 @@ import pytest
 
 from memprog.bench.direct import DirectChipProgrammer
 from memprog.core.errors import ConfigError
+from memprog.core.presets import get_preset
 from memprog.protocols.array import (
     ArrayJob,
     ArrayParams,
@@ -17,7 +18,6 @@ from memprog.protocols.array import (
 )
 from memprog.protocols.events import MemorySink
 from memprog.sim_instruments.chip import SimChip
-from memprog.core.presets import get_preset
 
 
 def test_orders():

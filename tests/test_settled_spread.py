@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memprog.sim_instruments.chip import SimChip
 from memprog.core.device_params import Effects
 from memprog.core.presets import get_preset
+from memprog.sim_instruments.chip import SimChip
 
 P = get_preset("tio2_passive")
 QUIET = dict(c2c=False, d2d=False, relaxation=False, disturb=False, stuck=False)

@@ -14,10 +14,10 @@ from sqlalchemy import create_engine, text
 
 from memprog.bench.direct import DirectChipProgrammer
 from memprog.core.errors import ConfigError
+from memprog.core.signals import Interrupted, exit_code_for_signal, handle_signals
 from memprog.protocols.alibart import tune_alibart
 from memprog.protocols.array import ArrayJob, ArrayParams
 from memprog.protocols.results import TuneResult
-from memprog.core.signals import Interrupted, exit_code_for_signal, handle_signals
 from memprog.sim_instruments import SimChip
 from memprog.store import (
     RUN_STATUSES,
@@ -337,7 +337,8 @@ def test_runs_left_running_by_a_gone_process_are_reaped(url):
 
     from sqlalchemy import update
 
-    from memprog.store.core import process_alive, run_alive_here
+    from memprog.core.processes import process_alive
+    from memprog.store.core import run_alive_here
     from memprog.store.models import Run
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

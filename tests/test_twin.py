@@ -14,13 +14,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from memprog.cli import app, sim_app
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.cli import app, sim_app
+from memprog.core.device_params import DeviceParams
+from memprog.core.presets import get_preset
 from memprog.protocols.array import program_array
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
-from memprog.core.device_params import DeviceParams
-from memprog.core.presets import get_preset
 from memprog.store import VariabilityDB, open_store, stored_run
 from memprog.twin.calibrate import calibrate
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from memprog import open_bench
+from memprog.core.errors import ConfigError
 from memprog.drivers.b1500 import B1500, B1500Settings
 from memprog.drivers.keithley707b import Keithley707B
 from memprog.drivers.onchip import OnChipController
-from memprog.core.errors import ConfigError
 from memprog.protocols.programmer import wait_chunks
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_b1500_protocol import CONNECT as B1500_CONNECT

@@ -14,6 +14,9 @@ from ctypes import c_char_p
 import numpy as np
 import pytest
 
+from memprog.core.errors import ConfigError, InstrumentError, SafetyError
+from memprog.core.limits import SafetyLimits
+from memprog.core.probe_wiring import ProbeWiring
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.b1500_programmer import B1500WgfmuOptions, B1500WgfmuProgrammer
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup, load_wgfmu_library
@@ -24,9 +27,6 @@ from memprog.drivers.wgfmu_patterns import (
     pulse_read_train,
     read_pattern,
 )
-from memprog.core.errors import ConfigError, InstrumentError, SafetyError
-from memprog.core.limits import SafetyLimits
-from memprog.core.probe_wiring import ProbeWiring
 from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 
 ADDR = "GPIB0::17::INSTR"

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from memprog.core.bench_config import load_bench_config
+from memprog.core.errors import InstrumentError
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup
 from memprog.drivers.wgfmu_patterns import MeasureEvent, Pattern, read_pattern
-from memprog.core.errors import InstrumentError
 from memprog.sim_instruments.base import SimBench
 from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 

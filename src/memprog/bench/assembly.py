@@ -20,8 +20,8 @@ from typing import Any
 
 from memprog.core.bench_config import SIM_LIBRARY, BenchConfig, InstrumentConfig, load_bench_config
 from memprog.core.errors import ConfigError, InstrumentError
-from memprog.protocols.programmer import CellProgrammer
 from memprog.core.safe_steps import run_safe_steps
+from memprog.protocols.programmer import CellProgrammer
 
 _NAME_ERRORS = (-1073807342, -1073807343)  # VI_ERROR_INV_RSRC_NAME, VI_ERROR_RSRC_NFOUND
 

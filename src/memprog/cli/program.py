@@ -559,7 +559,12 @@ def run_program_cli(
     """
     from memprog.cli.common import fail
     from memprog.cli.runs import run_command
-    from memprog.core.signals import exit_code_for_signal, handle_signals, interrupt_signum, signal_name
+    from memprog.core.signals import (
+        exit_code_for_signal,
+        handle_signals,
+        interrupt_signum,
+        signal_name,
+    )
 
     t0 = time.perf_counter()
     with handle_signals():

@@ -39,7 +39,13 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from memprog.core.errors import ConfigError, InstrumentError, MemprogError, ProtocolError, SafetyError
+from memprog.core.errors import (
+    ConfigError,
+    InstrumentError,
+    MemprogError,
+    ProtocolError,
+    SafetyError,
+)
 from memprog.core.jsonout import sanitize
 from memprog.core.signals import (
     EXIT_BAD_INPUT,

@@ -71,7 +71,9 @@ def _check_writable(path: Path) -> None:
 
 def register(sim_app: typer.Typer) -> None:
     """Add ``serve`` to the ``memprog sim`` group."""
-    from memprog.cli import sim_chips as cli_sim_chips  # sim chips, sim reset: the stored simulated chips
+    from memprog.cli import (
+        sim_chips as cli_sim_chips,  # sim chips, sim reset: the stored simulated chips
+    )
 
     cli_sim_chips.register(sim_app)
 

@@ -143,8 +143,8 @@ def register(app: typer.Typer) -> None:
         is within tolerance, 1 when one is not.
         """
         from memprog.cli.runs import Outcome, run_command
-        from memprog.reporting.outcome import ladder_outcome
         from memprog.protocols.ladder import ladder_levels, run_ladder
+        from memprog.reporting.outcome import ladder_outcome
 
         t0 = time.perf_counter()
         try:
@@ -314,12 +314,12 @@ def register(app: typer.Typer) -> None:
         continues a --map job).
         """
         from memprog.cli.runs import Outcome, run_command
-        from memprog.reporting.outcome import describe, result_outcome
         from memprog.protocols.alibart import tune_alibart
         from memprog.protocols.array import ArrayParams, alibart_defaults, program_array
         from memprog.protocols.denoise import DenoiseParams, tune_denoise
         from memprog.protocols.feedforward import FeedforwardParams, tune_feedforward
         from memprog.protocols.settle import resolve_settle_s, retention_check
+        from memprog.reporting.outcome import describe, result_outcome
 
         t0 = time.perf_counter()
         show = _progress(progress, as_json)
@@ -606,7 +606,14 @@ def _plot_tune(res: Any, technology: str, out: Path, run_id: str | None = None, 
     Percentile colour limits (memprog.reporting.figures): a stuck cell at 10 µS among 500 µS targets
     saturates (and is painted in the stuck colour) instead of stretching the scale.
     """
-    from memprog.reporting.figures import array_axes, heat_map, paint_flags, pyplot, robust_limits, run_title
+    from memprog.reporting.figures import (
+        array_axes,
+        heat_map,
+        paint_flags,
+        pyplot,
+        robust_limits,
+        run_title,
+    )
     from memprog.reporting.outcome import ERROR_CMAP, FLAG_STUCK
 
     plt = pyplot()

@@ -47,9 +47,8 @@ Calibration choices for what the sources do not give (also in the README):
 
 from __future__ import annotations
 
-from memprog.core.errors import ConfigError
-
 from memprog.core.device_params import DeviceParams
+from memprog.core.errors import ConfigError
 
 TIO2_PASSIVE = DeviceParams(
     cell_type="passive",  # [Drolet] wire-bonded passive 8x8 TiO2 crossbar

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from memprog.core.errors import ConfigError, MemprogError
-
 from memprog.dashboard.security import TOKEN_ENV, check_bind, is_local
 
 DEFAULT_PORT = 8050

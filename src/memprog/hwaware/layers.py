@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from memprog.core.errors import ConfigError
-
 from memprog.hwaware.mapping import ACTIVATIONS
 from memprog.hwaware.mapping import later_writes as _later_writes
 from memprog.hwaware.variability import Draw, VariabilityModel

@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from memprog.core.errors import ConfigError
-
 from memprog.hwaware.datasets import Dataset, load_dataset
 from memprog.hwaware.layers import MLP, convert, stuck_weight_fraction
 from memprog.hwaware.mapping import WEIGHTS_FORMAT

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from memprog.core.errors import ConfigError
-
 from memprog.hwaware.mapping import later_writes as _later_writes
 from memprog.hwaware.variability import VariabilityModel
 

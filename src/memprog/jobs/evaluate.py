@@ -32,7 +32,6 @@ import yaml
 
 from memprog.core.errors import ConfigError
 from memprog.core.strict_yaml import dump_yaml
-
 from memprog.jobs.program import ProgramParams, run_program
 from memprog.jobs.weights import Network, load_program_input
 

@@ -62,6 +62,8 @@ from pydantic import Field, model_validator
 
 from memprog.core.bench_config import load_bench_config, resolve_bench_path
 from memprog.core.errors import ConfigError
+from memprog.core.strict_yaml import dump_yaml
+from memprog.core.validation import MemprogModel
 from memprog.hwaware.mapping import (
     WEIGHTS_FORMAT,
     pairs_to_weights,
@@ -71,8 +73,6 @@ from memprog.hwaware.mapping import (
 from memprog.hwaware.mapping import save_weights as write_weight_file
 from memprog.protocols.common import Progress
 from memprog.protocols.events import EventSink, sink_or_null
-from memprog.core.strict_yaml import dump_yaml
-from memprog.core.validation import MemprogModel
 
 CALIBRATION_ROWS = 4
 # [choice] standard error of the mean the final read of the saved weights aims at: a tenth

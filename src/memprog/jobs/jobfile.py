@@ -24,9 +24,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from memprog.core.errors import ConfigError
-from memprog.jobs.fetch import DEFAULT_MAX_BYTES, check_sha256, is_url
 from memprog.core.strict_yaml import load_yaml_file
 from memprog.core.validation import MemprogModel
+from memprog.jobs.fetch import DEFAULT_MAX_BYTES, check_sha256, is_url
 
 
 class ProgramJob(MemprogModel):

@@ -33,16 +33,15 @@ import numpy as np
 from pydantic import Field
 
 from memprog.core.errors import ConfigError
+from memprog.core.validation import MemprogModel
+from memprog.jobs.fetch import file_sha256  # noqa: F401 - re-exported: the job's content hash
+from memprog.jobs.placement import Placement, copy0_order, place_network, weights_to_pairs
+from memprog.jobs.weights import ConductanceMap, Network, predict_from_scores
 from memprog.protocols.common import Clock, Progress, target_range_us
 from memprog.protocols.events import EventSink, EventsOnly, sink_or_null
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_DISTURBED, FLAG_SKIPPED, FLAG_STUCK, TuneResult, add_flag
 from memprog.protocols.settle import adaptive_read, resolve_settle_s, settle_and_reverify
-from memprog.core.validation import MemprogModel
-
-from memprog.jobs.fetch import file_sha256  # noqa: F401 - re-exported: the job's content hash
-from memprog.jobs.placement import Placement, copy0_order, place_network, weights_to_pairs
-from memprog.jobs.weights import ConductanceMap, Network, predict_from_scores
 
 PROTOCOLS = ("alibart", "feedforward", "denoise", "predictive")
 
@@ -1016,7 +1015,14 @@ def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str, chip:
     Colour limits are percentiles (memprog.reporting.figures): a few stuck cells hundreds of µS away
     must not make target and achieved look alike; flagged cells carry their own colours.
     """
-    from memprog.reporting.figures import array_axes, heat_map, paint_flags, pyplot, robust_limits, run_title
+    from memprog.reporting.figures import (
+        array_axes,
+        heat_map,
+        paint_flags,
+        pyplot,
+        robust_limits,
+        run_title,
+    )
     from memprog.reporting.outcome import ERROR_CMAP, within_tolerance
 
     plt = pyplot()

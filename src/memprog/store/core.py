@@ -44,8 +44,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.processes import process_alive
 from memprog.protocols.results import TuneResult
-
 from memprog.store import migrate
 from memprog.store.columnar import from_ipc, table_from_columns, to_ipc
 from memprog.store.models import CellBatch, Event, Run, SampleBatch, TraceBatch
@@ -71,27 +71,6 @@ _RUN_COLUMNS = [
 ]
 
 
-def process_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` exists on this host (this process counts as alive).
-
-    POSIX: signal 0 (nothing is sent). Windows, where ``os.kill`` would terminate the
-    process instead: ``OpenProcess`` + ``GetExitCodeProcess``.
-    """
-    if not pid:
-        return False
-    if int(pid) == os.getpid():
-        return True
-    if sys.platform == "win32":  # pragma: no cover - the lab's B1500 PCs; CI is Linux
-        return _windows_process_alive(int(pid))
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError):
-        return True  # exists under another user (EPERM), or cannot be judged: leave it be
-    return True
-
-
 def run_alive_here(run: dict[str, Any]) -> bool:
     """Whether a ``running`` run's process still lives on this host (a resume of it now
     would pulse its cells twice). Runs of another host, or without a pid, are not judged."""
@@ -99,20 +78,6 @@ def run_alive_here(run: dict[str, Any]) -> bool:
     if run.get("status") != "running" or not pid or run.get("host") != socket.gethostname()[:128]:
         return False
     return int(pid) != os.getpid() and process_alive(int(pid))
-
-
-def _windows_process_alive(pid: int) -> bool:  # pragma: no cover - Windows only
-    import ctypes
-
-    k32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    handle = k32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
-    try:
-        code = ctypes.c_ulong()
-        return bool(k32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259
-    finally:
-        k32.CloseHandle(handle)  # 259 above: STILL_ACTIVE
 
 
 class StoreError(MemprogError):

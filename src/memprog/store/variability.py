@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from memprog.core.errors import ConfigError
-
 from memprog.store.core import Store, open_store
 
 

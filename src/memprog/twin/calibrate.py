@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from memprog.core.errors import ConfigError
-
-from memprog.twin.fits import Fit, NotConverged, fit_census, fit_read_noise, fit_relax, fit_telegraph
+from memprog.twin.fits import (
+    Fit,
+    NotConverged,
+    fit_census,
+    fit_read_noise,
+    fit_relax,
+    fit_telegraph,
+)
 from memprog.twin.response import fit_response
 
 # what to run when a measurement is missing (the field keeps the preset's value)
@@ -188,7 +194,12 @@ def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None
     the twin as its chip (id ``<CHIP>-twin``, a seed of its own, ``sim_params`` fitted)."""
     import copy
 
-    from memprog.core.bench_config import PLACEHOLDER_RE, SIM_LIBRARY, BenchConfig, resolve_bench_path
+    from memprog.core.bench_config import (
+        PLACEHOLDER_RE,
+        SIM_LIBRARY,
+        BenchConfig,
+        resolve_bench_path,
+    )
     from memprog.core.strict_yaml import load_yaml_file
 
     name = template or TEMPLATES.get(result.technology, "sim_onchip")
