@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from memprog.bench.assembly import open_bench
+from memprog.protocols.alibart import AlibartParams, tune_alibart
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_b1500_wgfmu.yaml"
 
@@ -52,8 +53,6 @@ def measure(cycles: int = 300, tune: bool = True) -> dict:
         out["train_wall_ms_per_cycle"] = (time.perf_counter() - w0) / n * 1e3
         out["train_bench_ms_per_cycle"] = (bench.bench_time_s - s0) / n * 1e3
         if tune:
-            from memprog.protocols.alibart import AlibartParams, tune_alibart
-
             params = AlibartParams(
                 set_start_v=0.8, set_step_v=0.02, set_max_v=2.0, reset_start_v=1.1, reset_step_v=0.02,
                 reset_max_v=2.4, width_s=200e-9, read_v=0.2, tolerance_rel=0.01, reads_in_band=10,

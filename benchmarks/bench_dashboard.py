@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -97,8 +98,6 @@ def measure(b: Browser, url: str, visits: int) -> dict:
 
 def live_lag(b: Browser, base: str, url: str, batches: int = 12) -> dict:
     """Seconds from a batch being committed by another process to the runs page showing it."""
-    import subprocess
-
     proc = subprocess.Popen([sys.executable, "-c", WRITER, url, str(batches), "64", "0.8"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     rid = proc.stdout.readline().strip()

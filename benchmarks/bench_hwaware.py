@@ -27,6 +27,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -35,7 +36,8 @@ from memprog.hwaware.layers import MLP, convert
 from memprog.hwaware.order import network_later_writes
 from memprog.hwaware.training import _StuckFreezer
 from memprog.hwaware.transfer import TransferSimulator
-from memprog.hwaware.variability import VariabilityModel
+from memprog.hwaware.variability import VariabilityModel, _raw_imprecision
+from memprog.store import VariabilityDB
 
 TIO2_CROSSBAR = (12, 24)  # benches/sim_tio2_crossbar.yaml
 
@@ -49,10 +51,6 @@ def raw_preset_model(levels: int = 8, reads: int = 400) -> VariabilityModel:
     sig = v.slope_pct_per_us * lv + v.intercept_pct
     g = lv[:, None] * (1 + (sig[:, None] * rng.standard_normal((levels, reads))
                             + rng.normal(v.offset_mean_pct, v.offset_std_pct, (levels, reads))) / 100)
-    import pandas as pd
-
-    from memprog.hwaware.variability import _raw_imprecision
-
     lv_t, fac = _raw_imprecision(pd.DataFrame({"level_us": np.repeat(lv, reads), "g_us": g.ravel()}))
     kw = {f: getattr(v, f) for f in v.__dataclass_fields__}
     kw.update(imp_levels_us=torch.as_tensor(lv_t, dtype=torch.float32), imp_factors=torch.as_tensor(fac, dtype=torch.float32),
@@ -166,8 +164,6 @@ def main() -> None:
     ap.add_argument("--fitted", action="store_true", help="sample the fitted imprecision line instead of raw reads")
     a = ap.parse_args()
     if a.db:
-        from memprog.store import VariabilityDB
-
         var = VariabilityModel.from_db(VariabilityDB(a.db), imprecision="fitted" if a.fitted else "raw")
         var = var.with_stuck(0.005, 0.005)
     else:

@@ -1,6 +1,6 @@
 """In-situ training speed and seed 002's stuck-device comparison, on the simulated on-chip bench.
 
-Target (issue 13): one epoch over the digits training set (1,347 images, minibatches of 16)
+Target (issue 13): one epoch over the digits training set (1,438 images, minibatches of 16)
 through the on-chip stack — driver, ``@memprog`` VISA backend, simulated controller,
 batched ``VMM?`` forward passes, row-parallel RESET/SET update pulses, one read of the
 output layer per minibatch — in <= 20 s wall on 2 cores. The simulated bench time of that
@@ -22,14 +22,10 @@ import time
 from pathlib import Path
 
 import memprog
-from memprog.jobs.insitu import (
-    LI2018_INSITU_ACCURACY,
-    InsituParams,
-    bench_with_stuck_fraction,
-    exsitu_transfer,
-    load_dataset,
-    train_insitu,
-)
+from memprog.hwaware.datasets import load_dataset
+from memprog.jobs.insitu import bench_with_stuck_fraction, train_insitu
+from memprog.jobs.insitu_exsitu import exsitu_transfer
+from memprog.jobs.insitu_params import LI2018_INSITU_ACCURACY, InsituParams
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_onchip.yaml"
 FRACTIONS = (0.0, 0.11, 0.30, 0.50)
@@ -86,10 +82,10 @@ def sweep(epochs: int) -> dict:
 
 
 def draw(result: dict, out: Path) -> None:
-    import matplotlib
+    import matplotlib  # deferred: only --png draws; the timing runs need no matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: as above (after the Agg backend is chosen)
 
     rows = result["rows"]
     f = [100 * r["stuck_fraction"] for r in rows]

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 import runpy
 import time
@@ -32,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from memprog import open_bench
-from memprog.protocols.array import ArrayParams, alibart_defaults, program_array, random_level_map
+from memprog.protocols.alibart import alibart_defaults
+from memprog.protocols.array import ArrayParams, program_array, random_level_map
 from memprog.protocols.predictive import tune_predictive
 from memprog.protocols.settle import retention_check
 
@@ -151,8 +153,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import os
-
     # throw-away simulated chips, fresh from their seed on every open (same chip for both)
     os.environ.setdefault("MEMPROG_SIM_VOLATILE", "1")
     main()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from memprog import open_bench
+from memprog.cli.program import program_command
 from memprog.examples import example
 from memprog.jobs import ProgramParams, load_program_input, load_test_set, run_program
 
@@ -62,11 +64,7 @@ def main() -> None:
         "target_gap_points": 3.0,
     }
     if not a.no_command:
-        from memprog.cli.program import program_command
-
         with tempfile.TemporaryDirectory() as tmp:
-            import os
-
             os.environ.setdefault("MEMPROG_DB", f"sqlite:///{Path(tmp) / 'bench.sqlite'}")
             t2 = time.perf_counter()
             program_command(None, str(BENCHES / "sim_onchip.yaml"), example="digits", out=Path(tmp) / "rep")
@@ -88,8 +86,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import os
-
     # throw-away simulated chips, fresh from their seed on every open: the figures do not
     # depend on what an earlier run left on a stored chip (sim_instruments/chip_state)
     os.environ.setdefault("MEMPROG_SIM_VOLATILE", "1")

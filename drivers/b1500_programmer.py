@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.errors import ConfigError, OpenCircuitError, ProtocolError
 from memprog.core.limits import SafetyLimits
 from memprog.core.probe_wiring import ProbeWiring, probe_wiring_from_bench
 from memprog.core.safe_steps import run_safe_steps, try_safe_state
@@ -42,15 +42,12 @@ from memprog.core.validation import MemprogModel
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.b1500 import B1500, B1500Settings
 from memprog.drivers.stack_options import driver_options, programmer_options
+from memprog.drivers.transport import LinkError
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup, Trace, WgfmuSettings
 from memprog.drivers.wgfmu_patterns import Pattern, pulse_pattern, pulse_read_train, read_pattern
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 
 STACK = "b1500_wgfmu"
-
-
-class OpenCircuitError(InstrumentError):
-    """The bottom channel saw (almost) no current: a probe is lifted or misplaced."""
 
 
 class B1500WgfmuOptions(MemprogModel):
@@ -90,6 +87,9 @@ class B1500WgfmuProgrammer(CellProgrammer):
         options: stack options.
         technology: for ProgrammerInfo.
     """
+
+    #: no analog VMM: the WGFMU reads one device on its probes at a time
+    supports_vmm = False
 
     def __init__(
         self,
@@ -325,8 +325,6 @@ class B1500WgfmuProgrammer(CellProgrammer):
         again, so a settle may come out longer, never shorter. A pause changes no output,
         so repeating it is safe; ``link_stats`` counts what happened.
         """
-        from memprog.drivers.transport import LinkError
-
         stats = self.__dict__.setdefault("link_stats", {"faults": 0, "retried": 0, "recoveries": 0})
         for attempt in range(self.wait_retries + 1):
             try:

@@ -40,7 +40,7 @@ from memprog.core.crossbar_wiring import (
     terminal_kind,
     wiring_from_bench,
 )
-from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
+from memprog.core.errors import ConfigError, InstrumentError, OpenCircuitError, ProtocolError
 from memprog.core.limits import SafetyLimits
 from memprog.core.safe_steps import run_safe_steps, try_safe_state
 from memprog.core.validation import MemprogModel
@@ -48,13 +48,10 @@ from memprog.drivers import kxci_commands as kx
 from memprog.drivers.keithley707b import Keithley707B, Keithley707BSettings, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200, Keithley4200Settings
 from memprog.drivers.stack_options import driver_options, programmer_options
+from memprog.drivers.transport import LinkError
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo, cell_indices, pulse_batch
 
 STACK = "k4200_707b"
-
-
-class OpenCircuitError(InstrumentError):
-    """The sense SMU saw (almost) no current: nothing, or the wrong thing, is routed."""
 
 
 class CrossbarOptions(MemprogModel):
@@ -112,6 +109,9 @@ class CrossbarProgrammer(CellProgrammer):
         options: stack options (release policy, read voltage, PMU edges, ...).
         technology: for ProgrammerInfo.
     """
+
+    #: no analog VMM: the 4200 reads one cell at a time through the matrix
+    supports_vmm = False
 
     def __init__(
         self,
@@ -472,8 +472,6 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
     recover_attempts = 40
 
     def _robust(self, op: Any, idempotent: bool) -> Any:
-        from memprog.drivers.transport import LinkError
-
         stats = self.__dict__.setdefault(
             "link_stats", {"faults": 0, "retried": 0, "recoveries": 0, "pulses_unconfirmed": 0}
         )
@@ -509,8 +507,6 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
         """Sources to 0 V, PMU outputs off, every crosspoint open, through link faults: the
         bench must end safe, so a safe state cut short by a fault is resent in full after
         the links are back in step (at most ``recover_attempts`` times, then raised)."""
-        from memprog.drivers.transport import LinkError
-
         last: Exception | None = None
         for attempt in range(self.recover_attempts):
             try:
@@ -524,8 +520,6 @@ class RobustCrossbarProgrammer(CrossbarProgrammer):
         raise last
 
     def _recover_links(self) -> None:
-        from memprog.drivers.transport import LinkError
-
         for _ in range(self.recover_attempts):
             try:
                 self._resync()

@@ -36,7 +36,7 @@ from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel
 from memprog.drivers import kxci_commands as kx
 from memprog.drivers.kxci_commands import Reading
-from memprog.drivers.transport import Transport
+from memprog.drivers.transport import LinkError, Transport
 
 #: the code of a command refused as busy and not executed (our simulator's [choice]; the
 #: crossbar stack treats it as transient too)
@@ -446,8 +446,6 @@ class Keithley4200:
         in, so one faulted reply must not leave a source driven. Any other refusal by the
         instrument is raised at once.
         """
-        from memprog.drivers.transport import LinkError
-
         for attempt in range(attempts):
             errors = self._safe_state_once()
             if not errors:

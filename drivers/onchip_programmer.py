@@ -61,6 +61,9 @@ class OnChipProgrammer(CellProgrammer):
             bench, None in the lab, where wall time is the bench time).
     """
 
+    #: the controller integrates the column currents of row voltages (``VMM:INP``/``VMM?``)
+    supports_vmm = True
+
     def __init__(
         self,
         controller: OnChipController,
@@ -179,6 +182,11 @@ class OnChipProgrammer(CellProgrammer):
     def read_array(self, read_v: float | None = None) -> np.ndarray:
         """Whole conductance map (µS) in one ``READ:ARR?`` message."""
         return self._robust(self.controller.read_array, (read_v,), True)
+
+    def vmm(self, input_v: object) -> np.ndarray:
+        """The controller's analog VMM (``VMM:INP`` + ``VMM?``): row voltages in, column
+        currents (A) out; see :meth:`OnChipController.vmm`."""
+        return self.controller.vmm(input_v)
 
     # ------------------------------------------------------------------ link faults
     def _robust(self, fn: Callable[..., Any], args: tuple, idempotent: bool) -> Any:

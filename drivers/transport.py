@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import pyvisa
 
 from memprog.core.errors import InstrumentError, ProtocolError
 
@@ -213,8 +214,6 @@ class VisaTransport:
         self.stats["reconnects"] += 1
 
     def _io(self, fn: Any, *args: Any) -> Any:
-        import pyvisa
-
         try:
             return fn(*args)
         except pyvisa.errors.VisaIOError as exc:

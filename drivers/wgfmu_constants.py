@@ -4,7 +4,7 @@ The numbers are those of the library header (``wgfmu.h``, "Agilent, 10-30-2008",
 distributed with the B1530A software and copied in public repositories such as
 3it-inpaqt/B1530A_control). They are facts of the C API, so they are written out here once
 and used by the ctypes binding (:mod:`memprog.drivers.wgfmu`), by the pattern builders and
-by the tests. The simulated library (``memprog.sim_instruments.wgfmu_library``) keeps its
+by the tests. The simulated library (``memprog.sim_instruments.wgfmu_codes``) keeps its
 own copy, because the simulator never imports drivers.
 
 Every function of the library returns an ``int`` error code (0 = no error, negative =

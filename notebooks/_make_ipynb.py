@@ -146,16 +146,13 @@ in software and then programmed onto the same chip (ex-situ) cannot.
 Two epochs keep this walk-through quick; the full figures come from
 `python benchmarks/bench_insitu.py --sweep --png fig.png`."""),
     ("code", '''import memprog
-from memprog.jobs.insitu import (
-    InsituParams,
-    bench_with_stuck_fraction,
-    exsitu_transfer,
-    load_dataset,
-    train_insitu,
-)
+from memprog.hwaware.datasets import load_dataset
+from memprog.jobs.insitu import bench_with_stuck_fraction, train_insitu
+from memprog.jobs.insitu_exsitu import exsitu_transfer
+from memprog.jobs.insitu_params import InsituParams
 
 EPOCHS = 2  # the benchmark figures: 8
-LIMIT_TRAIN = None  # all 1,347 training images (one epoch takes about a second)
+LIMIT_TRAIN = None  # all 1,438 training images (one epoch takes about a second)
 data = load_dataset("digits", seed=0, limit_train=LIMIT_TRAIN)
 print(f"digits: {len(data.x_train)} training, {len(data.x_test)} test images, 64 inputs")'''),
     ("md", """## Training with seed 002's 11 % stuck devices

@@ -3,6 +3,7 @@
 * :mod:`.alibart` — Alibart adaptive write-verify (``tune_alibart``, ``AlibartParams``)
 * :mod:`.feedforward` — Diao's feedforward linear potentiation (``FeedforwardTuner``)
 * :mod:`.denoise` — Rao's RTN-denoising high-resolution write-verify (``DenoiseTuner``)
+* :mod:`.registry` — every protocol by name: settings, tuner, re-tune rule, capabilities (``get``)
 * :mod:`.array` — whole-array programming: order, batches, re-verify, resume (``ArrayJob``)
 * :mod:`.ladder` — the level ladder of the precision papers (``run_ladder``)
 * :mod:`.results` / :mod:`.events` — per-cell results (``TuneResult``) and event sinks
@@ -10,7 +11,8 @@
 
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.array import ArrayJob, ArrayParams, program_array
-from memprog.protocols.denoise import DenoiseParams, DenoiseTuner, tune_denoise
+from memprog.protocols.denoise import DenoiseTuner, tune_denoise
+from memprog.protocols.denoise_params import DenoiseParams
 from memprog.protocols.events import EventSink, MemorySink, NullSink
 from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, tune_feedforward
 from memprog.protocols.ladder import LadderResult, run_ladder

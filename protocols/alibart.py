@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from memprog.core.errors import ConfigError
+from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel
 from memprog.protocols.common import (
     Clock,
@@ -53,7 +54,7 @@ from memprog.protocols.events import (
     wants_bulk,
     wants_trace,
 )
-from memprog.protocols.programmer import CellProgrammer
+from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.protocols.results import (
     FLAG_AT_CAP,
     FLAG_BUDGET,
@@ -212,6 +213,34 @@ FINE_GATED_RAMP: dict[str, float | int] = dict(
     max_pulses=400,
     stuck_pulses=10,
 )
+
+
+def alibart_defaults(info: ProgrammerInfo, limits: SafetyLimits | None = None) -> AlibartParams:
+    """Alibart settings suited to the stack.
+
+    Passive arrays: Drolet's ramps, capped by ``limits`` when given (the stack's limits,
+    which on a passive crossbar include the disturb interlock: the default bench keeps
+    unselected cells below their switching threshold). Gated 1T1R arrays: after the gate-compliance coarse step, a
+    finer ramp starting closer to the SET threshold that remembers where each cell last
+    overshot, 3 consecutive in-band reads, and a band of 0.6 % (floor 1.5 µS): tighter
+    than the map's 1 % so cells do not stop right at its edge.
+    """
+    if not info.has_gate:
+        if limits is None:
+            return AlibartParams()
+        d = AlibartParams()
+        return AlibartParams(
+            set_max_v=min(d.set_max_v, limits.set_v_max),
+            reset_max_v=min(d.reset_max_v, limits.reset_v_max),
+            set_start_v=min(d.set_start_v, limits.set_v_max),
+            reset_start_v=min(d.reset_start_v, limits.reset_v_max),
+        )
+    # no read averaging: a gated array's band is set against its RTN (slow two-level
+    # fluctuation), which reads microseconds apart cannot average away; denoising can
+    return AlibartParams(
+        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3,
+        noise_probe_reads=0,
+    )  # fmt: skip
 
 
 def tune_alibart(
@@ -634,4 +663,4 @@ def _emit(
             )
 
 
-__all__ = ["AlibartParams", "tune_alibart"]
+__all__ = ["AlibartParams", "alibart_defaults", "tune_alibart"]

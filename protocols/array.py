@@ -28,55 +28,23 @@ import numpy as np
 from pydantic import Field
 
 from memprog.core.errors import ConfigError
-from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel, require_finite
-from memprog.protocols.alibart import (
-    FINE_GATED_RAMP,
-    RETUNE_COARSE_REL,
-    AlibartParams,
-    tune_alibart,
-)
+from memprog.protocols import registry
+from memprog.protocols.alibart import AlibartParams
 from memprog.protocols.common import Clock, Progress, target_range_us
-from memprog.protocols.denoise import DenoiseParams, DenoiseTuner
-from memprog.protocols.events import EventSink, sink_or_null, wants_trace
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
-from memprog.protocols.results import FLAG_DISTURBED, FLAG_DRIFTED, TuneResult, add_flag
-from memprog.protocols.settle import resolve_settle_s
+from memprog.protocols.denoise_params import DenoiseParams
+from memprog.protocols.events import EventSink, sink_or_null
+from memprog.protocols.predictive import PredictiveParams, tune_predictive
+from memprog.protocols.programmer import CellProgrammer
+from memprog.protocols.results import TuneResult
+from memprog.protocols.settle import resolve_settle_s, reverify
 
 Order = Literal["row-major", "column-major", "snake", "high-first", "low-first"]
 ORDERS: tuple[str, ...] = ("row-major", "column-major", "snake", "high-first", "low-first")
 
 
-def alibart_defaults(info: ProgrammerInfo, limits: SafetyLimits | None = None) -> AlibartParams:
-    """Alibart settings suited to the stack.
-
-    Passive arrays: Drolet's ramps, capped by ``limits`` when given (the stack's limits,
-    which on a passive crossbar include the disturb interlock: the default bench keeps
-    unselected cells below their switching threshold). Gated 1T1R arrays: after the gate-compliance coarse step, a
-    finer ramp starting closer to the SET threshold that remembers where each cell last
-    overshot, 3 consecutive in-band reads, and a band of 0.6 % (floor 1.5 µS): tighter
-    than the map's 1 % so cells do not stop right at its edge.
-    """
-    if not info.has_gate:
-        if limits is None:
-            return AlibartParams()
-        d = AlibartParams()
-        return AlibartParams(
-            set_max_v=min(d.set_max_v, limits.set_v_max),
-            reset_max_v=min(d.reset_max_v, limits.reset_v_max),
-            set_start_v=min(d.set_start_v, limits.set_v_max),
-            reset_start_v=min(d.reset_start_v, limits.reset_v_max),
-        )
-    # no read averaging: a gated array's band is set against its RTN (slow two-level
-    # fluctuation), which reads microseconds apart cannot average away; denoising can
-    return AlibartParams(
-        **FINE_GATED_RAMP, tolerance_rel=0.006, tolerance_min_us=1.5, reads_in_band=3,
-        noise_probe_reads=0,
-    )  # fmt: skip
-
-
 class ArrayParams(MemprogModel):
-    """How to program a map. ``None`` protocol settings: :func:`alibart_defaults`."""
+    """How to program a map. ``None`` protocol settings: the stack's (protocols/registry.py)."""
 
     protocol: Literal["alibart", "denoise", "predictive"] = "alibart"
     order: Order = "row-major"
@@ -180,31 +148,24 @@ class ArrayJob:
         self.origin = (r0, c0)
         # the protocol settles and re-verifies once per batch of this job (its lock-step
         # batch); the job's re-verify passes then look for the disturb of later writes
-        quiet = {} if p.settle_s is None else {"settle_s": float(p.settle_s)}
+        self.spec = spec = registry.get(p.protocol, maps=True)
         self.settle_s = resolve_settle_s(programmer, p.settle_s)
-        self._quiet = {"settle_s": 0.0}  # the disturb re-verify's re-tunes: no settle
-        self._predictive = None
-        if p.protocol == "predictive":
-            from memprog.protocols.predictive import predictive_defaults
-
-            self.alibart = alibart_defaults(info, programmer.limits)
-            self._denoiser = None
-            self._predictive = predictive_defaults(
-                info, programmer.limits, tolerance_rel=p.tolerance_rel,
-                tolerance_min_us=p.tolerance_min_us, settle_s=p.settle_s, max_pulses=p.max_pulses,
+        upd: dict[str, object] = {"settle_s": p.settle_s}
+        if spec.verify_at_end:
+            # the job re-verifies every cell itself after all writes (_reverify): the
+            # protocol's own end-of-batch disturb check would only read the same cells again
+            upd["verify_at_end"] = False
+        if spec.caller_band:
+            upd.update(
+                tolerance_rel=p.tolerance_rel, tolerance_min_us=p.tolerance_min_us,
+                max_pulses=p.max_pulses,
             )  # fmt: skip
-        elif p.protocol == "alibart":
-            # the job re-verifies every cell itself after all writes (_reverify): Alibart's
-            # own end-of-batch disturb check would only read the same cells once more
-            self.alibart = (p.alibart or alibart_defaults(info, programmer.limits)).model_copy(
-                update={**quiet, "verify_at_end": False}
-            )
-            self._denoiser = None
-        else:
-            self.alibart = (p.alibart or alibart_defaults(info)).model_copy(update=quiet)
-            self._denoiser = DenoiseTuner(
-                programmer, (p.denoise or DenoiseParams()).model_copy(update=quiet)
-            )
+        own = getattr(p, spec.name, None) if spec.name in ArrayParams.model_fields else None
+        base = own if own is not None else spec.defaults(info, programmer.limits)
+        self.protocol_params = spec.override(base, **upd)
+        self._tuner = spec.tuner(programmer, self.protocol_params)
+        # the disturb re-verify's re-tunes: no settle (and Alibart by its fine ramp)
+        self._retuner = spec.retuner(self._tuner, programmer, self.protocol_params)
         self.batch = p.batch_cells or (1 if info.parallel == "cell" else self.rows.size)
         self.parts: list[TuneResult] = []
         self.next_index = 0
@@ -281,9 +242,13 @@ class ArrayJob:
         # 1T1R (a gated array): the access transistor keeps later writes off the cells already
         # programmed, and the predictive protocol settled and verified each batch after its
         # relaxation; a disturb re-verify would only re-read what it just measured
-        gated_predictive = self._predictive is not None and self.programmer.info.has_gate
-        if p.reverify and p.max_reverify_passes > 0 and not gated_predictive:
-            res = self._reverify(res, s)
+        final = self.spec.final_on_gated and self.programmer.info.has_gate
+        if p.reverify and p.max_reverify_passes > 0 and not final:
+            reverify(
+                prog, res,
+                lambda idx: self._retuner.tune(res.rows[idx], res.cols[idx], res.target_us[idx], sink=s),
+                s, passes=p.max_reverify_passes, final_check=True, whole_array=True,
+            )  # fmt: skip
         res.protocol = f"array/{p.protocol}"
         res.wall_s = clock.wall_s
         res.bench_time_s = clock.bench_s
@@ -299,71 +264,8 @@ class ArrayJob:
         idx = srt[np.searchsorted(fr[srt], self.rows * cols_n + self.cols)]
         return res.subset(idx)
 
-    def _tune(
-        self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink, retune: bool = False
-    ) -> TuneResult:
-        if self._denoiser is not None:
-            return self._denoiser.tune(r, c, t, sink=sink)
-        if self._predictive is not None:
-            from memprog.protocols.predictive import tune_predictive
-
-            q = self._predictive.model_copy(update=self._quiet) if retune else self._predictive
-            return tune_predictive(self.programmer, r, c, t, params=q, sink=sink)
-        p = self.alibart
-        if retune:
-            # a cell that relaxed or was disturbed a few % off comes back by the fine ramp:
-            # a coarse step would leave a large volatile part behind again
-            p = p.model_copy(
-                update={"coarse_min_rel": max(p.coarse_min_rel, RETUNE_COARSE_REL), **self._quiet}
-            )
-        return tune_alibart(self.programmer, r, c, t, params=p, sink=sink)
-
-    def _reverify(self, res: TuneResult, sink: EventSink) -> TuneResult:
-        """Read every cell again; re-tune those that drifted out of band (not stuck ones)."""
-        prog = self.programmer
-        info = prog.info
-        res.extra["reverify_us"] = np.full(len(res), np.nan)
-        res.extra["drift_us"] = np.full(len(res), np.nan)
-        retuned = np.zeros(len(res), dtype=bool)
-        passes = self.params.max_reverify_passes
-        # pass k reads every cell and re-tunes the converged ones out of band; the read after
-        # the last re-tune (k == passes) only reports: what the result says is what the chip
-        # holds, not the re-tuned cells' own last estimate (on a passive crossbar each re-tune
-        # disturbs the cells already in band)
-        for k in range(passes + 1):
-            if len(res) > 0.5 * info.rows * info.cols:
-                g = prog.read_array()[res.rows, res.cols]
-            else:
-                g = prog.read(res.rows, res.cols)
-            res.reads = res.reads + 1
-            if wants_trace(sink):  # a whole-array read: recorded for the map's cells
-                sink.record_event({"event": "read", "rows": res.rows, "cols": res.cols, "g_us": g})
-            if k == 0:
-                res.extra["reverify_us"] = g.copy()
-                res.extra["drift_us"] = g - res.final_us
-            out = res.converged & (np.abs(g - res.target_us) > res.tolerance_us)
-            if k == passes:
-                if out.any():  # out of band on the chip after the last re-tune: say so
-                    res.final_us[out] = g[out]
-                    add_flag(res.flags, out, FLAG_DRIFTED)
-                sink.record_event({"event": "reverify_final", "out_of_band": int(out.sum())})
-                break
-            sink.record_event({"event": "reverify", "pass": k, "out_of_band": int(out.sum())})
-            if not out.any():
-                break
-            idx = np.flatnonzero(out)
-            again = self._tune(res.rows[idx], res.cols[idx], res.target_us[idx], sink, retune=True)
-            res.final_us[idx] = again.final_us
-            res.pulses[idx] += again.pulses
-            res.reads[idx] += again.reads
-            res.converged[idx] = again.converged
-            retuned[idx] = True
-            for j, i in enumerate(idx):
-                f = again.flags[j]
-                res.flags[i] = ",".join(w for w in (f, FLAG_DISTURBED) if w)
-        res.extra["retuned"] = retuned
-        return res
-
+    def _tune(self, r: np.ndarray, c: np.ndarray, t: np.ndarray, sink: EventSink) -> TuneResult:
+        return self._tuner.tune(r, c, t, sink=sink)
 
 def program_array(
     programmer: CellProgrammer,
@@ -378,6 +280,33 @@ def program_array(
     return ArrayJob(programmer, target_map_us, params, origin, resume).run(
         sink=sink, progress=progress
     )
+
+
+
+def tune_predictive_map(
+    programmer: CellProgrammer,
+    target_map_us: object,
+    origin: tuple[int, int] = (0, 0),
+    order: str = "row-major",
+    params: PredictiveParams | None = None,
+    sink: EventSink | None = None,
+    progress: bool = False,
+) -> TuneResult:
+    """A conductance map (µS, NaN = leave alone) through the predictive protocol.
+
+    What ``memprog tune --map`` and the program job need to offer ``predictive``: the map
+    is validated and ordered exactly as :class:`ArrayJob` does it (shape at ``origin``,
+    range, ``order``) before any pulse; one row per map cell, in that order. The protocol
+    settles and re-verifies per batch itself (no separate re-verify pass: a 1T1R array has
+    no half-select disturb to look for). It lives here, not in ``predictive``, because it
+    uses the array job's validation and the array job uses the protocol.
+    """
+    job = ArrayJob(programmer, target_map_us, ArrayParams(order=order), origin)  # type: ignore[arg-type]
+    res = tune_predictive(
+        programmer, job.rows, job.cols, job.targets, params=params, sink=sink, progress=progress
+    )
+    res.extra["order_index"] = np.arange(len(res))
+    return res
 
 
 def random_level_map(
@@ -398,7 +327,7 @@ __all__ = [
     "ArrayJob",
     "program_array",
     "order_cells",
-    "alibart_defaults",
+    "tune_predictive_map",
     "random_level_map",
     "ORDERS",
 ]

@@ -40,8 +40,7 @@ from pydantic import Field
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
-from memprog.protocols.alibart import AlibartParams, tune_alibart
-from memprog.protocols.array import alibart_defaults
+from memprog.protocols.alibart import AlibartParams, alibart_defaults, tune_alibart
 from memprog.protocols.characterize_twin import characterize_twin
 from memprog.protocols.common import Progress, target_range_us
 from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null

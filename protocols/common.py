@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from memprog.core.errors import ConfigError
 from memprog.core.validation import require_finite
@@ -141,8 +142,6 @@ class Progress:
     def __init__(self, enabled: bool, total: int, desc: str) -> None:
         self._bar: Any = None
         if enabled:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, desc=desc, unit="cell", file=sys.stderr, leave=False)
 
     def update(self, n: int) -> None:

@@ -15,22 +15,28 @@ level plus corrections).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from memprog.core.errors import ConfigError
+from memprog.protocols import registry
 from memprog.protocols.alibart import AlibartParams, tune_alibart
 from memprog.protocols.common import Clock, Progress, check_cells, check_targets
-from memprog.protocols.denoise import DenoiseParams, DenoiseTuner
+from memprog.protocols.denoise import DenoiseTuner
+from memprog.protocols.denoise_params import DenoiseParams
 from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_trace
 from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
 from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer, check_interval_s
+from memprog.protocols.registry import ProtocolSpec
 from memprog.protocols.settle import adaptive_read, resolve_settle_s
 
 LadderProtocol = Literal["denoise", "denoise-off", "alibart", "feedforward"]
-PROTOCOLS: tuple[str, ...] = ("denoise", "denoise-off", "alibart", "feedforward")
+# the ladder's control experiment: a registered protocol with one setting changed
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"denoise-off": ("denoise", {"denoise": False})}
+PROTOCOLS: tuple[str, ...] = (*registry.names(ladder=True), *VARIANTS)
 
 
 @dataclass
@@ -95,7 +101,7 @@ class LadderResult:
 
     def to_frame(self) -> Any:
         """One row per level."""
-        import pandas as pd
+        import pandas as pd  # deferred: pandas is heavy (~0.5 s) and only tables need it
 
         return pd.DataFrame(
             {
@@ -159,6 +165,8 @@ def run_ladder(
     """
     if protocol not in PROTOCOLS:
         raise ConfigError("protocol", protocol, f"one of {list(PROTOCOLS)}")
+    base, variant = VARIANTS.get(protocol, (protocol, {}))
+    spec = registry.get(base, ladder=True)
     if not np.isfinite(tolerance_us) or tolerance_us <= 0:
         raise ConfigError("tolerance_us", tolerance_us, "> 0 µS")
     if isinstance(verify_reads, bool) or int(verify_reads) != verify_reads or verify_reads < 1:
@@ -172,7 +180,7 @@ def run_ladder(
     lv = check_targets(programmer, levels_us, np.size(levels_us))
     settle = resolve_settle_s(programmer, settle_s)
     s = sink_or_null(sink)
-    runner = _make_runner(programmer, protocol, params, tolerance_us)
+    runner = _make_runner(programmer, spec, variant, params, tolerance_us)
     clock = Clock(programmer)
     n = lv.size
     final = np.full(n, np.nan)
@@ -351,31 +359,41 @@ class _FeedforwardRunner(_Runner):
         return self.tuner.tune(r, c, lv[k : k + 1], sink=sink, feed_us=lv[k - 1 : k], settle=False)
 
 
-def _make_runner(prog: CellProgrammer, protocol: str, params: Any, tolerance_us: float) -> _Runner:
-    """The level runner; default settings aim at half the ladder's verification tolerance."""
-    if protocol in ("denoise", "denoise-off"):
-        p = params if isinstance(params, DenoiseParams) else DenoiseParams()
-        if protocol == "denoise-off":
-            p = p.model_copy(update={"denoise": False})
-        return _DenoiseRunner(prog, p)
-    if protocol == "alibart":
-        if isinstance(params, AlibartParams):
-            p = params
-        else:  # Drolet's ramps, capped by the bench's limits, at half the ladder's tolerance
-            lim = prog.limits
-            p = AlibartParams(
-                tolerance_us=0.5 * tolerance_us,
-                reads_in_band=3,
-                set_max_v=min(2.0, lim.set_v_max),
-                reset_max_v=min(2.4, lim.reset_v_max),
-            )
-        return _AlibartRunner(prog, p)
-    p = (
-        params
-        if isinstance(params, FeedforwardParams)
-        else FeedforwardParams(tolerance_us=min(0.6 * tolerance_us, 0.05))
+def _alibart_ladder(prog: CellProgrammer, tolerance_us: float) -> AlibartParams:
+    """Drolet's ramps, capped by the bench's limits, at half the ladder's tolerance."""
+    lim = prog.limits
+    return AlibartParams(
+        tolerance_us=0.5 * tolerance_us,
+        reads_in_band=3,
+        set_max_v=min(2.0, lim.set_v_max),
+        reset_max_v=min(2.4, lim.reset_v_max),
     )
-    return _FeedforwardRunner(prog, p)
+
+
+# The ladder's own default settings (they aim at half the ladder's verification
+# tolerance) and the runner driving each protocol's tuner level by level, by protocol name.
+LADDER_DEFAULTS: dict[str, Callable[[CellProgrammer, float], Any]] = {
+    "denoise": lambda prog, tol: DenoiseParams(),
+    "alibart": _alibart_ladder,
+    "feedforward": lambda prog, tol: FeedforwardParams(tolerance_us=min(0.6 * tol, 0.05)),
+}
+RUNNERS: dict[str, Callable[[CellProgrammer, Any], _Runner]] = {
+    "denoise": _DenoiseRunner,
+    "alibart": _AlibartRunner,
+    "feedforward": _FeedforwardRunner,
+}
+
+
+def _make_runner(
+    prog: CellProgrammer, spec: ProtocolSpec, variant: dict[str, Any], params: Any,
+    tolerance_us: float,
+) -> _Runner:
+    """The level runner: ``params`` when they are the protocol's settings, else the ladder's
+    defaults; a variant's settings (``denoise-off``) applied last."""
+    p = params if isinstance(params, spec.settings) else LADDER_DEFAULTS[spec.name](prog, tolerance_us)
+    if variant:
+        p = p.model_copy(update=variant)
+    return RUNNERS[spec.name](prog, p)
 
 
 __all__ = ["LadderResult", "run_ladder", "ladder_levels", "PROTOCOLS"]

@@ -418,33 +418,6 @@ def tune_predictive(
     return res
 
 
-def tune_predictive_map(
-    programmer: CellProgrammer,
-    target_map_us: object,
-    origin: tuple[int, int] = (0, 0),
-    order: str = "row-major",
-    params: PredictiveParams | None = None,
-    sink: EventSink | None = None,
-    progress: bool = False,
-) -> TuneResult:
-    """A conductance map (µS, NaN = leave alone) through the predictive protocol.
-
-    What ``memprog tune --map`` and the program job need to offer ``predictive``: the map
-    is validated and ordered exactly as :class:`~.array.ArrayJob` does it (shape at
-    ``origin``, range, ``order``) before any pulse; one row per map cell, in that order.
-    The protocol settles and re-verifies per batch itself (no separate re-verify pass:
-    a 1T1R array has no half-select disturb to look for).
-    """
-    from memprog.protocols.array import ArrayJob, ArrayParams
-
-    job = ArrayJob(programmer, target_map_us, ArrayParams(order=order), origin)  # type: ignore[arg-type]
-    res = tune_predictive(
-        programmer, job.rows, job.cols, job.targets, params=params, sink=sink, progress=progress
-    )
-    res.extra["order_index"] = np.arange(len(res))
-    return res
-
-
 def _tune_batch(
     prog: CellProgrammer,
     r: np.ndarray,
@@ -500,5 +473,4 @@ __all__ = [
     "priors_from_characterisation",
     "priors_from_variability",
     "tune_predictive",
-    "tune_predictive_map",
 ]

@@ -8,6 +8,7 @@ integer arrays (or scalars) naming cells, and amplitudes may be one value per ce
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -49,6 +50,11 @@ class CellProgrammer(ABC):
 
     info: ProgrammerInfo
     limits: SafetyLimits
+    #: the stack computes an analog vector-matrix multiply in the array (:meth:`vmm`). A
+    #: declared capability, not a simulation check: jobs that run a network on the chip
+    #: (the program job's inference, in-situ training) ask this instead of guessing from
+    #: attributes; each stack in drivers/ states it.
+    supports_vmm: bool = False
 
     @abstractmethod
     def pulse(
@@ -136,6 +142,24 @@ class CellProgrammer(ABC):
         r, c = np.divmod(np.arange(self.info.rows * self.info.cols), self.info.cols)
         return self.read(r, c, read_v).reshape(self.info.rows, self.info.cols)
 
+    def vmm(self, input_v: object) -> np.ndarray:
+        """Analog vector-matrix multiply: row voltages in, column currents (A) out.
+
+        ``input_v``: one vector (rows,) or a batch (k, rows) of read-level voltages; returns
+        (cols,) or (k, cols) currents. Why on the interface: the forward pass of a network
+        programmed into the array runs in the array itself on stacks that can (the on-chip
+        controller's ``VMM?``); callers check :attr:`supports_vmm` first.
+
+        Raises:
+            ConfigError: this stack has no analog VMM (it reads cells one by one).
+        """
+        raise ConfigError(
+            "stack",
+            f"{type(self).__name__} ({self.info.technology or 'unknown technology'})",
+            "a stack with an analog vector-matrix multiply (VMM?): the on-chip controller",
+            "this stack reads cells one by one and has no VMM",
+        )
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Leave the hardware safe; default does nothing."""
 
@@ -153,8 +177,6 @@ class CellProgrammer(ABC):
         Raises:
             ConfigError: ``seconds`` negative or not finite (nothing waited).
         """
-        import time
-
         s = check_wait_s(seconds)
         if s > 0:
             time.sleep(s)

@@ -164,7 +164,7 @@ class TuneResult:
 
     def to_frame(self) -> Any:
         """One row per cell: row, col, target_us, final_us, error_us, pulses, ..., extras."""
-        import pandas as pd
+        import pandas as pd  # deferred: pandas (~0.4 s) loads only when a DataFrame is asked for
 
         cols: dict[str, Any] = {
             "row": self.rows,

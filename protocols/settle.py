@@ -30,7 +30,13 @@ from pydantic import Field
 from memprog.core.errors import ConfigError
 from memprog.protocols.events import EventSink, NullSink, wants_trace
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
-from memprog.protocols.results import FLAG_DRIFTED, FLAG_RELAXED, TuneResult, add_flag
+from memprog.protocols.results import (
+    FLAG_DISTURBED,
+    FLAG_DRIFTED,
+    FLAG_RELAXED,
+    TuneResult,
+    add_flag,
+)
 
 # [choice] Filamentary oxide cells relax mostly within the first seconds after a pulse
 # (short-term plasticity of TiO2 and HfO2 filaments); 5 s lets what a pulse left volatile
@@ -259,6 +265,77 @@ def verify_after_disturb(
     return int(bad.size)
 
 
+def reverify(
+    programmer: CellProgrammer,
+    result: TuneResult,
+    retune: Callable[[np.ndarray], TuneResult],
+    sink: EventSink,
+    passes: int = 1,
+    final_check: bool = False,
+    adopt_reads: bool = False,
+    whole_array: bool = False,
+) -> np.ndarray:
+    """Read the accepted cells again and re-tune those out of their band; update ``result``.
+
+    Why one loop: whoever programs more cells after a cell was accepted (the array job's
+    later writes, the program job's next copy and chunk) must look again before the result
+    says what the chip holds, and both callers must judge, re-tune and flag a cell the same
+    way. Each pass reads every cell (one bulk :meth:`CellProgrammer.read_array` when
+    ``whole_array`` and the cells are over half the array), and ``retune(idx)`` re-tunes the
+    converged cells now out of band (flag ``disturbed``); up to ``passes`` passes, stopping
+    at the first that finds none. ``final_check``: one more read after the last re-tune only
+    reports (a cell still out gets that reading and the flag ``drifted_out``), so the result
+    is what the chip holds, not the re-tuned cells' own estimate; the first pass's reads and
+    the drift since acceptance land in ``extra`` (``reverify_us``, ``drift_us``: the
+    disturb samples of the variability database) and the re-tuned cells in
+    ``extra["retuned"]``. ``adopt_reads``: every converged cell takes the pass's reading as
+    its ``final_us``. A ``reverify`` event reports each pass (with ``final_check`` every pass,
+    else only a pass that found cells out of band). Returns the re-tuned cells (bool per cell).
+    """
+    n = len(result)
+    info = programmer.info
+    retuned = np.zeros(n, dtype=bool)
+    if final_check:
+        result.extra["reverify_us"] = np.full(n, np.nan)
+        result.extra["drift_us"] = np.full(n, np.nan)
+    for k in range(passes + 1 if final_check else passes):
+        if whole_array and n > 0.5 * info.rows * info.cols:
+            g = programmer.read_array()[result.rows, result.cols]
+        else:
+            g = programmer.read(result.rows, result.cols)
+        result.reads = result.reads + 1
+        if whole_array and wants_trace(sink):  # a whole-array read: recorded for the cells
+            sink.record_event({"event": "read", "rows": result.rows, "cols": result.cols, "g_us": g})
+        if final_check and k == 0:
+            result.extra["reverify_us"] = g.copy()
+            result.extra["drift_us"] = g - result.final_us
+        out = result.converged & (np.abs(g - result.target_us) > result.tolerance_us)
+        if adopt_reads:
+            result.final_us = np.where(result.converged, g, result.final_us)
+        if final_check and k == passes:
+            if out.any():  # out of band on the chip after the last re-tune: say so
+                result.final_us[out] = g[out]
+                add_flag(result.flags, out, FLAG_DRIFTED)
+            sink.record_event({"event": "reverify_final", "out_of_band": int(out.sum())})
+            break
+        if final_check or out.any():  # a disturb report logs every pass; else only finds
+            sink.record_event({"event": "reverify", "pass": k, "out_of_band": int(out.sum())})
+        if not out.any():
+            break
+        idx = np.flatnonzero(out)
+        again = retune(idx)
+        result.final_us[idx] = again.final_us
+        result.pulses[idx] += again.pulses
+        result.reads[idx] += again.reads
+        result.converged[idx] = again.converged
+        retuned[idx] = True
+        for j, i in enumerate(idx):
+            result.flags[i] = ",".join(w for w in (str(again.flags[j]), FLAG_DISTURBED) if w)
+    if final_check:
+        result.extra["retuned"] = retuned
+    return retuned
+
+
 def retention_check(
     programmer: CellProgrammer,
     rows: np.ndarray,
@@ -323,6 +400,7 @@ __all__ = [
     "adaptive_read",
     "settle_and_reverify",
     "verify_after_disturb",
+    "reverify",
     "SettleReport",
     "retention_check",
 ]

@@ -8,19 +8,28 @@ routing) is Python acting on the bench's one :class:`~memprog.sim_instruments.ch
 
 Every message also advances the chip's simulated clock by the instrument's bus latency, so
 runs report how long they would take in the lab.
+
+Each simulator registers its kind with :func:`register`; :mod:`.instruments` imports the
+built-in ones and :class:`~memprog.sim_instruments.sim_bench.SimBench` builds a bench's
+instruments from the registry. This module imports no simulator, so every simulator can
+import it.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from pyvisa_sim import parser
 
 from memprog.core.errors import ConfigError
+from memprog.sim_instruments.faults import FaultInjector, plan_from_options
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memprog.core.bench_config import BenchConfig, InstrumentConfig
+    from memprog.core.bench_config import InstrumentConfig
     from memprog.sim_instruments.chip import SimChip
+    from memprog.sim_instruments.sim_bench import SimBench
 
 
 class StaticSurface:
@@ -32,8 +41,6 @@ class StaticSurface:
     """
 
     def __init__(self, yaml_name: str, device: str) -> None:
-        from pyvisa_sim import parser
-
         path = importlib.resources.files("memprog.sim_instruments").joinpath(yaml_name)
         loader = parser.Loader(str(path), False)
         device_dict = loader.get_device_dict(device, None, False, parser.SPEC_VERSION_TUPLE[0])
@@ -62,13 +69,11 @@ class SimulatedInstrument:
     latency_s: ClassVar[float] = 50e-6  # bus latency charged to the simulated clock per message
 
     def __init__(self, name: str, config: InstrumentConfig, bench: SimBench) -> None:
-        from memprog.sim_instruments.faults import FaultInjector, plan_from_options
-
         self.name = name
         self.config = config
         self.bench = bench
         #: seeded fault injection (``options.sim_faults``; ``memprog sim serve --fault-rate``)
-        self.faults = FaultInjector(plan_from_options(config.options), salt=_salt(name))
+        self.faults = FaultInjector(plan_from_options(config.options), salt=fault_salt(name))
 
     @property
     def chip(self) -> SimChip:
@@ -112,75 +117,17 @@ def register(kind: str) -> Callable[[type[SimulatedInstrument]], type[SimulatedI
 
 
 def simulator_for(kind: str) -> type[SimulatedInstrument]:
-    """The simulated-instrument class for ``kind`` (imports the built-in simulators)."""
-    from memprog.sim_instruments import instruments  # noqa: F401 - registers the built-in simulators
+    """The simulated-instrument class registered for ``kind``.
 
+    The built-in simulators register when :mod:`.instruments` is imported (the bench,
+    :mod:`.sim_bench`, imports it).
+    """
     try:
         return _REGISTRY[kind]
     except KeyError:
         raise ConfigError("instrument kind", kind, f"one of {sorted(_REGISTRY)}", "no simulator") from None
 
 
-class SimBench:
-    """One simulated bench: a chip and the simulated instruments wired to it.
-
-    The chip is non-volatile (:mod:`.chip_state`): the same chip id and seed reopen the
-    state the last process left; :meth:`close` releases it for other processes.
-
-    Built by the VISA backend from the bench file. Instruments find each other through
-    :meth:`instrument` (the simulated 4200 asks the simulated 707B what is closed).
-    Non-VISA libraries (the WGFMU) get their state from here too.
-    """
-
-    def __init__(self, config: BenchConfig) -> None:
-        from memprog.sim_instruments.chip_state import open_chip
-
-        self.config = config
-        c = config.chip
-        technology = c.device_params() if c.sim_params else c.technology
-        # non-volatile: the chip's stored state if it has one (chip_state); ChipInUseError
-        # while another process holds it
-        self.chip = open_chip(
-            c.rows, c.cols, technology, seed=c.seed, chip_id=c.id, technology_name=c.technology,
-            bias_scheme=c.bias_scheme, read_scheme=c.read_scheme,
-        )
-        self._closed = False
-        self.chip.technology = c.technology  # the preset it derives from, as the chip reports it
-        self.instruments: dict[str, SimulatedInstrument] = {}
-        self.by_resource: dict[str, SimulatedInstrument] = {}
-        for name, inst_cfg in config.instruments.items():
-            if not inst_cfg.simulated:
-                continue
-            if inst_cfg.kind == "wgfmu":
-                continue  # served as a library object, not a VISA resource
-            sim = simulator_for(inst_cfg.kind)(name, inst_cfg, self)
-            self.instruments[name] = sim
-            self.by_resource[_normalise(inst_cfg.resource)] = sim
-        self.extras: dict[str, Any] = {}
-
-    def close(self) -> None:
-        """Let go of the chip: its state stays in its file, the lock goes with the last user."""
-        if not self._closed:
-            self._closed = True
-            from memprog.sim_instruments.chip_state import release_chip
-
-            release_chip(self.chip)
-
-    def instrument(self, kind: str) -> SimulatedInstrument:
-        """The bench's simulated instrument of ``kind``; ConfigError if the bench has none."""
-        for sim in self.instruments.values():
-            if sim.kind == kind:
-                return sim
-        raise ConfigError("simulated instrument", kind, f"one of {[s.kind for s in self.instruments.values()]}")
-
-    def find(self, resource: str) -> SimulatedInstrument | None:
-        """The simulated instrument at a VISA resource string (case-insensitive)."""
-        return self.by_resource.get(_normalise(resource))
-
-
-def _salt(name: str) -> int:
+def fault_salt(name: str) -> int:
+    """Per-instrument salt of the seeded fault injection (two instruments never fail alike)."""
     return int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "little") & 0x7FFFFFFF
-
-
-def _normalise(resource: str) -> str:
-    return resource.strip().upper()

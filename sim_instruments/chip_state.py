@@ -51,16 +51,22 @@ import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import platformdirs
 
+from memprog.core.device_params import DeviceParams, Effects
 from memprog.core.errors import ConfigError, InstrumentError
+from memprog.core.presets import get_preset
 from memprog.core.processes import process_alive
+from memprog.sim_instruments.chip import STATE_ARRAYS, SimChip
 
-if TYPE_CHECKING:  # pragma: no cover
-    from memprog.core.device_params import DeviceParams, Effects
-    from memprog.sim_instruments.chip import SimChip
+# the file lock: flock on POSIX, msvcrt's byte-range lock on Windows (the lab's PCs)
+if sys.platform == "win32":  # pragma: no cover - CI is Linux
+    import msvcrt
+else:
+    import fcntl
 
 FORMAT_VERSION = 1
 MAGIC = b"MEMPROG-SIMCHIP\n"  # 16 bytes
@@ -72,18 +78,7 @@ _I64_AT, _N_I64 = 3136, 16
 PULSES, READS, OPENS, OWNER_PID, READY, CREATED_NS, LAST_OPEN_NS, LAST_CLOSE_NS = range(8)
 _ALIGN = 64
 SUFFIX = ".chip"
-#: the per-cell arrays a chip changes after construction: (attribute, dtype, rows of n)
-STATE_ARRAYS: tuple[tuple[str, str, int], ...] = (
-    ("_g", "<f8", 1),
-    ("_relax_us", "<f8", 1),
-    ("_t_prog_s", "<f8", 1),
-    ("_disturb_acc_us", "<f8", 1),
-    ("_rtn_t_s", "<f8", 1),
-    ("_rtn_amp_us", "<f4", 2),
-    ("_n_disturb", "<i4", 1),
-    ("kind", "i1", 1),
-    ("_rtn_state", "|b1", 2),
-)
+# the per-cell arrays stored are the chip's STATE_ARRAYS (chip.py: the chip knows what changes)
 _LOCK_OFFSET = (1 << 31) - 2  # Windows: the byte locked, beyond any chip's data (4096² < 1 GB)
 
 
@@ -94,8 +89,6 @@ def state_dir() -> Path:
     if env:
         folder = Path(env).expanduser()
     else:
-        import platformdirs
-
         folder = Path(platformdirs.user_data_dir("memprog")) / "sim_chips"
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
@@ -197,16 +190,12 @@ def _refuse(path: Path, problem: str, chip_id: str) -> ConfigError:
 # ------------------------------------------------------------------------------ locking
 def _try_lock(fd: int) -> bool:
     if sys.platform == "win32":  # pragma: no cover - the lab's Windows PCs; CI is Linux
-        import msvcrt
-
         os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError:
             return False
         return True
-    import fcntl
-
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -217,13 +206,9 @@ def _try_lock(fd: int) -> bool:
 def _unlock(fd: int) -> None:
     try:
         if sys.platform == "win32":  # pragma: no cover
-            import msvcrt
-
             os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
         else:
-            import fcntl
-
             fcntl.flock(fd, fcntl.LOCK_UN)
     except OSError:
         pass
@@ -344,6 +329,11 @@ class ChipStateFile:
             raise _refuse(self.path, f"it is {size} bytes, a chip of this size takes {total}", cid)
         return False
 
+    @property
+    def open_count(self) -> int:
+        """How many times the file was reopened (0 for a fresh one): seeds the chip's noise."""
+        return int(self.i64[OPENS])
+
     def mark_ready(self) -> None:
         self.i64[READY] = 1
 
@@ -383,9 +373,6 @@ def open_chip(
     process every caller naming the same chip shares one object; release each with
     :func:`release_chip`. Raises :class:`ChipInUseError` when another process holds it.
     """
-    from memprog.core.device_params import DeviceParams, Effects
-    from memprog.core.presets import get_preset
-    from memprog.sim_instruments.chip import SimChip
 
     def build() -> SimChip:
         return SimChip(

@@ -36,7 +36,7 @@ from memprog.sim_instruments.base import SimulatedInstrument, StaticSurface, reg
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.bench_config import InstrumentConfig
-    from memprog.sim_instruments.base import SimBench
+    from memprog.sim_instruments.sim_bench import SimBench
 
 ROWS = "ABCDEFGH"
 N_COLUMNS = 12

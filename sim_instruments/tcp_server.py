@@ -41,10 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError
-from memprog.sim_instruments.base import SimBench, SimulatedInstrument
+from memprog.sim_instruments.base import SimulatedInstrument, fault_salt
 from memprog.sim_instruments.faults import FaultInjector, FaultPlan
-from memprog.sim_instruments.visa_backend import _message_end
+from memprog.sim_instruments.remote_clock import ClockService
+from memprog.sim_instruments.sim_bench import SimBench
+from memprog.sim_instruments.visa_backend import message_end
+from memprog.sim_instruments.wgfmu_remote import LINE_CAP_BYTES, WgfmuLibraryService
 
 HOST = "127.0.0.1"
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
@@ -105,8 +109,6 @@ class SimServer:
     """
 
     def __init__(self, bench_path: str | Path, port: int = 0, faults: FaultPlan | None = None) -> None:
-        from memprog.core.bench_config import load_bench_config
-
         if not 0 <= port <= 65535:
             raise ConfigError("port", port, "0 (free ports) or 1-65535")
         self.config, self.path = load_bench_config(bench_path)
@@ -131,9 +133,7 @@ class SimServer:
         self._stop = threading.Event()
         for name, sim in self.bench.instruments.items():
             if faults is not None:
-                from memprog.sim_instruments.base import _salt
-
-                sim.faults = FaultInjector(faults, salt=_salt(name))
+                sim.faults = FaultInjector(faults, salt=fault_salt(name))
         if not self.bench.instruments:
             raise ConfigError("bench file", str(self.path), "at least one simulated VISA instrument")
 
@@ -145,8 +145,6 @@ class SimServer:
         ]
         for name, inst_cfg in self.config.instruments.items():
             if inst_cfg.kind == "wgfmu" and inst_cfg.simulated:
-                from memprog.sim_instruments.wgfmu_remote import WgfmuLibraryService
-
                 targets.append((name, "wgfmu", WgfmuLibraryService(self.bench, self.lock, inst_cfg.resource)))
         for name, kind, sim in targets:
             lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -178,8 +176,6 @@ class SimServer:
 
     def _serve_clock(self) -> None:
         """Serve the chip's simulated clock, so a client reports the bench time it spent."""
-        from memprog.sim_instruments.remote_clock import ClockService
-
         lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             lst.bind((HOST, 0))
@@ -225,8 +221,6 @@ class SimServer:
             t.start()
 
     def _serve_library(self, served: Served, conn: socket.socket) -> None:
-        from memprog.sim_instruments.wgfmu_remote import LINE_CAP_BYTES
-
         f = conn.makefile("rwb")
         try:
             while not self._stop.is_set():
@@ -269,7 +263,7 @@ class SimServer:
                     conn.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # when a client writes twice
                 buf.extend(data)
                 while True:
-                    end, block_tail = _message_end(buf, term_in)
+                    end, block_tail = message_end(buf, term_in)
                     if end < 0:
                         break
                     raw = bytes(buf[:end])

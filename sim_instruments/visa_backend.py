@@ -3,7 +3,7 @@
 pyvisa loads a backend named ``X`` from a top-level module ``pyvisa_X`` exposing
 ``WRAPPER_CLASS``; ``ResourceManager("bench.yaml@memprog")`` therefore reaches
 :class:`MemprogVisaLibrary` with the bench file as its library path. The library builds one
-:class:`~memprog.sim_instruments.base.SimBench` when the first resource manager of a bench
+:class:`~memprog.sim_instruments.sim_bench.SimBench` when the first resource manager of a bench
 file opens (instruments at power-on; the chip non-volatile, reopened from its state file,
 see ``chip_state``), releases it when the last one closes, and routes every resource
 string of the bench file to its simulated instrument.
@@ -21,13 +21,15 @@ from pyvisa import constants, errors, rname
 from pyvisa_sim.highlevel import SimVisaLibrary
 from pyvisa_sim.sessions.session import Session
 
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError
-from memprog.sim_instruments.base import SimBench, SimulatedInstrument
+from memprog.sim_instruments.base import SimulatedInstrument
+from memprog.sim_instruments.sim_bench import SimBench
 
 _MESSAGE_ENDS_WITH_CALL = {"GPIB", "USB", "VXI", "GPIB-VXI", "PXI"}
 
 
-def _message_end(buf: bytearray, term: bytes) -> tuple[int, bool]:
+def message_end(buf: bytearray, term: bytes) -> tuple[int, bool]:
     """Where the first complete message in ``buf`` ends: (index of its terminator, or -1).
 
     IEEE 488.2 definite-length blocks (``#<n><length><data>``) are skipped whole, so binary
@@ -79,7 +81,7 @@ class _Connection:
         term = self.instrument.write_termination.encode()
         self.inbuf.extend(data)
         while term:
-            end, block_tail = _message_end(self.inbuf, term)
+            end, block_tail = message_end(self.inbuf, term)
             if end < 0:
                 break
             msg = bytes(self.inbuf[:end])
@@ -170,8 +172,6 @@ class MemprogVisaLibrary(SimVisaLibrary):
         return {"backend": "memprog simulated bench"}
 
     def _init(self) -> None:
-        from memprog.core.bench_config import load_bench_config
-
         self.sessions: dict[int, Any] = {}
         if self.library_path in ("unset", ""):
             raise ConfigError("visa_library", "@memprog", "PATH/TO/BENCH.yaml@memprog", "no bench file named")

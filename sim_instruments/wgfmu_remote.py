@@ -14,7 +14,7 @@ A bench file reaches it with ``library: "tcp://127.0.0.1:PORT"`` on its wgfmu in
 
 The service trusts nothing a client sends: a call line is decoded into ctypes arguments
 only after every value has the type its C prototype needs, every array and string
-buffer is within the caps of :mod:`.wgfmu_library` (checked *before* anything is
+buffer is within the caps of :mod:`.wgfmu_codes` (checked *before* anything is
 allocated) and every count fits the array it describes. A call that fails these checks,
 an unknown function or a line that is not a call gets one reply line with a
 ``wgfmu.h`` error code and the reason (``{"rc": -1, "out": {}, "error": ...}``), is
@@ -32,17 +32,14 @@ from ctypes import POINTER, c_char, c_char_p, c_double, c_int
 from typing import Any
 
 from memprog.core.errors import ConfigError, MemprogError, ProtocolError
-from memprog.sim_instruments.wgfmu_library import (
-    _FUNCTIONS,
+from memprog.sim_instruments.wgfmu_call_checks import SIZED, arg_name, checked_cfunction
+from memprog.sim_instruments.wgfmu_codes import (
     FUNCTION_NOT_SUPPORTED_ERROR,
     LIBRARY_ERROR,
     MAX_STRING_BYTES,
     PARAMETER_OUT_OF_RANGE_ERROR,
-    SIZED,
-    SimWgfmuLibrary,
-    arg_name,
-    checked_cfunction,
 )
+from memprog.sim_instruments.wgfmu_library import _FUNCTIONS, SimWgfmuLibrary
 
 _PI, _PD, _PC, _PPC = POINTER(c_int), POINTER(c_double), POINTER(c_char), POINTER(c_char_p)
 

@@ -168,11 +168,12 @@ class ThreadServer:
     """The dashboard app under uvicorn in a thread of the test process (port chosen freely)."""
 
     def __init__(self, url: str, token: str | None = None, host: str = "127.0.0.1") -> None:
+        # deferred: fastapi and uvicorn (~0.25 s) load only for the tests that serve the app
         import uvicorn
 
-        from memprog.dashboard.app import create_app
-        from memprog.dashboard.security import is_local
-        from memprog.dashboard.server import prepare
+        from memprog.dashboard.app import create_app  # deferred: pulls in fastapi
+        from memprog.dashboard.security import is_local  # deferred: the package pulls in fastapi
+        from memprog.dashboard.server import prepare  # deferred: pulls in fastapi
 
         self.prep = prepare(url, host, 0, token)
         app = create_app(self.prep.store, token=token, local=is_local(host))
@@ -203,6 +204,7 @@ class Browser:
     """One headless Chromium session (Selenium, Debian's chromedriver) with a fresh profile."""
 
     def __init__(self) -> None:
+        # deferred: selenium is installed only where the browser tests run
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 

@@ -6,6 +6,8 @@ import os
 import secrets
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 PG_ENV = "MEMPROG_TEST_PG_URL"
 PG_SKIP = (
@@ -21,9 +23,6 @@ def pg_url() -> str | None:
 
 def fresh_pg_schema_url(base: str) -> str:
     """A URL on ``base`` whose search_path is a new, empty schema (an empty store)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     name = f"t_{secrets.token_hex(5)}"
     eng = create_engine(base)
     with eng.begin() as c:

@@ -15,10 +15,13 @@ import pytest
 import yaml
 
 from memprog.bench.assembly import open_bench
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, SafetyError
 from memprog.core.probe_wiring import ProbeWiring
 from memprog.core.strict_yaml import dump_yaml
 from memprog.drivers.b1500_programmer import OpenCircuitError
+from memprog.protocols import alibart
+from tests.lab_template_helpers import edited_template
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "sim_b1500_wgfmu.yaml"
 LAB = BENCH.with_name("lab_b1500_wgfmu.yaml")
@@ -34,7 +37,6 @@ def _library(bench):
 
 
 def test_alibart_tunes_the_probed_device_to_three_targets():
-    alibart = pytest.importorskip("memprog.protocols.alibart")
     params = alibart.AlibartParams(**DROLET)
     with open_bench(BENCH) as bench:
         assert bench.simulated
@@ -122,7 +124,6 @@ def _variant(tmp_path: Path, **changes) -> Path:
 
 
 def test_three_devices_sharing_the_top_pad_with_two_wgfmus(tmp_path):
-    alibart = pytest.importorskip("memprog.protocols.alibart")
     path = _variant(
         tmp_path,
         instruments__b1500__options={"sim_modules": ["B1530A", "B1530A", "B1517A", "B1517A"]},
@@ -160,9 +161,6 @@ def test_bench_wiring_errors_name_the_field(tmp_path):
 
 
 def test_lab_template_validates_and_names_the_real_library(tmp_path):
-    from memprog.core.bench_config import load_bench_config
-    from tests.lab_template_helpers import edited_template
-
     cfg, _ = load_bench_config(edited_template(LAB.stem, tmp_path))  # placeholders filled in
     assert cfg.instruments["wgfmu"].library == "C:/Windows/System32/wgfmu.dll"
     assert not cfg.instruments["b1500"].simulated

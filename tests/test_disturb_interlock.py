@@ -19,8 +19,7 @@ from memprog.core.presets import get_preset
 from memprog.drivers.crossbar_programmer import CrossbarOptions, CrossbarProgrammer
 from memprog.drivers.keithley707b import Keithley707B, MatrixInterlock
 from memprog.drivers.keithley4200 import Keithley4200
-from memprog.protocols.alibart import AlibartParams, tune_alibart
-from memprog.protocols.array import alibart_defaults
+from memprog.protocols.alibart import AlibartParams, alibart_defaults, tune_alibart
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_crossbar_protocol import LIMITS
 

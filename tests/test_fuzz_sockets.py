@@ -29,8 +29,8 @@ from memprog.drivers import kxci_commands as kxci
 from memprog.drivers import onchip_commands as oc
 from memprog.drivers import tsp_commands as tsp
 from memprog.drivers.transport import make_block
-from memprog.sim_instruments.base import SimBench
-from memprog.sim_instruments.visa_backend import _message_end
+from memprog.sim_instruments.sim_bench import SimBench
+from memprog.sim_instruments.visa_backend import message_end
 from memprog.sim_instruments.wgfmu_library import _FUNCTIONS
 from memprog.sim_instruments.wgfmu_remote import WgfmuLibraryService
 
@@ -191,7 +191,7 @@ def test_wgfmu_call_lines_always_get_one_reply_line(wgfmu_service, line):
     st.sampled_from([b"\n", b"\r\n", b"\0"]),
 )
 def test_message_framer_finds_an_end_or_waits(buf, term):
-    end, block_tail = _message_end(bytearray(buf), term)
+    end, block_tail = message_end(bytearray(buf), term)
     assert -1 <= end < max(len(buf), 1) and isinstance(block_tail, bool)
     if end >= 0:
         assert buf[end : end + len(term)] == term

@@ -145,7 +145,7 @@ def test_stated_stuck_fractions_replace_a_census_that_found_none():
 
 # ----------------------------------------------------------------------------- order
 def _plan_cells(sizes, shape, copies):
-    from memprog.jobs.placement import place_network
+    from memprog.hwaware.placement import place_network
 
     shapes = [(a + 1, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     pl = place_network(shapes, shape, copies)
@@ -156,8 +156,8 @@ def _plan_cells(sizes, shape, copies):
 def test_programming_sequence_is_the_order_the_program_job_tunes(monkeypatch, copies, chunk):
     """program_plan with a recording tune: the cells reach the protocol exactly in the
     order programming_sequence gives (chunks and last copies included)."""
+    from memprog.hwaware.order import programming_sequence
     from memprog.jobs import program as job
-    from memprog.jobs.placement import programming_sequence
     from memprog.protocols.programmer import ProgrammerInfo
     from memprog.protocols.results import TuneResult
 
@@ -181,7 +181,7 @@ def test_programming_sequence_is_the_order_the_program_job_tunes(monkeypatch, co
 
     monkeypatch.setattr(job._Programmer, "__init__", init)
     monkeypatch.setattr(job._Programmer, "tune", tune)
-    monkeypatch.setattr(job, "target_range_us", lambda prog: (50.0, 500.0))
+    monkeypatch.setattr("memprog.jobs.program_cells.target_range_us", lambda prog: (50.0, 500.0))
     params = job.ProgramParams(copies=copies, chunk_cells=chunk)
     job.program_plan(Prog(), plan, params)
     seq = programming_sequence(cells, copies, params.order, chunk)
@@ -193,7 +193,7 @@ def test_network_later_writes_follow_the_job_order_on_the_chip():
     """2-8-1 on the 12x24 crossbar: every device's key is the cells written after it on
     the array (both layers together), each device of a pair its own; unlike the
     layer-alone count, the output layer's first row sees the whole first layer's writes."""
-    from memprog.jobs.placement import later_writes_of, programming_sequence
+    from memprog.hwaware.order import later_writes_of, programming_sequence
 
     keys = network_later_writes([2, 8, 1], (12, 24))
     assert [k.shape for k in keys] == [(2, 8, 3), (2, 1, 9)]

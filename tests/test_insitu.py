@@ -23,16 +23,12 @@ from memprog.core.errors import ConfigError
 from memprog.core.strict_yaml import dump_yaml
 from memprog.drivers.onchip import OnChipController
 from memprog.drivers.transport import make_block
-from memprog.jobs.insitu import (
-    InsituParams,
-    bench_with_stuck_fraction,
-    calibrate_gate,
-    exsitu_transfer,
-    load_dataset,
-    require_vmm,
-    run_insitu_job,
-    train_insitu,
-)
+from memprog.hwaware.datasets import load_dataset
+from memprog.jobs.insitu import bench_with_stuck_fraction, run_insitu_job, train_insitu
+from memprog.jobs.insitu_calibration import calibrate_gate
+from memprog.jobs.insitu_exsitu import exsitu_transfer
+from memprog.jobs.insitu_network import require_vmm
+from memprog.jobs.insitu_params import InsituParams
 from tests.protocol_fake import ExpectedProtocol
 from tests.test_onchip_protocol import CONNECT, connected
 

@@ -22,8 +22,10 @@ from typer.testing import CliRunner
 
 from memprog.cli import app
 from memprog.core.strict_yaml import dump_yaml
+from memprog.hwaware.datasets import load_dataset
 from memprog.hwaware.mapping import fold_bias, load_weights, pairs_to_weights
-from memprog.jobs.insitu import InsituParams, Layout, load_dataset
+from memprog.jobs.insitu_layout import Layout
+from memprog.jobs.insitu_params import InsituParams
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 ONCHIP = BENCHES / "sim_onchip.yaml"

@@ -17,9 +17,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import pyvisa
 from typer.testing import CliRunner
 
 import memprog
+from memprog.bench.assembly import ConnectionFailed
 from memprog.cli import app
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError
@@ -50,8 +52,6 @@ def _runner() -> CliRunner:
 
 @pytest.mark.parametrize("name", sorted(LAB))
 def test_unedited_template_is_refused_offline_naming_file_and_field(name, monkeypatch):
-    import pyvisa
-
     def no_connecting(*a, **k):
         raise AssertionError("an unedited template must not reach any VISA library")
 
@@ -71,8 +71,6 @@ def test_no_shipped_bench_names_a_private_address():
 
 @pytest.mark.parametrize("name", SIM)
 def test_bench_check_accepts_every_sim_bench_without_connecting(name, monkeypatch):
-    import pyvisa
-
     monkeypatch.setattr(pyvisa, "ResourceManager", lambda *a, **k: pytest.fail("connected"))
     r = _runner().invoke(app, ["bench", "check", name, "--json"])
     assert r.exit_code == 0, r.output
@@ -181,8 +179,6 @@ def test_open_bench_names_the_resource_it_cannot_reach(tmp_path):
     """The same connection errors from ``open_bench``: a refused socket, a served WGFMU
     library that nothing serves."""
     pytest.importorskip("pyvisa_py")
-    from memprog.bench.assembly import ConnectionFailed
-
     path = _lab_onchip_at(tmp_path, _closed_port())
     resource = load_bench_config(path)[0].instruments["controller"].resource
     with pytest.raises(ConnectionFailed) as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,6 @@ print(pathlib.Path(memprog.__file__).resolve())
 
 
 def _run(cwd: Path, env_extra: dict[str, str] | None = None) -> str:
-    import os
-
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     env.update(env_extra or {})

@@ -9,9 +9,12 @@ import pytest
 import torch
 
 import memprog
+from memprog.hwaware.variability import VariabilityModel
 from memprog.jobs import ProgramParams, load_program_input, run_program, write_report
+from memprog.jobs.evaluate import compare_with_prediction
 from memprog.jobs.weights import ConductanceMap
 from memprog.protocols.events import MemorySink
+from memprog.protocols.results import TuneResult
 
 BENCH = "sim_onchip"
 
@@ -132,8 +135,6 @@ def test_resume_pulses_no_finished_cell_again(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             run_program(b, net, params, sink=first)
         done_keys = {(r["row"], r["col"]) for r in first.results}
-        from memprog.protocols.results import TuneResult
-
         frame = first.results_frame()
         done = TuneResult(
             "program", frame["row"], frame["col"], frame["target_us"], frame["final_us"],
@@ -184,9 +185,6 @@ def test_known_stuck_cells_are_avoided_not_pulsed_and_made_up_for(tmp_path):
 
 
 def test_prediction_vs_chips(tmp_path):
-    from memprog.hwaware.variability import VariabilityModel
-    from memprog.jobs.evaluate import compare_with_prediction
-
     net, data = _net(tmp_path, sizes=(10, 8, 3), seed=4)
     out = compare_with_prediction(
         tmp_path / "w.pt", BENCH, 2, VariabilityModel.from_preset("tio2_passive"), data,

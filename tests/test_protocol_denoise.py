@@ -12,7 +12,8 @@ import pytest
 
 from memprog.bench.direct import DirectChipProgrammer
 from memprog.core.errors import ConfigError
-from memprog.protocols.denoise import DenoiseParams, DenoiseTuner, tune_denoise
+from memprog.protocols.denoise import DenoiseTuner, tune_denoise
+from memprog.protocols.denoise_params import DenoiseParams
 from memprog.protocols.events import MemorySink
 from memprog.protocols.ladder import ladder_levels, run_ladder
 from memprog.sim_instruments.chip import SimChip

@@ -18,7 +18,7 @@ import pytest
 from memprog import open_bench
 from memprog.bench.direct import DirectChipProgrammer
 from memprog.core.errors import ConfigError
-from memprog.protocols.array import random_level_map
+from memprog.protocols.array import random_level_map, tune_predictive_map
 from memprog.protocols.events import MemorySink
 from memprog.protocols.predictive import (
     PredictiveParams,
@@ -30,6 +30,7 @@ from memprog.protocols.predictive import (
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_STUCK, TuneResult
 from memprog.sim_instruments import SimChip
+from memprog.store.variability import MissingDataError
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ROOT / "benches"
@@ -239,8 +240,6 @@ def test_tio2_passive_crossbar_converges_through_both_instruments():
 
 
 def test_map_helper_validates_before_any_pulse_and_keeps_the_order():
-    from memprog.protocols.predictive import tune_predictive_map
-
     chip = SimChip(8, 8, "hfo2_1t1r", seed=1)
     prog = DirectChipProgrammer(chip)
     with pytest.raises(ConfigError, match="target_map_us"):
@@ -265,9 +264,7 @@ def test_defaults_take_the_cli_flags_and_refuse_unknown_ones():
 
 
 def test_variability_census_sets_the_read_error_prior():
-    import pandas as pd
-
-    from memprog.store.variability import MissingDataError
+    import pandas as pd  # deferred: pandas is heavy and only this test needs it
 
     class Census:  # what VariabilityDB.rtn_stats returns
         def __init__(self, frame):

@@ -157,12 +157,12 @@ def test_store_in_a_directory_the_reader_cannot_write_opens_immutable(tmp_path, 
     """A WAL store needs a -shm beside it; where none can be created the reader opens the
     file immutable. Root ignores chmod, so the unwritable directory is what ``os.access``
     answers here; the real chmod case is the next test."""
-    import memprog.store.core as core
+    import memprog.store.engine as engine
 
     path = _wal_store(tmp_path)
     before, files = _sha(path), _files(path.parent)
     real = os.access
-    monkeypatch.setattr(core.os, "access", lambda p, m, *a, **k: False if Path(p) in (path, path.parent) else real(p, m, *a, **k))
+    monkeypatch.setattr(engine.os, "access", lambda p, m, *a, **k: False if Path(p) in (path, path.parent) else real(p, m, *a, **k))
     ro = open_store(f"sqlite:///{path}", read_only=True)
     try:
         assert "immutable=1" in str(ro.engine.url) and "mode=ro" in str(ro.engine.url)

@@ -270,7 +270,7 @@ def test_write_bench_into_a_missing_directory_is_refused_before_serving(tmp_path
 @pytest.fixture
 def library():
     from memprog.core.bench_config import load_bench_config
-    from memprog.sim_instruments.base import SimBench
+    from memprog.sim_instruments.sim_bench import SimBench
     from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 
     bench = SimBench(load_bench_config("sim_b1500_wgfmu")[0])

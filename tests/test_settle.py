@@ -13,8 +13,7 @@ import pytest
 from memprog import open_bench
 from memprog.bench.direct import DirectChipProgrammer
 from memprog.core.errors import ConfigError
-from memprog.protocols.alibart import AlibartParams, tune_alibart
-from memprog.protocols.array import alibart_defaults
+from memprog.protocols.alibart import AlibartParams, alibart_defaults, tune_alibart
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.protocols.settle import (
     SETTLE_DEFAULTS_S,

@@ -338,8 +338,8 @@ def test_runs_left_running_by_a_gone_process_are_reaped(url):
     from sqlalchemy import update
 
     from memprog.core.processes import process_alive
-    from memprog.store.core import run_alive_here
     from memprog.store.models import Run
+    from memprog.store.runs import run_alive_here
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -182,7 +182,7 @@ def test_db_commands(tmp_path):
 def test_store_failure_mid_run_stops_safely(tmp_path, monkeypatch):
     """A full disk (simulated: the sink's commit fails) stops the run, bench safe, one line."""
     from memprog.store import StoreError
-    from memprog.store.core import StoreSink
+    from memprog.store.sink import StoreSink
 
     real = StoreSink._commit
     calls = {"n": 0}

@@ -105,8 +105,7 @@ def test_cli_calibrate_writes_a_bench_that_tunes(hidden, tmp_path, monkeypatch):
     assert all(i["visa_library"] == "@memprog" for i in bench["instruments"].values())
     # the twin bench is a normal bench: open it and tune a few cells
     from memprog.bench.assembly import open_bench
-    from memprog.protocols.alibart import tune_alibart
-    from memprog.protocols.array import alibart_defaults
+    from memprog.protocols.alibart import alibart_defaults, tune_alibart
 
     with open_bench(out) as b:
         prog = b.programmer

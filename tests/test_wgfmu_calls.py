@@ -9,11 +9,13 @@ is compared call by call with the expected sequence.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 from ctypes import c_char_p
 
 import numpy as np
 import pytest
 
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, InstrumentError, SafetyError
 from memprog.core.limits import SafetyLimits
 from memprog.core.probe_wiring import ProbeWiring
@@ -27,6 +29,7 @@ from memprog.drivers.wgfmu_patterns import (
     pulse_read_train,
     read_pattern,
 )
+from memprog.sim_instruments.sim_bench import SimBench
 from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 
 ADDR = "GPIB0::17::INSTR"
@@ -310,8 +313,6 @@ def test_library_is_loaded_only_from_a_real_path(tmp_path):
 
 
 def test_a_shared_library_without_the_wgfmu_functions_is_refused():
-    import ctypes.util
-
     libc = ctypes.util.find_library("c")
     if libc is None:
         pytest.skip("no C library to load")
@@ -320,9 +321,6 @@ def test_a_shared_library_without_the_wgfmu_functions_is_refused():
 
 
 def test_simulated_library_exposes_every_bound_function_with_the_same_prototype():
-    from memprog.core.bench_config import load_bench_config
-    from memprog.sim_instruments.base import SimBench
-
     cfg, _ = load_bench_config("sim_b1500_wgfmu")
     sim = SimWgfmuLibrary(SimBench(cfg))
     for name, argtypes in wc.PROTOTYPES.items():

@@ -18,7 +18,7 @@ from memprog.core.errors import InstrumentError
 from memprog.drivers import wgfmu_constants as wc
 from memprog.drivers.wgfmu import WGFMU, ChannelSetup
 from memprog.drivers.wgfmu_patterns import MeasureEvent, Pattern, read_pattern
-from memprog.sim_instruments.base import SimBench
+from memprog.sim_instruments.sim_bench import SimBench
 from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
 
 ADDR = b"GPIB0::17::INSTR"

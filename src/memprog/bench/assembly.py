@@ -12,16 +12,23 @@ the connections.
 
 from __future__ import annotations
 
-import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyvisa
+
 from memprog.core.bench_config import SIM_LIBRARY, BenchConfig, InstrumentConfig, load_bench_config
 from memprog.core.errors import ConfigError, InstrumentError
 from memprog.core.safe_steps import run_safe_steps
+from memprog.drivers import b1500_programmer, crossbar_programmer, onchip_programmer
+from memprog.drivers.transport import LinkError, VisaTransport
 from memprog.protocols.programmer import CellProgrammer
+from memprog.sim_instruments.remote_clock import RemoteClock
+from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
+from memprog.sim_instruments.wgfmu_remote import RemoteWgfmuLibrary
 
 _NAME_ERRORS = (-1073807342, -1073807343)  # VI_ERROR_INV_RSRC_NAME, VI_ERROR_RSRC_NFOUND
 
@@ -36,11 +43,11 @@ class ConnectionFailed(InstrumentError):
         self.cause = cause
 
 
-# stack name -> "module:function" building (instruments, programmer) from a StackContext
-STACK_BUILDERS: dict[str, str] = {
-    "onchip": "memprog.drivers.onchip_programmer:build_stack",
-    "k4200_707b": "memprog.drivers.crossbar_programmer:build_stack",
-    "b1500_wgfmu": "memprog.drivers.b1500_programmer:build_stack",
+# stack name -> the driver function building (instruments, programmer) from a StackContext
+STACK_BUILDERS: dict[str, Callable[[StackContext], tuple[dict[str, Any], CellProgrammer]]] = {
+    "onchip": onchip_programmer.build_stack,
+    "k4200_707b": crossbar_programmer.build_stack,
+    "b1500_wgfmu": b1500_programmer.build_stack,
 }
 
 
@@ -68,8 +75,6 @@ class StackContext:
         return inst.visa_library
 
     def resource_manager(self, inst: InstrumentConfig) -> Any:
-        import pyvisa
-
         lib = self.visa_library_string(inst)
         if lib not in self._managers:
             try:
@@ -91,8 +96,6 @@ class StackContext:
 
     def open_resource(self, name: str) -> Any:
         """Open the pyvisa resource of instrument ``name`` with its timeout set."""
-        import pyvisa
-
         inst = self._instrument(name)
         rm = self.resource_manager(inst)
         try:
@@ -112,8 +115,6 @@ class StackContext:
 
     def transport(self, name: str, read_termination: str, write_termination: str) -> Any:
         """A :class:`~memprog.drivers.transport.VisaTransport` to instrument ``name``."""
-        from memprog.drivers.transport import VisaTransport
-
         res = self.open_resource(name)
         res.read_termination = read_termination
         res.write_termination = write_termination
@@ -129,8 +130,6 @@ class StackContext:
         inst = self._instrument(name)
         if inst.library is not None and inst.library.startswith("tcp://"):
             # memprog sim serve: the simulated library's calls cross a socket
-            from memprog.sim_instruments.wgfmu_remote import RemoteWgfmuLibrary
-
             try:
                 lib = RemoteWgfmuLibrary(inst.library, timeout_s=inst.timeout_ms / 1000)
             except ConfigError as exc:  # nothing serves it: a connection error naming it
@@ -138,8 +137,6 @@ class StackContext:
             self.on_close(lib)
             return lib
         if inst.library == SIM_LIBRARY or (inst.library is None and inst.simulated):
-            from memprog.sim_instruments.wgfmu_library import SimWgfmuLibrary
-
             rm = self.resource_manager(inst)
             return SimWgfmuLibrary(rm.visalib.ensure_bench())
         return None
@@ -216,8 +213,6 @@ class StackContext:
             )
             if address is None:
                 return None
-            from memprog.sim_instruments.remote_clock import RemoteClock
-
             self._remote_clock = RemoteClock(str(address))
             self._opened.insert(0, self._remote_clock)  # closed last, after the safe state
         return self._remote_clock.clock_s()
@@ -303,12 +298,10 @@ def open_bench(path: str | Path) -> Bench:
     """Load and validate a bench file, connect its instruments and build its programmer."""
     config, bench_path = load_bench_config(path)
     ctx = StackContext(config, bench_path)
-    target = STACK_BUILDERS[config.programmer.stack]
-    module_name, func_name = target.split(":")
     try:
-        builder = getattr(importlib.import_module(module_name), func_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError("programmer.stack", config.programmer.stack, "an implemented stack", str(exc)) from exc
+        builder = STACK_BUILDERS[config.programmer.stack]
+    except KeyError:
+        raise ConfigError("programmer.stack", config.programmer.stack, f"one of {sorted(STACK_BUILDERS)}") from None
     try:
         instruments, programmer = builder(ctx)
     except ConfigError as exc:
@@ -321,8 +314,6 @@ def open_bench(path: str | Path) -> Bench:
         ) from exc
     except InstrumentError as exc:
         ctx.close()
-        from memprog.drivers.transport import LinkError
-
         inst = config.instruments.get(exc.instrument)
         if isinstance(exc, LinkError) and inst is not None:  # could not talk to it at all
             raise ConnectionFailed(exc.instrument, inst.resource, exc.message) from exc

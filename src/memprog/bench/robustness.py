@@ -15,8 +15,9 @@ Ladders (``n_levels`` small enough for a table in minutes):
 * ``denoise``: HfO2 (``hfo2_1t1r``), ``n_levels`` levels 2 µS apart from 1,000 µS; a level
   counts when every one of 5 verification reads lies within 1 µS (Rao), after the settle.
 
-It lives in the core because it needs both the simulator (to build the altered chips) and
-the protocols, and neither may import the other.
+It lives in :mod:`memprog.bench` (above the simulator and the protocols) because it needs
+both (the simulator to build the altered chips, the protocols' registry to run them), and
+neither may import the other.
 """
 
 from __future__ import annotations
@@ -28,11 +29,33 @@ from typing import Any
 import numpy as np
 
 from memprog.bench.direct import DirectChipProgrammer
+from memprog.core.errors import ConfigError
+from memprog.core.presets import get_preset
+from memprog.protocols import registry
 from memprog.protocols.ladder import ladder_levels, run_ladder
-from memprog.sim_instruments import Effects, SimChip, get_preset
+from memprog.sim_instruments import Effects, SimChip
 
-PROTOCOLS = ("alibart", "feedforward", "denoise")
 TIO2X_STEP_US = 80.0 / 511
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """The ladder a protocol is measured on: its paper's chip, levels and criterion."""
+
+    technology: str
+    start_us: float
+    step_us: float
+    tolerance_us: float
+    criterion: str
+
+
+# by registered protocol name (protocols/registry.py): the chip each was written around
+LADDERS: dict[str, Ladder] = {
+    "alibart": Ladder("tio2x_feedforward", 420.0, TIO2X_STEP_US, TIO2X_STEP_US / 2, "mean"),
+    "feedforward": Ladder("tio2x_feedforward", 420.0, TIO2X_STEP_US, TIO2X_STEP_US / 2, "mean"),
+    "denoise": Ladder("hfo2_1t1r", 1000.0, 2.0, 1.0, "every-read"),
+}
+PROTOCOLS = tuple(LADDERS)
 
 
 @dataclass(frozen=True)
@@ -75,16 +98,13 @@ def run_row(protocol: str, row: Row | str, n_levels: int = 64, seed: int = 2023)
     """Run one protocol's ladder on one row's chip; the ladder summary plus the row."""
     if isinstance(row, str):
         row = {r.name: r for r in ROWS}[row]
-    if protocol == "denoise":
-        chip = altered_chip("hfo2_1t1r", row, seed)
-        levels = ladder_levels(1000.0, 2.0, n_levels)
-        kw: dict[str, Any] = {"tolerance_us": 1.0, "criterion": "every-read"}
-    elif protocol in ("alibart", "feedforward"):
-        chip = altered_chip("tio2x_feedforward", row, seed)
-        levels = ladder_levels(420.0, TIO2X_STEP_US, n_levels)
-        kw = {"tolerance_us": TIO2X_STEP_US / 2, "criterion": "mean"}
-    else:
-        raise ValueError(f"protocol {protocol!r} not in {PROTOCOLS}")
+    spec = registry.get(protocol, ladder=True)
+    if spec.name not in LADDERS:
+        raise ConfigError("protocol", protocol, f"one of {list(PROTOCOLS)}")
+    lad = LADDERS[spec.name]
+    chip = altered_chip(lad.technology, row, seed)
+    levels = ladder_levels(lad.start_us, lad.step_us, n_levels)
+    kw: dict[str, Any] = {"tolerance_us": lad.tolerance_us, "criterion": lad.criterion}
     work = np.flatnonzero(chip.working_mask.ravel())
     r, c = divmod(int(work[0]), chip.cols)
     prog = DirectChipProgrammer(chip)
@@ -116,4 +136,4 @@ def robustness_table(
     return out
 
 
-__all__ = ["ROWS", "ROW_NAMES", "PROTOCOLS", "Row", "altered_chip", "run_row", "robustness_table"]
+__all__ = ["ROWS", "ROW_NAMES", "PROTOCOLS", "LADDERS", "Ladder", "Row", "altered_chip", "run_row", "robustness_table"]

@@ -21,8 +21,10 @@ from memprog.cli import (
     demo,
     help,
     insitu,
+    levels,
     program,
     sim,
+    sim_chips,
     train,
     tuning,
     twin,
@@ -52,9 +54,11 @@ def version(as_json: JsonOpt = False) -> None:
 
 
 # the order of registration is the order of ``memprog --help``
-tuning.register(app)
+levels.register(app)
+tuning.register(app)  # tune
 demo.register(sim_app)
-sim.register(sim_app)  # sim serve, sim chips, sim reset
+sim_chips.register(sim_app)  # sim chips, sim reset: the stored simulated chips
+sim.register(sim_app)  # sim serve
 twin.register(sim_app)  # sim calibrate
 db.register(app)
 insitu.register(app)

@@ -20,11 +20,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyvisa
 import typer
+from pyvisa import rname
 
+from memprog.bench.assembly import ConnectionFailed, StackContext
 from memprog.cli.common import JsonOpt, emit, fail
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.presets import PRESETS
 from memprog.core.signals import EXIT_INSTRUMENT
+from memprog.drivers.wgfmu import WGFMU, WgfmuSettings, load_wgfmu_library
 
 bench_app = typer.Typer(help="Bench files: check one before a run.", no_args_is_help=True)
 
@@ -37,9 +43,6 @@ def check_offline(path_or_name: str | Path) -> tuple[Any, Path, dict[str, Any]]:
 
     Raises ConfigError (naming the file and the field) for anything a run would refuse.
     """
-    from memprog.core.bench_config import load_bench_config
-    from memprog.core.presets import PRESETS
-
     config, path = load_bench_config(path_or_name)
     _check_resource_names(config, path)
     chip = config.chip
@@ -81,8 +84,6 @@ def check_offline(path_or_name: str | Path) -> tuple[Any, Path, dict[str, Any]]:
 
 def _check_resource_names(config: Any, path: Path) -> None:
     """Every VISA resource must parse as one (a typo is the file's fault, not the link's)."""
-    from pyvisa import rname
-
     for name, inst in config.instruments.items():
         try:
             rname.parse_resource_name(inst.resource)
@@ -101,8 +102,6 @@ def connect_each(config: Any, path: Path) -> dict[str, dict[str, Any]]:
     Nothing that changes an output is sent: the identity query only (the WGFMU library:
     open the session, list the channels, close it).
     """
-    from memprog.bench.assembly import StackContext
-
     ctx = StackContext(config, path)
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -127,10 +126,6 @@ def _with_resource(exc: BaseException, inst: Any) -> str:
 
 def _idn(ctx: Any, name: str, inst: Any) -> str:
     """``*IDN?`` on a freshly opened resource with the driver's terminations."""
-    import pyvisa
-
-    from memprog.bench.assembly import ConnectionFailed
-
     if inst.kind == "k4200":  # KXCI over LAN: NUL-terminated; GPIB: newline (as the driver)
         term = "\0" if "SOCKET" in inst.resource.upper() else "\n"
         read_t = inst.options.get("read_termination", term)
@@ -159,9 +154,6 @@ def _idn(ctx: Any, name: str, inst: Any) -> str:
 
 def _wgfmu_identity(ctx: Any, name: str, inst: Any) -> str:
     """The WGFMU library's session on the mainframe's address, and its channels."""
-    from memprog.bench.assembly import ConnectionFailed
-    from memprog.drivers.wgfmu import WGFMU, WgfmuSettings, load_wgfmu_library
-
     lib = ctx.library(name)
     where = inst.library or "@memprog"
     if lib is None:

@@ -1,5 +1,5 @@
 """What every ``memprog`` command shares: the ``--json``/``--bench``/``--progress`` options,
-one way to print a summary, one way to fail.
+one way to print a summary, one way to fail, one rule for showing a progress bar.
 
 Why: scripts parse ``--json`` output, so every command must print exactly one JSON document
 and nothing else on stdout, with numpy values as plain numbers; errors go to stderr as one
@@ -8,14 +8,15 @@ line and exit with status 2.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import sys
+import traceback
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from memprog.core.errors import MemprogError
-from memprog.core.jsonout import dumps, sanitize
+from memprog.core.jsonout import dumps
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary and nothing else.")]
 BenchOpt = Annotated[str, typer.Option("--bench", "-b", help="Bench file or shipped bench name.")]
@@ -27,15 +28,14 @@ ProgressOpt = Annotated[
 ]
 
 
-def jsonable(x: object) -> object:
-    """``json.dumps`` default: numpy scalars and arrays (non-finite values as None), paths.
+def show_progress(flag: bool | None) -> bool:
+    """Whether to draw a progress bar on stderr: ``--progress``/``--no-progress`` when given,
+    else only when stderr is a terminal.
 
-    Kept for callers that pass it as ``default=``; new code prints through
-    :func:`memprog.core.jsonout.dumps`, which also turns plain-float NaN/inf into null (a
-    ``default`` hook never sees plain floats)."""
-    if isinstance(x, np.generic | np.ndarray | Path):
-        return sanitize(x)
-    raise TypeError(type(x).__name__)
+    Why one rule: a bar written into a log file or a pipe is noise (hundreds of carriage
+    returns), while a person at a terminal wants to see a long job move; every command that
+    draws a bar asks here, so they all agree."""
+    return sys.stderr.isatty() if flag is None else bool(flag)
 
 
 def emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
@@ -49,8 +49,6 @@ def emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
 def fail(exc: MemprogError) -> typer.Exit:
     """Report ``exc`` on stderr as one line; raise the returned Exit (status 2)."""
     if debug_enabled():  # labready: --debug shows the traceback behind the one line
-        import traceback
-
         typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
@@ -67,6 +65,4 @@ def set_debug(on: bool) -> None:
 
 def debug_enabled() -> bool:
     """Whether errors show their traceback (``--debug`` or ``MEMPROG_DEBUG=1``)."""
-    import os
-
     return _DEBUG["on"] or os.environ.get("MEMPROG_DEBUG", "") not in ("", "0")

@@ -41,7 +41,10 @@ def register(app: typer.Typer) -> None:
         Pages: runs (live), a run's heat maps / drill-down / ladder, variability; each with a
         JSON endpoint under /api. Prints the address (one JSON document with --json).
         """
+        # deferred: fastapi, uvicorn and pandas
         from memprog.dashboard.security import TOKEN_ENV
+
+        # deferred: fastapi, uvicorn and pandas
         from memprog.dashboard.server import prepare, serve
 
         try:

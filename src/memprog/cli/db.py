@@ -7,21 +7,24 @@ Thin over :mod:`memprog.store` (the CLI never builds SQL): every command takes `
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from memprog.cli import options as O
-from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
-from memprog.cli.runs import DbOpt
+from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit, fail, show_progress
+from memprog.cli.runs import DbOpt, Outcome, run_command
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
+from memprog.protocols.characterize import CharacterizeParams, characterize
 
 db_app = typer.Typer(help="The run store and the variability database.", no_args_is_help=True)
 
 
 def _open(db: str | None, read_only: bool = True) -> Any:
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import open_store
 
     try:
@@ -37,6 +40,7 @@ def _records(df: Any) -> list[dict[str, Any]]:
 @db_app.command("summary")
 def summary_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Runs by status and kind, stored cells, and what each variability table holds."""
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import VariabilityDB, mask_url
 
     store = _open(db)
@@ -77,6 +81,7 @@ def chips_cmd(
 
     Example: memprog db chips --json
     """
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store.chips import chips_on_record, format_chips
 
     store = _open(db)
@@ -174,6 +179,7 @@ def export_variability_cmd(
 ) -> None:
     """Every characterisation sample (imprecision, disturb, stuck, rtn, range) to one Parquet
     file, for a training machine (`memprog db import-variability` there)."""
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import VariabilityDB
 
     try:
@@ -197,6 +203,7 @@ def import_variability_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Load an exported variability file into this store (as characterize runs)."""
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import import_variability
 
     try:
@@ -214,6 +221,7 @@ def import_variability_cmd(
 @db_app.command("upgrade")
 def upgrade_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Create or migrate the store's schema to this memprog's newest revision."""
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import mask_url, migrate
 
     store = _open(db, read_only=False)
@@ -231,6 +239,7 @@ def reap_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     A run killed outright (kill -9, a power cut) never ends itself; every new run does this
     too. Runs of other hosts are left alone (their processes cannot be seen from here).
     """
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import mask_url
 
     store = _open(db, read_only=False)
@@ -253,6 +262,7 @@ def variability_cmd(
 ) -> None:
     """The derived tables: imprecision by level (and its fit), disturb by later writes,
     stuck fractions, RTN before/after denoising."""
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import VariabilityDB
 
     try:
@@ -272,6 +282,7 @@ def _no_characterize_runs(url: str | None, chip_id: str | None, technology: str 
     new user guessing where the data comes from (like ``db export --traces`` on a run
     without traces, "nothing to show" is refused input, exit 2).
     """
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import default_db_url, mask_url
 
     db_opt = "" if url is None else f" --db {mask_url(url)}"  # --db given: the same store
@@ -290,6 +301,7 @@ def _no_characterize_runs(url: str | None, chip_id: str | None, technology: str 
 
 def variability_report(vdb: Any) -> dict[str, Any]:
     """The derived tables as plain JSON-ready data (missing tables: None)."""
+    # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import MissingDataError
 
     doc: dict[str, Any] = {"runs": vdb.summary()}
@@ -368,12 +380,6 @@ def register(app: typer.Typer) -> None:
         gate), read and telegraph noise, relaxation over bench time: what `memprog sim
         calibrate` fits a twin from. The derived tables: `memprog db variability`.
         """
-        import sys
-        import time
-
-        from memprog.cli.runs import Outcome, run_command
-        from memprog.protocols.characterize import CharacterizeParams, characterize
-
         try:
             cp = CharacterizeParams(
                 devices=devices, levels=levels, repeats=repeats, reads=reads,
@@ -383,10 +389,11 @@ def register(app: typer.Typer) -> None:
             raise fail(exc) from exc
         except ValueError as exc:
             raise fail(ConfigError("characterize", str(exc).splitlines()[0])) from exc
-        show = sys.stderr.isatty() if progress is None else progress
+        show = show_progress(progress)
         t0 = time.perf_counter()
 
         def body(ctx: Any) -> Any:
+            # deferred: the store pulls in sqlalchemy and pandas
             from memprog.store import VariabilityDB
 
             with ctx.open_bench(bench) as b:

@@ -15,6 +15,7 @@ fit an 80-column terminal on one line.
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -51,7 +52,6 @@ def manual_text(doc: str | None) -> str | None:
     """``doc`` with each paragraph on one line and no double backquotes."""
     if not doc:
         return doc
-    import inspect
 
     paras = re.split(r"\n\s*\n", inspect.cleandoc(doc))
     return "\n\n".join(" ".join(p.split()).replace("``", "") for p in paras)

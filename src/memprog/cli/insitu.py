@@ -13,26 +13,24 @@ on another chip; the summary gives that file's software accuracy beside the chip
 
 from __future__ import annotations
 
-import sys
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from memprog.cli import options as O
-from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit, fail
+from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, fail, show_progress
 from memprog.cli.outputs import ForceOpt, refuse_existing
-from memprog.core.errors import ConfigError, InstrumentError, MemprogError
+from memprog.cli.runs import Outcome, run_command
+from memprog.core.bench_config import load_bench_config
+from memprog.core.errors import ConfigError, MemprogError
 
 VMM_STACKS = ("onchip",)  # stacks whose instrument has an analog vector-matrix multiply
 
 
 def _precheck(bench: str, stuck_fraction: float | None, dataset: str) -> None:
     """Bad input refused before a run is opened or anything is sent."""
-    import math
-
-    from memprog.core.bench_config import load_bench_config
-
     if dataset != "digits":
         raise ConfigError("--dataset", dataset, "digits")
     if stuck_fraction is not None and not (
@@ -88,7 +86,7 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(callback=O.float_in(0.0, 1.0, hi_open=True), help="Simulated bench only: fraction of devices stuck OFF, in [0, 1) (default: the chip's own stuck devices)."),
         ] = None,
-        seed: Annotated[int, typer.Option(callback=O.SEED, help="Data split, initial weights, order.")] = 0,
+        seed: Annotated[int, typer.Option(callback=O.SEED, help="Initial weights and minibatch order (the data split is fixed).")] = 0,
         batch_size: Annotated[int, typer.Option(callback=O.int_in(1, 1024), help="Minibatch size.")] = 16,
         learning_rate: Annotated[float, typer.Option(callback=O.LEARNING_RATE, help="SGD learning rate.")] = 1.0,
         out: Annotated[
@@ -116,6 +114,7 @@ def register(app: typer.Typer) -> None:
         Forward passes are batched ``VMM?`` on the chip; the update is Li 2018's RESET then
         gate-controlled SET, without verify; stuck devices stay in the loop.
         """
+        # deferred: memprog.jobs pulls in torch, sqlalchemy and pandas
         from memprog.jobs.insitu import InsituParams, run_insitu_job
 
         def log(message: str) -> None:
@@ -129,7 +128,7 @@ def register(app: typer.Typer) -> None:
                     f"wall {row['wall_s']:.2f} s  bench {row['bench_s']:.3f} s"
                 )
 
-        show = progress if progress is not None else sys.stderr.isatty()
+        show = show_progress(progress)
         try:
             _precheck(bench, stuck_fraction, dataset)
             refuse_existing(out, force, "--out")  # the last run's weights are never replaced unasked
@@ -139,34 +138,6 @@ def register(app: typer.Typer) -> None:
         except MemprogError as exc:
             raise fail(exc) from exc
         job_params = {**params.model_dump(), "stuck_fraction": stuck_fraction, "out": str(out)}
-
-        try:
-            from memprog.cli.runs import Outcome, run_command
-        except ImportError:  # no run store on this install: run unstored
-            run_command = None
-
-        if run_command is None:
-            try:
-                summary = run_insitu_job(
-                    bench,
-                    params,
-                    stuck_fraction=stuck_fraction,
-                    out=out,
-                    exsitu=exsitu,
-                    progress=show,
-                    on_epoch=on_epoch,
-                    log=log,
-                )
-            except KeyboardInterrupt:
-                log(f"memprog: interrupted; bench left safe, partial weights in {out}")
-                raise typer.Exit(130) from None
-            except InstrumentError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(3) from exc
-            except MemprogError as exc:
-                raise fail(exc) from exc
-            emit(summary, as_json, _human(summary, params.hidden))
-            return
 
         def body(ctx: Any) -> Any:
             written: list[str] = []

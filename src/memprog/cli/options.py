@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from memprog.cli.common import fail
 from memprog.core.errors import ConfigError
 
 # ----------------------------------------------------------------------------- the bounds
@@ -77,8 +78,6 @@ FAULT_KINDS = ("drop", "garbage", "timeout", "error", "link", "reset")
 # ----------------------------------------------------------------------------- plumbing
 def refuse(parameter: str, value: Any, allowed: str, detail: str = "") -> NoReturn:
     """One stderr line (``error: --x=V is not allowed (allowed: ...)``) and exit 2."""
-    from memprog.cli.common import fail
-
     raise fail(ConfigError(parameter, value, allowed, detail))
 
 

@@ -22,6 +22,8 @@ from typing import Annotated
 
 import typer
 
+from memprog.core.errors import ConfigError
+
 #: what a ``program`` report folder holds (the files a second run would replace)
 REPORT_FILES = ("report.json", "cells.csv")
 REPORT_GLOBS = ("layer*.png",)
@@ -60,8 +62,6 @@ def refuse_existing(
         return
     there = existing_outputs(Path(path), report_dir)
     if there:
-        from memprog.core.errors import ConfigError
-
         more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
         raise ConfigError(
             option,

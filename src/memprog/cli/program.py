@@ -19,7 +19,6 @@ of a conductance stuck is dead, reported, not failed); 2 bad input, 3 instrument
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,22 +27,30 @@ from typing import Annotated, Any
 
 import typer
 
+from memprog.bench import precheck as pc
 from memprog.cli import options as O
-from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit
+from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, fail, show_progress
 from memprog.cli.outputs import ForceOpt, refuse_existing
-from memprog.core.errors import ConfigError, MemprogError, SafetyError
-
-
-def _progress(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
+from memprog.cli.runs import (
+    Outcome,
+    RunState,
+    begin_run,
+    check_resumable_run,
+    run_body,
+    run_command,
+)
+from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.signals import handle_signals
+from memprog.examples import example as example_files
+from memprog.hwaware.placement import Placement, place_network
+from memprog.reporting.outcome import describe
 
 
 def _known_stuck(url: str | None, chip_id: str | None) -> dict[tuple[int, int], float]:
     """Stuck cells of this chip recorded by characterisation runs; {} when none are known."""
-    try:
-        from memprog.store import MissingDataError, VariabilityDB
-    except ImportError:
-        return {}
+    # deferred: sqlalchemy and pandas
+    from memprog.store import MissingDataError, VariabilityDB
+
     try:
         df = VariabilityDB(url, chip_id=chip_id).stuck()
     except MissingDataError:
@@ -101,13 +108,16 @@ def prepare_inputs(
     by URL are fetched here too (issue 28), and a pinned hash that does not match is refused
     before anything else happens.
     """
+    # deferred: memprog.jobs pulls in sqlalchemy, pandas
     from memprog.jobs.fetch import check_sha256, fetch_weights
+
+    # deferred: sqlalchemy, pandas
     from memprog.jobs.program import ProgramParams
+
+    # deferred: sqlalchemy, pandas
     from memprog.jobs.weights import Network, load_program_input, load_test_set
 
     if example is not None:
-        from memprog.examples import example as example_files
-
         w, t = example_files(example)
         weights = weights or w
         test_set = test_set or t
@@ -161,29 +171,23 @@ def _check_out_dir(out: Path) -> None:
 def check_program_resumable(store: Any, resume: str, inp: ProgramInputs, bench: str) -> dict[str, Any]:
     """The interrupted run's plan and finished cells, or a ConfigError saying why not.
 
+    The rules every resumable command shares are :func:`memprog.cli.runs.check_resumable_run`;
+    ``program`` adds one: the same weight file (by its SHA-256).
     Returns a dict: ``protocol``, ``params`` (its ProgramParams), ``placement`` (or None),
     ``done`` (its stored cells as a TuneResult, or None when it finished none).
     """
-    from memprog.jobs.placement import Placement
+
+    # deferred: sqlalchemy, pandas
     from memprog.jobs.program import ProgramParams
-    from memprog.store.core import check_not_resumed, run_alive_here
 
-    prev = store.get_run(resume)  # unknown: ConfigError naming the run
+    def same_weights(run: dict[str, Any]) -> None:
+        if (run.get("params") or {}).get("weights_sha256") != inp.sha:
+            raise ConfigError("--resume", resume, "the same weight file", "the file's content differs")
+
+    prev = check_resumable_run(
+        store, resume, kind="program", what="a 'program' run", bench=bench, same_job=same_weights
+    )
     pp = prev.get("params") or {}
-    if prev.get("kind") != "program":
-        raise ConfigError("--resume", resume, "a 'program' run", f"it is a {prev.get('kind')!r} run")
-    if prev.get("status") == "complete":
-        raise ConfigError("--resume", resume, "an unfinished run", "it is complete")
-    if run_alive_here(prev):
-        raise ConfigError("--resume", resume, "an interrupted run", f"it is still running (pid {prev.get('pid')})")
-    if pp.get("weights_sha256") != inp.sha:
-        raise ConfigError("--resume", resume, "the same weight file", "the file's content differs")
-    from memprog.core.bench_config import load_bench_config
-
-    chip = load_bench_config(bench)[0].chip.id
-    if prev.get("chip_id") and chip and prev["chip_id"] != chip:
-        raise ConfigError("--resume", resume, f"a run on chip {chip}", f"it ran on chip {prev['chip_id']}")
-    check_not_resumed(store, resume)  # a run is resumed once (naming the run that did)
     params = ProgramParams(**{**inp.params.model_dump(), **pp.get("program_params", {})})
     plan = pp.get("plan") or {}
     placement = Placement.from_dict(plan["placement"]) if plan.get("placement") else None
@@ -218,7 +222,7 @@ def program_body(
 ) -> Any:
     """The job on an open run (``ctx``: a :class:`memprog.cli.runs.RunContext`): open the
     bench, plan, record the plan in the run, program, report; returns an Outcome."""
-    from memprog.cli.runs import Outcome
+    # deferred: sqlalchemy, pandas
     from memprog.jobs.program import make_plan, run_program, write_report
 
     protocol = resumed["protocol"] if resumed else inp.protocol
@@ -226,7 +230,7 @@ def program_body(
     placement = resumed["placement"] if resumed else None
     done = resumed["done"] if resumed else None
     store = ctx.store
-    run_id = ctx.run_id if ctx.handle is not None else None
+    run_id = ctx.run_id
     if run_id is not None:
         ctx.resume_hint = f"--resume {run_id}"
     with ctx.open_bench(bench) as b:
@@ -288,6 +292,20 @@ def program_body(
     return Outcome(summary, human, failed_cells=int(o.get("failed") or 0), exit_code=int(o["exit_code"]))
 
 
+def _before_start(inp: ProgramInputs, bench: str, resume: str | None, resumed: dict[str, Any]) -> Any:
+    """The run's fields once the store is open: a resumed run's protocol and parameters
+    (checked by :func:`check_program_resumable`, kept in ``resumed`` for the body)."""
+
+    def before_start(store: Any) -> dict[str, Any]:
+        if resume is not None:
+            resumed.update(check_program_resumable(store, resume, inp, bench))
+        protocol = resumed.get("protocol", inp.protocol)
+        params = resumed.get("params", inp.params)
+        return {"protocol": protocol, "params": _run_params(inp, protocol, params, bench)}
+
+    return before_start
+
+
 def program_command(
     weights: Path | None,
     bench: str,
@@ -313,64 +331,32 @@ def program_command(
 
     Raises MemprogError on bad input (before any run is created), KeyboardInterrupt or
     :class:`memprog.core.signals.Interrupted` when interrupted (the run marked ``interrupted``,
-    the bench made safe). ``memprog program`` runs the same body through the shared run
-    lifecycle (:func:`memprog.cli.runs.run_command`).
+    the bench made safe). The lifecycle is ``memprog program``'s
+    (:func:`memprog.cli.runs.begin_run` and :func:`~memprog.cli.runs.run_body`), without the
+    printing and the exit.
     """
-    from memprog.cli.runs import RunContext
-
     t0 = time.perf_counter()
     inp = prepare_inputs(
         weights, protocol, test_set, example, out, copies, settle_s, chunk_cells, g_min_us, g_max_us, order,
         max_accuracy_drop, sha256, test_set_sha256,
     )
-    if not store_runs:
-        if resume is not None:
-            raise ConfigError("--resume", resume, "a run in the store (the store is off)")
-        outcome = program_body(
-            RunContext(None, None, "program"), inp, bench, None, None, progress, t0
-        )
-        return outcome.summary, int(outcome.exit_code or 0)
-    from memprog.core.bench_config import load_bench_config
-    from memprog.core.signals import handle_signals
-    from memprog.store import open_store, stored_run
-
-    config, path = load_bench_config(bench)
-    store = open_store(db)
+    if resume is not None and not store_runs:
+        raise ConfigError("--resume", resume, "a run in the store (the store is off)")
+    resumed: dict[str, Any] = {}
+    state = RunState()
     try:
-        resumed = check_program_resumable(store, resume, inp, bench) if resume is not None else None
-        protocol = resumed["protocol"] if resumed else inp.protocol
-        params = resumed["params"] if resumed else inp.params
-        with (
-            handle_signals(),
-            stored_run(
-                store, kind="program", bench=str(bench), bench_path=str(path), chip_id=config.chip.id,
-                technology=config.chip.technology, protocol=protocol,
-                params=_run_params(inp, protocol, params, bench), resumed_from=resume,
-            ) as handle,
-        ):
-            ctx = RunContext(store, handle, "program")
-            outcome = program_body(ctx, inp, bench, resumed, resume, progress, t0)
-            handle.summary = _jsonable(outcome.summary)
+        with handle_signals():
+            fields = begin_run(
+                state, db=db, bench=bench, before_start=_before_start(inp, bench, resume, resumed),
+                precheck=lambda cfg: precheck_program(cfg, inp), stored=store_runs,
+            )
+            outcome = run_body(
+                lambda ctx: program_body(ctx, inp, bench, resumed or None, resume, progress, t0),
+                state, fields, kind="program", resumed_from=resume,
+            )
     finally:
-        store.close()
-    return outcome.summary, int(outcome.exit_code or 0)
-
-
-def _exit_code(exc: MemprogError) -> int:
-    """2 for bad input (refused before or without harm), 3 for the instrument or the store."""
-    try:
-        from memprog.store import StoreError
-    except ImportError:  # pragma: no cover - the store ships with memprog
-        StoreError = ()  # type: ignore[assignment,misc]  # noqa: N806
-    if isinstance(exc, ConfigError | SafetyError) and not isinstance(exc, StoreError):
-        return 2
-    return 3
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    from memprog.core.jsonout import sanitize
-
-    return sanitize(d)
+        state.close()
+    return outcome.summary, outcome.code
 
 
 def human_summary(s: dict[str, Any]) -> str:
@@ -380,8 +366,6 @@ def human_summary(s: dict[str, Any]) -> str:
     if s.get("run_id"):
         head += f", run {s['run_id']}"
     lines.append(head)
-    from memprog.reporting.outcome import describe
-
     o = s["outcome"]
     lines.append(
         f"  cells: {s['cells_within_tolerance']} of {s['cells_total']} within tolerance "
@@ -463,8 +447,6 @@ def register(app: typer.Typer) -> None:
         tolerance with the unfinished ones, and says how many; a run is resumed once.
         """
         if job is not None:
-            from memprog.cli.common import fail
-
             given = {
                 name for name in ("weights", "example", "test_set", "sha256", "test_set_sha256", "bench",
                                   "protocol", "max_accuracy_drop", "copies", "settle_s", "order")
@@ -483,7 +465,7 @@ def register(app: typer.Typer) -> None:
             max_bytes = None
         run_program_cli(
             weights, bench, protocol, db, test_set, resume, example, out, copies, settle_s,
-            max_accuracy_drop, _progress(progress), chunk_cells, g_min_us, g_max_us, order, as_json,
+            max_accuracy_drop, show_progress(progress), chunk_cells, g_min_us, g_max_us, order, as_json,
             sha256=sha256, test_set_sha256=test_set_sha256, force=force, max_bytes=max_bytes,
         )
 
@@ -494,6 +476,7 @@ def weights_of_run(db: str | None, run_id: str, test_set: str | None) -> tuple[s
     A URL whose credentials were masked when stored cannot be fetched again, but its file is
     in the cache under that hash (where it was fetched from); a local file must be where it was.
     """
+    # deferred: sqlalchemy and pandas
     from memprog.store import open_store
 
     store = open_store(db, read_only=True)
@@ -514,6 +497,7 @@ def job_settings(path: Path, given: set[str]) -> Any:
     Why refuse rather than override: a job file is the record of what was programmed; a
     command line that silently changed part of it would make that record wrong.
     """
+    # deferred: memprog.jobs pulls in sqlalchemy and pandas
     from memprog.jobs.jobfile import load_job
 
     job = load_job(path)
@@ -555,61 +539,37 @@ def run_program_cli(
     line printed, so SIGTERM/SIGINT/SIGHUP at any moment after the bench opens leave the
     bench safe, the run ``interrupted`` with its finished cells, one stderr line naming the
     signal, the safe state and the run id, the ``--json`` document, and exit 130/143/129.
-    Input is validated first (no run is created for bad input).
+    Input is validated first (no run is created for bad input; a fetch that failed is the
+    network's, exit 3).
     """
-    from memprog.cli.common import fail
-    from memprog.cli.runs import run_command
-    from memprog.core.signals import (
-        exit_code_for_signal,
-        handle_signals,
-        interrupt_signum,
-        signal_name,
-    )
-
     t0 = time.perf_counter()
-    with handle_signals():
-        try:
-            if resume is not None and weights is None and example is None:
-                weights, sha256, test_set = weights_of_run(db, resume, test_set)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                inp = prepare_inputs(
-                    weights, protocol, test_set, example, out, copies, settle_s, chunk_cells, g_min_us,
-                    g_max_us, order, max_accuracy_drop, sha256, test_set_sha256, progress, max_bytes,
-                )
-            refuse_existing(out, force, "--out", report_dir=True)  # an earlier report stays (issue 27)
-            for w in caught:  # e.g. weights fetched without a pin: one line, not a warning dump
-                typer.echo(f"warning: {w.message}", err=True)
-        except MemprogError as exc:
-            fail(exc)  # the one line; a fetch that failed is the network's (3), bad input 2
-            raise typer.Exit(_exit_code(exc)) from exc
-        except BaseException as exc:
-            signum = interrupt_signum(exc)
-            if signum is None:
-                raise
-            typer.echo(f"memprog: interrupted by {signal_name(signum)}: no bench was open; no run had started", err=True)
-            raise typer.Exit(exit_code_for_signal(signum)) from None
+    got: dict[str, Any] = {}
     resumed: dict[str, Any] = {}
 
-    def before_start(store: Any) -> dict[str, Any]:
-        if resume is None:
-            return {"params": _run_params(inp, inp.protocol, inp.params, bench)}
-        resumed.update(check_program_resumable(store, resume, inp, bench))
-        return {
-            "protocol": resumed["protocol"],
-            "params": _run_params(inp, resumed["protocol"], resumed["params"], bench),
-        }
+    def prepare() -> None:
+        nonlocal weights, sha256, test_set
+        if resume is not None and weights is None and example is None:
+            weights, sha256, test_set = weights_of_run(db, resume, test_set)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got["inp"] = prepare_inputs(
+                weights, protocol, test_set, example, out, copies, settle_s, chunk_cells, g_min_us,
+                g_max_us, order, max_accuracy_drop, sha256, test_set_sha256, progress, max_bytes,
+            )
+        refuse_existing(out, force, "--out", report_dir=True)  # an earlier report stays (issue 27)
+        for w in caught:  # e.g. weights fetched without a pin: one line, not a warning dump
+            typer.echo(f"warning: {w.message}", err=True)
 
     run_command(
-        lambda ctx: program_body(ctx, inp, bench, resumed or None, resume, progress, t0),
+        lambda ctx: program_body(ctx, got["inp"], bench, resumed or None, resume, progress, t0),
         db=db,
         kind="program",
         bench=bench,
         as_json=as_json,
-        protocol=inp.protocol,
         resumed_from=resume,
-        before_start=before_start,
-        precheck=lambda cfg: precheck_program(cfg, inp),
+        prepare=prepare,
+        before_start=lambda store: _before_start(got["inp"], bench, resume, resumed)(store),
+        precheck=lambda cfg: precheck_program(cfg, got["inp"]),
     )
 
 
@@ -618,9 +578,11 @@ def precheck_program(config: Any, inp: ProgramInputs) -> None:
     a map that does not fit the array or the chip's range, a network that cannot be placed
     on the array, a weight mapping outside the chip's range. Never stricter than the job:
     known stuck cells (which need the store) are left to the placement in the run."""
-    from memprog.bench import precheck as pc
-    from memprog.jobs.placement import place_network
-    from memprog.jobs.program import _mapping
+
+    # deferred: sqlalchemy, pandas
+    from memprog.jobs.program_plan import _mapping
+
+    # deferred: sqlalchemy, pandas
     from memprog.jobs.weights import ConductanceMap
 
     if isinstance(inp.source, ConductanceMap):
@@ -634,64 +596,6 @@ def precheck_program(config: Any, inp: ProgramInputs) -> None:
     )
 
 
-def evaluate_on_bench(
-    weights: Path,
-    bench: str,
-    transfers: int,
-    variability: Any,
-    test_set: tuple[Any, Any],
-    *,
-    mc_transfers: int = 1000,
-    seed: int = 0,
-    png: Path | None = None,
-    as_json: bool = False,
-    progress: bool = False,
-) -> None:
-    """``memprog evaluate W.pt --on-bench B --transfers K``: K programmed chips vs the MC prediction.
-
-    Called by ``memprog evaluate`` (cli_train.py) once it has the variability model and the
-    held-out set; prints the summary (one JSON document with ``--json``).
-    """
-    from memprog.jobs.evaluate import compare_with_prediction
-
-    out = compare_with_prediction(
-        weights, bench, transfers, variability, test_set,
-        mc_transfers=mc_transfers, first_seed=seed + 1, png=png, progress=progress,
-    )
-    pr = out["predicted"]
-    meas = ", ".join(f"{100 * a:.1f}" for a in out["measured_accuracies"])
-    human = (
-        f"{weights} on {transfers} fresh simulated chips of {bench} (one pair per weight):\n"
-        f"  measured chip accuracy (%): {meas}; mean {100 * out['measured_mean']:.1f}\n"
-        f"  predicted ({pr['source']}, {pr['mc_transfers']} MC transfers): mean {100 * pr['mean']:.1f} %, "
-        f"5-95 % band {100 * pr['p5']:.1f}-{100 * pr['p95']:.1f} %; software {100 * out['software_accuracy']:.1f} %\n"
-        f"  measured mean inside the predicted band: {'yes' if out['measured_mean_in_predicted_5_95'] else 'no'}"
-        + (f"; plot: {png}" if png is not None else "")
-    )
-    emit(out, as_json, human)
-
-
-def evaluate_on_bench_command(
-    weights: Path, bench: str, transfers: int, db: str | None, preset: str,
-    chip_id: str | None, seed: int, png: Path | None, as_json: bool,
-) -> None:
-    """The ``--on-bench`` branch of ``memprog evaluate`` (options as that command parsed them)."""
-    try:
-        from memprog.cli.train import load_variability
-        from memprog.hwaware.mapping import load_weights
-        from memprog.hwaware.training import held_out_set
-
-        var = load_variability(db, preset, chip_id)
-        x, y = held_out_set(load_weights(weights))
-        evaluate_on_bench(
-            weights, bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
-            progress=sys.stderr.isatty() and not as_json,
-        )
-    except MemprogError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(_exit_code(exc)) from exc
-
-
 __all__ = [
     "register",
     "program_command",
@@ -700,6 +604,4 @@ __all__ = [
     "check_program_resumable",
     "program_body",
     "human_summary",
-    "evaluate_on_bench",
-    "evaluate_on_bench_command",
 ]

@@ -8,7 +8,7 @@ those sockets, and serves until it is stopped (Ctrl-C, SIGTERM).
 
 from __future__ import annotations
 
-import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -21,6 +21,8 @@ from memprog.cli.common import JsonOpt, fail
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
 from memprog.core.strict_yaml import dump_yaml
+from memprog.sim_instruments.faults import FaultPlan
+from memprog.sim_instruments.tcp_server import SimServer
 
 
 def served_bench(
@@ -58,8 +60,6 @@ def served_bench(
 
 def _check_writable(path: Path) -> None:
     """Refuse a ``--write-bench`` path that cannot be written, before any server starts."""
-    import os
-
     parent = path.parent
     if path.is_dir():
         raise ConfigError("--write-bench", str(path), "a file path, not a directory")
@@ -71,11 +71,6 @@ def _check_writable(path: Path) -> None:
 
 def register(sim_app: typer.Typer) -> None:
     """Add ``serve`` to the ``memprog sim`` group."""
-    from memprog.cli import (
-        sim_chips as cli_sim_chips,  # sim chips, sim reset: the stored simulated chips
-    )
-
-    cli_sim_chips.register(sim_app)
 
     @sim_app.command("serve")
     def serve_cmd(
@@ -104,9 +99,6 @@ def register(sim_app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Serve each simulated instrument of BENCH on 127.0.0.1 in its real LAN protocol."""
-        from memprog.sim_instruments.faults import FaultPlan
-        from memprog.sim_instruments.tcp_server import SimServer
-
         try:
             if write_bench is not None:  # checked before anything listens
                 _check_writable(write_bench)
@@ -156,7 +148,7 @@ def register(sim_app: typer.Typer) -> None:
             server.stop()
             faults = server.fault_summary()
             if any(f["total"] for f in faults.values()):
-                typer.echo(f"memprog: faults injected {json.dumps(faults)}", err=True)
+                typer.echo(f"memprog: faults injected {dumps(faults)}", err=True)
             typer.echo("memprog: stopped serving", err=True)
 
 

@@ -16,11 +16,17 @@ from typing import Annotated, Any
 import typer
 
 from memprog.cli.common import JsonOpt
+from memprog.core.jsonout import dumps
+from memprog.sim_instruments.chip_state import (
+    ChipInUseError,
+    chip_file_prefix,
+    list_chips,
+    reset_chip_file,
+    state_dir,
+)
 
 
 def _dumps(doc: Any) -> str:
-    from memprog.core.jsonout import dumps  # the project's one strict encoder (NaN -> null)
-
     return dumps(doc)
 
 
@@ -45,8 +51,6 @@ def _when(ts: float | None) -> str:
 def _matches(row: dict[str, Any], chip: str) -> bool:
     """A chip named by its id, its file name or its file path (a corrupt file by the
     file-name prefix of the id its bench names, the name the refusal message gives)."""
-    from memprog.sim_instruments.chip_state import chip_file_prefix
-
     path = Path(row["file"])
     if chip in (row.get("chip_id"), path.name, str(path)):
         return True
@@ -64,8 +68,6 @@ def register(sim_app: typer.Typer) -> None:
     @sim_app.command("chips")
     def chips_cmd(as_json: JsonOpt = False) -> None:
         """List the simulated chips stored on this machine and their state."""
-        from memprog.sim_instruments.chip_state import list_chips, state_dir
-
         folder = state_dir()
         try:
             rows = list_chips(folder)
@@ -97,13 +99,6 @@ def register(sim_app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Give fresh simulated chips: delete their stored state (refused while in use)."""
-        from memprog.sim_instruments.chip_state import (
-            ChipInUseError,
-            list_chips,
-            reset_chip_file,
-            state_dir,
-        )
-
         if (chip is not None) == all_chips:
             raise _error("reset needs a CHIP id or --all (not both); `memprog sim chips` lists them", 2)
         if chip is not None and not chip.strip():

@@ -5,27 +5,38 @@ The non-idealities come from the variability database (``--db URL``, filled by `
 characterize``) or, without one, from a technology preset's published figures
 (``--preset``). Evaluating two weight files with the same ``--seed`` simulates the same
 transfers (the same random draws) for both, so their tables compare like for like.
+``evaluate --on-bench`` also programs fresh simulated chips and sets their accuracies beside
+the prediction (:func:`memprog.jobs.evaluate.compare_with_prediction`).
+
+``train`` runs on the shared run lifecycle (:func:`memprog.cli.runs.run_command`): with
+``--db`` it is stored as a ``train`` run, without it it is not stored; either way a signal
+gives one line and exit 130/143/129.
 """
 
 from __future__ import annotations
 
-import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from memprog.cli import options as O
-from memprog.cli.common import JsonOpt, ProgressOpt, emit, fail
+from memprog.cli.common import JsonOpt, ProgressOpt, emit, fail, show_progress
 from memprog.cli.outputs import ForceOpt, refuse_existing
+from memprog.cli.runs import Outcome, run_command
 from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.presets import PRESETS
+from memprog.hwaware.mapping import load_weights, save_weights
+from memprog.hwaware.order import bench_array_shape
+from memprog.reporting.outcome import exit_code_for_error
 
 DbOpt = Annotated[
     str | None,
     typer.Option("--db", help="Variability database URL (filled by `memprog characterize`)."),
 ]
 PresetOpt = Annotated[
-    str, typer.Option("--preset", callback=O.choice_of(lambda: sorted(__import__("memprog.core.presets", fromlist=["PRESETS"]).PRESETS)), help="Technology preset whose published figures stand in when there is no --db.")
+    str, typer.Option("--preset", callback=O.choice_of(lambda: sorted(PRESETS)), help="Technology preset whose published figures stand in when there is no --db.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device (cpu, cuda, cuda:1, ...).")]
 ImprecisionOpt = Annotated[
@@ -57,15 +68,15 @@ def load_variability(
 ) -> Any:
     """The :class:`VariabilityModel` of ``--db`` (our characterisation runs: raw imprecision
     reads by default) or of ``--preset``; ``stuck`` replaces the stuck fractions."""
+    # deferred: torch
     from memprog.hwaware.variability import VariabilityModel
 
     if db is None:
         var = VariabilityModel.from_preset(preset)
     else:
-        try:
-            from memprog.store import VariabilityDB
-        except ImportError as exc:  # pragma: no cover - the store ships with memprog
-            raise ConfigError("--db", db, "a memprog with the run store (memprog.store)") from exc
+        # deferred: sqlalchemy and pandas
+        from memprog.store import VariabilityDB
+
         vdb = VariabilityDB(db, chip_id=chip_id)
         try:
             var = VariabilityModel.from_db(vdb, imprecision=imprecision)
@@ -74,12 +85,8 @@ def load_variability(
     return var if stuck is None else var.with_stuck(*stuck, preset=preset)
 
 
-def _show(flag: bool | None, as_json: bool) -> bool:
-    return flag if flag is not None else sys.stderr.isatty()
-
-
 def _check_device(device: str) -> Any:
-    import torch
+    import torch  # deferred: torch (~1 s); memprog --help stays fast
 
     try:
         dev = torch.device(device)
@@ -95,6 +102,44 @@ def _table_text(summary: dict) -> str:
     for r in summary["table"]:
         lines.append(f"  {r['bin']:>17}   {r['points']:6d}   {r['percent']:6.1f} %")
     return "\n".join(lines)
+
+
+def evaluate_on_bench(
+    weights: Path,
+    bench: str,
+    transfers: int,
+    variability: Any,
+    test_set: tuple[Any, Any],
+    *,
+    mc_transfers: int = 1000,
+    seed: int = 0,
+    png: Path | None = None,
+    as_json: bool = False,
+    progress: bool = False,
+) -> None:
+    """``memprog evaluate W.pt --on-bench B --transfers K``: K programmed chips vs the MC prediction.
+
+    Called by ``memprog evaluate`` once it has the variability model and the held-out set;
+    prints the summary (one JSON document with ``--json``).
+    """
+    # deferred: memprog.jobs pulls in sqlalchemy and pandas, and torch
+    from memprog.jobs.evaluate import compare_with_prediction
+
+    out = compare_with_prediction(
+        weights, bench, transfers, variability, test_set,
+        mc_transfers=mc_transfers, first_seed=seed + 1, png=png, progress=progress,
+    )  # fmt: skip
+    pr = out["predicted"]
+    meas = ", ".join(f"{100 * a:.1f}" for a in out["measured_accuracies"])
+    human = (
+        f"{weights} on {transfers} fresh simulated chips of {bench} (one pair per weight):\n"
+        f"  measured chip accuracy (%): {meas}; mean {100 * out['measured_mean']:.1f}\n"
+        f"  predicted ({pr['source']}, {pr['mc_transfers']} MC transfers): mean {100 * pr['mean']:.1f} %, "
+        f"5-95 % band {100 * pr['p5']:.1f}-{100 * pr['p95']:.1f} %; software {100 * out['software_accuracy']:.1f} %\n"
+        f"  measured mean inside the predicted band: {'yes' if out['measured_mean_in_predicted_5_95'] else 'no'}"
+        + (f"; plot: {png}" if png is not None else "")
+    )
+    emit(out, as_json, human)
 
 
 def register(app: typer.Typer) -> None:
@@ -131,10 +176,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Train a network on half-moons or digits, regular or hardware-aware; write its weights."""
-        import torch
+        import torch  # deferred: torch (~1 s); memprog --help stays fast
 
-        from memprog.hwaware.mapping import save_weights
-        from memprog.hwaware.training import train
+        # deferred: torch
+        from memprog.hwaware.training import PAPER_RECIPE, train
 
         # the ops of these networks are far below torch's parallel grain size; a second
         # thread only spins (and, on a busy machine, steals time from the first)
@@ -145,55 +190,38 @@ def register(app: typer.Typer) -> None:
             refuse_existing(out, force, "--out")  # a trained file is never replaced unasked
             dev = _check_device(device)
             var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
-            from memprog.hwaware.training import PAPER_RECIPE
-
             base = dict(PAPER_RECIPE) if recipe == "paper" else {"lr": 0.01, "weight_decay": 0.0, "init": "torch", "epochs": None}
             given = {"lr": lr, "weight_decay": weight_decay, "init": init, "epochs": epochs}
             rec = base | {k: v for k, v in given.items() if v is not None}
-            shape = None
-            if bench is not None:
-                from memprog.hwaware.order import bench_array_shape
-
-                shape = bench_array_shape(bench)
-
-            def run() -> Any:
-                r = train(
-                    dataset, var, hardware_aware=hardware_aware, epochs=rec["epochs"], seed=seed, lr=rec["lr"],
-                    weight_decay=rec["weight_decay"], init=rec["init"], array_shape=shape, order=order,
-                    validate_every=validate_every, patience=patience,
-                    device=dev, progress=_show(progress, as_json),
-                )
-                save_weights(r.weights, out)
-                return r
-
-            run_id = None
-            if db is None:
-                res = run()
-            else:  # training from the database is recorded there as a `train` run
-                from memprog.store import open_store, stored_run
-
-                store = open_store(db)
-                try:
-                    params = {"dataset": dataset, "hardware_aware": hardware_aware, "epochs": rec["epochs"],
-                              "seed": seed, "lr": rec["lr"], "recipe": recipe, "bench": bench, "order": order,
-                              "out": str(out), "variability": var.summary()}
-                    with stored_run(store, kind="train", chip_id=chip_id, params=params) as handle:
-                        res = run()
-                        handle.summary = res.summary() | {"out": str(out)}
-                        run_id = handle.run_id
-                finally:
-                    store.close()
+            shape = None if bench is None else bench_array_shape(bench)
         except MemprogError as exc:
             raise fail(exc) from exc
-        summary = res.summary() | {"out": str(out), "device": str(dev), "lr": rec["lr"], "run_id": run_id}
-        kind = "hardware-aware" if hardware_aware else "regular"
-        human = (
-            f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "
-            f"in {res.wall_s:.1f} s (seed {seed}, variability {var.source})\n"
-            f"final loss {summary['final_loss']:.4f}, ideal test accuracy {res.test_accuracy * 100:.1f} %\n"
-            f"weights: {out}"
-        )
-        emit(summary, as_json, human)
+
+        def body(ctx: Any) -> Outcome:
+            res = train(
+                dataset, var, hardware_aware=hardware_aware, epochs=rec["epochs"], seed=seed, lr=rec["lr"],
+                weight_decay=rec["weight_decay"], init=rec["init"], array_shape=shape, order=order,
+                validate_every=validate_every, patience=patience,
+                device=dev, progress=show_progress(progress),
+            )  # fmt: skip
+            save_weights(res.weights, out)
+            summary = res.summary() | {"out": str(out), "device": str(dev), "lr": rec["lr"], "run_id": ctx.run_id}
+            kind = "hardware-aware" if hardware_aware else "regular"
+            human = (
+                f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "
+                f"in {res.wall_s:.1f} s (seed {seed}, variability {var.source})\n"
+                f"final loss {summary['final_loss']:.4f}, ideal test accuracy {res.test_accuracy * 100:.1f} %\n"
+                f"weights: {out}"
+            )
+            return Outcome(summary, human)
+
+        # training from the database is recorded there as a `train` run; from a preset it is not
+        run_command(
+            body, db=db, kind="train", bench=None, chip_id=chip_id, as_json=as_json, stored=db is not None,
+            params={"dataset": dataset, "hardware_aware": hardware_aware, "epochs": rec["epochs"],
+                    "seed": seed, "lr": rec["lr"], "recipe": recipe, "bench": bench, "order": order,
+                    "out": str(out), "variability": var.summary()},
+        )  # fmt: skip
 
     @app.command("evaluate")
     def evaluate_cmd(
@@ -217,28 +245,21 @@ def register(app: typer.Typer) -> None:
             refuse_existing(png, force, "--png")  # an earlier figure stays unless --force (issue 27)
         except MemprogError as exc:
             raise fail(exc) from exc
-        if on_bench is not None:  # memprog program's comparison (cli_program.py)
-            from memprog.cli.program import evaluate_on_bench
+        # deferred: torch
+        from memprog.hwaware.training import held_out_set
 
+        if on_bench is not None:  # memprog program's comparison, on fresh simulated chips
             try:
-                from memprog.hwaware.mapping import load_weights
-                from memprog.hwaware.training import held_out_set
-
                 var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
                 x, y = held_out_set(load_weights(weights))
                 return evaluate_on_bench(
                     weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
-                    progress=sys.stderr.isatty() and not as_json,
+                    progress=show_progress(False if as_json else None),
                 )
             except MemprogError as exc:  # bad input 2, instrument or store 3 (as `memprog program`)
-                from memprog.cli.program import _exit_code
-
                 typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(_exit_code(exc)) from exc
-        import time
-
-        from memprog.hwaware.mapping import load_weights
-        from memprog.hwaware.training import held_out_set
+                raise typer.Exit(exit_code_for_error(exc)) from exc
+        # deferred: torch
         from memprog.hwaware.transfer import simulator_from_weights
 
         try:
@@ -246,16 +267,13 @@ def register(app: typer.Typer) -> None:
             w = load_weights(weights)
             var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
             x, y = held_out_set(w)
-            shape = None
-            if bench is not None:
-                from memprog.hwaware.order import bench_array_shape
-
-                shape = bench_array_shape(bench)
+            shape = None if bench is None else bench_array_shape(bench)
             sim = simulator_from_weights(w, var, dev, array_shape=shape)
             t0 = time.perf_counter()
             res = sim.evaluate(x, y, transfers, seed=seed)
             wall = time.perf_counter() - t0
             if png is not None:
+                # deferred: torch and matplotlib
                 from memprog.hwaware.plots import plot_evaluation
 
                 kind = "hardware-aware" if w["hardware_aware"] else "regular"

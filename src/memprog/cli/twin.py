@@ -48,7 +48,10 @@ def register(sim_app: typer.Typer) -> None:
         """Fit the simulator to CHIP's own stored measurements and write a simulated bench
         whose chip is that twin (docs/twin.md). Fields the data cannot determine keep the
         technology preset's value and are listed with the characterisation to run."""
+        # deferred: the store pulls in sqlalchemy and pandas
         from memprog.store import StoreError, VariabilityDB, open_store
+
+        # deferred: the twin fit reads the store (sqlalchemy, pandas)
         from memprog.twin.calibrate import NotConverged, calibrate, twin_bench, write_twin_bench
 
         try:

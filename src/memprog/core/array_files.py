@@ -11,7 +11,7 @@ its shape, dtype and byte count are checked against limits derived from what the
 may be, before a single data byte is allocated. Everything wrong is a
 :class:`~memprog.core.errors.ConfigError` naming the file, the member and the allowed range.
 
-The limits (documented in the README's program section):
+The limits (documented in docs/program.md):
 
 - a conductance map cannot be larger than the largest chip a bench may describe,
   ``MAX_CHIP_SIDE`` x ``MAX_CHIP_SIDE`` (``chip.rows``/``chip.cols`` in a bench file);

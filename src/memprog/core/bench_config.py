@@ -24,8 +24,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from memprog.core.device_params import DeviceParams
 from memprog.core.errors import ConfigError
 from memprog.core.limits import SafetyLimits
+from memprog.core.presets import PRESETS, get_preset
 from memprog.core.strict_yaml import load_yaml_file
 from memprog.core.validation import MemprogModel
 
@@ -105,8 +107,6 @@ class ChipConfig(MemprogModel):
 
     @model_validator(mode="after")
     def _limits_below_breakdown(self) -> ChipConfig:
-        from memprog.core.presets import PRESETS
-
         params = PRESETS.get(self.technology)
         if params is None:
             raise ConfigError("chip.technology", self.technology, f"one of {sorted(PRESETS)}")
@@ -138,9 +138,6 @@ class ChipConfig(MemprogModel):
         Unknown fields and values outside a field's range are refused (ConfigError naming
         ``chip.sim_params.<field>``), never dropped or clipped.
         """
-        from memprog.core.device_params import DeviceParams
-        from memprog.core.presets import get_preset
-
         preset = get_preset(self.technology)
         unknown = sorted(set(self.sim_params) - set(DeviceParams.model_fields))
         if unknown:

@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
 
 CellType = Literal["passive", "1t1r"]
@@ -142,8 +143,6 @@ class DeviceParams(MemprogModel):
 
     @model_validator(mode="after")
     def _check_order(self) -> DeviceParams:
-        from memprog.core.errors import ConfigError
-
         if self.g_min_us >= self.g_max_us:
             raise ConfigError(
                 "g_min_us", self.g_min_us, f"< g_max_us ({self.g_max_us})", "bounds in wrong order"

@@ -64,6 +64,16 @@ class InstrumentError(MemprogError):
         super().__init__(text)
 
 
+class OpenCircuitError(InstrumentError):
+    """A read saw (almost) no current: nothing, or the wrong thing, is connected.
+
+    Why a type of its own, here: a lifted probe or a wrong route must never be taken for a
+    cell at 0 µS (a write-verify would pulse it harder and harder), and every stack that
+    measures current (the B1500's bottom channel, the 4200's sense SMU) raises this one
+    class, so a caller catches one thing whatever the bench.
+    """
+
+
 class ProtocolError(MemprogError):
     """A reply could not be parsed: says what was expected and what came back."""
 
@@ -94,5 +104,6 @@ __all__ = [
     "ConfigError",
     "SafetyError",
     "InstrumentError",
+    "OpenCircuitError",
     "ProtocolError",
 ]

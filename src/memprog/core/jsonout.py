@@ -10,7 +10,8 @@ carry a non-finite number again. It imports nothing from memprog, so a library m
 
 Mapping: non-finite floats -> ``null``; numpy scalars and arrays -> Python numbers and
 lists (their NaNs too); ``Path`` -> ``str``; datetimes -> ISO 8601; sets and tuples ->
-lists; anything else -> ``TypeError`` (or ``str`` with ``fallback=str``).
+lists; anything else -> ``TypeError`` (or ``str`` with ``fallback=str``, or a model's fields
+and else its ``repr`` with ``fallback=lenient``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def sanitize(x: Any, fallback: Callable[[Any], Any] | None = None) -> Any:
     raise TypeError(f"{type(x).__name__} is not JSON-serialisable")
 
 
+def lenient(x: Any) -> Any:
+    """A ``fallback`` for records that must be written whatever they hold (a stored run's
+    parameters and summary): a pydantic model as its fields, anything else as its ``repr``.
+
+    Why: a run record that failed to encode would lose the run; an odd value in it is better
+    kept as text than refused."""
+    if hasattr(x, "model_dump"):
+        return x.model_dump()
+    return repr(x)
+
+
 def dumps(x: Any, *, fallback: Callable[[Any], Any] | None = None, **kwargs: Any) -> str:
     """Strict JSON text of ``x`` (see :func:`sanitize`); ``allow_nan=False`` as a guard."""
     return json.dumps(sanitize(x, fallback), allow_nan=False, **kwargs)
@@ -74,4 +86,4 @@ def strict_loads(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-__all__ = ["dumps", "sanitize", "strict_loads"]
+__all__ = ["dumps", "lenient", "sanitize", "strict_loads"]

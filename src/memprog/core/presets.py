@@ -8,7 +8,7 @@ Sources (see ``../shared/seeds`` and DESIGN.md section 5):
   [aihwkit] the PulsedDevice family's typical d2d/c2c spreads (20-30 %)
   [choice]  not in the sources: a documented memprog assumption, exposed as a parameter
 
-Calibration choices for what the sources do not give (also in the README):
+Calibration choices for what the sources do not give (also in docs/physics.md):
   * RTN: one large fluctuator (present after programming with probability p, log-normal
     peak-to-peak around a few µS) and one small one (<= 0.4 µS) per cell; dwell times
     log-uniform in [10 µs, 3 ms]. Sub-threshold pulses (0.4-0.8 V_th) remove the large one

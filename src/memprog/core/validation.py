@@ -8,6 +8,7 @@ offending value and the allowed range, so nothing is ever clipped silently.
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -45,8 +46,6 @@ def config_error_from(exc: ValidationError, model: str) -> ConfigError:
     errs = exc.errors()
     extra = [e for e in errs if e.get("type") == "extra_forbidden"]
     if extra:
-        import difflib
-
         e = extra[0]
         loc = tuple(e.get("loc", ()))
         missing = [str(m["loc"][-1]) for m in errs if m.get("type") == "missing" and tuple(m["loc"][:-1]) == loc[:-1]]

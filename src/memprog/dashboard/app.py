@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.dashboard import pages, routes_run, routes_runs, routes_variability
 from memprog.dashboard.assets import load_assets
-from memprog.dashboard.data import DashboardData, NotFound, StoreBusy
+from memprog.dashboard.data import DashboardData
+from memprog.dashboard.records import NotFound, StoreBusy
 from memprog.dashboard.security import Guard
 
 

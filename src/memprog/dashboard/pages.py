@@ -11,7 +11,8 @@ import html
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from memprog.dashboard.data import NotFound
+from memprog.dashboard.records import NotFound
+from memprog.store import mask_url
 
 router = APIRouter()
 
@@ -36,8 +37,6 @@ def static(request: Request, name: str) -> Response:
 @router.get("/api/health")
 def health(request: Request) -> JSONResponse:
     """Liveness and which store is shown (password masked)."""
-    from memprog.store import mask_url
-
     return JSONResponse({"ok": True, "db": mask_url(request.app.state.db_url or "")})
 
 

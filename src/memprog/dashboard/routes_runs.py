@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from memprog.dashboard.data import encode
 from memprog.dashboard.pages import page
+from memprog.dashboard.records import encode
 
 router = APIRouter()
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from memprog.core.errors import ConfigError, MemprogError
+from memprog.dashboard.app import create_app
 from memprog.dashboard.security import TOKEN_ENV, check_bind, is_local
+from memprog.store import default_db_url, mask_url, open_store
 
 DEFAULT_PORT = 8050
 
@@ -35,8 +37,6 @@ class Prepared:
 
 def open_checked_store(db_url: str | None) -> Any:
     """The store at ``db_url`` (default: ``default_db_url()``), read-only, or a ConfigError."""
-    from memprog.store import default_db_url, mask_url, open_store
-
     url = db_url or default_db_url()
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         path = url[len("sqlite:///") :].split("?", 1)[0]
@@ -57,8 +57,6 @@ def open_checked_store(db_url: str | None) -> Any:
 
 def prepare(db_url: str | None, host: str, port: int, token: str | None) -> Prepared:
     """Check the bind rules and the store, bind the socket (``port`` 0: any free port)."""
-    from memprog.store import mask_url
-
     token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)
     if not 0 <= port <= 65535:
@@ -88,9 +86,7 @@ def prepare(db_url: str | None, host: str, port: int, token: str | None) -> Prep
 
 def serve(prep: Prepared, *, log_level: str = "warning") -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM), then close the socket and the store."""
-    import uvicorn
-
-    from memprog.dashboard.app import create_app
+    import uvicorn  # deferred: uvicorn (~0.05 s) loads only when the server starts serving
 
     host = prep.sock.getsockname()[0]
     app = create_app(prep.store, token=prep.token, local=is_local(str(host)) or host == "::1")

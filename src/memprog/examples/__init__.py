@@ -11,13 +11,13 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from memprog.core.errors import ConfigError
+
 EXAMPLES = {"digits": ("digits_64_54_10.pt", "digits_test.npz")}
 
 
 def example_path(name: str) -> Path:
     """Path of a shipped example file."""
-    from memprog.core.errors import ConfigError
-
     p = resources.files(__name__) / name
     if not p.is_file():
         raise ConfigError("example", name, f"one of {[f for pair in EXAMPLES.values() for f in pair]}")
@@ -26,8 +26,6 @@ def example_path(name: str) -> Path:
 
 def example(name: str = "digits") -> tuple[Path, Path]:
     """(weights, test set) of a shipped example."""
-    from memprog.core.errors import ConfigError
-
     if name not in EXAMPLES:
         raise ConfigError("example", name, f"one of {sorted(EXAMPLES)}")
     w, t = EXAMPLES[name]

@@ -2,8 +2,10 @@
 
 A 64-54-10 network (Li 2018's in-situ network sizes), sigmoid hidden layer, softmax output,
 trained in software with Adam on 80 % of scikit-learn's bundled 8x8 digits (no download),
-split as :func:`memprog.hwaware.datasets.digits` splits them (so ``memprog evaluate``'s
-held-out set is the shipped test set). Seeded: the same files every time on one torch build.
+split as :func:`memprog.hwaware.datasets.load_dataset` splits them (so ``memprog evaluate``'s
+held-out set is the shipped test set), written by the one weight-file writer
+(:func:`memprog.hwaware.mapping.save_weights`). Seeded: the same files every time on one
+torch build.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memprog.hwaware.datasets import DATA_SEED, load_dataset
+from memprog.hwaware.mapping import WEIGHTS_FORMAT, save_weights
+
 HERE = Path(__file__).resolve().parent
 
 
 def build(seed: int = 0, epochs: int = 300, out: Path = HERE) -> dict[str, float]:
-    from memprog.hwaware.datasets import digits
-
-    ds = digits(0)  # the hardware-aware issue's fixed split: its held-out set is ours
+    ds = load_dataset("digits", DATA_SEED)  # the one fixed split: its held-out set is ours
     xtr, ytr, xte, yte = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     torch.manual_seed(seed)
     layers = torch.nn.ModuleList([torch.nn.Linear(64, 54), torch.nn.Linear(54, 10)])
@@ -38,9 +41,9 @@ def build(seed: int = 0, epochs: int = 300, out: Path = HERE) -> dict[str, float
         pred = layers[1](torch.sigmoid(layers[0](torch.from_numpy(xte)))).argmax(1).numpy()
     acc = float((pred == yte).mean())
     sd = {f"layers.{k}.{n}": p.detach().clone() for k, lin in enumerate(layers) for n, p in lin.named_parameters()}
-    torch.save(
+    save_weights(
         {
-            "format": "memprog.weights/1",
+            "format": WEIGHTS_FORMAT,
             "dataset": "digits",
             "sizes": [64, 54, 10],
             "activation": "sigmoid",

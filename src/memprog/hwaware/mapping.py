@@ -26,15 +26,19 @@ program job really writes after each device there (all layers, the job's own ord
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memprog.core.array_files import MAX_WEIGHT_NUMBERS, check_zip_budget
 from memprog.core.errors import ConfigError
+from memprog.hwaware.datasets import DATASETS
 
+# the one name of the weight-file format: written here (save_weights), checked here and by
+# the program job's loader (memprog.jobs.weights)
 WEIGHTS_FORMAT = "memprog.weights/1"
-DATASETS = ("halfmoons", "digits")
 ACTIVATIONS = ("sigmoid", "relu", "tanh")
 OUTPUTS = ("sigmoid", "softmax")
 _KEYS = {
@@ -155,7 +159,7 @@ def layer_pairs(state_dict: dict[str, Any], sizes: list[int], g_min_us: float, g
 
 def validate_weights(obj: Any, source: str = "weights") -> dict:
     """Check a weight dict against Contract B; return it (tensors untouched) or raise ConfigError."""
-    import torch
+    import torch  # deferred: torch takes ~1 s to import; the mapping itself is numpy-only
 
     if not isinstance(obj, dict):
         raise ConfigError(source, type(obj).__name__, f"a dict in the {WEIGHTS_FORMAT} format")
@@ -212,15 +216,11 @@ def load_weights(path: str | Path) -> dict:
     containers; anything else (a pickled module, a file that is not a torch archive) is
     refused with a ConfigError naming the file.
     """
-    import warnings
-
-    import torch
+    import torch  # deferred: torch takes ~1 s to import; the mapping itself is numpy-only
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError("weights", str(path), "an existing weight file written by `memprog train`")
-    from memprog.core.array_files import MAX_WEIGHT_NUMBERS, check_zip_budget
-
     # torch allocates what the zip's directory states: bound it first (decompression bombs)
     check_zip_budget(path, 8 * MAX_WEIGHT_NUMBERS + 2**24, f"a {WEIGHTS_FORMAT} file (a torch zip archive)")
     try:
@@ -236,8 +236,12 @@ def load_weights(path: str | Path) -> dict:
 
 
 def save_weights(obj: dict, path: str | Path) -> Path:
-    """Validate ``obj`` and write it with ``torch.save`` (tensors moved to the CPU first)."""
-    import torch
+    """Validate ``obj`` and write it with ``torch.save`` (tensors moved to the CPU first).
+
+    The one weight-file writer: ``memprog train``, ``memprog insitu`` and the shipped
+    example's build all write through it, so every file passes the same validation.
+    """
+    import torch  # deferred: torch takes ~1 s to import; the mapping itself is numpy-only
 
     obj = dict(obj)
     obj["state_dict"] = {k: v.detach().to("cpu", torch.float32).clone() for k, v in obj["state_dict"].items()}

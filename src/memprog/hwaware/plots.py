@@ -23,10 +23,10 @@ def plot_evaluation(
     seed: int = 0,
 ) -> Path:
     """Draw the table (and, given a 2-input binary ``sim``, the boundary panel) into ``out``."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes ~0.5 s to import; only a figure needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: as above (after the Agg backend is chosen)
 
     boundary = sim is not None and x_test is not None and x_test.shape[1] == 2
     fig, axes = plt.subplots(1, 2 if boundary else 1, figsize=(12 if boundary else 6.5, 4.6))

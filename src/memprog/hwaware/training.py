@@ -29,14 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from memprog.core.errors import ConfigError
-from memprog.hwaware.datasets import Dataset, load_dataset
-from memprog.hwaware.layers import MLP, convert, stuck_weight_fraction
+from memprog.hwaware.datasets import DATA_SEED, Dataset, load_dataset
+from memprog.hwaware.layers import MLP, HardwareAwareLinear, convert, stuck_weight_fraction
 from memprog.hwaware.mapping import WEIGHTS_FORMAT
+from memprog.hwaware.order import network_later_writes
+from memprog.hwaware.transfer import TransferSimulator
 from memprog.hwaware.variability import VariabilityModel
 
-DATA_SEED = 0  # one fixed split, like the stored dataset of seed 001: every run sees the same points
 # seed 001's authors train 10,000 epochs; at lr 0.01 the regular half-moons network leaves
 # its near-linear plateau only after 3,000-10,000 epochs (measured), so fewer is not converged
 DEFAULT_EPOCHS = {"halfmoons": 10000, "digits": 300}
@@ -161,8 +163,6 @@ def train(
                 torch.nn.init.zeros_(layer.bias)
     keys = None
     if array_shape is not None:
-        from memprog.hwaware.order import network_later_writes
-
         keys = network_later_writes(ds.sizes, tuple(array_shape), order)
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed) + 1)
@@ -188,8 +188,6 @@ def train(
     losses: list[float] = []
     bar = None
     if progress:
-        from tqdm import tqdm
-
         kind = "hardware-aware" if hardware_aware else "regular"
         bar = tqdm(total=epochs, desc=f"train {ds.name} ({kind})", unit="epoch", file=sys.stderr, leave=False)
     model.train()
@@ -270,8 +268,6 @@ class _StuckFreezer:
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        from memprog.hwaware.layers import HardwareAwareLinear
-
         self.layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
         self.active = any(
             m.variability.stuck_hrs_fraction + m.variability.stuck_lrs_fraction > 0 for m in self.layers
@@ -301,8 +297,6 @@ def _robust_score(
     x: torch.Tensor, y: torch.Tensor, n_transfers: int, seed: int,
 ) -> tuple[float, float]:
     """(fraction of points correct in >= 95 % of transfers, mean accuracy over transfers)."""
-    from memprog.hwaware.transfer import TransferSimulator
-
     layers = [(m.weight.detach(), m.bias.detach()) for m in model.layers]
     dev = x.device
     sim = TransferSimulator(layers, variability, activation=activation, device=dev, later_writes=keys)

@@ -19,6 +19,7 @@ import torch
 
 from memprog.core.errors import ConfigError
 from memprog.hwaware.mapping import later_writes as _later_writes
+from memprog.hwaware.order import network_later_writes
 from memprog.hwaware.variability import VariabilityModel
 
 # Seed 001's table (Supplementary Note 3): lower and upper bounds in percent; 100 is exact.
@@ -258,8 +259,6 @@ class TransferSimulator:
 def layout_later_writes(weights: dict, array_shape: tuple[int, int] | None = None, order: str | None = None) -> list | None:
     """The disturb keys of a weight dict: for ``array_shape`` (a chip) when given, else the
     layout it was trained for (its ``disturb_layout``), else None (each layer alone)."""
-    from memprog.hwaware.order import network_later_writes
-
     lay = weights.get("disturb_layout") or {}
     shape = array_shape if array_shape is not None else lay.get("array_shape")
     if shape is None:

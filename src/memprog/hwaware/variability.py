@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from memprog.core.errors import ConfigError
+from memprog.core.presets import get_preset
 
 # Published transfer figures per technology preset, each with its source. The simulator's
 # presets describe the device physics; what write-verify on that physics yields (tuning
@@ -356,14 +357,12 @@ class VariabilityModel:
         """
         if imprecision not in ("raw", "fitted"):
             raise ConfigError("imprecision", imprecision, "'raw' or 'fitted'")
+        # deferred: the store pulls in sqlalchemy and pandas; a model from a preset needs neither
+        from memprog.store import mask_url
+
         raw_reads = getattr(db, "imprecision_raw", None) if imprecision == "raw" else None
         url = getattr(db, "url", None) or getattr(getattr(db, "store", None), "url", None) or "?"
-        try:
-            from memprog.store import mask_url
-
-            shown = mask_url(url) if url != "?" else url
-        except ImportError:  # pragma: no cover - store not merged yet
-            shown = url
+        shown = mask_url(url) if url != "?" else url
         model = cls.from_tables(
             g_range_us=tuple(db.g_range_us()),
             imprecision_fit=db.imprecision_fit(),
@@ -386,8 +385,6 @@ class VariabilityModel:
         stuck conductances stay the measured ones where the census found some of that kind;
         otherwise the preset's stuck distributions stand in (listed in ``notes``).
         """
-        from memprog.core.presets import get_preset
-
         kw = {f: getattr(self, f) for f in self.__dataclass_fields__}
         kw["notes"] = list(self.notes)
         kw["stuck_hrs_fraction"], kw["stuck_lrs_fraction"] = float(hrs_fraction), float(lrs_fraction)
@@ -417,8 +414,6 @@ class VariabilityModel:
         measured. Stuck devices: the preset's fractions and distributions (HRS uniform, LRS
         normal), as quantiles.
         """
-        from memprog.core.presets import get_preset
-
         p = get_preset(name)
         pub = _PUBLISHED.get(name)
         if pub is None:

@@ -6,7 +6,8 @@ Why a sub-package: a job composes several subsystems (weight files, placement, w
 protocols, the run store, inference on the chip) that the lower layers must not know about.
 """
 
-from memprog.jobs.placement import Placement, Tile, place_network, weights_to_pairs
+from memprog.hwaware.mapping import weights_to_pairs
+from memprog.hwaware.placement import Placement, Tile, place_network
 from memprog.jobs.program import ProgramParams, ProgramReport, run_program, write_report
 from memprog.jobs.weights import ConductanceMap, Network, load_program_input, load_test_set
 

@@ -30,16 +30,18 @@ from typing import Any
 import numpy as np
 import yaml
 
+from memprog.bench.assembly import open_bench
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError
 from memprog.core.strict_yaml import dump_yaml
+from memprog.hwaware.order import network_later_writes
 from memprog.jobs.program import ProgramParams, run_program
 from memprog.jobs.weights import Network, load_program_input
+from memprog.sim_instruments.chip_state import volatile_chips
 
 
 def fresh_chip_bench(bench: str | Path, seed: int, folder: Path) -> Path:
     """A copy of a simulated bench file whose chip has another seed (another chip)."""
-    from memprog.core.bench_config import load_bench_config
-
     cfg, path = load_bench_config(bench)
     if not all(i.simulated for i in cfg.instruments.values()):
         raise ConfigError("--on-bench", str(bench), "a simulated bench (fresh chips are new seeds)")
@@ -82,9 +84,7 @@ def compare_with_prediction(
         percentiles of the MC transfer accuracies), ``software_accuracy`` and whether the
         measured mean lies inside the predicted 5-95 % band.
     """
-    from memprog import open_bench
-    from memprog.hwaware.transfer import TransferSimulator
-    from memprog.sim_instruments.chip_state import volatile_chips
+    from memprog.hwaware.transfer import TransferSimulator  # deferred: imports torch (~1 s)
 
     if transfers < 1:
         raise ConfigError("transfers", transfers, ">= 1")
@@ -97,9 +97,6 @@ def compare_with_prediction(
     g_range = None
     if net.mapping is not None:
         g_range = (net.mapping["g_min_us"], net.mapping["g_max_us"])
-    from memprog.core.bench_config import load_bench_config
-    from memprog.hwaware.order import network_later_writes
-
     cfg, _ = load_bench_config(bench)
     keys = None
     if p.copies == 1:  # the job's own placement and order on this bench's array
@@ -168,10 +165,10 @@ def compare_with_prediction(
 
 def plot_comparison(summary: dict[str, Any], predicted: np.ndarray, png: str | Path) -> None:
     """Predicted transfer accuracies (histogram) beside the measured chips (points)."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes ~0.5 s to import; only a figure needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: as above (after the Agg backend is chosen)
 
     fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
     pct = 100 * np.asarray(predicted)

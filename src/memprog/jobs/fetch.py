@@ -36,6 +36,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import platformdirs
+import pooch
+import requests
+
 from memprog.core.errors import ConfigError, FetchError
 from memprog.store.urls import mask_url
 
@@ -114,8 +118,6 @@ def cache_dir() -> Path:
     env = os.environ.get("MEMPROG_CACHE_DIR")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("memprog"))
 
 
@@ -313,9 +315,6 @@ def _download_http(
     url: str, masked: str, part: Path, max_bytes: int, timeout_s: float, retries: int, progress: bool,
     what: str = "weights", deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> None:
-    import pooch  # deferred: only a URL job needs it (and requests behind it)
-    import requests
-
     deadline = time.monotonic() + deadline_s
 
     def downloader(u: str, output_file: str, pup: Any) -> None:
@@ -364,8 +363,6 @@ def _download_http(
 
 def _reason(exc: Exception, url: str) -> str:
     """A one-line cause with no credential in it (requests quotes the URL back)."""
-    import requests
-
     kinds = (
         (requests.ConnectTimeout, "connection timed out"),
         (requests.ReadTimeout, "no answer within the timeout"),

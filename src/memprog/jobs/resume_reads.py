@@ -23,6 +23,7 @@ import numpy as np
 from memprog.protocols.events import EventSink, sink_or_null
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import FLAG_SKIPPED, FLAG_STUCK, TuneResult
+from memprog.protocols.settle import adaptive_read, resolve_settle_s
 
 
 @dataclass
@@ -80,8 +81,6 @@ def reread_kept(
     Returns:
         (the rows still trusted, with ``final_us`` set to the fresh reading; what was found).
     """
-    from memprog.protocols.settle import adaptive_read, resolve_settle_s
-
     n = len(done)
     s = sink_or_null(sink)
     if n == 0:

@@ -31,6 +31,7 @@ and bool tensors are refused, as are test-set labels outside the network's class
 
 from __future__ import annotations
 
+import pickle
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -52,12 +53,12 @@ from memprog.core.array_files import (
 )
 from memprog.core.bench_config import MAX_CHIP_SIDE
 from memprog.core.errors import ConfigError
+from memprog.hwaware.mapping import WEIGHTS_FORMAT
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
 MAP_SUFFIXES = (".csv", ".npy")
 ACTIVATIONS = ("sigmoid", "relu", "tanh")
 OUTPUTS = ("sigmoid", "softmax", "linear")
-FORMAT = "memprog.weights/1"
 
 
 @dataclass
@@ -223,9 +224,7 @@ def _check_choice(path: Path, name: str, value: Any, allowed: tuple[str, ...]) -
 
 
 def _from_torch(path: Path) -> Network:
-    import pickle
-
-    import torch
+    import torch  # deferred: torch takes ~1 s to import; .npz, .csv and .npy files never need it
 
     if not zipfile.is_zipfile(path):
         # torch's legacy format is a bare pickle: refuse without unpickling anything
@@ -262,7 +261,7 @@ def _from_torch(path: Path) -> Network:
 
 
 def _tensor(path: Path, key: str, v: Any) -> np.ndarray:
-    import torch
+    import torch  # deferred: torch takes ~1 s to import; .npz, .csv and .npy files never need it
 
     if isinstance(v, torch.Tensor):
         if v.is_complex() or v.dtype == torch.bool or not (v.is_floating_point() or v.dtype in _torch_ints()):
@@ -278,15 +277,15 @@ def _tensor(path: Path, key: str, v: Any) -> np.ndarray:
 
 
 def _torch_ints() -> tuple[Any, ...]:
-    import torch
+    import torch  # deferred: torch takes ~1 s to import; .npz, .csv and .npy files never need it
 
     return (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def _from_memprog_dict(path: Path, obj: dict[str, Any]) -> Network:
     fmt = obj.get("format")
-    if fmt != FORMAT:
-        raise ConfigError(f"{path.name}: format", fmt, FORMAT)
+    if fmt != WEIGHTS_FORMAT:
+        raise ConfigError(f"{path.name}: format", fmt, WEIGHTS_FORMAT)
     sd = obj.get("state_dict")
     if not isinstance(sd, dict):
         raise ConfigError(f"{path.name}: state_dict", type(sd).__name__, "a dict of tensors")
@@ -517,5 +516,4 @@ __all__ = [
     "predict_from_scores",
     "ACTIVATIONS",
     "OUTPUTS",
-    "FORMAT",
 ]

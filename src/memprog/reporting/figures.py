@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from memprog.reporting.outcome import BENIGN_FLAGS, flag_layers
+
 #: above this many painted cells, no outlines (one image instead: fast at 256 x 256)
 OUTLINE_MAX_CELLS = 2000
 
@@ -27,10 +29,10 @@ PCT_LO, PCT_HI = 1.0, 99.0
 
 def pyplot() -> Any:
     """matplotlib's pyplot on the file-only Agg backend (no display needed, CI included)."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (~0.3 s) only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after the Agg backend is chosen
 
     return plt
 
@@ -85,7 +87,7 @@ def heat_map(
 
 def array_axes(ax: Any) -> None:
     """Axis labels of an array map (physical positions) and integer ticks (no -0.5 rows)."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: matplotlib, only when drawing
 
     ax.set_xlabel("array column (physical)")
     ax.set_ylabel("array row (physical)")
@@ -110,10 +112,11 @@ def paint_flags(
     it never covers a cell, and it always appears: with no such cell it says so.
     Returns the number of painted cells.
     """
+    # deferred: matplotlib, only when drawing
     from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Patch, Rectangle
 
-    from memprog.reporting.outcome import BENIGN_FLAGS, flag_layers
+    # deferred: matplotlib, only when drawing
+    from matplotlib.patches import Patch, Rectangle
 
     colour_of = np.full(len(rows), "", dtype=object)
     handles = []
@@ -132,7 +135,7 @@ def paint_flags(
     painted = colour_of != ""
     if painted.sum() > OUTLINE_MAX_CELLS:
         # a whole array: one RGBA image (thousands of outlined boxes cost seconds to draw)
-        from matplotlib.colors import to_rgba
+        from matplotlib.colors import to_rgba  # deferred: matplotlib, only when drawing
 
         rgba = np.zeros((*shape, 4))
         pr, pc, pcol = rows[painted] - origin[0], cols[painted] - origin[1], colour_of[painted]

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from memprog.core.errors import ConfigError, SafetyError
+from memprog.core.signals import EXIT_BAD_INPUT, EXIT_CELLS_FAILED, EXIT_INSTRUMENT, EXIT_OK
 from memprog.protocols.results import (
     FLAG_AT_CAP,
     FLAG_BUDGET,
@@ -257,7 +259,7 @@ def cell_outcome(
         "failed": failed,
         "flags": flag_census(flags, n),
         "ok": failed == 0,
-        "exit_code": 0 if failed == 0 else 1,
+        "exit_code": exit_code_for_cells(failed),
         "rule": EXIT_RULE[rule_kind],
     }
 
@@ -303,7 +305,7 @@ def frame_outcome(cells: Any, kind: str = "tune", tolerance_us: float | None = N
 def _col(cells: Any, name: str) -> np.ndarray | None:
     if name not in cells.columns:
         return None
-    import pandas as pd
+    import pandas as pd  # deferred: pandas (~0.2 s); only a stored run's cell frame needs it
 
     return pd.to_numeric(cells[name], errors="coerce").to_numpy(dtype=float)
 
@@ -444,7 +446,7 @@ def program_outcome(
     out["accuracy"] = acc
     ok = p["pairs_failed"] == 0 and (acc is None or acc["ok"])
     out["ok"] = bool(ok)
-    out["exit_code"] = 0 if ok else 1
+    out["exit_code"] = EXIT_OK if ok else EXIT_CELLS_FAILED
     out["rule"] = EXIT_RULE["program"]
     return out
 
@@ -464,6 +466,23 @@ def report_outcome(report: Any, accuracy_tolerance: float = 0.03) -> dict[str, A
         software_accuracy=report.software_accuracy, chip_accuracy=report.chip_accuracy,
         accuracy_tolerance=accuracy_tolerance,
     )  # fmt: skip
+
+
+def exit_code_for_error(exc: BaseException) -> int:
+    """The exit code of a command that ended on ``exc``: 2 bad input, 3 everything else.
+
+    Why one rule: every command (and the shared run lifecycle, :mod:`memprog.cli.runs`)
+    must give a script the same answer for the same failure. Bad input (a ConfigError, or a
+    SafetyError: a value the chip's limits refuse) is the caller's to fix and was refused
+    before or without harm; an instrument, protocol or storage failure (the store's
+    StoreError is a MemprogError, not a ConfigError) is the bench's or the database's.
+    """
+    return EXIT_BAD_INPUT if isinstance(exc, ConfigError | SafetyError) else EXIT_INSTRUMENT
+
+
+def exit_code_for_cells(failed_cells: int) -> int:
+    """The exit code of a run that finished: 1 when a cell the job was asked for failed, else 0."""
+    return EXIT_CELLS_FAILED if failed_cells else EXIT_OK
 
 
 def describe(o: dict[str, Any]) -> str:
@@ -499,6 +518,8 @@ __all__ = [
     "categorize",
     "cell_outcome",
     "describe",
+    "exit_code_for_cells",
+    "exit_code_for_error",
     "flag_colour",
     "frame_outcome",
     "ladder_outcome",

@@ -24,6 +24,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def alembic_config(connection: Connection | None = None):  # noqa: ANN201 - alembic Config
     """An Alembic ``Config`` pointing at the shipped migrations (no ini file needed)."""
+    # deferred: alembic (~0.07 s) loads when a store is opened, not when memprog.store is imported
     from alembic.config import Config
 
     cfg = Config()
@@ -37,6 +38,7 @@ def alembic_config(connection: Connection | None = None):  # noqa: ANN201 - alem
 @lru_cache(maxsize=1)
 def known_revisions() -> tuple[str, ...]:
     """Every revision shipped, oldest first."""
+    # deferred: alembic, see alembic_config
     from alembic.script import ScriptDirectory
 
     sd = ScriptDirectory.from_config(alembic_config())
@@ -50,6 +52,7 @@ def head_revision() -> str:
 
 def current_revision(conn: Connection) -> str | None:
     """The database's schema revision, or None for a database without the store."""
+    # deferred: alembic, see alembic_config
     from alembic.runtime.migration import MigrationContext
 
     ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
@@ -66,6 +69,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     Serialised within the process, and on PostgreSQL across processes (an advisory lock
     taken in the migration's transaction; the revision is read again under it).
     """
+    # deferred: alembic, see alembic_config
     from alembic import command
 
     with _LOCK, engine.begin() as conn:

@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from memprog.core.errors import ConfigError
-from memprog.store.core import Store, open_store
+from memprog.store.engine import open_store
+from memprog.store.runs import Store
+from memprog.store.urls import mask_url
 
 
 class MissingDataError(ConfigError):
@@ -47,8 +49,6 @@ class MissingDataError(ConfigError):
 def _open_reader(url: str | None) -> Store:
     """The store at ``url`` read-only; a store file that does not exist yet reads as an empty
     store (in memory: a reader creates no file), so the tables say which command fills them."""
-    from memprog.core.errors import ConfigError
-
     try:
         return open_store(url, read_only=True)
     except ConfigError as exc:
@@ -112,8 +112,6 @@ class VariabilityDB:
         return df
 
     def _where(self) -> str:
-        from memprog.store.core import mask_url
-
         parts = [mask_url(self.url)]
         if self.chip_id:
             parts.append(f"chip {self.chip_id}")

@@ -13,12 +13,18 @@ preset's value as a result, or the simulator.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memprog.core.bench_config import PLACEHOLDER_RE, SIM_LIBRARY, BenchConfig, resolve_bench_path
+from memprog.core.device_params import DeviceParams
 from memprog.core.errors import ConfigError
+from memprog.core.presets import get_preset
+from memprog.core.strict_yaml import dump_yaml, load_yaml_file
+from memprog.store import MissingDataError
 from memprog.twin.fits import (
     Fit,
     NotConverged,
@@ -70,8 +76,6 @@ class TwinResult:
         return {k: (list(f.value) if isinstance(f.value, tuple) else round(float(f.value), 9)) for k, f in self.fitted.items()}
 
     def to_doc(self) -> dict[str, Any]:
-        from memprog.core.presets import get_preset
-
         preset = get_preset(self.technology)
         return {
             "chip_id": self.chip_id,
@@ -96,10 +100,6 @@ def calibrate(vdb: Any, chip_id: str) -> TwinResult:
     """Fit the twin of ``chip_id`` from the characterize runs ``vdb`` (a VariabilityDB on
     that chip) holds. Raises ConfigError for an unknown chip (naming the known ones) and
     :class:`NotConverged` for a fit that does not describe its data."""
-    from memprog.core.device_params import DeviceParams
-    from memprog.core.presets import get_preset
-    from memprog.store import MissingDataError
-
     runs = vdb.runs()
     if runs.empty:
         chips = known_chips(vdb.store)
@@ -192,16 +192,6 @@ def _gate_window(vdb: Any) -> tuple[float, float]:
 def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None = None) -> dict[str, Any]:
     """The twin's bench file (a dict): the template's instruments, all on ``@memprog``, and
     the twin as its chip (id ``<CHIP>-twin``, a seed of its own, ``sim_params`` fitted)."""
-    import copy
-
-    from memprog.core.bench_config import (
-        PLACEHOLDER_RE,
-        SIM_LIBRARY,
-        BenchConfig,
-        resolve_bench_path,
-    )
-    from memprog.core.strict_yaml import load_yaml_file
-
     name = template or TEMPLATES.get(result.technology, "sim_onchip")
     path = resolve_bench_path(name)
     data = copy.deepcopy(load_yaml_file(path, "bench template"))
@@ -230,8 +220,6 @@ def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None
 
 def write_twin_bench(data: dict[str, Any], out: Path) -> None:
     """Write the bench file (YAML), with a header saying what it is."""
-    from memprog.core.strict_yaml import dump_yaml
-
     text = "# memprog sim calibrate: a simulated bench whose chip is a fitted twin (docs/twin.md)\n"
     text += dump_yaml(data, sort_keys=False, allow_unicode=True)
     out.write_text(text, encoding="utf-8")

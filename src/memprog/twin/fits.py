@@ -184,7 +184,9 @@ def fit_relax(relax: pd.DataFrame, g_model: bool) -> dict[str, Fit]:
     """G(t) = G(0) + r * (1 - exp(-t / tau)) after one switching pulse: tau shared, r per
     cell and pulse; r as a fraction of the step (or, where the technology relaxes by a
     fraction of G, of G) gives the mean and spread of the volatile part."""
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import (
+        minimize_scalar,  # deferred: scipy (~0.3 s), needed only while fitting
+    )
 
     series = []
     for _, s in relax.sort_values("delay_s").groupby(["row", "col", "cycle"]):

@@ -78,7 +78,7 @@ class _ResponseModel:
 
     def sparsity(self) -> Any:
         """Which parameters each residual depends on (the globals, its cell's own pair)."""
-        from scipy.sparse import lil_matrix
+        from scipy.sparse import lil_matrix  # deferred: scipy (~0.3 s), needed only while fitting
 
         n, g = self.ci.size, self.n_glob
         j = lil_matrix((n, g + 4 * self.n), dtype=int)
@@ -117,7 +117,7 @@ class _ResponseModel:
         if self.c2c > 0:
             # a step with c2c noise cannot pass the bound: its mean is E[min(f(1 + c xi), 1)],
             # below f near saturation (else the bound, e.g. the gate's compliance, fits low)
-            from scipy.stats import norm
+            from scipy.stats import norm  # deferred: scipy (~0.3 s), needed only while fitting
 
             sd = np.maximum(f * self.c2c, 1e-12)
             z = (f - 1.0) / sd
@@ -172,7 +172,7 @@ def fit_response(df: pd.DataFrame, width_ref_s: float, gated: bool, gate_window:
     Returns the fields and diagnostics (``residual``: normalised RMS; ``cells``).
     Raises :class:`NotConverged` when the law does not describe the samples.
     """
-    from scipy.optimize import least_squares
+    from scipy.optimize import least_squares  # deferred: scipy (~0.3 s), needed only while fitting
 
     raw = _ResponseModel(df, width_ref_s, gated)  # every pulse: the c2c spread
     # the law is fitted to each (cell, pulse) mean over its repeats: a pulse just below a

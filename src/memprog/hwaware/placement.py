@@ -1,9 +1,13 @@
-"""Where each weight of a network goes on the array, and what conductance it gets.
+"""Where each weight of a network goes on the array.
 
 Why this is a module of its own: the placement is the contract between programming and
 inference (the VMM must drive exactly the rows the weights were written to and read
 exactly their columns), and a resumed run must find it again unchanged, so it is a plain
-value (:meth:`Placement.to_dict`) stored with the run.
+value (:meth:`Placement.to_dict`) stored with the run. It lives in ``hwaware``, below the
+jobs, because hardware-aware training needs the very layout the program job writes: each
+device's disturb key is the number of cells written after it there
+(:mod:`memprog.hwaware.order`). The conductance of each pair comes from the one pair
+mapping, :func:`memprog.hwaware.mapping.weights_to_pairs`.
 
 The layout, and why:
 
@@ -299,85 +303,4 @@ def _choose_lines(
     return rows, cols
 
 
-def weights_to_pairs(
-    w: np.ndarray, g_min_us: float, g_max_us: float
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """``w = (g_plus − g_minus)·scale``, min-max per layer (Contract B).
-
-    The larger cell of a pair carries ``|w|``, the other sits at ``g_min``;
-    ``scale = max|w| / (g_max − g_min)`` (1 for an all-zero layer).
-    """
-    try:  # the hwaware helper's implementation, once it is merged
-        from memprog.hwaware.mapping import weights_to_pairs as impl
-    except ImportError:
-        impl = None
-    if impl is not None:
-        gp, gm, sc = impl(np.asarray(w, dtype=float), g_min_us, g_max_us)
-        return np.asarray(gp, dtype=float), np.asarray(gm, dtype=float), float(sc)
-    w = np.asarray(w, dtype=float)
-    m = float(np.abs(w).max()) if w.size else 0.0
-    scale = m / (g_max_us - g_min_us) if m > 0 else 1.0
-    gp = g_min_us + np.maximum(w, 0.0) / scale
-    gm = g_min_us + np.maximum(-w, 0.0) / scale
-    return gp, gm, scale
-
-
-# --------------------------------------------------------------------------- programming order
-def copy0_order(cells: dict[str, np.ndarray], order: str) -> np.ndarray:
-    """Indices of the copy-0 cells of ``cells`` (:meth:`Placement.cells` plus ``g_us``) in
-    the order the program job tunes them (``protocols.array.order_cells`` on the physical
-    rows and columns).
-
-    Why here, one function: on a passive crossbar a cell's disturb is the writes after it,
-    so hardware-aware training keys each device's disturb by its position in this very
-    order (:func:`memprog.hwaware.order.network_later_writes`); the job calls it too.
-    """
-    from memprog.protocols.array import order_cells
-
-    first = np.flatnonzero(cells["copy"] == 0)
-    g = cells["g_us"][first] if "g_us" in cells else np.zeros(first.size)
-    return first[order_cells(cells["row"][first], cells["col"][first], g, order)]
-
-
-def programming_sequence(
-    cells: dict[str, np.ndarray], copies: int, order: str, chunk_cells: int = 16384
-) -> np.ndarray:
-    """Every cell's index in the order the program job first writes it (a serial stack).
-
-    The job takes the copy-0 cells in :func:`copy0_order`, ``chunk_cells // copies`` at a
-    time; per chunk those, then their last copies (same layer, input, output and sign) in
-    the same order. Re-tunes after the chunk (a settle re-verify, twin compensation) are
-    not in it: they happen only to the cells that need them.
-    """
-    first = copy0_order(cells, order)
-    if copies == 1:
-        return first
-    last = np.flatnonzero(cells["copy"] == copies - 1)
-
-    def key(idx: np.ndarray) -> np.ndarray:
-        return np.stack([cells[k][idx] for k in ("layer", "i", "j", "sign")], axis=1)
-
-    kl = key(last)
-    srt = np.lexsort(kl.T[::-1])
-    kf = key(first)
-    # position of each first cell's twin in the sorted last cells
-    sk = kl[srt]
-    view = np.ascontiguousarray(sk).view([("", sk.dtype)] * sk.shape[1]).ravel()
-    qf = np.ascontiguousarray(kf).view([("", kf.dtype)] * kf.shape[1]).ravel()
-    lo = np.searchsorted(view, qf)
-    twin = last[srt[lo]]
-    step = max(1, int(chunk_cells) // copies)
-    parts = []
-    for a in range(0, first.size, step):
-        parts += [first[a : a + step], twin[a : a + step]]
-    return np.concatenate(parts)
-
-
-def later_writes_of(sequence: np.ndarray, n_cells: int) -> np.ndarray:
-    """Per cell, how many cells are written after it in ``sequence`` (the last one: 0)."""
-    out = np.zeros(int(n_cells), dtype=np.int64)
-    out[sequence] = sequence.size - 1 - np.arange(sequence.size)
-    return out
-
-
-__all__ = ["Tile", "Placement", "place_network", "weights_to_pairs", "copy0_order", "programming_sequence", "later_writes_of"]
+__all__ = ["Placement", "Tile", "place_network"]

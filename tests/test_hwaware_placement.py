@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from memprog.core.errors import ConfigError
-from memprog.jobs.placement import Placement, place_network, weights_to_pairs
+from memprog.hwaware.mapping import weights_to_pairs
+from memprog.hwaware.placement import Placement, place_network
 
 
 def _no_overlap(pl: Placement) -> None:
