@@ -1,8 +1,8 @@
 """The long fuzzing run: the CI fuzzers of issue 21 with a budget a hundred times larger.
 
-The suite runs the property-based fuzzers (``tests/test_fuzz_instruments.py``: builders and
+The suite runs the property-based fuzzers (``tests/drivers/test_fuzz_instruments.py``: builders and
 parsers of FLEX, KXCI, TSP, the on-chip controller protocol and IEEE 488.2 blocks;
-``tests/test_fuzz_sockets.py``: every simulated instrument's ``handle(message)``, the
+``tests/sim_instruments/test_fuzz_sockets.py``: every simulated instrument's ``handle(message)``, the
 served WGFMU call handler, the message framer and a live socket) with a small budget
 (``tests/fuzz_support.DEFAULT_EXAMPLES`` examples per property, about 15 s in all). Before a
 release, or after touching a parser or a simulated instrument, run them longer::
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["tests/test_fuzz_instruments.py", "tests/test_fuzz_sockets.py"]
+FILES = ["tests/drivers/test_fuzz_instruments.py", "tests/sim_instruments/test_fuzz_sockets.py"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Lab templates as a lab would edit them: their ``<...>`` placeholders filled in.
 
-The shipped ``lab_*.yaml`` templates are refused until edited (tests/test_lab_templates.py);
+The shipped ``lab_*.yaml`` templates are refused until edited (tests/bench/test_lab_templates.py);
 tests that check what an edited template does use this copy.
 """
 

@@ -1,0 +1,1 @@
+"""Tests of the README, packaging, notebooks and the house rules."""
