@@ -19,19 +19,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 
 
-def sanitize(x: Any, fallback: Callable[[Any], Any] | None = None) -> Any:
+def sanitize(x: Any, fallback: Callable[[Any], Any] | None = None, *, utc: bool = False) -> Any:
     """A copy of ``x`` made of plain JSON types, non-finite floats replaced by ``None``.
 
     Args:
         x: dicts, lists, tuples, numpy values, floats, ... (nested).
         fallback: what to do with an unknown type (default: ``TypeError`` naming it).
+        utc: write every datetime in UTC, a naive one taken as UTC already (the store
+            writes UTC without a zone; the dashboard shows it with one). A missing time
+            (pandas' ``NaT``) becomes ``None`` either way.
     """
     if x is None or isinstance(x, bool | str):
         return x
@@ -40,24 +43,32 @@ def sanitize(x: Any, fallback: Callable[[Any], Any] | None = None) -> Any:
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, Mapping):
-        return {str(k): sanitize(v, fallback) for k, v in x.items()}
+        return {str(k): sanitize(v, fallback, utc=utc) for k, v in x.items()}
     if isinstance(x, list | tuple | set | frozenset):
-        return [sanitize(v, fallback) for v in x]
+        return [sanitize(v, fallback, utc=utc) for v in x]
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "fc":
             a = x.astype(float)
             obj = a.astype(object)
             obj[~np.isfinite(a)] = None
-            return sanitize(obj.tolist(), fallback)
-        return sanitize(x.tolist(), fallback)
+            return sanitize(obj.tolist(), fallback, utc=utc)
+        return sanitize(x.tolist(), fallback, utc=utc)
     if isinstance(x, np.generic):
-        return sanitize(x.item(), fallback)
+        return sanitize(x.item(), fallback, utc=utc)
     if isinstance(x, PurePath):
         return str(x)
-    if isinstance(x, datetime | date):
+    if isinstance(x, datetime):
+        if x != x:  # pandas' NaT, which compares unequal to itself as NaN does
+            return None
+        if hasattr(x, "to_pydatetime"):  # a pandas Timestamp: written as the datetime it holds
+            x = x.to_pydatetime()
+        if utc:
+            x = x.replace(tzinfo=UTC) if x.tzinfo is None else x.astimezone(UTC)
+        return x.isoformat()
+    if isinstance(x, date):
         return x.isoformat()
     if fallback is not None:
-        return sanitize(fallback(x))
+        return sanitize(fallback(x), utc=utc)
     raise TypeError(f"{type(x).__name__} is not JSON-serialisable")
 
 

@@ -9,7 +9,6 @@ its frames and dicts to these functions.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from memprog.core.errors import MemprogError
-from memprog.core.jsonout import dumps
+from memprog.core.jsonout import dumps, sanitize
 
 RUN_ID_RE = re.compile(r"[0-9a-f]{12}")
 
@@ -46,26 +45,10 @@ def check_run_id(run_id: str) -> str:
 
 
 def clean(x: Any) -> Any:
-    """A JSON-ready copy of ``x``: numpy scalars to Python, NaN/inf to None, times to ISO 8601."""
-    if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return clean(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, pd.Timestamp):
-        x = x.to_pydatetime()
-    if isinstance(x, datetime):
-        return _as_utc(x).isoformat()
-    if x is None or isinstance(x, bool | int | str):
-        return x
-    if x is pd.NaT:
-        return None
-    return str(x)
+    """A JSON-ready copy of ``x`` (the one encoder, :mod:`memprog.core.jsonout`): numpy
+    scalars to Python, NaN/inf and missing times to None, times to ISO 8601 in UTC, anything
+    else as its text (a page must render whatever a run stored)."""
+    return sanitize(x, fallback=str, utc=True)
 
 
 def _as_utc(t: datetime) -> datetime:
