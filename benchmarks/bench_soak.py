@@ -51,7 +51,7 @@ def run(rate: float, seed: int, tcp: bool, size: int) -> dict:
         tmp = Path(d)
         server = None
         if tcp:
-            from memprog.cli.sim import served_bench
+            from memprog.cli.sim_serve import served_bench
             from memprog.sim_instruments.faults import FaultPlan
             from memprog.sim_instruments.tcp_server import SimServer
 

@@ -9,7 +9,7 @@ without running anything; this script keeps their sources reviewable as plain te
 
 Each notebook runs at its shipped settings on fresh simulated chips (a throw-away
 ``MEMPROG_SIM_STATE_DIR``) and a throw-away run store; the test suite runs them the same
-way (``tests/test_notebooks_ipynb.py``).
+way (``tests/house/test_notebooks_ipynb.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,15 @@
 * :mod:`.registry` — every protocol by name: settings, tuner, re-tune rule, capabilities (``get``)
 * :mod:`.array` — whole-array programming: order, batches, re-verify, resume (``ArrayJob``)
 * :mod:`.ladder` — the level ladder of the precision papers (``run_ladder``)
+* :mod:`.predictive` — learns each cell's response from its own pulses (``tune_predictive``)
+* :mod:`.settle` — relaxation: wait, re-verify, re-tune (``reverify``)
+* :mod:`.characterize` / :mod:`.characterize_twin` — what ``memprog characterize`` measures
+* :mod:`.programmer` — the ``CellProgrammer`` interface the drivers implement
+* :mod:`.common` — checks and helpers every protocol shares (cells, targets, progress)
 * :mod:`.results` / :mod:`.events` — per-cell results (``TuneResult``) and event sinks
+
+Floor 1: imports only :mod:`memprog.core`; never a driver or the simulator, so the same
+algorithm drives one device on a 4200A and 65,536 cells on the on-chip controller.
 """
 
 from memprog.protocols.alibart import AlibartParams, tune_alibart

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 pytest.importorskip("memprog.drivers.onchip_programmer")
 
 from memprog.cli import app  # noqa: E402
-from memprog.cli.tuning import parse_indices, parse_values  # noqa: E402
+from memprog.cli.tune import parse_indices, parse_values  # noqa: E402
 from memprog.core.errors import ConfigError  # noqa: E402
 
 BENCHES = Path(__file__).resolve().parents[2] / "benches"

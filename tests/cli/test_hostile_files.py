@@ -217,7 +217,7 @@ def test_csv_first_row_with_a_number_is_data_not_a_header(tmp_path):
 
 
 def test_csv_header_rule_is_the_same_for_tune_and_program(tmp_path):
-    from memprog.cli.tuning import load_map
+    from memprog.cli.tune import load_map
 
     m = tmp_path / "m.csv"
     m.write_text("c0,c1\n200,300\nnan,250\n")

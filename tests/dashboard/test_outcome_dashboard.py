@@ -164,7 +164,7 @@ def test_the_tune_png_paints_a_drifted_cell_in_its_own_colour(tmp_path):
     non-converged cell, whatever its reason)."""
     import matplotlib.image as mpimg
 
-    from memprog.cli.tuning import _plot_tune
+    from memprog.cli.tune import _plot_tune
 
     n = 16
     flags = np.array([""] * n, dtype=object)

@@ -29,6 +29,7 @@ PACKAGE_DIRS = {
 ROOMS = [
     "memprog",  # the root package: __version__ and the lazy open_bench, nothing else
     "memprog.core",
+    "memprog.benches",
     "memprog.sim_instruments",
     "memprog.protocols",
     "memprog.drivers",
@@ -69,12 +70,14 @@ def _modules() -> dict[str, Path]:
     for folder, package in PACKAGE_DIRS.items():
         for path in sorted((REPO / folder).rglob("*.py")):
             rel = path.relative_to(REPO / folder)
-            if folder == "src/memprog" and rel.parts[0] in ("drivers", "protocols", "sim_instruments"):
-                continue  # an installed copy, not the source
             if "migrations" in rel.parts:
                 continue  # alembic's generated revisions
             parts = [p for p in rel.with_suffix("").parts if p != "__init__"]
             out[".".join([package, *parts])] = path
+    # pyvisa finds the simulator's backend by this top-level name (``…@memprog``): it is the
+    # simulator's door, so it stands in the simulator's room
+    out["memprog.sim_instruments.pyvisa_memprog"] = REPO / "src" / "pyvisa_memprog.py"
+    out["memprog.benches"] = REPO / "benches" / "__init__.py"  # bench files (data) on the ground floor
     return out
 
 

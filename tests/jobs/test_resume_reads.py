@@ -321,7 +321,7 @@ def test_tune_map_run_is_resumed_once(tmp_path, monkeypatch):
     m = np.full((1, 4), 200.0)
     mp = tmp_path / "map.npy"
     np.save(mp, m)
-    from memprog.cli.tuning import map_digest
+    from memprog.cli.tune import map_digest
 
     job = {"map_sha256": map_digest(m), "map_shape": [1, 4], "origin": [0, 0], "order": "row-major",
            "protocol": "alibart"}  # fmt: skip

@@ -109,7 +109,7 @@ def test_tune_maps_clip_the_scale_and_paint_the_stuck_cell(tmp_path, saved):
     """A stuck cell at 10 µS among 500 µS targets: the final-read scale stays around 500 µS
     (it is not stretched to 10), the colour bar says it is clipped, and the stuck cell is
     painted in the stuck colour with a legend that counts it."""
-    from memprog.cli.tuning import _plot_tune
+    from memprog.cli.tune import _plot_tune
 
     png = tmp_path / "maps.png"
     _plot_tune(_tune_result(), "hfo2_1t1r", png, "run-abc", "CHIP-7")
@@ -127,7 +127,7 @@ def test_tune_maps_clip_the_scale_and_paint_the_stuck_cell(tmp_path, saved):
 
 
 def test_tune_maps_say_when_no_cell_is_stuck(tmp_path, saved):
-    from memprog.cli.tuning import _plot_tune
+    from memprog.cli.tune import _plot_tune
 
     res = _tune_result()
     res.flags[7] = ""

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from memprog.core.errors import ConfigError
-from memprog.sim_instruments import Effects, SimChip, get_preset
+from memprog.core.presets import get_preset
+from memprog.sim_instruments import Effects, SimChip
 
 ONLY_PULSE_LAW = dict(
     c2c=False, d2d=False, stuck=False, read_noise=False, flicker=False, rtn=False, relaxation=False, disturb=False

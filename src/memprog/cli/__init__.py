@@ -2,7 +2,10 @@
 
 Every command prints a human summary by default and exactly one JSON document with
 ``--json`` (nothing else on stdout; progress bars go to stderr), so lab scripts can call it.
-The CLI is the top floor: it may import every room below and nothing imports it.
+The CLI is the top floor: it may import every room below and nothing imports it. A module
+is named after the command it holds (``tune``, ``sim_serve``, ``sim_calibrate``, ...);
+``db`` also holds ``characterize`` and ``train`` also holds ``evaluate``, the commands that
+share their reports, since command modules never import each other.
 """
 
 from __future__ import annotations
@@ -18,16 +21,16 @@ from memprog.cli import (
     common,
     dashboard,
     db,
-    demo,
     help,
     insitu,
     levels,
     program,
-    sim,
+    sim_calibrate,
     sim_chips,
+    sim_demo,
+    sim_serve,
     train,
-    tuning,
-    twin,
+    tune,
 )
 from memprog.cli.common import JsonOpt, emit
 from memprog.core.errors import MemprogError
@@ -55,12 +58,12 @@ def version(as_json: JsonOpt = False) -> None:
 
 # the order of registration is the order of ``memprog --help``
 levels.register(app)
-tuning.register(app)  # tune
-demo.register(sim_app)
+tune.register(app)
+sim_demo.register(sim_app)
 sim_chips.register(sim_app)  # sim chips, sim reset: the stored simulated chips
-sim.register(sim_app)  # sim serve
-twin.register(sim_app)  # sim calibrate
-db.register(app)
+sim_serve.register(sim_app)
+sim_calibrate.register(sim_app)
+db.register(app)  # db …, and characterize (it shares db's variability reports)
 insitu.register(app)
 train.register(app)  # train, evaluate
 program.register(app)

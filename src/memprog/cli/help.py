@@ -8,7 +8,7 @@ docstring paragraph into one line (rich wraps it once, at the terminal's width) 
 reStructuredText's double backquotes, which mean nothing on a terminal.
 
 Every command ends its help with an example that runs as written on the simulated benches
-(:data:`EXAMPLES`; ``tests/test_help.py`` checks that every command has one). The
+(:data:`EXAMPLES`; ``tests/cli/test_help.py`` checks that every command has one). The
 examples avoid square brackets (typer's rich markup would read them as style tags) and
 fit an 80-column terminal on one line.
 """

@@ -1,4 +1,8 @@
-"""The run store and the variability database (issue 9).
+"""The run store and the variability database (floor 3, lowest room there: it imports only
+:mod:`memprog.core` and the protocols' result types). ``engine`` opens SQLite or PostgreSQL
+(``schema_lock`` + ``migrate`` keep the schema current), ``runs`` writes a run's life,
+``queries`` reads it back, ``sink`` records protocol events, ``run_scope`` holds one run
+open, ``variability`` and ``chips`` are the per-chip views.
 
     from memprog.store import open_store, stored_run
 
