@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from memprog.bench.robustness import PROTOCOLS, ROWS, altered_chip, run_row
+from memprog.bench.robustness import LADDERS, MAPS, PROTOCOLS, ROWS, altered_chip, run_row
 
 N = 16
 
@@ -19,7 +19,7 @@ def _cost(d: dict) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", tuple(LADDERS))
 def test_more_read_noise_costs_levels_or_work(protocol):
     base, x10 = run_row(protocol, "preset", N), run_row(protocol, "read noise x10", N)
     assert x10["levels"] <= base["levels"]
@@ -28,6 +28,27 @@ def test_more_read_noise_costs_levels_or_work(protocol):
     if x10["levels"] == base["levels"]:  # no level lost: the noise must then cost pulses
         assert x10["pulses_per_level"] >= base["pulses_per_level"], (x10, base)
     assert x10["levels"] >= N // 2  # no protocol loses more than half its levels
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", tuple(MAPS))
+def test_map_protocol_rows_count_what_the_chip_holds(protocol):
+    """A map protocol's row (predictive): levels are read back after its settle, and no
+    row of more noise gives more levels or costs it more than half of them.
+
+    Why not the ladders' reads-must-grow check: on HfO2 read noise x10 (0.5 µS + 1e-4 G)
+    is still below the telegraph noise (~1 µS a read) the protocol already averages and
+    its map band (>= 3 µS), so its reads barely change (measured 18.1 -> 18.5 per cell on
+    64 cells, 25.0 -> 23.1 on 16); what must hold is that the noise never shows as more.
+    """
+    base, x10 = run_row(protocol, "preset", N), run_row(protocol, "read noise x10", N)
+    for d in (base, x10):
+        assert d["attempted"] == N
+        # the verification reads and the truth agree to a level or two: it counts the chip
+        assert abs(d["levels"] - d["true_within"]) <= 2, d
+        assert d["pulses_per_level"] >= 1.0  # every cell was programmed (fresh chips)
+    assert x10["levels"] <= base["levels"]
+    assert x10["levels"] >= N // 2
 
 
 @pytest.mark.slow
