@@ -66,6 +66,7 @@ def summary_cmd(db: DbOpt = None, as_json: JsonOpt = False) -> None:
         f"  variability ({tables['characterize_runs']} characterize runs): "
         + ", ".join(f"{t} {tables[t]} samples" for t in ("imprecision", "disturb", "stuck", "rtn"))
     )
+    lines.append("  twin (memprog sim calibrate): " + ", ".join(f"{t} {tables[t]} samples" for t in ("response", "noise", "relax")))
     emit(doc, as_json, "\n".join(lines))
 
 
@@ -177,8 +178,9 @@ def export_variability_cmd(
     technology: Annotated[str | None, typer.Option("--technology", help="Only this technology.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every characterisation sample (imprecision, disturb, stuck, rtn, range) to one Parquet
-    file, for a training machine (`memprog db import-variability` there)."""
+    """Every characterisation sample (imprecision, disturb, stuck, rtn, range, and the twin's
+    response, noise, relax) to one Parquet file, for a training machine or one that runs
+    `memprog sim calibrate` (`memprog db import-variability` there)."""
     # deferred: the store pulls in sqlalchemy and pandas
     from memprog.store import VariabilityDB
 

@@ -31,6 +31,11 @@ from memprog.store.engine import open_store
 from memprog.store.runs import Store
 from memprog.store.urls import mask_url
 
+# Every raw table a characterize run stores: seed 001's (imprecision, disturb, stuck, rtn,
+# range) and the digital twin's (response, noise, relax: what `memprog sim calibrate` fits
+# from), so an export carries what a twin needs to a machine that calibrates it there
+RAW_TABLES = ("imprecision", "disturb", "stuck", "rtn", "range", "response", "noise", "relax")
+
 
 class MissingDataError(ConfigError):
     """The store holds no characterisation samples of the kind asked for."""
@@ -247,7 +252,7 @@ class VariabilityDB:
     def summary(self) -> dict[str, Any]:
         """What each table holds (sample counts; missing tables as 0)."""
         out: dict[str, Any] = {"characterize_runs": int(len(self.runs()))}
-        for t in ("imprecision", "disturb", "stuck", "rtn", "range"):
+        for t in RAW_TABLES:
             try:
                 out[t] = int(len(self.raw(t)))
             except MissingDataError:
@@ -258,7 +263,7 @@ class VariabilityDB:
     def export_parquet(self, path: str | Path) -> dict[str, int]:
         """Write every raw sample table to one Parquet file (column ``table``); row counts."""
         frames, counts = [], {}
-        for t in ("imprecision", "disturb", "stuck", "rtn", "range"):
+        for t in RAW_TABLES:
             try:
                 df = self.raw(t)
             except MissingDataError:
@@ -326,4 +331,4 @@ def import_variability(url: str | None, path: str | Path, *, bench: str = "impor
     return {"runs": new_ids, "rows": counts}
 
 
-__all__ = ["MissingDataError", "VariabilityDB", "import_variability"]
+__all__ = ["MissingDataError", "RAW_TABLES", "VariabilityDB", "import_variability"]

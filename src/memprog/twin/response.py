@@ -71,8 +71,18 @@ class _ResponseModel:
             sel = self.is_set == pol
             if sel.any():
                 low |= sel & (self.a <= self.a[sel].min() + 1e-9)
-        dn = (self.ga - self.gb)[low]
-        noise = 1.4826 * float(np.median(np.abs(dn - np.median(dn)))) if dn.size else 0.0
+        # each polarity's own: on a passive array a pulse below the threshold still kicks
+        # the selected cell (it is disturbed like a half-selected one), and at the bound the
+        # procedure prepared it at the kick is rectified (SET kicks go up, RESET kicks
+        # down). Pooled, the two signs read as a spread of ~5 % of the range (MAD ~7 µS on
+        # TiO2), a floor that drowned the small steps just above the threshold: the ones
+        # that pin the threshold, which sets the pulses a job needs
+        noise = np.zeros(self.a.size)
+        for pol in (True, False):
+            sel = self.is_set == pol
+            dn = (self.ga - self.gb)[low & sel]
+            if dn.size:
+                noise[sel] = 1.4826 * float(np.median(np.abs(dn - np.median(dn))))
         self.floor = np.maximum(0.005 * self.scale, 3.0 * noise)
         self.sigma = 0.25 * np.abs(self.ga - self.gb) + self.floor
 
@@ -174,6 +184,8 @@ def fit_response(df: pd.DataFrame, width_ref_s: float, gated: bool, gate_window:
     """
     from scipy.optimize import least_squares  # deferred: scipy (~0.3 s), needed only while fitting
 
+    if "gate_v" not in df:  # no gate (a passive stack's, dropped as all-empty by an import)
+        df = df.assign(gate_v=np.nan)
     raw = _ResponseModel(df, width_ref_s, gated)  # every pulse: the c2c spread
     # the law is fitted to each (cell, pulse) mean over its repeats: a pulse just below a
     # cell's threshold can kick it either way (half-select disturb), a law has no negative
