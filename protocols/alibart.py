@@ -13,9 +13,11 @@ ramps at every in-band read (``restart_on_band``).
 
 This implementation runs a whole batch in lock-step: every iteration is one ``read`` of the
 cells still working and one ``pulse`` of those outside their band (amplitudes and signs per
-cell), never a Python loop over cells. Each cell stops on convergence, on its pulse budget,
-or when it is found stuck (``stuck_pulses`` pulses at the maximum amplitude without leaving
-the band it started from), so a dead device never loops forever.
+cell), never a Python loop over cells; a pulse and the read after it travel as one
+``pulse_read`` (one round trip where the stack runs the pair itself, ``alibart_steps``).
+Each cell stops on convergence, on its pulse budget, or when it is found stuck
+(``stuck_pulses`` pulses at the maximum amplitude without leaving the band it started
+from), so a dead device never loops forever.
 
 On a 1T1R stack (``ProgrammerInfo.has_gate``) an optional coarse step comes first: cells far
 from their target get one strong SET pulse whose gate voltage sets the compliance just
@@ -37,6 +39,7 @@ from pydantic import Field, field_validator, model_validator
 from memprog.core.errors import ConfigError
 from memprog.core.limits import SafetyLimits
 from memprog.core.validation import MemprogModel
+from memprog.protocols.alibart_steps import avg_read, pulse_avg_read
 from memprog.protocols.common import (
     Clock,
     Progress,
@@ -280,14 +283,13 @@ def tune_alibart(
     read_v = check_read_v(programmer, p.read_v)
     s = sink_or_null(sink)
     clock = Clock(programmer)
-    s.record_event(
-        {
-            "event": "tune_start",
-            "protocol": "alibart",
-            "cells": int(r.size),
-            "params": p.model_dump(),
-        }
-    )
+    params = p.model_dump()
+    # no sink, no event (a ladder tunes a level at a time: the summary is not free)
+    quiet_sink = isinstance(s, NullSink)
+    if not quiet_sink:
+        s.record_event(
+            {"event": "tune_start", "protocol": "alibart", "cells": int(r.size), "params": params}
+        )
     batch = p.batch_size or (1 if programmer.info.parallel == "cell" else r.size)
     bar = Progress(progress, r.size, "alibart")
     parts = []
@@ -326,8 +328,9 @@ def tune_alibart(
         verify_after_disturb(programmer, res, read_v, s)
     res.wall_s = clock.wall_s
     res.bench_time_s = clock.bench_s
-    res.params = p.model_dump()
-    s.record_event({"event": "tune_end", "protocol": "alibart", "summary": res.summary()})
+    res.params = params
+    if not quiet_sink:
+        s.record_event({"event": "tune_end", "protocol": "alibart", "summary": res.summary()})
     return res
 
 
@@ -409,19 +412,26 @@ def _run_batch(
             st.reads[live] += cnt
             need = np.ceil((sd / (p.read_sem_frac * tol[live])) ** 2)
             n_avg[live] = np.clip(need, 1, p.max_avg_reads).astype(np.int64)
+    g_next = None  # the reads the last step's pulse_read took of the cells still active
+    act = np.zeros(0, dtype=np.int64)
+    moved = True  # the set of active cells changed: take their targets and bands again
     while True:
-        act = np.flatnonzero(~st.done)
-        if act.size == 0:
-            break
-        g = _avg_read(prog, r, c, act, read_v, n_avg)
-        st.reads[act] += n_avg[act]
+        if moved:
+            act = np.flatnonzero(~st.done)
+            if act.size == 0:
+                break
+            t_act, tol_act, navg_act = t[act], tol[act], n_avg[act]
+            moved = False
+        g = avg_read(prog, r, c, act, read_v, n_avg) if g_next is None else g_next
+        g_next = None
+        st.reads[act] += navg_act
         st.last_g[act] = g
         if trace:
             sink.record_event(
-                {"event": "read", "rows": r[act], "cols": c[act], "g_us": g, "n_reads": n_avg[act]}
+                {"event": "read", "rows": r[act], "cols": c[act], "g_us": g, "n_reads": navg_act}
             )
-        err = g - t[act]
-        inb = np.abs(err) <= tol[act]
+        err = g - t_act
+        inb = np.abs(err) <= tol_act
         if p.count_in_band == "cumulative":
             st.inband[act] += inb
             st.sum_inband[act] += np.where(inb, g, 0.0)
@@ -441,11 +451,9 @@ def _run_batch(
             finished |= ok
         need = ~inb
         # stuck: enough pulses at the cap without leaving the band it started from
-        stuck = (
-            need
-            & (st.at_cap[act] >= p.stuck_pulses)
-            & (np.abs(g - st.g_cap_ref[act]) <= np.maximum(tol[act], 1e-9))
-        )
+        stuck = need & (st.at_cap[act] >= p.stuck_pulses)
+        if stuck.any():
+            stuck &= np.abs(g - st.g_cap_ref[act]) <= np.maximum(tol_act, 1e-9)
         over = need & ~stuck & (st.pulses[act] >= p.max_pulses)
         stop = stuck | over
         if stop.any():
@@ -457,6 +465,7 @@ def _run_batch(
         if finished.any():
             idx = act[finished]
             st.done[idx] = True
+            moved = True
             _emit(sink, r, c, t, tol, st, idx)
             bar.update(idx.size)
         go = need & ~finished
@@ -489,7 +498,8 @@ def _run_batch(
         st.last_amp[idx] = amp
         st.last_dir[idx] = d
         signed = np.where(is_set, amp, -amp)
-        prog.pulse(r[idx], c[idx], signed, p.width_s)
+        # the pulse and the next loop read of every cell still active, as one step
+        g_next = pulse_avg_read(prog, r, c, idx, signed, p.width_s, ~st.done, read_v, n_avg)
         st.pulses[idx] += 1
         if trace:
             sink.record_event(
@@ -514,27 +524,6 @@ def _run_batch(
         tolerance_us=tol,
         extra={"polarity_flips": st.flips},
     )
-
-
-def _avg_read(
-    prog: CellProgrammer,
-    r: np.ndarray,
-    c: np.ndarray,
-    act: np.ndarray,
-    read_v: float,
-    n_avg: np.ndarray,
-) -> np.ndarray:
-    """Mean of ``n_avg`` reads of each active cell (one batched read per round)."""
-    g = prog.read(r[act], c[act], read_v)
-    k = n_avg[act]
-    kmax = int(k.max())
-    if kmax == 1:
-        return g
-    tot = g.astype(float).copy()
-    for j in range(2, kmax + 1):
-        sub = np.flatnonzero(k >= j)
-        tot[sub] += prog.read(r[act[sub]], c[act[sub]], read_v)
-    return tot / k
 
 
 def _coarse(

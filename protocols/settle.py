@@ -29,7 +29,7 @@ from pydantic import Field
 
 from memprog.core.errors import ConfigError
 from memprog.protocols.events import EventSink, NullSink, wants_trace
-from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
+from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer, ProgrammerInfo
 from memprog.protocols.results import (
     FLAG_DISTURBED,
     FLAG_DRIFTED,
@@ -96,8 +96,10 @@ def adaptive_read(
 
     Every cell is read ``min_reads`` times; a cell whose standard error of the mean
     (sample std / sqrt(n)) exceeds ``sem_target_us`` gets more reads, doubling its count
-    per round, until it meets the target or has ``max_reads``. One batched ``read`` per
-    round of the cells that still need it. A tracing ``sink`` gets one ``read`` record
+    per round, until it meets the target or has ``max_reads``. Each round is one
+    :meth:`CellProgrammer.read_burst` of the cells that still need reads (reads spaced
+    as host-paced ones were, :data:`BURST_INTERVAL_S`): the same reads, but one round trip
+    on a stack that runs bursts itself. A tracing ``sink`` gets one ``read`` record
     per cell, its mean (with ``n_reads``): the measurement a decision is made on, as the
     protocols record their averaged reads and bursts.
 
@@ -111,10 +113,9 @@ def adaptive_read(
     s1 = np.zeros(n)
     s2 = np.zeros(n)
     cnt = np.zeros(n, dtype=np.int64)
-    for _ in range(min_reads):
-        g = programmer.read(rows, cols, read_v)
-        s1 += g
-        s2 += g * g
+    g = programmer.read_burst(rows, cols, min_reads, read_v, BURST_INTERVAL_S)
+    s1 += g.sum(axis=0)
+    s2 += (g * g).sum(axis=0)
     cnt[:] = min_reads
     while True:
         mean = s1 / cnt
@@ -125,10 +126,9 @@ def adaptive_read(
         idx = np.flatnonzero(need)
         extra = int(min(cnt[idx].min(), max_reads - cnt[idx].max()))
         extra = max(extra, 1)
-        for _ in range(extra):
-            g = programmer.read(rows[idx], cols[idx], read_v)
-            s1[idx] += g
-            s2[idx] += g * g
+        g = programmer.read_burst(rows[idx], cols[idx], extra, read_v, BURST_INTERVAL_S)
+        s1[idx] += g.sum(axis=0)
+        s2[idx] += (g * g).sum(axis=0)
         cnt[idx] += extra
     mean = s1 / cnt
     std = np.sqrt(np.maximum(s2 / cnt - mean * mean, 0.0) * cnt / np.maximum(cnt - 1, 1))
