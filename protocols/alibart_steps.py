@@ -7,6 +7,12 @@ stack's business. A stack that runs bursts on the instrument (the on-chip contro
 ``READ:BURS?`` and ``PULS:READ?``) answers a step in one round trip instead of one message per
 pulse and per averaged read; elsewhere the interface's defaults send the very same pulses and
 reads one by one.
+
+Only a batch of one cell (the ladder's case, where the per-message cost dominated: 51 -> 8-10
+ms per level) takes the combined calls. A batch keeps host-paced calls, read for read and in
+the same order as before: the README's program job on a fresh chip ends exactly where it did
+(the combined calls shift every later read in bench time, and a different but equally honest
+random stream flipped one of its 8,120 pairs out of tolerance).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ def avg_read(
     """
     k = n_avg[act]
     kmax = int(k.max())
-    if kmax > 1 and int(k.min()) == kmax:
+    if kmax > 1 and r.size == 1:
         return prog.read_burst(r[act], c[act], kmax, read_v, BURST_INTERVAL_S).mean(axis=0)
     g = prog.read(r[act], c[act], read_v)
     if kmax == 1:
@@ -69,8 +75,11 @@ def pulse_avg_read(
     each active cell, or None when no cell stays active.
     """
     nxt = np.flatnonzero(active)  # ``idx`` is a subset: a pulsed cell is still active
+    if r.size != 1:  # a batch: the pulse alone, then the reads (see the module docstring)
+        prog.pulse(r[idx], c[idx], signed_v, width_s)
+        return avg_read(prog, r, c, nxt, read_v, n_avg) if nxt.size else None
     k = n_avg[nxt]
-    if nxt.size == 0 or int(k.min()) != int(k.max()):
+    if int(k.min()) != int(k.max()):
         prog.pulse(r[idx], c[idx], signed_v, width_s)
         return avg_read(prog, r, c, nxt, read_v, n_avg) if nxt.size else None
     if nxt.size == idx.size:  # every active cell is pulsed (always so for a single cell)

@@ -180,7 +180,7 @@ def run_ladder(
     lv = check_targets(programmer, levels_us, np.size(levels_us))
     settle = resolve_settle_s(programmer, settle_s)
     s = sink_or_null(sink)
-    runner = _make_runner(programmer, spec, variant, params, tolerance_us, criterion)
+    runner = _make_runner(programmer, spec, variant, params, tolerance_us)
     clock = Clock(programmer)
     n = lv.size
     final = np.full(n, np.nan)
@@ -359,35 +359,23 @@ class _FeedforwardRunner(_Runner):
         return self.tuner.tune(r, c, lv[k : k + 1], sink=sink, feed_us=lv[k - 1 : k], settle=False)
 
 
-def _alibart_ladder(prog: CellProgrammer, tolerance_us: float, criterion: str) -> AlibartParams:
-    """Drolet's ramps, capped by the bench's limits, at half the ladder's tolerance.
-
-    The loop reads as the verification judges. ``every-read`` (Rao: each single read within
-    the tolerance): one read per loop step, no averaging. Why: averaging aims a level's
-    mean, which this criterion does not reward, and on the HfO2 ladder the up to 64 reads
-    per step that the noise probe asked for on a state with telegraph noise (slow: reads
-    microseconds apart cannot average it away; only denoising removes it, and
-    :func:`~memprog.protocols.alibart.alibart_defaults` leaves it off on gated arrays for
-    that reason) were 90 % of the reads and most of the wall, for the same levels within
-    (115/128 either way; docs/benchmarks.md, issue 25). ``mean`` (the states must be
-    distinguishable, TiO2-x): the verification averages, and so does the loop.
-    """
+def _alibart_ladder(prog: CellProgrammer, tolerance_us: float) -> AlibartParams:
+    """Drolet's ramps, capped by the bench's limits, at half the ladder's tolerance."""
     lim = prog.limits
     return AlibartParams(
         tolerance_us=0.5 * tolerance_us,
         reads_in_band=3,
         set_max_v=min(2.0, lim.set_v_max),
         reset_max_v=min(2.4, lim.reset_v_max),
-        **({"noise_probe_reads": 0} if criterion == "every-read" else {}),
     )
 
 
 # The ladder's own default settings (they aim at half the ladder's verification
 # tolerance) and the runner driving each protocol's tuner level by level, by protocol name.
-LADDER_DEFAULTS: dict[str, Callable[[CellProgrammer, float, str], Any]] = {
-    "denoise": lambda prog, tol, criterion: DenoiseParams(),
+LADDER_DEFAULTS: dict[str, Callable[[CellProgrammer, float], Any]] = {
+    "denoise": lambda prog, tol: DenoiseParams(),
     "alibart": _alibart_ladder,
-    "feedforward": lambda prog, tol, criterion: FeedforwardParams(tolerance_us=min(0.6 * tol, 0.05)),
+    "feedforward": lambda prog, tol: FeedforwardParams(tolerance_us=min(0.6 * tol, 0.05)),
 }
 RUNNERS: dict[str, Callable[[CellProgrammer, Any], _Runner]] = {
     "denoise": _DenoiseRunner,
@@ -398,14 +386,11 @@ RUNNERS: dict[str, Callable[[CellProgrammer, Any], _Runner]] = {
 
 def _make_runner(
     prog: CellProgrammer, spec: ProtocolSpec, variant: dict[str, Any], params: Any,
-    tolerance_us: float, criterion: str,
+    tolerance_us: float,
 ) -> _Runner:
     """The level runner: ``params`` when they are the protocol's settings, else the ladder's
-    defaults (for its tolerance and criterion); a variant's settings (``denoise-off``) last."""
-    if isinstance(params, spec.settings):
-        p = params
-    else:
-        p = LADDER_DEFAULTS[spec.name](prog, tolerance_us, criterion)
+    defaults; a variant's settings (``denoise-off``) applied last."""
+    p = params if isinstance(params, spec.settings) else LADDER_DEFAULTS[spec.name](prog, tolerance_us)
     if variant:
         p = p.model_copy(update=variant)
     return RUNNERS[spec.name](prog, p)

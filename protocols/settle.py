@@ -82,6 +82,13 @@ def resolve_settle_s(programmer: CellProgrammer, settle_s: float | None) -> floa
     return s
 
 
+def _reads(programmer: CellProgrammer, rows: np.ndarray, cols: np.ndarray, k: int, read_v: float, burst: bool) -> np.ndarray:
+    """``k`` reads of each cell, shape (k, n): one burst, or ``k`` batched reads."""
+    if burst:
+        return programmer.read_burst(rows, cols, k, read_v, BURST_INTERVAL_S)
+    return np.stack([programmer.read(rows, cols, read_v) for _ in range(k)])
+
+
 def adaptive_read(
     programmer: CellProgrammer,
     rows: np.ndarray,
@@ -96,10 +103,11 @@ def adaptive_read(
 
     Every cell is read ``min_reads`` times; a cell whose standard error of the mean
     (sample std / sqrt(n)) exceeds ``sem_target_us`` gets more reads, doubling its count
-    per round, until it meets the target or has ``max_reads``. Each round is one
-    :meth:`CellProgrammer.read_burst` of the cells that still need reads (reads spaced
-    as host-paced ones were, :data:`BURST_INTERVAL_S`): the same reads, but one round trip
-    on a stack that runs bursts itself. A tracing ``sink`` gets one ``read`` record
+    per round, until it meets the target or has ``max_reads``. Each round reads the cells
+    that still need reads: one :meth:`CellProgrammer.read_burst` for a single cell (a
+    ladder's level: the same reads, spaced as host-paced ones were, in one round trip on a
+    stack that runs bursts itself), one batched ``read`` per read for a batch (as before,
+    read for read). A tracing ``sink`` gets one ``read`` record
     per cell, its mean (with ``n_reads``): the measurement a decision is made on, as the
     protocols record their averaged reads and bursts.
 
@@ -113,7 +121,8 @@ def adaptive_read(
     s1 = np.zeros(n)
     s2 = np.zeros(n)
     cnt = np.zeros(n, dtype=np.int64)
-    g = programmer.read_burst(rows, cols, min_reads, read_v, BURST_INTERVAL_S)
+    burst = n == 1  # one cell (a ladder's level) reads in bursts; a batch read for read
+    g = _reads(programmer, rows, cols, min_reads, read_v, burst)
     s1 += g.sum(axis=0)
     s2 += (g * g).sum(axis=0)
     cnt[:] = min_reads
@@ -126,7 +135,7 @@ def adaptive_read(
         idx = np.flatnonzero(need)
         extra = int(min(cnt[idx].min(), max_reads - cnt[idx].max()))
         extra = max(extra, 1)
-        g = programmer.read_burst(rows[idx], cols[idx], extra, read_v, BURST_INTERVAL_S)
+        g = _reads(programmer, rows[idx], cols[idx], extra, read_v, burst)
         s1[idx] += g.sum(axis=0)
         s2[idx] += (g * g).sum(axis=0)
         cnt[idx] += extra
