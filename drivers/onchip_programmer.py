@@ -24,6 +24,7 @@ from memprog.core.errors import ConfigError, InstrumentError, ProtocolError
 from memprog.core.validation import MemprogModel
 from memprog.drivers.onchip import OnChipController
 from memprog.drivers.onchip_commands import BURST_INTERVAL_MAX_S, BURST_READS_MAX, TRAIN_MAX
+from memprog.drivers.stack_options import programmer_options
 from memprog.drivers.transport import LinkError
 from memprog.protocols.programmer import (
     CellProgrammer,
@@ -249,7 +250,7 @@ def build_stack(ctx: Any) -> tuple[dict[str, OnChipController], OnChipProgrammer
     cfg = ctx.config
     where = ctx.bench_path.name
     try:
-        opts = OnChipStackOptions(**cfg.programmer.options)
+        opts = programmer_options(OnChipStackOptions, cfg.programmer.options)
         if opts.instrument is None:
             name, inst = cfg.instrument_of_kind("onchip")
         else:

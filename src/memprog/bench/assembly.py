@@ -24,6 +24,7 @@ from memprog.core.bench_config import SIM_LIBRARY, BenchConfig, InstrumentConfig
 from memprog.core.errors import ConfigError, InstrumentError
 from memprog.core.safe_steps import run_safe_steps
 from memprog.drivers import b1500_programmer, crossbar_programmer, onchip_programmer
+from memprog.drivers.stack_options import programmer_options
 from memprog.drivers.transport import LinkError, VisaTransport
 from memprog.protocols.programmer import CellProgrammer
 from memprog.sim_instruments.remote_clock import RemoteClock
@@ -49,6 +50,26 @@ STACK_BUILDERS: dict[str, Callable[[StackContext], tuple[dict[str, Any], CellPro
     "k4200_707b": crossbar_programmer.build_stack,
     "b1500_wgfmu": b1500_programmer.build_stack,
 }
+
+# stack name -> the model of its ``programmer.options``
+STACK_OPTIONS: dict[str, type] = {
+    "onchip": onchip_programmer.OnChipStackOptions,
+    "k4200_707b": crossbar_programmer.CrossbarOptions,
+    "b1500_wgfmu": b1500_programmer.B1500WgfmuOptions,
+}
+
+
+def check_stack_options(config: BenchConfig, bench_path: Path) -> None:
+    """``programmer.options`` checked by the stack's own model, as opening the bench does.
+
+    Why before anything connects: ``bench check`` promises the answer before a run, and a
+    command refuses a misspelt option before it creates a stored run. The error names the
+    file and the bench-file field (``sim_onchip.yaml: programmer.options.retrys``).
+    """
+    try:
+        programmer_options(STACK_OPTIONS[config.programmer.stack], config.programmer.options)
+    except ConfigError as exc:
+        raise ConfigError(f"{bench_path.name}: {exc.parameter}", exc.value, exc.allowed, exc.detail) from exc
 
 
 @dataclass

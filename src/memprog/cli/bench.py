@@ -24,7 +24,7 @@ import pyvisa
 import typer
 from pyvisa import rname
 
-from memprog.bench.assembly import ConnectionFailed, StackContext
+from memprog.bench.assembly import ConnectionFailed, StackContext, check_stack_options
 from memprog.cli.common import JsonOpt, emit, fail
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
@@ -44,6 +44,7 @@ def check_offline(path_or_name: str | Path) -> tuple[Any, Path, dict[str, Any]]:
     Raises ConfigError (naming the file and the field) for anything a run would refuse.
     """
     config, path = load_bench_config(path_or_name)
+    check_stack_options(config, path)
     _check_resource_names(config, path)
     chip = config.chip
     params = chip.device_params() if chip.sim_params else PRESETS[chip.technology]

@@ -47,6 +47,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 import memprog
+from memprog.bench.assembly import check_stack_options
 from memprog.cli.common import debug_enabled
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
@@ -205,6 +206,7 @@ def begin_run(
         fields["chip_id"] = chip_id
     else:
         config, path = load_bench_config(bench)
+        check_stack_options(config, path)
         fields.update(_bench_identity(config, path, bench))
         if any(i.simulated for i in config.instruments.values()) and persistent():
             # a simulated chip keeps its state in a folder: an unusable one is refused here,
