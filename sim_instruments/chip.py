@@ -36,11 +36,14 @@ from memprog.core.errors import ConfigError
 from memprog.core.presets import get_preset
 from memprog.core.validation import require_finite, require_range
 from memprog.sim_instruments.chip_cells import (
+    BLOCK_CELLS,
     STUCK_HRS,
     STUCK_LRS,
     UNRESPONSIVE,
     WORKING,
+    Sel,
     as_selection,
+    steps_of_one,
 )
 from memprog.sim_instruments.chip_lines import BiasScheme, LineNetwork, ReadScheme
 from memprog.sim_instruments.chip_noise import POOL_SIZE
@@ -240,11 +243,41 @@ class SimChip(LineNetwork):
                 if a.size and not np.all(np.equal(np.mod(a, 1), 0)):
                     raise ConfigError(name, a.ravel()[0], "integer cell indices")
                 a = a.astype(np.int64)
-            if a.size and (a.min() < 0 or a.max() >= n):
+            # one pass: as unsigned, a negative index is huge, so max < n checks both ends
+            if a.size and (a.astype(np.int64, copy=False).view(np.uint64).max() >= n):
                 bad = a[(a < 0) | (a >= n)].ravel()[0]
                 raise ConfigError(name, int(bad), f"[0, {n - 1}]")
         r, c = np.broadcast_arrays(r.astype(np.int64, copy=False), c.astype(np.int64, copy=False))
-        return (r * self.cols + c).ravel()
+        idx = r * self.cols
+        idx += c
+        return idx.ravel()
+
+    def _selection(self, rows: object, cols: object) -> tuple[np.ndarray, Sel]:
+        """:meth:`flat_index` and :func:`as_selection` of it, for the public operations.
+
+        A large batch of int64 rows and columns (a whole array) is indexed and checked for
+        one contiguous run block by block in one pass over the indices; any out-of-range
+        index falls back to :meth:`flat_index`, which names it exactly as it always has.
+        """
+        r, c = rows, cols
+        if not (
+            type(r) is np.ndarray and type(c) is np.ndarray and r.dtype == np.int64 and c.dtype == np.int64
+            and r.ndim == 1 and r.shape == c.shape and r.size > BLOCK_CELLS
+        ):
+            idx = self.flat_index(rows, cols)
+            return idx, as_selection(idx)
+        idx = np.empty(r.size, dtype=np.int64)
+        run = True
+        for a in range(0, r.size, BLOCK_CELLS):
+            rb, cb, ib = r[a : a + BLOCK_CELLS], c[a : a + BLOCK_CELLS], idx[a : a + BLOCK_CELLS]
+            # as unsigned, a negative index is huge: max < n checks both ends
+            if rb.view(np.uint64).max() >= self.rows or cb.view(np.uint64).max() >= self.cols:
+                idx = self.flat_index(rows, cols)  # raises, naming the first bad index
+                return idx, as_selection(idx)
+            np.multiply(rb, self.cols, out=ib)
+            ib += cb
+            run = run and (a == 0 or ib[0] == idx[a - 1] + 1) and steps_of_one(ib)
+        return idx, (slice(int(idx[0]), int(idx[-1]) + 1) if run else idx)
 
     # ------------------------------------------------------------------ public operations
     def pulse(
@@ -262,20 +295,23 @@ class SimChip(LineNetwork):
         selected cell is one operation under the chip's bias scheme, in the order given.
         Amplitudes (and gate voltages) may be scalars or one value per cell.
         """
-        idx = self.flat_index(rows, cols)
+        idx, sel = self._selection(rows, cols)
         amp, width = self._check_pulse(amplitude_v, width_s)
-        if amp.ndim == 0:
-            amp = np.full(idx.shape, float(amp))
-        else:
-            amp = np.broadcast_to(amp, idx.shape).astype(float)
+        # one value for every cell stays 0-d (the physics broadcasts it; no per-cell copy);
+        # per-cell values are checked against the batch's shape
+        if amp.ndim:
+            amp = np.broadcast_to(amp, idx.shape)
         gate = None
         if gate_v is not None:
-            gate = np.broadcast_to(require_finite("gate_v", gate_v), idx.shape).astype(float)
+            gate = require_finite("gate_v", gate_v)
+            if gate.ndim:
+                gate = np.broadcast_to(gate, idx.shape)
         if self.params.cell_type == "1t1r":
-            self._apply(as_selection(idx), amp, width, gate)
+            self._apply(sel, amp, width, gate)
             self._cnt[0] += idx.size
             self._clk[0] += width
             return
+        amp = np.broadcast_to(amp, idx.shape)
         for k in range(idx.size):
             r, c = divmod(int(idx[k]), self.cols)
             row_v, col_v = self.bias_lines(r, c, float(amp[k]))
@@ -291,11 +327,11 @@ class SimChip(LineNetwork):
         scheme (``float`` lets sneak paths add current). ``duration_s`` is the simulated
         time the read takes (default: the technology's read time).
         """
-        idx = self.flat_index(rows, cols)
+        idx, sel = self._selection(rows, cols)
         rv = self.params.read_v if read_v is None else float(require_range("read_v", read_v, 1e-3, 1.0, "V"))
         self._cnt[1] += idx.size
         if self.params.cell_type == "1t1r" or self.read_scheme == "ground":
-            g = self._observed_g(as_selection(idx))
+            g = self._observed_g(sel)
         else:
             g = np.empty(idx.size)
             for k in range(idx.size):

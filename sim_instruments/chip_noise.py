@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memprog.sim_instruments.chip_cells import Sel, count_cells
+from memprog.sim_instruments.chip_cells import Sel, block_spans, count_cells, part
 
 if TYPE_CHECKING:  # pragma: no cover
     from memprog.core.device_params import DeviceParams, Effects
@@ -46,19 +46,36 @@ class ReadNoise:
         The traps' dwell times are properties of the device and stay; which traps couple
         to the filament (presence and amplitude of the large fluctuator) is redrawn.
         """
-        p = self.params
         m = count_cells(idx, self.n_cells)
-        if m == 0:
-            return
-        rng = self._rng
-        present = rng.random(m, dtype=np.float32) < p.rtn_large_probability
+        if m:
+            self._put_rtn(idx, self._rtn_draws(m))
+
+    def _rtn_draws(self, m: int) -> dict[str, np.ndarray]:
+        """The draws of :meth:`_draw_rtn` for ``m`` cells, in stream order: presence of the
+        large fluctuator, its amplitude (a pool window ``rtn_amp``, or for a large batch
+        fresh standard normals ``rtn_z``), the small one's amplitude (uniform)."""
+        p, rng = self.params, self._rng
+        out = {"rtn_present": rng.random(m, dtype=np.float32) < p.rtn_large_probability}
         if m > POOL_SIZE // 2:
-            amp = p.rtn_large_amp_us * np.exp(p.rtn_large_amp_log_std * rng.standard_normal(m))
+            out["rtn_z"] = rng.standard_normal(m)
         else:
             start = int(rng.integers(0, POOL_SIZE - m))
-            amp = self._rtn_amp_pool[start : start + m]
-        self._rtn_amp_us[0, idx] = np.where(present, amp, np.float32(0.0))
-        self._rtn_amp_us[1, idx] = p.rtn_small_amp_us * rng.random(m, dtype=np.float32)
+            out["rtn_amp"] = self._rtn_amp_pool[start : start + m]
+        out["rtn_small"] = rng.random(m, dtype=np.float32)
+        return out
+
+    def _put_rtn(self, idx: Sel, draws: dict[str, np.ndarray]) -> None:
+        """Give the cells ``idx`` the fluctuators of ``draws`` (one entry per cell)."""
+        p = self.params
+        if "rtn_z" in draws:
+            amp = p.rtn_large_amp_us * np.exp(p.rtn_large_amp_log_std * draws["rtn_z"])
+        else:
+            amp = draws["rtn_amp"]
+        # amp * present is amp or +0.0 (amplitudes are finite and positive): the same
+        # values as np.where(present, amp, 0), several times faster
+        amp = amp * draws["rtn_present"]
+        self._rtn_amp_us[0][idx] = amp
+        self._rtn_amp_us[1][idx] = p.rtn_small_amp_us * draws["rtn_small"]
 
     def _normal(self, n: int) -> np.ndarray:
         """``n`` standard-normal values (a random window of the seeded pool)."""
@@ -81,13 +98,42 @@ class ReadNoise:
         return self._relax_us[sel] * -np.expm1(age)
 
     def _observed_g(self, sel: Sel) -> np.ndarray:
-        """Conductance a read sees: state + relaxation + RTN + white noise."""
-        p, fx, rng = self.params, self.effects, self._rng
+        """Conductance a read sees: state + relaxation + RTN + white noise.
+
+        A large contiguous read runs in cache-sized blocks (chip_cells.BLOCK_CELLS): the
+        RTN flips and the white noise of the whole read are drawn first, in the order one
+        whole-batch operation takes them, and each block takes its share, so the values
+        are bit for bit those of reading every cell at once.
+        """
+        fx = self.effects
+        n = count_cells(sel, self.n_cells)
+        flips = self._rng.random((2, n), dtype=np.float32) if fx.rtn else None
+        noisy = fx.read_noise or self._spreads
+        z = self._normal(n) if noisy else None
+        spans = block_spans(sel, self.n_cells)
+        if len(spans) == 1:
+            return self._observed_block(sel, flips, z)
+        out = np.empty(n)
+        for a, b in spans:
+            out[a:b] = self._observed_block(
+                part(sel, a, b, self.n_cells), None if flips is None else flips[:, a:b], None if z is None else z[a:b]
+            )
+        return out
+
+    @property
+    def _spreads(self) -> bool:
+        p = self.params
+        return self.effects.flicker and (p.settled_spread_rel > 0 or p.settled_spread_rel_per_us != 0)
+
+    def _observed_block(self, sel: Sel, flips: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
+        """One block of :meth:`_observed_g`; ``flips`` (2, cells) and ``z`` (cells) are the
+        block's uniform and standard-normal draws."""
+        p, fx = self.params, self.effects
         g = self._g[sel] + self._relaxed_part(sel)
-        if fx.rtn:
+        if flips is not None:
             dt = (self._clk[0] - self._rtn_t_s[sel]).astype(np.float32)
             p_flip = np.float32(-0.5) * np.expm1(-dt * self._rtn_rate2[:, sel])
-            st = self._rtn_state[:, sel] ^ (rng.random(p_flip.shape, dtype=np.float32) < p_flip)
+            st = self._rtn_state[:, sel] ^ (flips < p_flip)
             self._rtn_state[:, sel] = st
             self._rtn_t_s[sel] = self._clk[0]
             amp = self._rtn_amp_us[:, sel]
@@ -95,12 +141,11 @@ class ReadNoise:
             half -= 0.5
             half *= amp
             g += half[0] + half[1]
-        spread = fx.flicker and (p.settled_spread_rel > 0 or p.settled_spread_rel_per_us != 0)
-        if fx.read_noise or spread:
+        if z is not None:
             sd = p.read_noise_abs_us + p.read_noise_rel * np.abs(g) if fx.read_noise else np.zeros(g.size)
-            if spread:
+            if self._spreads:
                 sd = np.sqrt(sd * sd + self._flicker_var(g, sd))
-            g += sd * self._normal(g.size)
+            g += sd * z
         return g
 
     def _flicker_var(self, g: np.ndarray, instrument_sd: np.ndarray) -> np.ndarray:

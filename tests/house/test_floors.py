@@ -39,6 +39,7 @@ ROOMS = [
     "memprog.hwaware",
     "memprog.twin",
     "memprog.jobs",
+    "memprog.fleet",
     "memprog.dashboard",
     "memprog.examples",
     "memprog.cli",
@@ -49,7 +50,8 @@ FLOOR = {room: i for i, room in enumerate(ROOMS)}
 SIDE_BY_SIDE = {("memprog.sim_instruments", "memprog.protocols"), ("memprog.sim_instruments", "memprog.drivers"),
                 ("memprog.protocols", "memprog.sim_instruments")}
 # CLI modules every command module may share; no command module imports another
-CLI_SHARED = {"memprog.cli.common", "memprog.cli.options", "memprog.cli.outputs", "memprog.cli.runs", "memprog.cli.help"}
+CLI_SHARED = {"memprog.cli.common", "memprog.cli.options", "memprog.cli.outputs", "memprog.cli.runs", "memprog.cli.help",
+              "memprog.cli.fleet_run"}
 MAX_LINES = 700
 
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from memprog.cli import options as O
 from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit, fail, show_progress
+from memprog.cli.fleet_run import (
+    ChipsEachOpt,
+    EngineOpt,
+    FleetOpt,
+    RayAddressOpt,
+    characterize_fleet_text,
+    fleet_requested,
+    run_protocol_fleet,
+)
 from memprog.cli.runs import DbOpt, Outcome, run_command
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
@@ -371,6 +380,10 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
+        engine: EngineOpt = "local",
+        ray_address: RayAddressOpt = None,
+        chips: ChipsEachOpt = None,
+        fleet: FleetOpt = None,
     ) -> None:
         """Characterise the bench's chip as seed 001 does and store the samples.
 
@@ -381,6 +394,10 @@ def register(app: typer.Typer) -> None:
         then on --devices random working cells the pulse response (amplitude x width x
         gate), read and telegraph noise, relaxation over bench time: what `memprog sim
         calibrate` fits a twin from. The derived tables: `memprog db variability`.
+
+        --chips N / --fleet F.yaml characterise every chip of a fleet (--engine ray: one
+        actor per chip, in parallel), one characterize run per chip in the one store, and
+        print the yield view (stuck fraction and working range per chip side by side).
         """
         try:
             cp = CharacterizeParams(
@@ -392,6 +409,8 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise fail(ConfigError("characterize", str(exc).splitlines()[0])) from exc
         show = show_progress(progress)
+        if fleet_requested(engine, ray_address, chips, fleet):
+            characterize_fleet(bench, cp, db, engine, ray_address, chips, fleet, as_json, show)
         t0 = time.perf_counter()
 
         def body(ctx: Any) -> Any:
@@ -413,3 +432,34 @@ def register(app: typer.Typer) -> None:
             body, db=db, kind="characterize", bench=bench, as_json=as_json,
             protocol="characterize", params=cp.model_dump(),
         )  # fmt: skip
+
+
+def characterize_fleet(
+    bench: str, cp: CharacterizeParams, db: str | None, engine: str, ray_address: str | None,
+    chips: int | None, fleet: Path | None, as_json: bool, show: bool,
+) -> NoReturn:
+    """``characterize`` on every chip of a fleet (:func:`memprog.cli.fleet_run.run_protocol_fleet`):
+    each chip's run stores what the single command stores for its chip (its samples and the
+    derived tables of that run), so ``db variability --chip-id`` and ``sim calibrate --chip``
+    work per chip."""
+
+    def make_job() -> Any:
+        # deferred: the fleet room imports the jobs (sqlalchemy, pandas)
+        from memprog.fleet.protocol_job import characterize_job
+
+        return characterize_job(cp)
+
+    def summarize(store: Any, run_id: str | None, got: dict[str, Any]) -> dict[str, Any]:
+        # deferred: the store pulls in sqlalchemy and pandas
+        from memprog.store import VariabilityDB, mask_url
+
+        doc = variability_report(VariabilityDB(store=store, run_ids=[run_id]))
+        doc.update({k: got[k] for k in ("counts", "wall_s", "bench_time_s", "outcome")})
+        doc.update({"bench": bench, "run_id": run_id, "db": mask_url(store.url)})
+        return doc
+
+    run_protocol_fleet(
+        make_job, bench, db, engine, ray_address, chips, fleet, as_json, show,
+        run_params={"protocol": "characterize", "params": cp.model_dump()},
+        describe=characterize_fleet_text, summarize=summarize,
+    )  # fmt: skip

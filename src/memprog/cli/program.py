@@ -30,6 +30,16 @@ import typer
 from memprog.bench import precheck as pc
 from memprog.cli import options as O
 from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, fail, show_progress
+from memprog.cli.fleet_run import (
+    ChipsOpt,
+    EngineOpt,
+    FleetModeOpt,
+    FleetOpt,
+    RayAddressOpt,
+    fleet_fail,
+    fleet_requested,
+    run_program_fleet,
+)
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import (
     Outcome,
@@ -434,6 +444,11 @@ def register(app: typer.Typer) -> None:
         g_min_us: Annotated[float | None, typer.Option("--g-min-us", callback=O.G_US, help="Weight mapping low end (default: the file's, else the chip's).")] = None,
         g_max_us: Annotated[float | None, typer.Option("--g-max-us", callback=O.G_US, help="Weight mapping high end (default: the file's, else the chip's).")] = None,
         order: Annotated[str, typer.Option("--order", callback=O.choice("row-major", "column-major", "snake", "high-first", "low-first"), help="row-major | column-major | snake | high-first | low-first")] = "row-major",
+        engine: EngineOpt = "local",
+        ray_address: RayAddressOpt = None,
+        chips: ChipsOpt = None,
+        fleet: FleetOpt = None,
+        fleet_mode: FleetModeOpt = "auto",
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -445,6 +460,9 @@ def register(app: typer.Typer) -> None:
         with --test-set compares software and chip accuracy (VMM on the on-chip bench).
         --resume RUN_ID reads every cell the run kept, re-tunes those now outside
         tolerance with the unfinished ones, and says how many; a run is resumed once.
+        --chips N / --fleet F.yaml program a fleet (--engine ray: one actor per chip, in
+        parallel): a network too large for one array is tiled over the chips and run by
+        their VMMs with the partial sums added; one that fits is programmed on every chip.
         """
         if job is not None:
             given = {
@@ -463,6 +481,12 @@ def register(app: typer.Typer) -> None:
             max_bytes = j.max_bytes
         else:
             max_bytes = None
+        if fleet_requested(engine, ray_address, chips, fleet):
+            program_fleet(
+                weights, bench, protocol, db, test_set, resume, example, out, copies, settle_s, max_accuracy_drop,
+                show_progress(progress), chunk_cells, g_min_us, g_max_us, order, as_json, sha256, test_set_sha256,
+                force, max_bytes, engine, ray_address, chips, fleet, fleet_mode,
+            )
         run_program_cli(
             weights, bench, protocol, db, test_set, resume, example, out, copies, settle_s,
             max_accuracy_drop, show_progress(progress), chunk_cells, g_min_us, g_max_us, order, as_json,
@@ -571,6 +595,28 @@ def run_program_cli(
         before_start=lambda store: _before_start(got["inp"], bench, resume, resumed)(store),
         precheck=lambda cfg: precheck_program(cfg, got["inp"]),
     )
+
+
+def program_fleet(
+    weights: Any, bench: str, protocol: str, db: str | None, test_set: Any, resume: str | None,
+    example: str | None, out: Path, copies: int | None, settle_s: float | None, max_accuracy_drop: float,
+    progress: bool, chunk_cells: int | None, g_min_us: float | None, g_max_us: float | None, order: str,
+    as_json: bool, sha256: str | None, test_set_sha256: str | None, force: bool, max_bytes: int | None,
+    engine: str, ray_address: str | None, chips: int | None, fleet: Path | None, fleet_mode: str,
+) -> None:
+    """``program`` on a fleet (:func:`memprog.cli.fleet_run.run_program_fleet`): the same
+    inputs, checked the same way, before any bench opens."""
+    try:
+        if resume is not None:
+            raise ConfigError("--resume", resume, "a single-chip run", "a fleet job resumes a lost chip itself")
+        inp = prepare_inputs(
+            weights, protocol, test_set, example, out, copies, settle_s, chunk_cells, g_min_us,
+            g_max_us, order, max_accuracy_drop, sha256, test_set_sha256, progress, max_bytes,
+        )
+        refuse_existing(out, force, "--out", report_dir=True)
+    except MemprogError as exc:
+        fleet_fail(exc, as_json)
+    run_program_fleet(inp, bench, db, engine, ray_address, chips, fleet, fleet_mode, as_json, progress)
 
 
 def precheck_program(config: Any, inp: ProgramInputs) -> None:

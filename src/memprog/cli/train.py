@@ -23,6 +23,7 @@ import typer
 
 from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, ProgressOpt, emit, fail, show_progress
+from memprog.cli.fleet_run import EngineOpt, RayAddressOpt, fleet_requested
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import Outcome, run_command
 from memprog.core.errors import ConfigError, MemprogError
@@ -116,6 +117,8 @@ def evaluate_on_bench(
     png: Path | None = None,
     as_json: bool = False,
     progress: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> None:
     """``memprog evaluate W.pt --on-bench B --transfers K``: K programmed chips vs the MC prediction.
 
@@ -125,10 +128,21 @@ def evaluate_on_bench(
     # deferred: memprog.jobs pulls in sqlalchemy and pandas, and torch
     from memprog.jobs.evaluate import compare_with_prediction
 
+    program_chips = None
+    if fleet_requested(engine, ray_address, None, None):
+        # deferred: the fleet room (and Ray, when asked for) load only for a fleet
+        from memprog.fleet.engines import make_engine
+
+        # deferred: as above
+        from memprog.fleet.job import fleet_chip_programmer
+
+        make_engine(engine, ray_address)  # bad engine options: refused before any MC work
+        program_chips = fleet_chip_programmer(lambda: make_engine(engine, ray_address))
     out = compare_with_prediction(
         weights, bench, transfers, variability, test_set,
-        mc_transfers=mc_transfers, first_seed=seed + 1, png=png, progress=progress,
+        mc_transfers=mc_transfers, first_seed=seed + 1, png=png, progress=progress, program_chips=program_chips,
     )  # fmt: skip
+    out["engine"] = engine
     pr = out["predicted"]
     meas = ", ".join(f"{100 * a:.1f}" for a in out["measured_accuracies"])
     human = (
@@ -239,8 +253,13 @@ def register(app: typer.Typer) -> None:
         imprecision: ImprecisionOpt = "raw",
         stuck: StuckOpt = None,
         bench: Annotated[str | None, typer.Option("--bench", help="Key the disturb as the program job writes this bench's array (default: the layout the weights were trained for).")] = None,
+        engine: EngineOpt = "local",
+        ray_address: RayAddressOpt = None,
     ) -> None:
-        """Monte Carlo transfer evaluation: per test point, the fraction of transfers that get it right."""
+        """Monte Carlo transfer evaluation: per test point, the fraction of transfers that get it right.
+
+        With --on-bench B the --transfers chips are programmed too: one after another
+        (--engine local), or one Ray actor per chip in parallel (--engine ray)."""
         try:
             refuse_existing(png, force, "--png")  # an earlier figure stays unless --force (issue 27)
         except MemprogError as exc:
@@ -248,13 +267,15 @@ def register(app: typer.Typer) -> None:
         # deferred: torch
         from memprog.hwaware.training import held_out_set
 
+        if on_bench is None and fleet_requested(engine, ray_address, None, None):
+            raise fail(ConfigError("--engine", engine, "only with --on-bench (the chips it programs)"))
         if on_bench is not None:  # memprog program's comparison, on fresh simulated chips
             try:
                 var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
                 x, y = held_out_set(load_weights(weights))
                 return evaluate_on_bench(
                     weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
-                    progress=show_progress(False if as_json else None),
+                    progress=show_progress(False if as_json else None), engine=engine, ray_address=ray_address,
                 )
             except MemprogError as exc:  # bad input 2, instrument or store 3 (as `memprog program`)
                 typer.echo(f"error: {exc}", err=True)

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -23,8 +23,18 @@ import typer
 from memprog.bench import precheck as pc
 from memprog.cli import options as O
 from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, fail, show_progress
+from memprog.cli.fleet_run import (
+    ChipsEachOpt,
+    EngineOpt,
+    FleetOpt,
+    RayAddressOpt,
+    fleet_requested,
+    run_protocol_fleet,
+    tune_fleet_text,
+)
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import DbOpt, Outcome, check_resumable_run, run_command
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.protocols import registry
 from memprog.protocols.array import ArrayParams, program_array
@@ -167,6 +177,10 @@ def register(app: typer.Typer) -> None:
                 help="Also store every pulse and read in the run (memprog db export --traces).",
             ),
         ] = False,
+        engine: EngineOpt = "local",
+        ray_address: RayAddressOpt = None,
+        chips: ChipsEachOpt = None,
+        fleet: FleetOpt = None,
     ) -> None:
         """Tune cells (the grid --rows x --cols) or a whole --map to their targets.
 
@@ -174,15 +188,21 @@ def register(app: typer.Typer) -> None:
         working cell is within tolerance (stuck cells are reported, not failed), 1 when a
         working cell is not, 2 on bad input, 3 on an instrument or storage
         error, 130/143/129 when interrupted (the finished cells are kept; --resume RUN_ID
-        continues a --map job).
+        continues a --map job). --map with --chips N / --fleet F.yaml programs the same map
+        on every chip of a fleet (--engine ray: one actor per chip), one array run per chip.
         """
+        as_fleet = fleet_requested(engine, ray_address, chips, fleet)
         try:
+            if as_fleet:
+                check_fleet_tune(rows, cols, target_us, map_path, out, png, resume, retention_s, trace)
             job = parse_tune(
                 bench, rows, cols, target_us, map_path, origin, protocol, order, tolerance_rel,
                 max_pulses, out, png, resume, settle_s, retention_s, show_progress(progress),
             )  # fmt: skip
         except MemprogError as exc:
             raise fail(exc) from exc
+        if as_fleet:
+            tune_fleet(job, map_path, db, engine, ray_address, chips, fleet, force, as_json)
 
         def check_resume(store: Any) -> None:  # the shared resume rules, before the run exists
             if resume is not None:
@@ -298,6 +318,55 @@ def parse_tune(
         job.t = parse_values(target_us, "target_us")  # type: ignore[arg-type]
     job.delays = None if retention_s is None else list(parse_values(retention_s, "retention_s"))
     return job
+
+
+def check_fleet_tune(
+    rows: str | None, cols: str | None, target_us: str | None, map_path: Path | None, out: Path | None,
+    png: Path | None, resume: str | None, retention_s: str | None, trace: bool,
+) -> None:
+    """What a fleet ``tune`` refuses before anything opens: a fleet programs one --map on
+    every chip; each chip's cells are in its own run (``memprog db export --run``)."""
+    for name, value in (("--rows", rows), ("--cols", cols), ("--target-us", target_us)):
+        if value is not None:
+            raise ConfigError(name, value, "a single-chip tune: with --chips/--fleet only --map (a fleet programs one map on every chip)")
+    if map_path is None:
+        raise ConfigError("--map", None, "a conductance map with --chips/--fleet (a fleet programs one map on every chip)")
+    for name, value in (("--out", out), ("--png", png), ("--resume", resume), ("--retention-s", retention_s)):
+        if value is not None:
+            detail = "a fleet job resumes a lost chip itself" if name == "--resume" else "each chip's cells: memprog db export --run RUN_ID"
+            raise ConfigError(name, str(value), "a single-chip tune (not with --chips/--fleet)", detail)
+    if trace:
+        raise ConfigError("--trace", True, "a single-chip tune (not with --chips/--fleet)")
+
+
+def tune_fleet(
+    job: TuneJob, map_path: Path | None, db: str | None, engine: str, ray_address: str | None,
+    chips: int | None, fleet: Path | None, force: bool, as_json: bool,
+) -> NoReturn:
+    """``tune --map`` on every chip of a fleet (:func:`memprog.cli.fleet_run.run_protocol_fleet`)."""
+    assert job.m is not None
+
+    def make_job() -> Any:
+        # deferred: the fleet room imports the jobs (sqlalchemy, pandas)
+        from memprog.fleet.protocol_job import tune_map_job
+
+        return tune_map_job(job.m, job.origin, job.protocol, job.order, job.tolerance_rel, job.max_pulses,
+                            job.settle_s, job.run_params(map_path, False))  # fmt: skip
+
+    def precheck(specs: list[Any]) -> None:
+        for s in specs:
+            try:
+                cfg, _ = load_bench_config(s.bench)
+            except ConfigError:
+                continue  # a bench file on its host only: its worker checks the map there
+            tune_precheck(cfg, job, force)
+
+    run_protocol_fleet(
+        make_job, job.bench, db, engine, ray_address, chips, fleet, as_json, job.show,
+        run_params={"protocol": f"array/{job.protocol}", "map": None if map_path is None else str(map_path),
+                    "job": job.fingerprint},
+        describe=tune_fleet_text, precheck=precheck,
+    )  # fmt: skip
 
 
 def tune_precheck(cfg: Any, job: TuneJob, force: bool) -> None:

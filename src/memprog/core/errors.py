@@ -98,7 +98,21 @@ class FetchError(MemprogError):
         super().__init__(f"cannot fetch {url}: {reason}")
 
 
+class ClusterError(MemprogError):
+    """A compute cluster (Ray) could not be reached, or lost a chip's worker for good.
+
+    Apart from ``ConfigError`` for the same reason as :class:`FetchError`: the command may be
+    right and the cluster down; the CLI exits 3, as for an instrument that does not answer.
+    """
+
+    def __init__(self, address: str, reason: str):
+        self.address = address
+        self.reason = reason
+        super().__init__(f"Ray cluster {address}: {reason}")
+
+
 __all__ = [
+    "ClusterError",
     "FetchError",
     "MemprogError",
     "ConfigError",
@@ -107,3 +121,4 @@ __all__ = [
     "OpenCircuitError",
     "ProtocolError",
 ]
+

@@ -6,7 +6,8 @@ that a script can fetch. Read-only, loopback by default, a token on any other bi
 
 Layout: :mod:`.data` (the only module that reads the store), which hands its frames to
 :mod:`.records` (run ids, JSON-ready values, progress, the encoder), :mod:`.cell_figures`
-(counts, histogram, maps, ladder from one cells snapshot) and :mod:`.variability_view`;
+(counts, histogram, maps, ladder from one cells snapshot), :mod:`.variability_view` and
+:mod:`.fleet_view` (a fleet run's chips, totals and yield histogram);
 :mod:`.app` (wiring), ``routes_*`` and :mod:`.pages` (one router per page family),
 :mod:`.security` (the guard), :mod:`.assets` (the in-memory front end), :mod:`.server`
 (uvicorn), ``static/`` (HTML/JS/CSS).

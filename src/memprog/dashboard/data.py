@@ -35,6 +35,12 @@ from memprog.dashboard.cell_figures import (
     maps_of,
     outcome_kind,
 )
+from memprog.dashboard.fleet_view import (
+    chip_run_ids,
+    fleet_chip_count,
+    fleet_link,
+    fleet_of,
+)
 from memprog.dashboard.records import (
     NotFound,
     StoreBusy,
@@ -52,6 +58,8 @@ RUNS_LIMIT_MAX = 10_000
 CACHED_RUNS = 6
 RUNS_PAGE = 200  # newest runs the table shows unless asked for more
 CHOICES_TTL_S = 5.0
+FLEET_SCAN = 64  # program runs examined beyond a fleet's chip count when looking for its chips
+OWNERS_KEPT = 50_000
 
 T = TypeVar("T")
 
@@ -80,6 +88,9 @@ class DashboardData:
         self._cache: OrderedDict[str, tuple[Any, pd.DataFrame, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
         self._every: tuple[float, pd.DataFrame] | None = None
+        # program run -> (fleet run, chip index) or None: each run's params are read once
+        self._owners: OrderedDict[str, tuple[str, int] | None] = OrderedDict()
+        self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()  # finished runs' records
 
     # ---------------------------------------------------------------- plumbing
     def _default_variability(self, chip_id: str | None) -> Any:
@@ -182,6 +193,9 @@ class DashboardData:
         )
         now = datetime.now(UTC)
         runs = runs_records(df, now)
+        for r in runs:
+            if r.get("kind") == "fleet":
+                self._fleet_progress(r)
         if not any((kind, bench, chip_id, status)) and len(df) < int(limit):
             every = df  # the table already holds every run
         else:
@@ -227,6 +241,8 @@ class DashboardData:
             "cells_stored": len(cells),
             "is_ladder": run.get("kind") == "levels" or "level" in cells.columns,
             "columns": [str(c) for c in cells.columns],
+            "fleet": fleet_link(run),  # a chip's program run links back to its fleet run
+            "is_fleet": run.get("kind") == "fleet",
         }
         if "stats" not in derived:
             p, sm = run.get("params") or {}, run.get("summary") or {}
@@ -298,6 +314,115 @@ class DashboardData:
         run, cells, _ = self._snapshot(run_id)
         return ladder_of(run_id, run, cells)
 
+    # ---------------------------------------------------------------- fleets
+    def fleet(self, run_id: str) -> dict[str, Any]:
+        """A ``fleet`` run: one row per chip (linking its program run), the totals, and for
+        a yield study the histogram of chip accuracies (see :mod:`.fleet_view`)."""
+        run = self._get_run(run_id)
+        if run.get("kind") != "fleet":
+            raise NotFound(f"run {run_id} is a {run.get('kind')} run, not a fleet run")
+        events = self._retry(lambda: self.store.events(run_id, kind="worker_lost"))
+        return fleet_of(run, self._fleet_children(run, with_summary=True), events)
+
+    def _fleet_progress(self, r: dict[str, Any]) -> None:
+        """A fleet row of the runs table: the fleet stores no cells, so its cells column
+        shows its chips' (their runs' progress; a complete fleet's reported total)."""
+        key = (r.get("status"), r.get("ended_at"))
+        with self._lock:
+            hit = self._finished.get("fleet-cells:" + r["run_id"])
+        if hit is not None and hit["key"] == key:
+            done, total, n = hit["done"], hit["total"], hit["n"]
+        else:
+            run = self._get_run(r["run_id"])
+            rep = (run.get("summary") or {}).get("chips") or []
+            if rep and all(isinstance(c, dict) and c.get("cells_total") is not None for c in rep):
+                done = total = int(sum(int(c["cells_total"]) for c in rep))
+            else:
+                kids = self._fleet_children(run, with_summary=False).values()
+                done = int(sum(int(k.get("cells_done") or 0) for k in kids))
+                t = [k.get("cells_total") for k in kids]
+                total = int(sum(t)) if t and all(_known(x) for x in t) else None
+            n = fleet_chip_count(run)
+            if r.get("status") != "running":
+                self._keep(
+                    "fleet-cells:" + r["run_id"], {"key": key, "done": done, "total": total, "n": n}
+                )
+        r["cells_done"], r["cells_total"] = done, total
+        r["progress"] = clean(progress_of(r))
+        r["fleet_chips"] = n  # the cells column counts these chips' cells
+
+    def _fleet_children(
+        self, run: dict[str, Any], *, with_summary: bool
+    ) -> dict[int, dict[str, Any]]:
+        """chip index → its program run's record (the runs table's columns; ``params`` and
+        ``summary`` too when ``with_summary`` and the run has finished).
+
+        A complete fleet names its chips' runs in its summary; a running or failed one is
+        matched by reading the params of the program runs started after it (they are
+        created together, before the first pulse), each run's params read once."""
+        fid, n = run["run_id"], fleet_chip_count(run)
+        programs = self._retry(lambda: self.store.list_runs(kind="program", limit=RUNS_LIMIT_MAX))
+        ids = chip_run_ids(run)
+        if len(ids) < n and len(programs):
+            start = pd.to_datetime(run.get("started_at"), utc=True)
+            t = pd.to_datetime(programs["started_at"], utc=True)
+            later = programs[(t >= start).to_numpy()].sort_values("started_at")
+            for rid in later["run_id"].head(n + FLEET_SCAN):
+                owner = self._owner(str(rid))
+                if owner is not None and owner[0] == fid:
+                    ids.setdefault(owner[1], str(rid))
+                if len(ids) >= n:
+                    break
+        rows = {str(x["run_id"]): x for x in programs.to_dict("records")} if len(programs) else {}
+        out: dict[int, dict[str, Any]] = {}
+        for i, rid in ids.items():
+            rec = rows.get(rid)
+            if rec is None:  # beyond the listing: read it alone
+                try:
+                    rec = self._get_run(rid)
+                except NotFound:
+                    continue
+            rec = {k: v for k, v in rec.items() if not _isna(v)}
+            if with_summary and rec.get("status") != "running":
+                rec.update(self._finished_run(rid))
+            out[i] = rec
+        return out
+
+    def _owner(self, run_id: str) -> tuple[str, int] | None:
+        """(fleet run, chip index) of a program run, from its params (read once)."""
+        with self._lock:
+            if run_id in self._owners:
+                return self._owners[run_id]
+        link = fleet_link(self._retry(lambda: self.store.get_run(run_id)))
+        owner = None
+        if link is not None and link.get("chip_index") is not None:
+            owner = (str(link["fleet_run_id"]), int(link["chip_index"]))
+        with self._lock:
+            self._owners[run_id] = owner
+            while len(self._owners) > OWNERS_KEPT:
+                self._owners.popitem(last=False)
+        return owner
+
+    def _finished_run(self, run_id: str) -> dict[str, Any]:
+        """A finished chip run's summary and name, kept (a finished run never changes; its
+        params, which repeat the whole fleet's, are not)."""
+        with self._lock:
+            hit = self._finished.get(run_id)
+        if hit is None:
+            full = self._get_run(run_id)
+            p = full.get("params") or {}
+            hit = {"summary": full.get("summary") or {},
+                   "params": {k: p.get(k) for k in ("chip_name", "chip_index")}}  # fmt: skip
+            if full.get("status") != "running":
+                self._keep(run_id, hit)
+        return hit
+
+    def _keep(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._finished[key] = value
+            while len(self._finished) > OWNERS_KEPT // 10:
+                self._finished.popitem(last=False)
+
     # ---------------------------------------------------------------- variability
     def variability(self, chip_id: str | None = None) -> dict[str, Any]:
         """The variability tables as plot-ready columns, per chip, plus the chips available."""
@@ -321,6 +446,10 @@ class DashboardData:
 
 def _is_bulky(v: object) -> bool:
     return hasattr(v, "__len__") and not isinstance(v, str | dict) and len(v) > 16  # type: ignore[arg-type]
+
+
+def _known(v: Any) -> bool:
+    return v is not None and not _isna(v)
 
 
 def _isna(v: Any) -> bool:

@@ -16,15 +16,23 @@ NO_STORE = {"cache-control": "no-store"}
 
 @router.get("/runs/{run_id}", include_in_schema=False)
 def run_page(request: Request, run_id: str) -> HTMLResponse:
-    """One run; an unknown or malformed run id is a 404 page with a link back."""
-    request.app.state.data.require_run(run_id)  # raises NotFound
-    return page(request, "run.html")
+    """One run; an unknown or malformed run id is a 404 page with a link back. A fleet run
+    (no cells of its own) gets the fleet page: its chips, their runs, the totals."""
+    run = request.app.state.data.require_run(run_id)  # raises NotFound
+    return page(request, "fleet.html" if run.get("kind") == "fleet" else "run.html")
 
 
 @router.get("/api/runs/{run_id}")
 def api_run(request: Request, run_id: str) -> JSONResponse:
     """The run's record (params, summary), progress, counts, flag census, error histogram."""
     return JSONResponse(request.app.state.data.run(run_id), headers=NO_STORE)
+
+
+@router.get("/api/runs/{run_id}/fleet")
+def api_fleet(request: Request, run_id: str) -> JSONResponse:
+    """A fleet run: one row per chip (its program run, cells within/total, stuck, pulses,
+    bench time, accuracy, restarts), the totals, and a yield study's accuracy histogram."""
+    return JSONResponse(request.app.state.data.fleet(run_id), headers=NO_STORE)
 
 
 @router.get("/api/runs/{run_id}/maps")

@@ -10,13 +10,16 @@ flow by the reparametrization trick, ``w_eff = w + (w_transferred - w).detach()`
 pass sees the transferred weights, the backward pass the identity — except for weights with a
 stuck device, whose gradient is masked for that batch (a stuck device ignores updates).
 
-Cost: the sampling is a dozen element-wise tensor ops per layer without autograd, and the
-random draws for many batches come from one call (``chunk``), so a training step costs little
-more than a plain ``nn.Linear`` step (``benchmarks/bench_hwaware.py``).
+Cost: the random draws for many batches come from one call (``chunk``); per batch, all layers'
+transfers are ~20 element-wise ops without autograd on one flat vector (numpy views on the CPU
+for small networks, where torch's per-op dispatch would dominate), the parameters live in one
+flat storage so neither the round nor the stuck freeze concatenates them
+(``benchmarks/bench_hwaware.py``; issue 24: 2.2x -> 1.6x a plain 2-8-1 step).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,8 +97,8 @@ class HardwareAwareLinear(nn.Module):
         self._keep: tuple[torch.Tensor, ...] = ()
         self._next = 0
         self._group: _TransferGroup | None = None  # set by convert(): one fused draw per model
-        # last forward's keep masks when a device of this layer's transfer was stuck, else None
-        self.current_keep: tuple[torch.Tensor, torch.Tensor] | None = None
+        # an unfused layer's last keep masks (see current_keep)
+        self._current_keep: tuple[torch.Tensor, torch.Tensor] | None = None
         self._any_stuck: list[bool] = []
         self.stuck_weights = 0  # weights with a stuck device, summed over drawn batches
         self.batches = 0  # batches drawn
@@ -112,6 +115,19 @@ class HardwareAwareLinear(nn.Module):
             else:
                 layer.bias.zero_()
         return layer
+
+    @property
+    def current_keep(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The last forward's keep masks (weights, biases; 0 where a device is stuck) when a
+        device of this layer's transfer was stuck, else None. A property, read from the
+        transfer group: setting a module attribute every forward costs more than the mask."""
+        g = self._group
+        if g is None:
+            return self._current_keep
+        if not g.has_stuck or not g._slices:
+            return None
+        s = g._slices[self._group_index]
+        return s[2], s[3]
 
     def extra_repr(self) -> str:
         src = self.variability.source if self.variability is not None else "none"
@@ -157,12 +173,13 @@ class HardwareAwareLinear(nn.Module):
             return F.linear(x, self.weight, self.bias)
         if self._group is not None:
             delta_w, delta_b, keep_w, keep_b = self._group.take(self)
-            self.current_keep = (keep_w, keep_b) if self._group.has_stuck else None
+            if not self._group.has_stuck:  # keep is all ones: the same sum, no mask in the backward pass
+                return F.linear(x, torch.add(delta_w, self.weight), torch.add(delta_b, self.bias))
             w = torch.addcmul(delta_w, self.weight, keep_w)
             b = torch.addcmul(delta_b, self.bias, keep_b)
             return F.linear(x, w, b)
         draw, keep, keep_w, keep_b = self._draw()
-        self.current_keep = (keep_w, keep_b) if self._any_stuck[self._next - 1] else None
+        self._current_keep = (keep_w, keep_b) if self._any_stuck[self._next - 1] else None
         # reparametrization: the forward pass sees the transferred weights
         # (delta + w * keep == transferred), the backward pass the identity masked by keep
         # (a stuck device ignores updates)
@@ -182,11 +199,16 @@ class _TransferGroup:
     transfer of every layer, from the weights as they are then).
 
     Flat order: per layer, its weights row-major then its biases; devices (2, P): g_plus,
-    g_minus.
+    g_minus. When the layers were made by the same :func:`convert` call, their parameters
+    live in one flat storage (``flat``; each ``weight``/``bias`` stays its own
+    ``nn.Parameter``, a view of it): a round reads the weights without concatenating them,
+    and the stuck-device freeze is one masked op over all layers (``optimizer_step``). Why
+    it is checked every round: moving the model to another device or dtype re-homes the
+    parameters; the group then falls back to concatenating them (same result, more ops).
     """
 
     def __init__(self, layers: list[HardwareAwareLinear], variability: VariabilityModel,
-                 generator: torch.Generator | None, chunk: int) -> None:
+                 generator: torch.Generator | None, chunk: int, share_storage: bool = False) -> None:
         self.layers = layers
         self.var = variability
         self.generator = generator
@@ -204,11 +226,31 @@ class _TransferGroup:
         self.later_writes = torch.cat(lw, dim=1)
         self.sizes = [n for a, b, c in self.bounds for n in (b - a, c - b)]
         self.chunk = _chunk_for(chunk, self.later_writes.numel())
-        self._keep_parts: list[torch.Tensor] = []
         self.index = torch.cat(index)
         self.sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1)
+        self._small = self.later_writes.numel() <= 2048  # per-op overhead, not arithmetic, dominates
+        self._max = torch.zeros(len(layers), device=self.device)
+        self._range = torch.tensor(variability.g_max_us - variability.g_min_us, device=self.device)
+        self._g_min = torch.tensor(variability.g_min_us, device=self.device)
+        self.flat: torch.Tensor | None = self._share_storage() if share_storage else None
+        dtype = layers[0].weight.dtype
+        # numpy views of the same memory for the round on the CPU (see _round_np); up to some
+        # 10^4 devices (measured: 2-8-1 and 64-54-10 gain, one 256x256 layer does not)
+        self._numpy = (self.flat is not None and self.device.type == "cpu" and dtype == torch.float32
+                       and variability.numpy_apply and self.later_writes.numel() <= 1 << 15)
+        self._np_parts: tuple[np.ndarray, ...] | None = None
+        # this round's reparametrization offsets, written in place; per layer (weights, biases) views
+        self._delta = torch.empty(o, device=self.device, dtype=dtype)
+        self._delta_views = [
+            (self._delta[a:b].view(layer.weight.shape), self._delta[b:c])
+            for layer, (a, b, c) in zip(layers, self.bounds, strict=True)
+        ]
+        if self._numpy:
+            self._starts_np = np.array([a for a, _, _ in self.bounds])
+            self._index_np = self.index.numpy()
+            self._sign_np = np.array([[1.0], [-1.0]], dtype=np.float32)
         self._draws: Draw | None = None
-        self._keep: torch.Tensor | None = None
+        self._batch: list[tuple] = []  # per batch of the chunk: its draw's parts, unbound once
         self._next = 0
         self._served: set[int] = set()
         self._slices: list[tuple[torch.Tensor, ...]] = []
@@ -216,46 +258,147 @@ class _TransferGroup:
         self.batches = 0
         self._any_stuck: list[bool] = []
         self.has_stuck = False  # this round's transfer has a stuck device
+        self._stuck_now: torch.Tensor | None = None  # this round's (P,) 1.0 where a weight has a stuck device
 
-    def _draw(self) -> tuple[Draw, torch.Tensor, list[torch.Tensor]]:
-        if self._draws is None or self._next >= self.chunk:
-            d = self.var.draw(self.chunk, self.later_writes, self.generator)
-            self._draws = d
-            self._keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).float()
-            # per batch, whether any weight has a stuck device (one sync per chunk): the
-            # optimiser step needs freezing only then (training._StuckFreezer)
-            self._any_stuck = (self._keep < 1).any(1).tolist()
-            # per layer, contiguous keep masks of its weights and biases (one select per step)
-            self._keep_parts = []
+    def _share_storage(self) -> torch.Tensor | None:
+        """Move the layers' parameters into one flat storage (views of it); None if they differ
+        in device or dtype."""
+        params = [p for layer in self.layers for p in (layer.weight, layer.bias)]
+        if len({(p.device, p.dtype) for p in params}) != 1:
+            return None
+        flat = torch.empty(self.bounds[-1][2], device=params[0].device, dtype=params[0].dtype)
+        self._ptrs = []
+        with torch.no_grad():
             for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
-                self._keep_parts.append(self._keep[:, a:b].reshape(self.chunk, *layer.weight.shape).contiguous())
-                self._keep_parts.append(self._keep[:, b:c].contiguous())
-            self._next = 0
-            self.stuck_weights += int(self._keep.numel() - self._keep.sum().item())
-            self.batches += self.chunk
-        i = self._next
-        self._next += 1
-        assert self._keep is not None
-        self.has_stuck = bool(self._any_stuck[i])
-        return self._draws[i], self._keep[i], [k[i] for k in self._keep_parts]
+                w, bias = layer.weight, layer.bias
+                flat[a:b].view(w.shape).copy_(w)
+                flat[b:c].copy_(bias)
+                layer.weight = nn.Parameter(flat[a:b].view(w.shape), requires_grad=w.requires_grad)
+                layer.bias = nn.Parameter(flat[b:c], requires_grad=bias.requires_grad)
+                # the parameter dict itself: Module.__getattr__ would cost more than the check
+                self._ptrs.append((layer._parameters, layer.weight.data_ptr(), layer.bias.data_ptr()))
+        return flat
+
+    def flat_weights(self) -> torch.Tensor | None:
+        """The parameters' flat storage while every parameter still lives in it, else None."""
+        if self.flat is not None:
+            for params, pw, pb in self._ptrs:
+                if params["weight"].data_ptr() != pw or params["bias"].data_ptr() != pb:
+                    self.flat = None  # re-homed (.to(), .data = ...): concatenate from now on
+                    break
+        return self.flat
+
+    def _draw_chunk(self) -> None:
+        d = self.var.draw(self.chunk, self.later_writes, self.generator)
+        self._draws = d
+        n, p = self.chunk, self.later_writes.shape[1]
+        if d.stuck_index is not None:  # from the few stuck devices' positions: no full-size passes
+            batch = torch.div(d.stuck_index, 2 * p, rounding_mode="floor")
+            weight = batch * p + d.stuck_index.remainder(p)  # (batch, sign, weight) -> (batch, weight)
+            keep = torch.ones((n, p), dtype=self._delta.dtype, device=self.device)
+            keep.view(-1).index_fill_(0, weight, 0.0)
+            # per batch, whether any weight has a stuck device (one sync per chunk): the
+            # optimiser step needs freezing only then (optimizer_step, training._StuckFreezer)
+            any_stuck = torch.zeros(n, dtype=torch.bool, device=self.device).index_fill_(0, batch, True)
+            self._any_stuck = any_stuck.tolist()
+        else:
+            keep = (~(d.stuck[:, 0] | d.stuck[:, 1])).to(self._delta.dtype)
+            self._any_stuck = (keep < 1).any(1).tolist()
+        # every batch's parts as views, split once per chunk (unbind: one call, not one per batch)
+        parts: list[tuple[torch.Tensor, ...]] = [
+            d.disturb_us.unbind(0),
+            (None,) * n if d.imp_index is None else d.imp_index.unbind(0),
+            (None,) * n if d.rel_a is None else d.rel_a.unbind(0),
+            (None,) * n if d.rel_b1 is None else d.rel_b1.unbind(0),
+            d.stuck.unbind(0),
+            keep.unbind(0),
+            torch.sub(1.0, keep).unbind(0),
+        ]
+        for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True):
+            parts.append(keep[:, a:b].view(n, *layer.weight.shape).unbind(0))
+            parts.append(keep[:, b:c].unbind(0))
+        self._batch = list(zip(*parts, strict=True))
+        self._np_parts = None
+        if self._numpy and d.imp_index is not None:
+            self._np_parts = (d.disturb_us.numpy(), d.imp_index.numpy(), keep.numpy())
+        self._next = 0
+        self.stuck_weights += int(keep.numel() - keep.sum().item())
+        self.batches += n
 
     def _round(self) -> None:
-        v = self.var
-        draw, keep, parts = self._draw()
-        with torch.no_grad():
-            flat = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight, layer.bias)])
-            absf = flat.abs()
-            m = torch.stack([absf[a:c].amax() for a, _, c in self.bounds])
-            s = m.clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)[self.index]
-            g = torch.relu_(flat * self.sign).div_(s).add_(v.g_min_us)
-            g = v.apply(g, draw)
-            delta = (g[0] - g[1]).mul_(s).sub_(flat.mul_(keep))
-        pieces = torch.split(delta, self.sizes)
+        if self._draws is None or self._next >= self.chunk:
+            self._draw_chunk()
+        i = self._next
+        self._next += 1
+        disturb, imp, rel_a, rel_b1, stuck, keep, stuckf, *keep_parts = self._batch[i]
+        self.has_stuck = bool(self._any_stuck[i])
+        self._stuck_now = stuckf
+        flat = self.flat_weights()
+        if flat is not None and self._np_parts is not None:
+            self._round_np(i, flat)
+        else:
+            self._round_torch(flat, disturb, imp, rel_a, rel_b1, stuck, keep)
         self._slices = [
-            (pieces[2 * i].view(layer.weight.shape), pieces[2 * i + 1], parts[2 * i], parts[2 * i + 1])
-            for i, layer in enumerate(self.layers)
+            (dw, db, keep_parts[2 * j], keep_parts[2 * j + 1]) for j, (dw, db) in enumerate(self._delta_views)
         ]
         self._served = set()
+
+    def _round_np(self, i: int, flat_t: torch.Tensor) -> None:
+        """The round on numpy views of the same memory (CPU, float32, raw imprecision on
+        equidistant levels): the same mapping and lookup as :meth:`_round_torch`.
+
+        Why: a small network's round is ~20 element-wise ops on a few hundred devices, where
+        torch's per-op dispatch costs several times numpy's (2-8-1: 42 -> 10 µs a round).
+        """
+        v = self.var
+        disturb, imp, keep = (a[i] for a in self._np_parts)  # type: ignore[union-attr]
+        # views taken now, not kept: a deep copy of the model must not write into the original
+        flat = flat_t.numpy()
+        # each layer's largest |weight| maps to the top of the working range
+        m = np.maximum.reduceat(np.abs(flat), self._starts_np)
+        inv = (v.g_max_us - v.g_min_us) / np.maximum(m, 1e-30, out=m)  # µS per weight unit
+        inv = inv[self._index_np] if len(self.layers) > 1 else inv[0]
+        g = flat * inv * self._sign_np  # devices (2, P): g_plus, g_minus
+        np.maximum(g, 0, out=g)
+        g += v.g_min_us
+        t = v.apply_np(g, disturb, imp, in_range=True)
+        # offset: transferred - current * keep (forward: offset + current * keep == transferred)
+        d = self._delta.numpy()
+        np.subtract(t[0], t[1], out=d)
+        d /= inv
+        d -= flat * keep
+
+    def _round_torch(self, flat, disturb, imp, rel_a, rel_b1, stuck, keep) -> None:
+        v = self.var
+        with torch.no_grad():
+            if flat is None:
+                flat = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight, layer.bias)])
+                if flat.dtype != self._delta.dtype:  # the model changed dtype (.double()): follow it
+                    self._delta = torch.empty_like(flat)
+                    self._delta_views = [
+                        (self._delta[a:b].view(layer.weight.shape), self._delta[b:c])
+                        for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True)
+                    ]
+                    self._max = self._max.to(flat.dtype)
+            # each layer's largest |weight| maps to the top of the working range
+            absf = flat.abs()
+            if len(self.layers) == 1:
+                m = absf.amax()
+            elif self._small:  # one scatter beats a max per layer on a few hundred weights
+                m = self._max.scatter_reduce_(0, self.index, absf, "amax", include_self=False)
+            else:
+                m = torch.stack([absf[a:c].amax() for a, _, c in self.bounds])
+            inv = torch.div(self._range, m.clamp_min_(1e-30))  # µS per weight unit
+            if len(self.layers) > 1:
+                inv = inv.index_select(0, self.index)
+            # devices (2, P): g_plus, g_minus in the working range
+            if self._small:
+                g = torch.addcmul(self._g_min, flat * inv, self.sign).clamp_(min=v.g_min_us)
+            else:
+                g = torch.mul(flat * inv, self.sign).relu_().add_(v.g_min_us)
+            g = v.apply(g, Draw(rel_a, rel_b1, disturb, stuck, imp), in_range=True)
+            # offset: transferred - current * keep (forward: offset + current * keep == transferred)
+            torch.sub(g[0], g[1], out=self._delta).div_(inv).addcmul_(flat, keep, value=-1.0)
 
     def take(self, layer: HardwareAwareLinear) -> tuple[torch.Tensor, ...]:
         """This round's (delta_w, delta_b, keep_w, keep_b) of ``layer``."""
@@ -264,6 +407,24 @@ class _TransferGroup:
             self._round()
         self._served.add(i)
         return self._slices[i]
+
+    def optimizer_step(self, opt: torch.optim.Optimizer) -> bool:
+        """``opt.step()`` with this round's stuck weights put back where they were: one clone
+        and one masked op over all layers. False (nothing done) when the parameters no
+        longer share the flat storage: the caller freezes them layer by layer."""
+        flat = self.flat_weights()
+        if flat is None:
+            return False
+        if not self.has_stuck:
+            opt.step()
+            return True
+        with torch.no_grad():
+            saved = flat.clone()
+        opt.step()
+        with torch.no_grad():
+            # stepped + stuck * (saved - stepped): exact at 0 (stepped) and 1 (saved)
+            flat.lerp_(saved, self._stuck_now)
+        return True
 
 
 class MLP(nn.Module):
@@ -312,29 +473,36 @@ def convert(
     alone, row-major. Returns ``model``.
     """
     keys = None if later_writes is None else list(later_writes)
-    _replace(model, variability, generator, chunk, keys)
+    fresh: list[HardwareAwareLinear] = []
+    _replace(model, variability, generator, chunk, keys, fresh)
     if keys:
         raise ConfigError("later_writes", f"{len(keys)} left over", "one (2, out, in+1) array per nn.Linear")
     if fuse:
         layers = [m for m in model.modules() if isinstance(m, HardwareAwareLinear) and m.variability is not None]
         if layers:
-            group = _TransferGroup(layers, variability.to(layers[0].weight.device), generator, chunk)
+            # one flat parameter storage only for layers made here: an optimiser built before
+            # this call would hold parameters the group replaced
+            made = {id(m) for m in fresh}
+            group = _TransferGroup(layers, variability.to(layers[0].weight.device), generator, chunk,
+                                   share_storage=all(id(m) in made for m in layers))
             for i, layer in enumerate(layers):
                 layer._group = group
                 layer._group_index = i
     return model
 
 
-def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int, keys: list | None) -> None:
+def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int, keys: list | None,
+             fresh: list) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
             if keys is not None and not keys:
                 raise ConfigError("later_writes", "too few", "one (2, out, in+1) array per nn.Linear")
             lw = keys.pop(0) if keys is not None else None
-            setattr(model, name, HardwareAwareLinear.from_linear(
-                child, variability, generator=generator, chunk=chunk, later_writes=lw))
+            layer = HardwareAwareLinear.from_linear(child, variability, generator=generator, chunk=chunk, later_writes=lw)
+            setattr(model, name, layer)
+            fresh.append(layer)
         else:
-            _replace(child, variability, generator, chunk, keys)
+            _replace(child, variability, generator, chunk, keys, fresh)
 
 
 def stuck_weight_fraction(model: nn.Module) -> dict[str, float]:

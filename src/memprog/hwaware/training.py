@@ -264,7 +264,9 @@ class _StuckFreezer:
     Why not only a masked gradient: Adam's update is ``m / sqrt(v)`` from moments built by
     earlier batches, so a zero gradient still moves the weight (and weight decay adds its
     own pull). The weights of this batch's stuck devices are saved before the step and put
-    back after it: no optimiser state moves them.
+    back after it: no optimiser state moves them. Layers fused in one transfer group with a
+    shared parameter storage are frozen by the group in one masked op (the cost of a
+    hardware-aware step, issue 24); other layers one by one.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -272,17 +274,23 @@ class _StuckFreezer:
         self.active = any(
             m.variability.stuck_hrs_fraction + m.variability.stuck_lrs_fraction > 0 for m in self.layers
         )
+        groups = {id(m._group): m._group for m in self.layers if m._group is not None}
+        self.group = next(iter(groups.values())) if len(groups) == 1 else None
+        self._only_group = self.group is not None and all(m._group is self.group for m in self.layers)
 
     def step(self, opt: torch.optim.Optimizer) -> None:
         if not self.active:
             opt.step()
+            return
+        if self._only_group and self.group.optimizer_step(opt):  # type: ignore[union-attr]
             return
         live = [m for m in self.layers if m.current_keep is not None]
         if not live:  # no stuck device in this batch's transfer
             opt.step()
             return
         params = [p for m in live for p in (m.weight, m.bias)]
-        keeps = [k for m in live for k in m.current_keep]  # type: ignore[union-attr]
+        # masks in the parameters' dtype (a model moved to float64 keeps float32 masks)
+        keeps = [k.to(p.dtype) for m in live for k, p in zip(m.current_keep, (m.weight, m.bias), strict=True)]  # type: ignore[arg-type]
         with torch.no_grad():
             saved = [p.detach().clone() for p in params]
         opt.step()

@@ -115,6 +115,9 @@ class Draw:
     disturb_us: torch.Tensor
     stuck: torch.Tensor
     imp_index: torch.Tensor | None = None
+    # flat (row-major) positions of the stuck devices, ascending, when the draw knows them
+    # (:meth:`VariabilityModel.draw`): callers build masks from these few, not from ``stuck``
+    stuck_index: torch.Tensor | None = None
 
     def __getitem__(self, i: Any) -> Draw:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -218,6 +221,9 @@ class VariabilityModel:
         # nearest level of a conductance: bucketize against the midpoints between levels
         self._imp_mid = None if self.imp_levels_us is None else 0.5 * (self.imp_levels_us[1:] + self.imp_levels_us[:-1])
         self._imp_grid: tuple[float, float, int] | None = None
+        self._imp_flat = None if self.imp_factors is None else self.imp_factors.reshape(-1)  # gather table
+        cpu = self._imp_flat is not None and self._imp_flat.device.type == "cpu"
+        self._imp_flat_np = self._imp_flat.numpy() if cpu else None  # the same memory, for apply_np
         lv = self.imp_levels_us
         if lv is not None and lv.numel() > 1:
             step = float(lv[-1] - lv[0]) / (lv.numel() - 1)
@@ -226,6 +232,19 @@ class VariabilityModel:
                 self._imp_grid = (float(lv[0]), 1.0 / step, int(lv.numel() - 1))
         elif lv is not None:
             self._imp_grid = (float(lv[0]), 0.0, 0)  # one level: every G takes it
+        if self._imp_grid is not None:
+            # nearest level = round(G * a + b), one fused op per transfer (the cost of a
+            # training step, issue 24); tensors so addcmul takes them without a host copy
+            lo, inv_step, top = self._imp_grid
+            dev = lv.device
+            self._imp_ab = (torch.tensor(inv_step, device=dev), torch.tensor(-lo * inv_step, device=dev))
+            # within the working range the rounded level stays in 0..top without a clamp when
+            # the levels reach to within half a step of both ends of the range
+            margin = 1e-4 * (self.g_max_us - self.g_min_us)
+            self._imp_ab_np = (np.float32(inv_step), np.float32(-lo * inv_step))
+            self._imp_range_inside = top == 0 or (
+                (self.g_min_us - margin - lo) * inv_step > -0.49 and (self.g_max_us + margin - lo) * inv_step < top + 0.49
+            )
 
     @property
     def imprecision(self) -> str:
@@ -504,7 +523,7 @@ class VariabilityModel:
         imp = None
         if raw:
             if not one_uniform:
-                imp = torch.rand(shape, generator=generator, device=dev).mul_(m_imp).long().clamp_(max=m_imp - 1)
+                imp = torch.rand(shape, generator=generator, device=dev).mul_(m_imp).clamp_(max=m_imp - 1).int()
             rel_a = rel_b1 = None
         else:
             normal = torch.randn((2, *shape), generator=generator, device=dev)
@@ -514,47 +533,87 @@ class VariabilityModel:
             rel_b1 += 1.0 + self.offset_mean_pct / 100.0
         f_h, f_l = self.stuck_hrs_fraction, self.stuck_lrs_fraction
         f = f_h + f_l
-        # per device (not per transfer): its row's sample count and the row's flat offset,
-        # as floats (exact below 2**24) so the per-transfer index stays float until one cast
+        # per device (not per transfer): its row's sample count, the row's flat offset and the
+        # affine map u -> (u - f) / (1 - f) * count as one multiply-add; floats (exact below
+        # 2**24) so the per-transfer index stays float until one cast. Why so few passes: each
+        # full-size op costs a training step as much as a plain layer's arithmetic (issue 24)
         cnt = self.disturb_counts[k].to(u.dtype)
-        base = (k * self.disturb_us.shape[1]).to(u.dtype)
-        v = (u - f).mul_(1.0 / (1.0 - f)) if f > 0 else u
-        x = v * cnt
-        pos = torch.minimum(x.floor(), cnt - 1).clamp_(min=0)
+        base = (k * self.disturb_us.shape[1]).int()
+        x = torch.addcmul(cnt * (-f / (1.0 - f)), u, cnt * (1.0 / (1.0 - f))) if f > 0 else u * cnt
+        pos = x.floor().clamp_(min=torch.zeros_like(cnt), max=cnt - 1)  # one pass for both bounds
         if one_uniform:
-            imp = x.sub_(pos).mul_(m_imp).long().clamp_(0, m_imp - 1)
-        pos = pos.add_(base)
-        # index_select: several times faster than advanced indexing on large index tensors
-        disturb = self.disturb_us.view(-1).index_select(0, pos.view(-1).long()).view(shape)
+            # stuck devices (x < 0) get a negative fraction here; their index is replaced below
+            imp = x.sub_(pos).mul_(m_imp).clamp_(max=m_imp - 1).int()
+        # index_select: several times faster than advanced indexing on large index tensors;
+        # int32 indices: a float -> int64 cast costs as much as drawing the uniforms
+        disturb = self.disturb_us.view(-1).index_select(0, pos.int().add_(base).view(-1)).view(shape)
         stuck = u < f
+        where = None
         if f > 0:
-            where = stuck.nonzero(as_tuple=True)  # few: stuck values only where needed
-            us = u[where]
+            where = stuck.view(-1).nonzero().squeeze(1)  # few: stuck values only where needed
+            us = u.view(-1).index_select(0, where)
             hrs = us < f_h
             nh, nl = self.stuck_hrs_us.numel(), self.stuck_lrs_us.numel()
             ih = (us * (nh / max(f_h, 1e-30))).long().clamp_(0, nh - 1)
             il = ((us - f_h) * (nl / max(f_l, 1e-30))).long().clamp_(0, nl - 1)
-            disturb[where] = torch.where(hrs, self.stuck_hrs_us[ih], self.stuck_lrs_us[il])
+            disturb.view(-1).index_copy_(0, where, torch.where(hrs, self.stuck_hrs_us[ih], self.stuck_lrs_us[il]))
             if raw:
-                imp[where] = m_imp  # the 0 column: a stuck device keeps only its stuck value
+                imp.view(-1).index_fill_(0, where, m_imp)  # the 0 column: a stuck device keeps only its stuck value
             else:
-                rel_a[where] = 0.0
-                rel_b1[where] = 0.0
-        return Draw(rel_a, rel_b1, disturb, stuck, imp)
+                rel_a.view(-1).index_fill_(0, where, 0.0)
+                rel_b1.view(-1).index_fill_(0, where, 0.0)
+        return Draw(rel_a, rel_b1, disturb, stuck, imp, where)
 
-    def apply(self, g_us: torch.Tensor, d: Draw) -> torch.Tensor:
-        """Conductances after the transfer: imprecision, disturb, stuck substitution."""
+    def apply(self, g_us: torch.Tensor, d: Draw, *, in_range: bool = False) -> torch.Tensor:
+        """Conductances after the transfer: imprecision, disturb, stuck substitution.
+
+        ``in_range``: the caller guarantees ``g_us`` lies in this model's working range
+        (training's own mapping), so the nearest-level lookup may skip its clamp when the
+        characterised levels span that range.
+        """
         if d.imp_index is None:
             return torch.addcmul(d.disturb_us, g_us, torch.addcmul(d.rel_b1, g_us, d.rel_a))
         assert self.imp_factors is not None and self._imp_mid is not None
         if self._imp_grid is not None:  # equidistant levels (as characterised): one affine map
-            lo, inv_step, top = self._imp_grid
-            level = (g_us - lo).mul_(inv_step).round_().clamp_(0, top).long()
+            a, b = self._imp_ab
+            level = torch.addcmul(b, g_us, a).round_()
+            if not (in_range and self._imp_range_inside):
+                level.clamp_(0, self._imp_grid[2])
+            level = level.int()
         else:  # bucketize is ~100x slower on the CPU: only for uneven levels
-            level = torch.bucketize(g_us, self._imp_mid)  # nearest characterised level
+            level = torch.bucketize(g_us, self._imp_mid, out_int32=True)  # nearest characterised level
+        # int32 throughout (the draw's indices are int32): mixed widths take a slow path
         idx = torch.add(d.imp_index, level, alpha=self.imp_factors.shape[1])
-        factor = self.imp_factors.view(-1).index_select(0, idx.view(-1)).view(idx.shape)
+        factor = self._imp_flat.index_select(0, idx.view(-1)).view(idx.shape)
         return torch.addcmul(d.disturb_us, g_us, factor)
+
+    @property
+    def numpy_apply(self) -> bool:
+        """Whether :meth:`apply_np` serves this model (raw imprecision on equidistant levels, CPU)."""
+        return self._imp_grid is not None and self._imp_flat_np is not None
+
+    def apply_np(self, g_us: np.ndarray, disturb_us: np.ndarray, imp_index: np.ndarray,
+                 *, in_range: bool = False) -> np.ndarray:
+        """:meth:`apply` on float32 numpy views of CPU tensors (raw imprecision, equidistant
+        levels: see :attr:`numpy_apply`), the same law and the same lookup.
+
+        Why: a small network's training round is ~20 element-wise ops on a few hundred
+        devices, where a numpy op costs a fraction of a torch op's dispatch (issue 24).
+        """
+        assert self._imp_grid is not None and self._imp_flat_np is not None
+        a, b = self._imp_ab_np
+        level = g_us * a
+        level += b
+        np.rint(level, out=level)  # half to even, as torch.round
+        if not (in_range and self._imp_range_inside):
+            np.clip(level, 0, self._imp_grid[2], out=level)
+        idx = level.astype(np.int32)
+        idx *= self.imp_factors.shape[1]  # type: ignore[union-attr]
+        idx += imp_index
+        out = self._imp_flat_np[idx]
+        out *= g_us
+        out += disturb_us
+        return out
 
     def sample(
         self, g_us: torch.Tensor, later_writes: torch.Tensor, n: int,

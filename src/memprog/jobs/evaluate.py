@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,26 @@ def fresh_chip_bench(bench: str | Path, seed: int, folder: Path) -> Path:
     return out
 
 
+CHIP_FIELDS = ("seed", "chip_accuracy", "readout_accuracy", "cells_stuck", "cells_within_tolerance",
+               "cells_total", "bench_time_s")  # fmt: skip
+
+
+def program_fresh_chips(
+    bench: str | Path, seeds: list[int], net: Network, params: ProgramParams,
+    test_set: tuple[np.ndarray, np.ndarray], progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Program ``net`` onto one fresh simulated chip of ``bench`` per seed, one after another."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            path = fresh_chip_bench(bench, seed, Path(tmp))
+            # throw-away chips: fresh from the seed every time, never stored (chip_state)
+            with volatile_chips(), open_bench(path) as b:
+                rep = run_program(b, net, params, test_set=test_set, progress=progress)
+            out.append({**rep.summary(), "seed": seed})
+    return out
+
+
 def compare_with_prediction(
     weights: str | Path,
     bench: str | Path,
@@ -65,6 +86,7 @@ def compare_with_prediction(
     params: ProgramParams | None = None,
     png: str | Path | None = None,
     progress: bool = False,
+    program_chips: Callable[..., list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Program ``weights`` onto ``transfers`` fresh simulated chips; compare with the MC prediction.
 
@@ -78,6 +100,10 @@ def compare_with_prediction(
         mc_transfers: simulated transfers of the prediction.
         params: programming settings; default one pair per weight (``copies=1``).
         png: where to draw both distributions side by side.
+        program_chips: how the chips are programmed, ``(bench, seeds, network, params,
+            test_set, progress) -> [per-chip dict with CHIP_FIELDS]``; default
+            :func:`program_fresh_chips` (one after another, here). ``evaluate --engine ray``
+            passes the fleet's (one Ray actor per chip, in parallel; the same chips).
 
     Returns:
         ``measured_accuracies`` (one per chip), ``predicted`` (mean, std, 5/50/95 %
@@ -107,28 +133,10 @@ def compare_with_prediction(
     )
     pred = sim.evaluate(x, y, mc_transfers, seed=first_seed)
     acc = np.asarray(pred.transfer_accuracy, dtype=float)
-    measured: list[float] = []
-    chips: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in range(transfers):
-            seed = first_seed + k
-            path = fresh_chip_bench(bench, seed, Path(tmp))
-            # throw-away chips: fresh from the seed every time, never stored (chip_state)
-            with volatile_chips(), open_bench(path) as b:
-                rep = run_program(b, net, p, test_set=(x, y), progress=progress)
-            measured.append(float(rep.chip_accuracy))  # type: ignore[arg-type]
-            s = rep.summary()
-            chips.append(
-                {
-                    "seed": seed,
-                    "chip_accuracy": rep.chip_accuracy,
-                    "readout_accuracy": rep.readout_accuracy,
-                    "cells_stuck": s["cells_stuck"],
-                    "cells_within_tolerance": s["cells_within_tolerance"],
-                    "cells_total": s["cells_total"],
-                    "bench_time_s": s["bench_time_s"],
-                }
-            )
+    seeds = [first_seed + k for k in range(transfers)]
+    program = program_chips or program_fresh_chips
+    chips = [{k: c.get(k) for k in CHIP_FIELDS} for c in program(bench, seeds, net, p, (x, y), progress)]
+    measured = [float(c["chip_accuracy"]) for c in chips]
     m = np.array(measured)
     q5, q50, q95 = np.percentile(acc, [5, 50, 95])
     out: dict[str, Any] = {
@@ -189,4 +197,4 @@ def plot_comparison(summary: dict[str, Any], predicted: np.ndarray, png: str | P
     plt.close(fig)
 
 
-__all__ = ["compare_with_prediction", "fresh_chip_bench", "plot_comparison"]
+__all__ = ["CHIP_FIELDS", "compare_with_prediction", "fresh_chip_bench", "plot_comparison", "program_fresh_chips"]

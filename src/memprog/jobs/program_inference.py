@@ -34,16 +34,37 @@ def effective_matrices(plan: Plan, g_us: np.ndarray) -> list[np.ndarray]:
     return mats
 
 
+def vmm_partial(
+    tiles: list[Any], ext: np.ndarray, nout: int, vmm: Any, n_rows: int, input_v: float, bar: Any = None
+) -> np.ndarray:
+    """One layer's pre-activations from some of its tiles (unscaled: µS·V per unit input).
+
+    Each sample's layer input ``ext`` (bias input included) is scaled so its largest
+    magnitude maps to ``input_v`` (linear, undone here); every copy row of an input gets the
+    same voltage; the ``+`` minus ``−`` column currents of each tile are added into the
+    tile's outputs. The tiles of a layer may lie on several chips: their partial sums add
+    (:mod:`memprog.fleet`), and the caller applies the layer scale and the copies.
+    """
+    s = np.maximum(np.abs(ext).max(axis=1), 1.0)
+    z = np.zeros((ext.shape[0], nout))
+    v = np.zeros(n_rows)
+    for t in tiles:
+        for n in range(ext.shape[0]):
+            v[:] = 0.0
+            v[t.rows] = (input_v / s[n]) * ext[n, t.in_lo : t.in_hi][None, :]
+            cur = np.asarray(vmm(v), dtype=float)
+            diff = (cur[t.cols_plus] - cur[t.cols_minus]) * 1e6  # µS·V
+            z[n, t.out_lo : t.out_hi] += diff * (s[n] / input_v)
+        if bar is not None:
+            bar.update(ext.shape[0])
+    return z
+
+
 def vmm_forward(
     net: Network, plan: Plan, x: np.ndarray, vmm: Any, n_rows: int, input_v: float, progress: bool = False
 ) -> np.ndarray:
-    """Output scores computed by the chip's analog VMM, tile by tile, sample by sample.
-
-    Each sample's layer input (with the bias input 1) is scaled so its largest magnitude
-    maps to ``input_v`` (linear, undone digitally); every copy row of an input gets the
-    same voltage; the ``+`` minus ``−`` column currents, divided by the voltage scale, the
-    copies and the layer scale, are the layer's pre-activations.
-    """
+    """Output scores computed by the chip's analog VMM, tile by tile, sample by sample
+    (:func:`vmm_partial` per layer, then the layer scale, the copies and the activation)."""
     pl = plan.placement
     assert pl is not None
     a = np.asarray(x, dtype=float)
@@ -51,19 +72,9 @@ def vmm_forward(
     bar = Progress(progress, a.shape[0] * len(pl.tiles), "inference")
     try:
         for k in range(nl):
-            nin, nout = pl.layer_shapes[k]
+            _, nout = pl.layer_shapes[k]
             ext = np.hstack([a, np.ones((a.shape[0], 1))])
-            s = np.maximum(np.abs(ext).max(axis=1), 1.0)
-            z = np.zeros((a.shape[0], nout))
-            for t in pl.tiles_of(k):
-                v = np.zeros(n_rows)
-                for n in range(a.shape[0]):
-                    v[:] = 0.0
-                    v[t.rows] = (input_v / s[n]) * ext[n, t.in_lo : t.in_hi][None, :]
-                    cur = np.asarray(vmm(v), dtype=float)
-                    diff = (cur[t.cols_plus] - cur[t.cols_minus]) * 1e6  # µS·V
-                    z[n, t.out_lo : t.out_hi] += diff * (s[n] / input_v)
-                bar.update(a.shape[0])
+            z = vmm_partial(pl.tiles_of(k), ext, nout, vmm, n_rows, input_v, bar)
             z *= plan.scales[k] / pl.copies
             a = activate(z, net.output if k == nl - 1 else net.activation)
     finally:
@@ -98,4 +109,4 @@ def chip_inference(
     return sw, chip, readout, inference
 
 
-__all__ = ["effective_matrices", "vmm_forward", "chip_inference"]
+__all__ = ["effective_matrices", "vmm_partial", "vmm_forward", "chip_inference"]

@@ -115,7 +115,7 @@ def layer_figures(
                     "weights_dead": int(dead.sum()),
                     "pair_error_rms_live_us": float(np.sqrt(np.mean(dg[~dead] ** 2))) if (~dead).any() else None,
                     "pair_error_max_us": float(np.abs(dg).max()),
-                    "cell_error_rms_us": float(np.sqrt(np.mean(res.error_us[sel] ** 2))),
+                    "cell_error_rms_us": float(np.sqrt(np.mean(res.error_us[sel] ** 2))) if sel.any() else None,
                     "scale_per_us": plan.scales[k],
                 }
             )

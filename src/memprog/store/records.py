@@ -17,7 +17,7 @@ from typing import Any
 from memprog.core.jsonout import dumps, lenient
 
 RUN_STATUSES = ("running", "complete", "interrupted", "failed")
-RUN_KINDS = ("tune", "array", "levels", "characterize", "program", "insitu", "train")
+RUN_KINDS = ("tune", "array", "levels", "characterize", "program", "insitu", "train", "fleet")
 SAMPLE_TABLES = ("imprecision", "disturb", "stuck", "rtn", "range", "response", "noise", "relax")
 TRACE_EVENTS = ("pulse", "read")
 

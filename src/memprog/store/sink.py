@@ -112,7 +112,7 @@ class StoreSink:
         self._traces: list[dict[str, Any]] = []
         self._trace_rows = 0
         self._samples: dict[str, list[Any]] = {}
-        self._event_seq = 0
+        self._event_seq = self._next_event_seq()  # a run continued by a new sink: after its events
         self._cell_seq = self._next_cell_seq()
         self._trace_seq = 0
         self._keys: set[int] = set()
@@ -214,6 +214,10 @@ class StoreSink:
         if cols:
             self._samples.setdefault(table, []).append(table_from_columns(cols))
         self._maybe_flush()
+
+    def _next_event_seq(self) -> int:
+        q = select(func.coalesce(func.max(Event.seq) + 1, 0)).where(Event.run_id == self.run_id)
+        return int(self.store._read("read events", lambda c: c.execute(q).scalar()))
 
     def _next_cell_seq(self) -> int:
         q = select(func.coalesce(func.max(CellBatch.seq + CellBatch.n_cells), 0)).where(

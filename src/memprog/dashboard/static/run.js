@@ -300,9 +300,12 @@
       ["resumed from", r.resumed_from]];
     const ws = (r.params || {}).weights_source;  // a program run's weights: where from, which file
     if (ws) meta.push(["weights", ws.source], ["sha256", ws.sha256], ["pinned", ws.pinned ? "yes" : "no (hash recorded)"]);
+    const fl = d.fleet;  // a chip's run of a fleet job: back to the fleet run
+    if (fl) meta.unshift(["fleet run", fl.fleet_run_id]);
     const shown = meta.filter(([, v]) => v);
-    document.getElementById("meta").innerHTML = shown.map(([k, v]) => k === "resumed from"
-      ? `${k} <a class="mono" href="/runs/${encodeURIComponent(v)}">${MP.esc(v)}</a>` : `${k} <b>${MP.esc(v)}</b>`).join(" · ");
+    const link = (k, v) => `${k} <a class="mono" ${k === "fleet run" ? 'id="fleet-link" ' : ""}href="/runs/${encodeURIComponent(v)}">${MP.esc(v)}</a>`;
+    document.getElementById("meta").innerHTML = shown.map(([k, v]) => k === "resumed from" || k === "fleet run"
+      ? link(k, v) + (k === "fleet run" && fl.chip_name ? ` (chip <b>${MP.esc(fl.chip_name)}</b>)` : "") : `${k} <b>${MP.esc(v)}</b>`).join(" · ");
     document.getElementById("progress").innerHTML = MP.bar(p, r.status) +
       `<span class="bartext"> · ${MP.rate(p)} cells/s · ${MP.dur(p.elapsed_s)}</span>`;
     const tiles = [[d.is_ladder ? "levels stored" : "cells stored", MP.int(d.cells_stored)], ["converged", MP.int(d.converged)],

@@ -34,9 +34,10 @@
       // long bench and chip names are cut with an ellipsis (the full name on hover), so the
       // table fits a 1,280 px screen with its duration column
       `<td>${MP.esc(r.kind)}</td><td class="clip" title="${MP.esc(r.bench ?? "")}">${MP.esc(r.bench ?? "—")}</td>` +
-      `<td class="clip" title="${MP.esc(r.chip_id ?? "")}">${MP.esc(r.chip_id ?? "—")}</td>` +
+      `<td class="clip" title="${MP.esc(r.chip_id ?? "")}">${MP.esc(r.chip_id ?? (r.fleet_chips ? `${r.fleet_chips} chips` : "—"))}</td>` +
       `<td>${MP.esc(r.protocol ?? "—")}</td><td>${MP.badge(r.status)}</td><td>${MP.time(r.started_at)}</td>` +
-      `<td class="progress">${MP.bar(p, r.status)}</td><td class="num rate">${MP.rate(p)}</td>` +
+      // a fleet run stores no cells: its column shows its chips' (fleet_chips says how many)
+      `<td class="progress"${r.fleet_chips ? ` title="cells of its ${MP.esc(r.fleet_chips)} chips"` : ""}>${MP.bar(p, r.status)}</td><td class="num rate">${MP.rate(p)}</td>` +
       `<td class="num">${MP.dur(p.elapsed_s)}</td></tr>`;
   }
 
