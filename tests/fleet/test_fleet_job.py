@@ -114,3 +114,23 @@ def test_too_few_chips_are_refused_before_any_bench_opens(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r">= 2 chips of 96x96"):
         run_fleet_program(eng, simulated_chips(bench, 1), net, ProgramParams(copies=1), (96, 96), test_set=data)
     assert eng.workers == []
+
+
+class _TwoHosts(LocalEngine):
+    """A local engine that says its workers sit on two hosts (a Ray fleet over a lab)."""
+
+    def describe(self):
+        return {"engine": "ray", "address": "HEAD:6379", "nodes": ["10.0.0.1", "10.0.0.2"]}
+
+
+def test_a_fleet_over_several_hosts_is_refused_on_sqlite_before_any_pulse(tmp_path: Path) -> None:
+    bench = small_onchip_bench(tmp_path)
+    net, data = digits()
+    db = f"sqlite:///{tmp_path / 'fleet.sqlite'}"
+    with pytest.raises(ConfigError, match="PostgreSQL for a fleet on several hosts"):
+        run_fleet_program(_TwoHosts(), simulated_chips(bench, 2), net, ProgramParams(copies=1), (96, 96), test_set=data, db=db)
+    store = open_store(db)
+    try:
+        assert len(store.list_runs()) == 0  # refused before any run (or pulse)
+    finally:
+        store.close()

@@ -217,9 +217,19 @@ def test_evaluate_on_bench_programs_the_same_fresh_chips_in_parallel(cluster, tm
     var = VariabilityModel.from_preset("tio2_passive")
     kw = {"mc_transfers": 100, "first_seed": 1}
     here = compare_with_prediction(tmp_path / "moons.pt", "sim_onchip", 3, var, (x, y), **kw)
+    db = f"sqlite:///{tmp_path / 'yield.sqlite'}"
     there = compare_with_prediction(
-        tmp_path / "moons.pt", "sim_onchip", 3, var, (x, y), program_chips=fleet_chip_programmer(RayEngine), **kw
+        tmp_path / "moons.pt", "sim_onchip", 3, var, (x, y), program_chips=fleet_chip_programmer(RayEngine, db), **kw
     )
     assert [c["seed"] for c in there["chips"]] == [1, 2, 3]
     assert there["measured_accuracies"] == here["measured_accuracies"]
     assert [c["cells_stuck"] for c in there["chips"]] == [c["cells_stuck"] for c in here["chips"]]
+    # the yield study is a fleet run: the chips' accuracies beside the Monte Carlo prediction
+    store = open_store(db)
+    try:
+        (fid,) = store.list_runs(kind="fleet")["run_id"]
+        s = store.get_run(fid)["summary"]
+    finally:
+        store.close()
+    assert s["mode"] == "replicated" and s["yield"]["chip_accuracies"] == there["measured_accuracies"]
+    assert s["predicted"]["p05"] == there["predicted"]["p5"] and s["predicted"]["mean"] == there["predicted"]["mean"]

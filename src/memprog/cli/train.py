@@ -119,6 +119,7 @@ def evaluate_on_bench(
     progress: bool = False,
     engine: str = "local",
     ray_address: str | None = None,
+    db: str | None = None,
 ) -> None:
     """``memprog evaluate W.pt --on-bench B --transfers K``: K programmed chips vs the MC prediction.
 
@@ -137,7 +138,11 @@ def evaluate_on_bench(
         from memprog.fleet.job import fleet_chip_programmer
 
         make_engine(engine, ray_address)  # bad engine options: refused before any MC work
-        program_chips = fleet_chip_programmer(lambda: make_engine(engine, ray_address))
+        # deferred: the store loads sqlalchemy
+        from memprog.store.engine import default_db_url
+
+        # the yield study is recorded as a fleet run (the dashboard shows it beside the prediction)
+        program_chips = fleet_chip_programmer(lambda: make_engine(engine, ray_address), db or default_db_url())
     out = compare_with_prediction(
         weights, bench, transfers, variability, test_set,
         mc_transfers=mc_transfers, first_seed=seed + 1, png=png, progress=progress, program_chips=program_chips,
@@ -275,7 +280,7 @@ def register(app: typer.Typer) -> None:
                 x, y = held_out_set(load_weights(weights))
                 return evaluate_on_bench(
                     weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
-                    progress=show_progress(False if as_json else None), engine=engine, ray_address=ray_address,
+                    progress=show_progress(False if as_json else None), engine=engine, ray_address=ray_address, db=db,
                 )
             except MemprogError as exc:  # bad input 2, instrument or store 3 (as `memprog program`)
                 typer.echo(f"error: {exc}", err=True)

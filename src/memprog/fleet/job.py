@@ -226,6 +226,7 @@ def run_fleet_program(
     mode: str = "auto",
     run_params: dict[str, Any] | None = None,
     progress: bool = False,
+    prediction: dict[str, Any] | None = None,
 ) -> FleetReport:
     """Program ``source`` onto the fleet ``specs`` with ``engine`` (see the module docstring).
 
@@ -235,6 +236,8 @@ def run_fleet_program(
         mode: ``auto`` (replicated when the network fits one array, else tiled),
             ``tiled`` or ``replicated``.
         run_params: what the fleet run records besides the job's own settings (weights, bench).
+        prediction: a Monte Carlo prediction of the chips' accuracy (mean, std, p05, p50,
+            p95) reported beside the measured ones (a yield study).
 
     Raises:
         ConfigError: too few chips for the network (naming how many it needs), chips of
@@ -297,6 +300,8 @@ def run_fleet_program(
         report = _report(engine, mode, desc, chips, source, outcomes, placements, test_set, params)
         phases["inference_s"] = time.perf_counter() - t_inf  # tiled: the chips' VMMs, layer by layer
         report.extra["phases"] = phases
+        if prediction is not None:
+            report.extra["predicted"] = dict(prediction)
         report.extra["worker_rss_mb"] = [infos[s.index].get("rss_mb") for s in specs]
         report.chips_needed = need
         if mode == "tiled" and unused:
@@ -362,19 +367,23 @@ def _report(
     return FleetReport(mode, desc, chips, sw, chip, readout, inference, total, 0.0)
 
 
-def fleet_chip_programmer(make: Callable[[], LocalEngine | RayEngine]) -> Callable[..., list[dict[str, Any]]]:
+def fleet_chip_programmer(make: Callable[[], LocalEngine | RayEngine], db: str | None = None) -> Callable[..., list[dict[str, Any]]]:
     """``evaluate --on-bench``'s chips programmed by a fleet (``make()`` gives the engine):
     fresh simulated chips, one per seed — the very chips
-    :func:`memprog.jobs.evaluate.program_fresh_chips` programs, in parallel on Ray."""
+    :func:`memprog.jobs.evaluate.program_fresh_chips` programs, in parallel on Ray. With a
+    store ``db`` the yield study is recorded as a fleet run, the Monte Carlo prediction in
+    its summary beside the chips (the dashboard draws both)."""
 
     def program(bench: Any, seeds: list[int], net: Network, params: ProgramParams,
-                test_set: tuple[np.ndarray, np.ndarray], progress: bool = False) -> list[dict[str, Any]]:
+                test_set: tuple[np.ndarray, np.ndarray], progress: bool = False,
+                prediction: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
             raise ConfigError("seeds", seeds, "consecutive seeds")
         cfg, _ = load_bench_config(bench)
         specs = simulated_chips(bench, len(seeds), first_seed=seeds[0], volatile=True)
         rep = run_fleet_program(make(), specs, net, params, (int(cfg.chip.rows), int(cfg.chip.cols)),
-                                test_set=test_set, mode="replicated", progress=progress)  # fmt: skip
+                                test_set=test_set, mode="replicated", progress=progress, db=db,
+                                prediction=prediction, run_params={"bench": str(bench), "study": "evaluate --on-bench"})  # fmt: skip
         return rep.summary()["chips"]
 
     return program

@@ -101,7 +101,8 @@ def compare_with_prediction(
         params: programming settings; default one pair per weight (``copies=1``).
         png: where to draw both distributions side by side.
         program_chips: how the chips are programmed, ``(bench, seeds, network, params,
-            test_set, progress) -> [per-chip dict with CHIP_FIELDS]``; default
+            test_set, progress, prediction=...) -> [per-chip dict with CHIP_FIELDS]``
+            (``prediction``: the Monte Carlo figures, for the fleet's record); default
             :func:`program_fresh_chips` (one after another, here). ``evaluate --engine ray``
             passes the fleet's (one Ray actor per chip, in parallel; the same chips).
 
@@ -135,10 +136,14 @@ def compare_with_prediction(
     acc = np.asarray(pred.transfer_accuracy, dtype=float)
     seeds = [first_seed + k for k in range(transfers)]
     program = program_chips or program_fresh_chips
-    chips = [{k: c.get(k) for k in CHIP_FIELDS} for c in program(bench, seeds, net, p, (x, y), progress)]
+    q5, q50, q95 = np.percentile(acc, [5, 50, 95])
+    prediction = {"source": getattr(variability, "source", None), "mc_transfers": mc_transfers,
+                  "mean": float(acc.mean()), "std": float(acc.std()), "p05": float(q5), "p50": float(q50),
+                  "p95": float(q95)}  # fmt: skip
+    kw = {"prediction": prediction} if program_chips is not None else {}  # a fleet records it beside its chips
+    chips = [{k: c.get(k) for k in CHIP_FIELDS} for c in program(bench, seeds, net, p, (x, y), progress, **kw)]
     measured = [float(c["chip_accuracy"]) for c in chips]
     m = np.array(measured)
-    q5, q50, q95 = np.percentile(acc, [5, 50, 95])
     out: dict[str, Any] = {
         "weights": str(weights),
         "bench": str(bench),
