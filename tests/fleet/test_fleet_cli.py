@@ -41,6 +41,8 @@ def _run(args: list[str]):
         (["--chips", "2", "--fleet", "nowhere.yaml"], "--chips or --fleet"),
         (["--fleet", "nowhere.yaml"], "no such file"),
         (["--fleet-mode", "sideways", "--chips", "2"], "--fleet-mode"),
+        (["--engine", "ray"], "with --chips N or --fleet F.yaml"),  # not a 1-chip fleet on another chip
+        (["--fleet-mode", "tiled"], "with --chips N or --fleet F.yaml"),
     ],
 )
 def test_bad_fleet_options_are_one_line_and_exit_2(tmp_path: Path, extra: list[str], needle: str) -> None:

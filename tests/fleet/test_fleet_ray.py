@@ -160,6 +160,22 @@ def test_an_unreachable_ray_address_is_one_line_and_exit_3(tmp_path: Path) -> No
     assert p.stderr.strip().count("\n") == 0 and "127.0.0.1:9" in p.stderr
 
 
+def test_an_address_where_something_else_answers_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import http.server
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    addr = f"127.0.0.1:{srv.server_address[1]}"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterError, match="answers, but not as a Ray cluster"):
+            RayEngine(addr)._init()
+        assert time.monotonic() - t0 < 30  # ray.init itself would wait for ever
+    finally:
+        srv.shutdown()
+
+
 def test_the_cli_runs_a_tiled_fleet_on_ray_and_reports_per_chip(tmp_path: Path) -> None:
     bench = small_onchip_bench(tmp_path)
     env = {**os.environ, "MEMPROG_SIM_STATE_DIR": str(tmp_path / "chips")}
@@ -175,6 +191,9 @@ def test_the_cli_runs_a_tiled_fleet_on_ray_and_reports_per_chip(tmp_path: Path) 
     assert doc["engine"]["nodes"] == ["127.0.0.1"]
     assert len(doc["chips"]) == 2 and doc["inference"] == "vmm"
     assert Path(doc["report"]["png"]).stat().st_size > 0
+    # each chip's cells, as a single job writes them
+    for c in doc["chips"]:
+        assert sum(1 for _ in open(doc["report"][f"{c['name']}_cells"])) == c["cells_total"] + 1
 
 
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"no PostgreSQL server ({PG_ENV} unset; .ci/run starts one)")

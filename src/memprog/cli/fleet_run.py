@@ -18,17 +18,23 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from memprog.cli import options as O
-from memprog.cli.common import debug_enabled, emit
+from memprog.cli.common import debug_enabled, emit, fail
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
-from memprog.core.signals import exit_code_for_signal, handle_signals, interrupt_signum, signal_name
+from memprog.core.signals import (
+    exit_code_for_signal,
+    handle_signals,
+    interrupt_signum,
+    signal_name,
+    signals_deferred,
+)
 from memprog.reporting.outcome import exit_code_for_error
 
 EngineOpt = Annotated[
     str,
     typer.Option(
         "--engine", callback=O.choice("local", "ray"),
-        help="local (this process, chips one after another; no Ray needed) | ray (one actor per chip, in parallel; pip install 'memprog[fleet]').",
+        help="local (this process, chips one after another; no Ray needed) | ray (one actor per chip, in parallel; needs Ray 2.60: memprog's fleet extra).",
     ),
 ]  # fmt: skip
 RayAddressOpt = Annotated[
@@ -53,9 +59,18 @@ FleetModeOpt = Annotated[
 ]
 
 
-def fleet_requested(engine: str, ray_address: str | None, chips: int | None, fleet: Path | None) -> bool:
-    """Whether the command runs as a fleet job (any fleet option given)."""
-    return engine != "local" or ray_address is not None or chips is not None or fleet is not None
+def fleet_requested(engine: str, ray_address: str | None, chips: int | None, fleet: Path | None, mode: str = "auto") -> bool:
+    """Whether the command runs as a fleet job (any fleet option given); a fleet option
+    without its chips (``--chips N`` or ``--fleet F.yaml``) is refused: it would program a
+    one-chip fleet on a chip other than the bench's."""
+    if ray_address is not None and engine == "local":
+        raise fail(ConfigError("--ray-address", ray_address, "only with --engine ray"))
+    wanted = engine != "local" or ray_address is not None or mode != "auto"
+    if wanted and chips is None and fleet is None:
+        given = "--engine" if engine != "local" else "--ray-address" if ray_address is not None else "--fleet-mode"
+        value = engine if given == "--engine" else ray_address if ray_address is not None else mode
+        raise fail(ConfigError(given, value, "with --chips N or --fleet F.yaml (the chips of the fleet)"))
+    return chips is not None or fleet is not None
 
 
 def fleet_specs(bench: str, chips: int | None, fleet: Path | None, *, volatile: bool = False, first_seed: int | None = None) -> tuple[list[Any], tuple[int, int], str | None]:
@@ -127,15 +142,18 @@ def run_program_fleet(
                 run_params=run_params, progress=progress,
             )
             context = {"bench": bench, "weights": inp.source_name, "weights_sha256": inp.sha, "command_wall_s": time.perf_counter() - t0}
-            files = write_fleet_report(report, Path(inp.out), context)
+            # the job is done and its runs complete: a signal now waits until the report is
+            # written (the folder and the store agree), then exits 130
+            with signals_deferred():
+                files = write_fleet_report(report, Path(inp.out), context)
+                summary = {**report.summary(), **context, "report": files}
+                emit(summary, as_json, human_fleet(summary))
     except (KeyboardInterrupt, MemprogError) as exc:
         fleet_fail(exc, as_json)
     except BaseException as exc:
         if interrupt_signum(exc) is None:
             raise
         fleet_fail(exc, as_json)
-    summary = {**report.summary(), **context, "report": files}
-    emit(summary, as_json, human_fleet(summary))
     raise typer.Exit(int(summary["outcome"]["exit_code"]))
 
 

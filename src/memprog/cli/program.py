@@ -481,7 +481,7 @@ def register(app: typer.Typer) -> None:
             max_bytes = j.max_bytes
         else:
             max_bytes = None
-        if fleet_requested(engine, ray_address, chips, fleet):
+        if fleet_requested(engine, ray_address, chips, fleet, fleet_mode):
             program_fleet(
                 weights, bench, protocol, db, test_set, resume, example, out, copies, settle_s, max_accuracy_drop,
                 show_progress(progress), chunk_cells, g_min_us, g_max_us, order, as_json, sha256, test_set_sha256,

@@ -23,7 +23,7 @@ import typer
 
 from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, ProgressOpt, emit, fail, show_progress
-from memprog.cli.fleet_run import EngineOpt, RayAddressOpt, fleet_requested
+from memprog.cli.fleet_run import EngineOpt, RayAddressOpt
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import Outcome, run_command
 from memprog.core.errors import ConfigError, MemprogError
@@ -130,7 +130,7 @@ def evaluate_on_bench(
     from memprog.jobs.evaluate import compare_with_prediction
 
     program_chips = None
-    if fleet_requested(engine, ray_address, None, None):
+    if engine != "local" or ray_address is not None:  # the transfers are the fleet's chips
         # deferred: the fleet room (and Ray, when asked for) load only for a fleet
         from memprog.fleet.engines import make_engine
 
@@ -272,7 +272,7 @@ def register(app: typer.Typer) -> None:
         # deferred: torch
         from memprog.hwaware.training import held_out_set
 
-        if on_bench is None and fleet_requested(engine, ray_address, None, None):
+        if on_bench is None and (engine != "local" or ray_address is not None):
             raise fail(ConfigError("--engine", engine, "only with --on-bench (the chips it programs)"))
         if on_bench is not None:  # memprog program's comparison, on fresh simulated chips
             try:

@@ -57,6 +57,10 @@ def loopback_environment() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # a SETTINGS frame with no settings
+
+
 def loopback_ray(ray: Any) -> None:
     """Keep a Ray started from this process on loopback even when Ray was imported before
     :func:`loopback_environment` ran (a notebook, a test): Ray reads
@@ -77,10 +81,17 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError("--ray-address", address, "HOST:PORT (a Ray head node's GCS address, e.g. 127.0.0.1:6379)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            # a Ray head's GCS speaks gRPC (HTTP/2): to the client preface it answers with a
+            # SETTINGS frame (type 4). Anything else listening there (a web server, a typo'd
+            # port) would leave ray.init waiting for ever, deaf to Ctrl-C
+            sock.settimeout(timeout_s)
+            sock.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
+            head = sock.recv(9)
     except OSError as exc:
         raise ClusterError(address, f"cannot be reached ({exc.strerror or exc})") from None
+    if len(head) < 9 or head[3] != 0x04:
+        raise ClusterError(address, "answers, but not as a Ray cluster (no gRPC there; `ray start --head` prints the address to give)")
 
 
 def actor_bytes(rows: int, cols: int) -> int:

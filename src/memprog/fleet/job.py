@@ -62,6 +62,7 @@ class FleetReport:
     fleet_run_id: str | None = None
     chips_needed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    chip_results: dict[str, TuneResult] = field(default_factory=dict)  # per chip name: its cells
 
     def accuracies(self) -> list[float]:
         """Each chip's accuracy (a yield study)."""
@@ -144,7 +145,7 @@ class _Record(FleetRecord):
         if self.store is None:
             return [None] * len(specs)
         # the fleet run holds no cells of its own: its chips' runs do (its summary has the total)
-        self.fleet_id = self.store.start_run(kind="fleet", protocol=params.get("protocol"), params=params)
+        self.fleet_id = self.store.start_run(kind="fleet", bench=params.get("bench"), protocol=params.get("protocol"), params=params)
         ids: list[str | None] = []
         for s in specs:
             info = infos[s.index]
@@ -282,24 +283,27 @@ def run_fleet_program(
                               test_set if mode == "replicated" else None, db, run_ids[s.index])
             for s in specs
         }  # fmt: skip
+        open_runs = [*run_ids, record.fleet_id]
         try:
             t_prog = time.perf_counter()
             outcomes, restarts = _program_all(engine, tasks, record)
             phases["program_s"] = time.perf_counter() - t_prog
+            bar.update(n)
+            chips = [_chip_line(s, infos[s.index], outcomes[s.index], run_ids[s.index], restarts[s.index]) for s in specs]
+            for s in specs:
+                record.finish(run_ids[s.index], "complete", outcomes[s.index].summary)
+            open_runs = [record.fleet_id]  # the chips are done; the network's run is not yet
+            t_inf = time.perf_counter()
+            report = _report(engine, mode, desc, chips, source, outcomes, placements, test_set, params)
         except BaseException as exc:
             signum = interrupt_signum(exc)
             status, why = ("interrupted", {"interrupted_by": signal_name(signum)}) if signum is not None else ("failed", {"error": str(exc)})
-            for rid in [*run_ids, record.fleet_id]:
+            for rid in open_runs:
                 record.finish(rid, status, why)
             raise
-        bar.update(n)
-        chips = [_chip_line(s, infos[s.index], outcomes[s.index], run_ids[s.index], restarts[s.index]) for s in specs]
-        for s in specs:
-            record.finish(run_ids[s.index], "complete", outcomes[s.index].summary)
-        t_inf = time.perf_counter()
-        report = _report(engine, mode, desc, chips, source, outcomes, placements, test_set, params)
         phases["inference_s"] = time.perf_counter() - t_inf  # tiled: the chips' VMMs, layer by layer
         report.extra["phases"] = phases
+        report.chip_results = {s.name: outcomes[s.index].result for s in specs}
         if prediction is not None:
             report.extra["predicted"] = dict(prediction)
         report.extra["worker_rss_mb"] = [infos[s.index].get("rss_mb") for s in specs]

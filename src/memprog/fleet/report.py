@@ -12,14 +12,20 @@ from typing import Any
 
 from memprog.core.jsonout import dumps
 from memprog.fleet.job import FleetReport
+from memprog.reporting.outcome import describe
 
 
 def write_fleet_report(report: FleetReport, out: Path, context: dict[str, Any]) -> dict[str, str]:
-    """``fleet.json`` (the summary and ``context``) and ``fleet.png``; returns their paths."""
+    """``fleet.json`` (the summary and ``context``), ``fleet.png`` and one ``<chip>_cells.csv``
+    per chip; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     doc = {**report.summary(), **context}
     files = {"json": str(out / "fleet.json"), "png": str(out / "fleet.png")}
     doc["report"] = files
+    for name, res in report.chip_results.items():  # each chip's cells, as a single job writes them
+        path = out / f"{name}_cells.csv"
+        res.to_frame().to_csv(path, index=False)
+        files[f"{name}_cells"] = str(path)
     Path(files["json"]).write_text(dumps(doc, fallback=str) + "\n")
     _figure(report, Path(files["png"]))
     return files
@@ -56,7 +62,8 @@ def _figure(report: FleetReport, path: Path) -> None:
             ax.axvspan(100 * pred["p05"], 100 * pred["p95"], color="#fa3", alpha=0.3, label="MC 5-95 %")
         ax.set_xlabel("chip accuracy (%)")
         ax.set_ylabel("chips")
-        ax.legend(fontsize=8)
+        ax.yaxis.get_major_locator().set_params(integer=True)  # whole chips
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     else:
         ax.bar(names, [c["bench_time_s"] or 0.0 for c in s["chips"]], color="#888")
         ax.set_ylabel("bench time (s)")
@@ -86,6 +93,16 @@ def human_fleet(s: dict[str, Any]) -> str:
         y = s["yield"]
         lines.append(f"  yield: chip accuracy mean {100 * y['mean']:.1f} %, std {100 * y['std']:.1f}, min {100 * y['min']:.1f}, max {100 * y['max']:.1f}")
     lines.append(f"  wall {s['wall_s']:.1f} s; bench time per chip max {s['bench_time_s_max']:.1f} s, sum {s['bench_time_s_sum']:.1f} s")
+    if s.get("chips_unused"):
+        lines.append(f"  {len(s['chips_unused'])} chips not used ({', '.join(s['chips_unused'])}): the network's "
+                     f"{s['n_chips']} chips' worth of tiles went to fewer chips (each tile stays whole on one chip)")
+    o = s["outcome"]
+    if "rule" in o:  # the whole network's outcome (tiled): the one rule every report states
+        lines.append(f"  result: {describe(o)}; {'holds' if o.get('ok') else 'FAILED'} (exit {o['exit_code']}: {o['rule']})")
+    else:
+        bad = int(o.get("chips_failed", 0))
+        verdict = "every chip holds" if not bad else f"{bad} of {s['n_chips']} chips FAILED (their lines above)"
+        lines.append(f"  result: {verdict} (exit {o['exit_code']})")
     if s.get("report"):
         lines.append(f"  report: {s['report']['json']}, {s['report']['png']}")
     return "\n".join(lines)
