@@ -262,19 +262,6 @@ except ImportError:  # the Ray tests below are skipped, saying why
 needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install -e '.[test]' installs it)")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A two-CPU Ray for these tests, bound to loopback as memprog binds its own."""
-    from memprog.fleet.engines import loopback_ray
-
-    loopback_ray(ray)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @needs_ray
 @pytest.mark.slow
 def test_characterize_on_ray_equals_the_local_engine(cluster, tmp_path: Path, monkeypatch) -> None:

@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.
 
 from memprog.core.errors import ClusterError, ConfigError  # noqa: E402
 from memprog.fleet.chips import load_fleet, simulated_chips  # noqa: E402
-from memprog.fleet.engines import LocalEngine, RayEngine, loopback_ray  # noqa: E402
+from memprog.fleet.engines import LocalEngine, RayEngine  # noqa: E402
 from memprog.fleet.job import run_fleet_program  # noqa: E402
 from memprog.jobs.program import ProgramParams  # noqa: E402
 from memprog.store import open_store  # noqa: E402
@@ -33,17 +33,6 @@ from tests.store_helpers import PG_ENV  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-c", "from memprog.cli import main; main()"]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A two-CPU Ray for this module, bound to loopback as memprog binds its own."""
-    loopback_ray(ray)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def _job(engine, bench, db=None, chunk_cells=16384):
