@@ -4,6 +4,10 @@ set, and what a chip of a fleet holds, read back through a bench of its own."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +44,36 @@ def held_by_chip(spec_text: str, folder: Path, rows: np.ndarray, cols: np.ndarra
     with open_bench(p) as b:
         g = np.mean([b.programmer.read(rows, cols) for _ in range(reads)], axis=0)
     return np.asarray(g, dtype=float)
+
+
+def kill_chip0_worker_mid_run(job, store, db_file: Path, kind: str, timeout_s: float = 120) -> tuple[dict, int | None]:
+    """Run ``job()`` in a thread; as soon as chip 0's run of ``kind`` holds some but not all
+    of its cells, kill -9 its worker (the pid its ``worker`` event names: a
+    ``ray::BenchActor``). Returns ({"report": ..., or "error": ...}, cells stored at the kill,
+    None when the chip finished first)."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["report"] = job()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            out["error"] = exc
+
+    th = threading.Thread(target=run)
+    th.start()
+    killed = None
+    deadline = time.monotonic() + timeout_s
+    while th.is_alive() and killed is None and time.monotonic() < deadline:
+        if db_file.exists():
+            for rid in store.list_runs(kind=kind)["run_id"]:
+                run_ = store.get_run(rid)
+                if (run_.get("params") or {}).get("chip_index") != 0:
+                    continue
+                ev = [e for e in store.events(rid) if e.get("event") == "worker"]
+                if ev and 0 < run_["cells_done"] < run_["cells_total"]:
+                    os.kill(int(ev[0]["pid"]), signal.SIGKILL)
+                    killed = run_["cells_done"]
+                    break
+        time.sleep(0.01)
+    th.join(timeout=300)
+    return out, killed

@@ -11,9 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +31,12 @@ from memprog.fleet.protocol_job import (
 from memprog.fleet.worker import ProtocolTask
 from memprog.protocols.characterize import CharacterizeParams
 from memprog.store import open_store
-from tests.fleet.fleet_helpers import ROOT, held_by_chip, small_onchip_bench
+from tests.fleet.fleet_helpers import (
+    ROOT,
+    held_by_chip,
+    kill_chip0_worker_mid_run,
+    small_onchip_bench,
+)
 
 SMALL = ["--devices", "2", "--levels", "2", "--repeats", "1", "--reads", "2", "--response-repeats", "0", "--disturb-cells", "4"]
 SMALL_CP = CharacterizeParams(devices=2, levels=2, repeats=1, reads=2, response_repeats=0, disturb_cells=4)
@@ -317,31 +319,11 @@ def test_a_killed_actor_during_tune_map_resumes_its_chip_reading_first(cluster, 
     monkeypatch.setenv("MEMPROG_SIM_STATE_DIR", str(tmp_path / "chips"))
     m = np.linspace(120.0, 320.0, 32).reshape(4, 8)
     db = f"sqlite:///{tmp_path / 'fleet.sqlite'}"
-    out: dict = {}
-
-    def job() -> None:
-        try:
-            out["report"] = run_fleet_protocol(RayEngine(), simulated_chips(bench, 2), tune_map_job(m, (0, 0), "alibart", "row-major", None, None, None, {}), (8, 8), db=db)
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
-            out["error"] = exc
-
-    th = threading.Thread(target=job)
-    th.start()
     store = open_store(db)
-    killed = None
-    deadline = time.monotonic() + 180
     try:
-        while th.is_alive() and killed is None and time.monotonic() < deadline:
-            if (tmp_path / "fleet.sqlite").exists():
-                for rid in store.list_runs(kind="array")["run_id"]:
-                    run = store.get_run(rid)
-                    ev = [e for e in store.events(rid) if e.get("event") == "worker"]
-                    if (run.get("params") or {}).get("chip_index") == 0 and ev and 0 < run["cells_done"] < run["cells_total"]:
-                        os.kill(int(ev[0]["pid"]), signal.SIGKILL)  # kill -9 of ray::BenchActor mid-map
-                        killed = run["cells_done"]
-                        break
-            time.sleep(0.01)
-        th.join(timeout=300)
+        out, killed = kill_chip0_worker_mid_run(
+            lambda: run_fleet_protocol(RayEngine(), simulated_chips(bench, 2), tune_map_job(m, (0, 0), "alibart", "row-major", None, None, None, {}), (8, 8), db=db), store, tmp_path / "fleet.sqlite", "array", timeout_s=180
+        )
         assert "error" not in out, out.get("error")
         assert killed is not None, "the chip finished before it could be killed"
         chip0 = out["report"].chips[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,12 @@ from memprog.fleet.engines import LocalEngine, RayEngine  # noqa: E402
 from memprog.fleet.job import run_fleet_program  # noqa: E402
 from memprog.jobs.program import ProgramParams  # noqa: E402
 from memprog.store import open_store  # noqa: E402
-from tests.fleet.fleet_helpers import digits, held_by_chip, small_onchip_bench  # noqa: E402
+from tests.fleet.fleet_helpers import (  # noqa: E402
+    digits,
+    held_by_chip,
+    kill_chip0_worker_mid_run,
+    small_onchip_bench,
+)
 from tests.store_helpers import PG_ENV  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -66,33 +70,11 @@ def test_a_killed_bench_actor_is_restarted_and_its_chip_resumed_reading_first(cl
     state = tmp_path / "chips"
     monkeypatch.setenv("MEMPROG_SIM_STATE_DIR", str(state))
     db = f"sqlite:///{tmp_path / 'fleet.sqlite'}"
-    out: dict = {}
-
-    def job() -> None:
-        try:
-            out["report"] = _job(RayEngine(), bench, db, chunk_cells=256)
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
-            out["error"] = exc
-
-    th = threading.Thread(target=job)
-    th.start()
     store = open_store(db)
-    killed = None
-    deadline = time.monotonic() + 120
     try:
-        while th.is_alive() and killed is None and time.monotonic() < deadline:
-            if store.url and Path(tmp_path / "fleet.sqlite").exists():
-                for rid in store.list_runs(kind="program")["run_id"]:
-                    run = store.get_run(rid)
-                    if (run.get("params") or {}).get("chip_index") != 0:
-                        continue
-                    ev = [e for e in store.events(rid) if e.get("event") == "worker"]
-                    if ev and 0 < run["cells_done"] < run["cells_total"]:
-                        os.kill(int(ev[0]["pid"]), signal.SIGKILL)  # kill -9 of ray::BenchActor mid-job
-                        killed = run["cells_done"]
-                        break
-            time.sleep(0.01)
-        th.join(timeout=300)
+        out, killed = kill_chip0_worker_mid_run(
+            lambda: _job(RayEngine(), bench, db, chunk_cells=256), store, tmp_path / "fleet.sqlite", "program"
+        )
         assert "error" not in out, out.get("error")
         assert killed is not None, "the chip finished before it could be killed"
         s = out["report"].summary()
