@@ -120,7 +120,7 @@ class _TwoHosts(LocalEngine):
     """A local engine that says its workers sit on two hosts (a Ray fleet over a lab)."""
 
     def describe(self):
-        return {"engine": "ray", "address": "HEAD:6379", "nodes": ["10.0.0.1", "10.0.0.2"]}
+        return {"engine": "ray", "address": "HEAD-HOST:6379", "nodes": ["LAB-PC-1", "LAB-PC-2"]}
 
 
 def test_a_fleet_over_several_hosts_is_refused_on_sqlite_before_any_pulse(tmp_path: Path) -> None:
@@ -134,3 +134,20 @@ def test_a_fleet_over_several_hosts_is_refused_on_sqlite_before_any_pulse(tmp_pa
         assert len(store.list_runs()) == 0  # refused before any run (or pulse)
     finally:
         store.close()
+
+
+def test_the_progress_bar_moves_as_each_chip_ends_not_at_the_end() -> None:
+    class _Worker:
+        def __init__(self, log: list, k: int) -> None:
+            self.log, self.k = log, k
+
+        def program(self, task):
+            self.log.append(("programmed", self.k))
+            return self.k
+
+    log: list = []
+    eng = LocalEngine()
+    eng.workers = [_Worker(log, k) for k in range(3)]
+    eng.call_each("program", {k: (None,) for k in range(3)}, lambda i, r: log.append(("bar", i)))
+    # the bar's tick for a chip comes before the next chip starts
+    assert log == [("programmed", 0), ("bar", 0), ("programmed", 1), ("bar", 1), ("programmed", 2), ("bar", 2)]

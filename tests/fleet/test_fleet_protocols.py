@@ -189,14 +189,14 @@ class _LosingEngine(LocalEngine):
         self.first = first
         self.lost = False
 
-    def call_each(self, method, args):
+    def call_each(self, method, args, on_result=None):
         if method == "run_protocol" and not self.lost and 0 in args:
             self.lost = True
             task = args[0][0]
             self.workers[0].run_protocol(ProtocolTask(self.first or task.fn, task.db, task.run_id, task.resume))
-            rest = super().call_each(method, {i: a for i, a in args.items() if i != 0})
+            rest = super().call_each(method, {i: a for i, a in args.items() if i != 0}, on_result)
             return {0: WorkerLost(0, "killed (test)"), **rest}
-        return super().call_each(method, args)
+        return super().call_each(method, args, on_result)
 
 
 @pytest.mark.slow

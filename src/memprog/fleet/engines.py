@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,9 @@ ENGINES = ("local", "ray")
 # [choice] restarts of one bench's actor in one job: a bench that dies three times has a
 # fault a restart will not fix (a crashing driver, a cable): the job stops and says so
 MAX_RESTARTS = 3
-# [choice] what one simulated chip's actor costs beyond its chip state (measured here with
-# Ray 2.60: a worker that imported memprog, torch left out, holds ~250 MB resident)
+# [choice] what one chip's actor may hold besides its chip state: measured here with Ray 2.60,
+# an actor with memprog imported (torch not) and a 256x256 chip open holds 226 MB resident
+# (benchmarks/bench_fleet.py), of which 16 MB is the chip; 300 MiB leaves a third for growth
 ACTOR_BASE_BYTES = 300 * 2**20
 STATE_BYTES_PER_CELL = 128  # [measured] bench_chip.py: 125 MB at 1024x1024 (~120 B/cell)
 ENV_PASSED = ("MEMPROG_SIM_STATE_DIR", "MEMPROG_SIM_VOLATILE", "MEMPROG_HOME")
@@ -115,9 +117,17 @@ class LocalEngine:
             self.stop()
             raise
 
-    def call_each(self, method: str, args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
-        """Call ``method`` of the chosen workers, one after another."""
-        return {i: getattr(self.workers[i], method)(*a) for i, a in args.items()}
+    def call_each(
+        self, method: str, args: dict[int, tuple[Any, ...]], on_result: Callable[[int, Any], None] | None = None
+    ) -> dict[int, Any]:
+        """Call ``method`` of the chosen workers, one after another (``on_result(index,
+        answer)`` as each ends: a progress bar moves chip by chip)."""
+        out: dict[int, Any] = {}
+        for i, a in args.items():
+            out[i] = getattr(self.workers[i], method)(*a)
+            if on_result is not None:
+                on_result(i, out[i])
+        return out
 
     def wait_alive(self, index: int, timeout_s: float = 120.0) -> None:
         """A local worker never dies on its own (this process would die with it)."""
@@ -222,27 +232,36 @@ class RayEngine:
         ex = self._ray.exceptions
         return isinstance(exc, ex.RayActorError | ex.ActorUnavailableError)
 
-    def call_each(self, method: str, args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
+    def call_each(
+        self, method: str, args: dict[int, tuple[Any, ...]], on_result: Callable[[int, Any], None] | None = None
+    ) -> dict[int, Any]:
         """Call ``method`` of the chosen actors in parallel; a dead actor's answer is a
         :class:`WorkerLost`; any other failure is raised (the first, in chip order) once
-        every call has ended (no chip is left mid-job by another chip's error)."""
+        every call has ended (no chip is left mid-job by another chip's error).
+        ``on_result(index, answer)`` is called as each call ends, in the order they end."""
         ray = self._ray
         refs = {i: getattr(self.actors[i], method).remote(*a) for i, a in args.items()}
+        index = {r: i for i, r in refs.items()}
         out: dict[int, Any] = {}
-        first: BaseException | None = None
-        for i, r in refs.items():
+        errors: dict[int, BaseException] = {}
+        waiting = list(refs.values())
+        while waiting:
+            (done,), waiting = ray.wait(waiting, num_returns=1)
+            i = index[done]
             try:
-                out[i] = ray.get(r)
+                out[i] = ray.get(done)
             except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
-                first = first or cause
+                errors[i] = exc.as_instanceof_cause()
+                continue
             except Exception as exc:  # noqa: BLE001 - sorted below
                 if not self._is_lost(exc):
                     raise
                 out[i] = WorkerLost(i, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        if first is not None:
-            raise first
-        return out
+            if on_result is not None:
+                on_result(i, out[i])
+        if errors:
+            raise errors[min(errors)]
+        return {i: out[i] for i in refs if i in out}
 
     def call(self, index: int, method: str, *args: Any) -> Any:
         return self._ray.get(getattr(self.actors[index], method).remote(*args))

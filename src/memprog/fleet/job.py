@@ -125,7 +125,7 @@ def _chip_line(spec: ChipSpec, info: dict[str, Any], o: ChipOutcome, run_id: str
     }  # fmt: skip
 
 
-def choose_mode(source: Network, shape: tuple[int, int], n_chips: int, params: ProgramParams, mode: str) -> str:
+def choose_mode(source: Network, shape: tuple[int, int], params: ProgramParams, mode: str) -> str:
     """``replicated`` when the network fits one array (and ``mode`` allows), else ``tiled``."""
     if mode not in MODES:
         raise ConfigError("mode", mode, f"one of {list(MODES)}")
@@ -159,14 +159,19 @@ class _Record(FleetRecord):
         return ids
 
 
-def _program_all(engine: LocalEngine | RayEngine, tasks: dict[int, ChipTask], record: _Record) -> tuple[dict[int, ChipOutcome], dict[int, int]]:
+def _program_all(
+    engine: LocalEngine | RayEngine, tasks: dict[int, ChipTask], record: _Record, bar: Progress
+) -> tuple[dict[int, ChipOutcome], dict[int, int]]:
     """Every chip's program job; a lost worker (killed actor) is waited for and asked again
     (its :meth:`ChipWorker.program` resumes from the store, reading first)."""
     outcomes: dict[int, ChipOutcome] = {}
     restarts = {i: 0 for i in tasks}
     pending = dict(tasks)
     while pending:
-        got = engine.call_each("program", {i: (t,) for i, t in pending.items()})
+        got = engine.call_each(
+            "program", {i: (t,) for i, t in pending.items()},
+            lambda _i, r: None if isinstance(r, WorkerLost) else bar.update(1),  # chip by chip
+        )  # fmt: skip
         pending = {}
         for i, r in got.items():
             if isinstance(r, WorkerLost):
@@ -247,7 +252,7 @@ def run_fleet_program(
     t0 = time.perf_counter()
     n = len(specs)
     shapes = [m.shape for m in source.chip_matrices()]
-    mode = choose_mode(source, array_shape, n, params, mode)
+    mode = choose_mode(source, array_shape, params, mode)
     placements: list[dict[str, Any]] | None = None
     need = None
     unused: list[str] = []
@@ -286,15 +291,14 @@ def run_fleet_program(
         open_runs = [*run_ids, record.fleet_id]
         try:
             t_prog = time.perf_counter()
-            outcomes, restarts = _program_all(engine, tasks, record)
+            outcomes, restarts = _program_all(engine, tasks, record, bar)
             phases["program_s"] = time.perf_counter() - t_prog
-            bar.update(n)
             chips = [_chip_line(s, infos[s.index], outcomes[s.index], run_ids[s.index], restarts[s.index]) for s in specs]
             for s in specs:
                 record.finish(run_ids[s.index], "complete", outcomes[s.index].summary)
             open_runs = [record.fleet_id]  # the chips are done; the network's run is not yet
             t_inf = time.perf_counter()
-            report = _report(engine, mode, desc, chips, source, outcomes, placements, test_set, params)
+            report = _report(engine, mode, desc, chips, source, outcomes, placements, test_set, params, infos)
         except BaseException as exc:
             signum = interrupt_signum(exc)
             status, why = ("interrupted", {"interrupted_by": signal_name(signum)}) if signum is not None else ("failed", {"error": str(exc)})
@@ -329,7 +333,7 @@ def _cells_of(placement: dict[str, Any]) -> int:
 def _report(
     engine: LocalEngine | RayEngine, mode: str, desc: dict[str, Any], chips: list[dict[str, Any]],
     source: Network, outcomes: dict[int, ChipOutcome], placements: list[dict[str, Any]] | None,
-    test_set: tuple[np.ndarray, np.ndarray] | None, params: ProgramParams,
+    test_set: tuple[np.ndarray, np.ndarray] | None, params: ProgramParams, infos: dict[int, dict[str, Any]],
 ) -> FleetReport:
     """Per chip and in total: a tiled fleet's whole network, or a replicated fleet's yield."""
     if mode == "replicated":
@@ -359,7 +363,7 @@ def _report(
         x, y = test_set
         sw = float(np.mean(source.predict(x) == y))
         readout = float(np.mean(source.predict(x, mats) == y))
-        if all(engine_info.get("supports_vmm") for engine_info in _infos(engine, len(placements))):
+        if all(v.get("supports_vmm") for v in infos.values()):
             scores = tiled_forward(engine, source, placements, scales, copies, x)
             chip = float(np.mean(predict_from_scores(scores, source.output) == y))
             inference = "vmm"
@@ -391,11 +395,6 @@ def fleet_chip_programmer(make: Callable[[], LocalEngine | RayEngine], db: str |
         return rep.summary()["chips"]
 
     return program
-
-
-def _infos(engine: LocalEngine | RayEngine, n: int) -> list[dict[str, Any]]:
-    got = engine.call_each("info", {i: () for i in range(n)})
-    return [got[i] for i in range(n)]
 
 
 __all__ = ["FleetReport", "MODES", "choose_mode", "fleet_chip_programmer", "run_fleet_program", "tiled_forward"]

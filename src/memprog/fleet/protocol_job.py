@@ -179,12 +179,14 @@ def _run_all(
     replaced: dict[int, list[str | None]] = {s.index: [] for s in specs}
     pending = [s.index for s in specs]
     while pending:
-        got = engine.call_each("run_protocol", {i: (ProtocolTask(job.fn, db, run_ids[i], job.resume_lost),) for i in pending})
+        got = engine.call_each(
+            "run_protocol", {i: (ProtocolTask(job.fn, db, run_ids[i], job.resume_lost),) for i in pending},
+            lambda _i, r: None if isinstance(r, WorkerLost) else bar.update(1),  # chip by chip
+        )  # fmt: skip
         pending = []
         for i, r in got.items():
             if not isinstance(r, WorkerLost):
                 out[i] = r
-                bar.update(1)
                 continue
             restarts[i] += 1
             runs.event({"event": "worker_lost", "chip": i, "run_id": run_ids[i], "reason": r.reason, "restart": restarts[i]})
