@@ -205,3 +205,17 @@ def test_store_failure_mid_run_stops_safely(tmp_path, monkeypatch):
     err = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "disk is full" in err[0] and "made safe" in err[0]
     assert res.stdout == ""
+
+
+def test_db_runs_names_where_a_fleet_runs_cells_are(tmp_path):
+    """A fleet run holds no cells itself (its chips' runs do): the listing must not say 0."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    s = open_store(url)
+    fid = s.start_run(kind="fleet", bench="sim_onchip", params={"chips": 2})
+    cid = s.start_run(kind="program", bench="sim_onchip", cells_total=4, params={"fleet_run_id": fid})
+    s.close()
+    out = _runner().invoke(app, ["db", "runs", "--db", url])
+    assert out.exit_code == 0, out.output
+    rows = {ln.split()[0]: ln for ln in out.stdout.splitlines()[1:]}
+    assert "in chips" in rows[fid] and " 0 " not in rows[fid]
+    assert "0/4" in rows[cid]  # a chip's run still counts its own cells

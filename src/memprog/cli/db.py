@@ -131,9 +131,11 @@ def runs_cmd(
     lines = [f"{'run_id':12}  {'kind':12} {'status':11} {'started (UTC)':19}  {'cells':>11}  bench"]
     for r in df.itertuples():
         total = "" if r.cells_total is None or r.cells_total != r.cells_total else f"/{int(r.cells_total)}"
+        # a fleet run stores no cells of its own (its chips' runs do): "0" would read as lost work
+        cells = "in chips" if r.kind == "fleet" else str(int(r.cells_done)) + total
         lines.append(
             f"{r.run_id:12}  {r.kind:12} {r.status:11} {r.started_at:%Y-%m-%d %H:%M:%S}  "
-            f"{str(int(r.cells_done)) + total:>11}  {r.bench or ''}"
+            f"{cells:>11}  {r.bench or ''}"
         )
     typer.echo("\n".join(lines))
 
