@@ -8,7 +8,9 @@ the tolerance, max error, pulses per level, wall time and simulated bench time.
 Targets (issue 6): 2,048 levels 50-4,144 µS at 2 µS, every verification read within ±1 µS
 with denoising, a measurable fraction failing without it, whole ladder <= 10 s wall on 2
 cores; >= 512 distinguishable TiO2-x states with feedforward at <= half Alibart's pulses
-per level. Run: ``python benchmarks/bench_levels.py [--json] [--direct] [--quick]``.
+per level. Run: ``python benchmarks/bench_levels.py [--json] [--direct] [--quick]
+[--protocol P] [--technology T]`` (the last two keep only the matching runs, e.g. the
+2,048-level Alibart control: ``--protocol alibart --technology hfo2_1t1r``).
 
 Issue 10: every level is verified after the technology's settle (5 s of bench time per level,
 re-tuned if it relaxed out), so the figures are the ones that stay and the bench time is
@@ -18,7 +20,9 @@ spacing (criterion ``mean``); one more feedforward run at 3x the preset's read n
 
 Issue 25: the control runs include Alibart's 2,048-level HfO2 ladder (no denoising: Rao's
 contrast, some levels must fail); each run prints its wall per level and, on the bench,
-how its bench time splits into settle waits and the rest (pulses, reads, the link).
+how its bench time splits into settle waits and the rest (pulses, reads, the link). Most of
+that ladder's wall was the simulator computing its averaged reads one read at a time; a
+burst is now one array operation (sim_instruments/chip_burst, bit for bit the same reads).
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="skip the control runs (no denoise, Alibart)"
     )
+    ap.add_argument("--protocol", help="only the runs of this protocol (e.g. alibart)")
+    ap.add_argument("--technology", help="only the runs of this technology (e.g. hfo2_1t1r)")
     a = ap.parse_args()
     hf = ladder_levels(50.0, 2.0, 2048)
     step = 80.0 / 511
@@ -99,6 +105,12 @@ def main() -> None:
     if not a.quick:
         runs.append(("sim_onchip_tio2x.yaml", "tio2x_feedforward", tx, "alibart", step / 2, "mean"))
     runs.append((*ff, "mean", 3.0))
+    runs = [
+        r for r in runs
+        if a.protocol in (None, r[3]) and a.technology in (None, r[1])
+    ]
+    if not runs:
+        ap.error(f"no run of protocol {a.protocol!r} and technology {a.technology!r}")
     out = [dict(_run(*r[:5], a.direct, *r[5:]), technology=r[1]) for r in runs]
     if a.json:
         print(json.dumps(out))

@@ -374,13 +374,7 @@ class SimChip(LineNetwork):
             return out
         if read_v is not None:
             require_range("read_v", read_v, 1e-3, 1.0, "V")
-        sel = as_selection(idx)
-        out = np.empty((int(reads), idx.size))
-        for j in range(int(reads)):
-            if j:
-                self._clk[0] += step - p.read_time_s
-            out[j] = self._observed_g(sel)
-            self._clk[0] += p.read_time_s
+        out = self._observed_burst(as_selection(idx), int(reads), step)
         self._cnt[1] += int(reads) * idx.size
         return out
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from memprog.sim_instruments.chip_burst import burst_vectorisable, observed_burst
 from memprog.sim_instruments.chip_cells import Sel, block_spans, count_cells, part
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,6 +119,25 @@ class ReadNoise:
             out[a:b] = self._observed_block(
                 part(sel, a, b, self.n_cells), None if flips is None else flips[:, a:b], None if z is None else z[a:b]
             )
+        return out
+
+    def _observed_burst(self, sel: Sel, reads: int, step_s: float) -> np.ndarray:
+        """``reads`` reads of the cells ``sel`` (reads, cells), their starts ``step_s`` apart;
+        the clock ends one read time after the last start.
+
+        A burst of a few cells (an instrument's averaged read) is computed as arrays
+        (:mod:`.chip_burst`), bit for bit what reading it one read at a time gives; a burst
+        that premise does not cover (a cell named twice, a large batch) reads one at a time.
+        """
+        if burst_vectorisable(sel, reads, self.n_cells, self._pool.size):
+            return observed_burst(self, sel, reads, step_s)
+        rt = self.params.read_time_s
+        out = np.empty((reads, count_cells(sel, self.n_cells)))
+        for j in range(reads):
+            if j:
+                self._clk[0] += step_s - rt
+            out[j] = self._observed_g(sel)
+            self._clk[0] += rt
         return out
 
     @property
