@@ -11,13 +11,17 @@ Measures
 
 Timings are the median of repeated blocks (and the best block, less sensitive to other
 processes on a shared machine); both sides of a ratio are measured interleaved in the same
-run. Variability: as training from a database samples it (issue 24) — raw imprecision reads
-per level (here: 8 levels x 400 reads drawn from the tio2_passive preset's published line,
+run. Training steps run on one thread and are timed in that thread's CPU time (a shared
+machine's other processes then cost the ratio less than in wall time); Monte Carlo transfers
+in wall time (torch may use several threads: on a loaded machine ``--threads 1``).
+
+Variability: as training from a database samples it (issue 24) — raw imprecision reads per level (here: 8 levels x 400 reads drawn from the tio2_passive preset's published line,
 or the reads of ``--db URL``), raw disturb samples by number of later writes, 0.5 % + 0.5 %
 stuck devices frozen through each optimiser step (as :func:`memprog.hwaware.training.train`
 steps), and the 2-8-1 network's disturb keyed as the program job writes the 12x24
 ``sim_tio2_crossbar`` array. ``--fitted`` measures the fitted-line sampling instead.
-Run: ``python benchmarks/bench_hwaware.py [--json] [--device cpu|cuda] [--quick] [--db URL] [--fitted]``.
+Run: ``python benchmarks/bench_hwaware.py [--json] [--device cpu|cuda] [--quick] [--db URL]
+[--fitted] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -58,15 +62,15 @@ def raw_preset_model(levels: int = 8, reads: int = 400) -> VariabilityModel:
     return VariabilityModel(**kw)
 
 
-def _timeit(f, n: int, reps: int) -> tuple[float, float]:
+def _timeit(f, n: int, reps: int, clock=time.perf_counter) -> tuple[float, float]:
     for _ in range(max(1, n // 5)):
         f()
     ts = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         for _ in range(n):
             f()
-        ts.append((time.perf_counter() - t) / n)
+        ts.append((clock() - t) / n)
     return float(np.median(ts)), float(min(ts))
 
 
@@ -109,8 +113,8 @@ def bench_steps(var, device, quick: bool) -> list[dict]:
         # interleave the two so both see the same background load
         pm, pb, hm, hb = [], [], [], []
         for _ in range(reps):
-            a = _timeit(plain, n, 1)
-            b = _timeit(hw, n, 1)
+            a = _timeit(plain, n, 1, time.thread_time)
+            b = _timeit(hw, n, 1, time.thread_time)
             pm.append(a[0])
             hm.append(b[0])
         pm_, hm_ = float(np.median(pm)), float(np.median(hm))
@@ -162,7 +166,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--db", default=None, help="variability database URL (default: the preset's figures, raw reads)")
     ap.add_argument("--fitted", action="store_true", help="sample the fitted imprecision line instead of raw reads")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for the Monte Carlo transfers (default: torch's own)")
     a = ap.parse_args()
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     if a.db:
         var = VariabilityModel.from_db(VariabilityDB(a.db), imprecision="fitted" if a.fitted else "raw")
         var = var.with_stuck(0.005, 0.005)

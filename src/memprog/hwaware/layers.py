@@ -11,10 +11,11 @@ pass sees the transferred weights, the backward pass the identity — except for
 stuck device, whose gradient is masked for that batch (a stuck device ignores updates).
 
 Cost: the random draws for many batches come from one call (``chunk``); per batch, all layers'
-transfers are ~20 element-wise ops without autograd on one flat vector (numpy views on the CPU
-for small networks, where torch's per-op dispatch would dominate), the parameters live in one
-flat storage so neither the round nor the stuck freeze concatenates them
-(``benchmarks/bench_hwaware.py``; issue 24: 2.2x -> 1.6x a plain 2-8-1 step).
+transfers are ~20 element-wise ops without autograd on one flat vector, the parameters live in
+one flat storage so neither the round nor the stuck freeze concatenates them. On the CPU with
+raw imprecision the draws go into kept numpy buffers and the round runs on numpy views
+(:mod:`memprog.hwaware.numpy_transfer`); the forward pass masks only parameters with a stuck
+device (``benchmarks/bench_hwaware.py``; issue 24).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from memprog.core.errors import ConfigError
 from memprog.hwaware.mapping import ACTIVATIONS
 from memprog.hwaware.mapping import later_writes as _later_writes
+from memprog.hwaware.numpy_transfer import NumpyTransfer
 from memprog.hwaware.variability import Draw, VariabilityModel
 
 _ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
@@ -173,10 +175,10 @@ class HardwareAwareLinear(nn.Module):
             return F.linear(x, self.weight, self.bias)
         if self._group is not None:
             delta_w, delta_b, keep_w, keep_b = self._group.take(self)
-            if not self._group.has_stuck:  # keep is all ones: the same sum, no mask in the backward pass
-                return F.linear(x, torch.add(delta_w, self.weight), torch.add(delta_b, self.bias))
-            w = torch.addcmul(delta_w, self.weight, keep_w)
-            b = torch.addcmul(delta_b, self.bias, keep_b)
+            # a keep of None: no stuck device in that parameter, the same sum without a mask
+            # in the backward pass
+            w = torch.add(delta_w, self.weight) if keep_w is None else torch.addcmul(delta_w, self.weight, keep_w)
+            b = torch.add(delta_b, self.bias) if keep_b is None else torch.addcmul(delta_b, self.bias, keep_b)
             return F.linear(x, w, b)
         draw, keep, keep_w, keep_b = self._draw()
         self._current_keep = (keep_w, keep_b) if self._any_stuck[self._next - 1] else None
@@ -234,26 +236,29 @@ class _TransferGroup:
         self._g_min = torch.tensor(variability.g_min_us, device=self.device)
         self.flat: torch.Tensor | None = self._share_storage() if share_storage else None
         dtype = layers[0].weight.dtype
-        # numpy views of the same memory for the round on the CPU (see _round_np); up to some
-        # 10^4 devices (measured: 2-8-1 and 64-54-10 gain, one 256x256 layer does not)
+        # numpy draws and rounds on the CPU (memprog.hwaware.numpy_transfer); up to some 10^4
+        # devices (measured: 2-8-1 and 64-54-10 gain, one 256x256 layer does not)
         self._numpy = (self.flat is not None and self.device.type == "cpu" and dtype == torch.float32
                        and variability.numpy_apply and self.later_writes.numel() <= 1 << 15)
-        self._np_parts: tuple[np.ndarray, ...] | None = None
         # this round's reparametrization offsets, written in place; per layer (weights, biases) views
         self._delta = torch.empty(o, device=self.device, dtype=dtype)
         self._delta_views = [
             (self._delta[a:b].view(layer.weight.shape), self._delta[b:c])
             for layer, (a, b, c) in zip(layers, self.bounds, strict=True)
         ]
-        if self._numpy:
-            self._starts_np = np.array([a for a, _, _ in self.bounds])
-            self._index_np = self.index.numpy()
-            self._sign_np = np.array([[1.0], [-1.0]], dtype=np.float32)
+        self._np: NumpyTransfer | None = None
+        if self._numpy:  # draws in kept buffers, rounds on numpy views
+            starts = np.array([a for a, _, _ in self.bounds])
+            self._np = NumpyTransfer(variability, self.later_writes, starts, self.index.numpy(), chunk)
+            self.chunk = self._np.chunk
         self._draws: Draw | None = None
         self._batch: list[tuple] = []  # per batch of the chunk: its draw's parts, unbound once
-        self._next = 0
-        self._served: set[int] = set()
-        self._slices: list[tuple[torch.Tensor, ...]] = []
+        self._next = self.chunk  # the first round draws
+        self._served = [True] * len(layers)  # per layer: took this round's slice
+        # per layer, what the forward pass takes: (delta_w, delta_b, keep_w, keep_b), the keeps
+        # None where no device of the layer is stuck (no mask in the backward pass)
+        self._forward: list[tuple] = []
+        self._torch_slices: list[tuple] = []
         self.stuck_weights = 0
         self.batches = 0
         self._any_stuck: list[bool] = []
@@ -289,6 +294,9 @@ class _TransferGroup:
         return self.flat
 
     def _draw_chunk(self) -> None:
+        if self._np is not None:
+            self._draw_chunk_np()
+            return
         d = self.var.draw(self.chunk, self.later_writes, self.generator)
         self._draws = d
         n, p = self.chunk, self.later_writes.shape[1]
@@ -318,55 +326,68 @@ class _TransferGroup:
             parts.append(keep[:, a:b].view(n, *layer.weight.shape).unbind(0))
             parts.append(keep[:, b:c].unbind(0))
         self._batch = list(zip(*parts, strict=True))
-        self._np_parts = None
-        if self._numpy and d.imp_index is not None:
-            self._np_parts = (d.disturb_us.numpy(), d.imp_index.numpy(), keep.numpy())
         self._next = 0
         self.stuck_weights += int(keep.numel() - keep.sum().item())
         self.batches += n
 
+    def _draw_chunk_np(self) -> None:
+        """A chunk drawn by the numpy path, and per batch what the forward pass takes: each
+        layer's keep views (unbound once per chunk) only for the parameters with a stuck
+        device, None for the others (no mask in their backward pass)."""
+        t = self._np
+        assert t is not None
+        t.draw(self.generator)
+        n = self.chunk
+        keep = torch.from_numpy(t.keep)
+        self._keep_t = keep
+        self._keeps = [
+            (keep[:, a:b].view(n, *layer.weight.shape).unbind(0), keep[:, b:c].unbind(0))
+            for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True)
+        ]
+        views = list(enumerate(self._delta_views))
+        self._forward_chunk = [
+            [(dw, db, self._keeps[j][0][i] if hit[2 * j] else None, self._keeps[j][1][i] if hit[2 * j + 1] else None)
+             for j, (dw, db) in views]
+            for i, hit in enumerate(t.stuck_params(self.bounds))
+        ]
+        self._any_stuck = t.any_stuck
+        self._next = 0
+        self.stuck_weights += int(t.keep.size - t.keep.sum(dtype=np.float64))
+        self.batches += n
+
+    @property
+    def _slices(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer, this round's (delta_w, delta_b, keep_w, keep_b); [] before the first."""
+        if not self._forward:
+            return []
+        if self._np is None:
+            return self._torch_slices
+        i = self._next - 1
+        return [(dw, db, kw[i], kb[i]) for (dw, db), (kw, kb) in zip(self._delta_views, self._keeps, strict=True)]
+
     def _round(self) -> None:
-        if self._draws is None or self._next >= self.chunk:
+        if self._next >= self.chunk:
             self._draw_chunk()
         i = self._next
         self._next += 1
-        disturb, imp, rel_a, rel_b1, stuck, keep, stuckf, *keep_parts = self._batch[i]
-        self.has_stuck = bool(self._any_stuck[i])
-        self._stuck_now = stuckf
+        self.has_stuck = self._any_stuck[i]
         flat = self.flat_weights()
-        if flat is not None and self._np_parts is not None:
-            self._round_np(i, flat)
+        if self._np is not None:
+            if flat is not None:
+                self._np.round(i, flat.numpy(), self._delta.numpy())
+            else:
+                disturb, col, stuck = self._np.torch_draw_parts(i)
+                self._round_torch(None, disturb, col, None, None, stuck, self._keep_t[i])
+            self._forward = self._forward_chunk[i]
         else:
+            disturb, imp, rel_a, rel_b1, stuck, keep, stuckf, *keep_parts = self._batch[i]
+            self._stuck_now = stuckf
             self._round_torch(flat, disturb, imp, rel_a, rel_b1, stuck, keep)
-        self._slices = [
-            (dw, db, keep_parts[2 * j], keep_parts[2 * j + 1]) for j, (dw, db) in enumerate(self._delta_views)
-        ]
-        self._served = set()
-
-    def _round_np(self, i: int, flat_t: torch.Tensor) -> None:
-        """The round on numpy views of the same memory (CPU, float32, raw imprecision on
-        equidistant levels): the same mapping and lookup as :meth:`_round_torch`.
-
-        Why: a small network's round is ~20 element-wise ops on a few hundred devices, where
-        torch's per-op dispatch costs several times numpy's (2-8-1: 42 -> 10 µs a round).
-        """
-        v = self.var
-        disturb, imp, keep = (a[i] for a in self._np_parts)  # type: ignore[union-attr]
-        # views taken now, not kept: a deep copy of the model must not write into the original
-        flat = flat_t.numpy()
-        # each layer's largest |weight| maps to the top of the working range
-        m = np.maximum.reduceat(np.abs(flat), self._starts_np)
-        inv = (v.g_max_us - v.g_min_us) / np.maximum(m, 1e-30, out=m)  # µS per weight unit
-        inv = inv[self._index_np] if len(self.layers) > 1 else inv[0]
-        g = flat * inv * self._sign_np  # devices (2, P): g_plus, g_minus
-        np.maximum(g, 0, out=g)
-        g += v.g_min_us
-        t = v.apply_np(g, disturb, imp, in_range=True)
-        # offset: transferred - current * keep (forward: offset + current * keep == transferred)
-        d = self._delta.numpy()
-        np.subtract(t[0], t[1], out=d)
-        d /= inv
-        d -= flat * keep
+            self._torch_slices = [
+                (dw, db, keep_parts[2 * j], keep_parts[2 * j + 1]) for j, (dw, db) in enumerate(self._delta_views)
+            ]
+            self._forward = self._torch_slices if self.has_stuck else [(dw, db, None, None) for dw, db in self._delta_views]
+        self._served = [False] * len(self.layers)
 
     def _round_torch(self, flat, disturb, imp, rel_a, rel_b1, stuck, keep) -> None:
         v = self.var
@@ -400,23 +421,32 @@ class _TransferGroup:
             # offset: transferred - current * keep (forward: offset + current * keep == transferred)
             torch.sub(g[0], g[1], out=self._delta).div_(inv).addcmul_(flat, keep, value=-1.0)
 
-    def take(self, layer: HardwareAwareLinear) -> tuple[torch.Tensor, ...]:
-        """This round's (delta_w, delta_b, keep_w, keep_b) of ``layer``."""
+    def take(self, layer: HardwareAwareLinear) -> tuple:
+        """This round's (delta_w, delta_b, keep_w, keep_b) of ``layer`` (a keep is None where
+        the parameter has no stuck device this round)."""
         i = layer._group_index
-        if i in self._served or not self._slices:
+        if self._served[i]:
             self._round()
-        self._served.add(i)
-        return self._slices[i]
+        self._served[i] = True
+        return self._forward[i]
 
     def optimizer_step(self, opt: torch.optim.Optimizer) -> bool:
         """``opt.step()`` with this round's stuck weights put back where they were: one clone
-        and one masked op over all layers. False (nothing done) when the parameters no
-        longer share the flat storage: the caller freezes them layer by layer."""
+        and one masked op over all layers (numpy path: the few stuck weights saved and put
+        back). False (nothing done) when the parameters no longer share the flat storage: the
+        caller freezes them layer by layer."""
         flat = self.flat_weights()
         if flat is None:
             return False
         if not self.has_stuck:
             opt.step()
+            return True
+        if self._np is not None:
+            where = self._np.stuck_weights[self._next - 1]
+            values = flat.numpy()
+            saved = values[where]
+            opt.step()
+            values[where] = saved  # the same memory (a step in place keeps the storage)
             return True
         with torch.no_grad():
             saved = flat.clone()

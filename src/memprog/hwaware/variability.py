@@ -223,7 +223,7 @@ class VariabilityModel:
         self._imp_grid: tuple[float, float, int] | None = None
         self._imp_flat = None if self.imp_factors is None else self.imp_factors.reshape(-1)  # gather table
         cpu = self._imp_flat is not None and self._imp_flat.device.type == "cpu"
-        self._imp_flat_np = self._imp_flat.numpy() if cpu else None  # the same memory, for apply_np
+        self._imp_flat_np = self._imp_flat.numpy() if cpu else None  # the same memory, for numpy_transfer
         lv = self.imp_levels_us
         if lv is not None and lv.numel() > 1:
             step = float(lv[-1] - lv[0]) / (lv.numel() - 1)
@@ -589,31 +589,9 @@ class VariabilityModel:
 
     @property
     def numpy_apply(self) -> bool:
-        """Whether :meth:`apply_np` serves this model (raw imprecision on equidistant levels, CPU)."""
+        """Whether a fused group's numpy path serves this model (raw imprecision on equidistant
+        levels, CPU: :mod:`memprog.hwaware.numpy_transfer`, the same lookup as :meth:`apply`)."""
         return self._imp_grid is not None and self._imp_flat_np is not None
-
-    def apply_np(self, g_us: np.ndarray, disturb_us: np.ndarray, imp_index: np.ndarray,
-                 *, in_range: bool = False) -> np.ndarray:
-        """:meth:`apply` on float32 numpy views of CPU tensors (raw imprecision, equidistant
-        levels: see :attr:`numpy_apply`), the same law and the same lookup.
-
-        Why: a small network's training round is ~20 element-wise ops on a few hundred
-        devices, where a numpy op costs a fraction of a torch op's dispatch (issue 24).
-        """
-        assert self._imp_grid is not None and self._imp_flat_np is not None
-        a, b = self._imp_ab_np
-        level = g_us * a
-        level += b
-        np.rint(level, out=level)  # half to even, as torch.round
-        if not (in_range and self._imp_range_inside):
-            np.clip(level, 0, self._imp_grid[2], out=level)
-        idx = level.astype(np.int32)
-        idx *= self.imp_factors.shape[1]  # type: ignore[union-attr]
-        idx += imp_index
-        out = self._imp_flat_np[idx]
-        out *= g_us
-        out += disturb_us
-        return out
 
     def sample(
         self, g_us: torch.Tensor, later_writes: torch.Tensor, n: int,
