@@ -187,7 +187,11 @@ def test_program_resume_rereads_kept_cells_and_the_chip_holds_the_targets(tmp_pa
     # cell among the 40 was measured at 2.56 bands in a CI run (the interrupted run's kept
     # cells, hence the 40 picked, depend on when the signal lands), so one may exceed it
     assert (err_us > 2.5 * band).sum() <= 1 and (err_us <= 4 * band).all(), err_us
-    assert (err_us <= band).mean() >= 0.9, err_us
+    # 90 % within the band up to 1 µS: a cell the job verified in band at its edge reads
+    # 0.1-1 µS outside through a slow fluctuator the 8-read mean cannot average away (measured:
+    # 35 of 40 strictly inside in 1 run of 10; without the resume's re-tune they sit hundreds
+    # of µS away, so this still fails at once if the kept cells are not re-read)
+    assert (err_us <= band + 1.0).mean() >= 0.9, err_us
     # and the working cells of the whole job are within tolerance on the chip as the run says
     allc = cells.reset_index()
     allc = allc[_working(allc)]

@@ -10,9 +10,12 @@ and programmed precisely into an array, then the array runs the network. Steps:
    tuned, re-verified (out-of-band cells re-tuned once) and only then streamed to the
    sink as final rows, so a store holds exactly one row per cell and a killed run resumes
    at the first unfinished chunk (no finished cell is pulsed again). With two copies,
-   copy 0 is programmed first and the last copy second, to ``2·G − (copy 0 as reached)``;
-4. settle (``programmer.wait``, where the stack provides it) and verify every cell with
-   one more read;
+   copy 0 is programmed first and the last copy second, to ``2·G − (copy 0 as reached)``
+   (a copy 0 whose twin turned out stuck is re-aimed by the settle, step 4);
+4. settle (``programmer.wait``, where the stack provides it: what is left of the settle
+   since the protocols last pulsed or read any cell) and verify every cell with one more
+   read; cells out of band are re-tuned, and the working copy of a pair outside its band
+   re-aimed, together, one batch and one settle per round (:mod:`.program_settle`);
 5. run the network on the chip: analog ``VMM?`` where the stack has it (the on-chip
    controller), else from read-out conductances; software vs chip accuracy on a test set;
 6. report: per-layer conductance error, stuck cells, wall and bench time, JSON + PNG.
@@ -50,6 +53,7 @@ from memprog.protocols.common import Clock
 from memprog.protocols.events import EventSink, sink_or_null
 from memprog.protocols.programmer import CellProgrammer
 from memprog.protocols.results import TuneResult
+from memprog.protocols.settle import resolve_settle_s
 
 PROTOCOLS = registry.names()  # what ProgramParams.protocol accepts
 
@@ -142,7 +146,9 @@ def run_program(
         done, resume_info = reread_kept(prog, done, p.tolerance_rel, p.tolerance_min_us, plan.n, s)
     stats: dict[str, int] = {}
     tuner = _Programmer(prog, p)  # one engine: a feedforward chip is characterised once
-    res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner)
+    # where the stack can wait, the job's final settle re-aims pairs beside a failed copy
+    settles = callable(getattr(prog, "wait", None)) and resolve_settle_s(prog, p.settle_s) > 0
+    res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner, defer_pairs=settles)
     # settle, then one verification read of every cell
     settle = settle_and_verify(bench, prog, plan, res, p.settle_s, tuner, s)
     s.record_event({"event": "verify", "settle": settle, "within_tolerance": int(res.within_tolerance.sum())})

@@ -17,6 +17,7 @@ import numpy as np
 from memprog.core.errors import ConfigError
 from memprog.hwaware.order import copy0_order
 from memprog.jobs.program_plan import Plan, _twin
+from memprog.jobs.program_pulses import PulseLog
 from memprog.protocols import registry
 from memprog.protocols.common import Progress, target_range_us
 from memprog.protocols.events import EventSink, EventsOnly, sink_or_null, wants_bulk
@@ -58,9 +59,11 @@ class _Programmer:
         limits = prog.limits if spec.caller_band else None
         self.settings = spec.defaults(prog.info, limits, **upd)
         # one engine per job: a feedforward chip is characterised once, a denoise cell's
-        # calibration is kept for its re-tunes
-        self.tuner = spec.tuner(prog, self.settings)
-        self.retuner = spec.retuner(self.tuner, prog, self.settings)
+        # calibration is kept for its re-tunes. Its protocols pulse and read through the
+        # job's log, so the job's final settle waits only for the cells touched last
+        self.log = PulseLog(prog)
+        self.tuner = spec.tuner(self.log, self.settings)  # type: ignore[arg-type]
+        self.retuner = spec.retuner(self.tuner, self.log, self.settings)  # type: ignore[arg-type]
         # protocols with relaxation-aware verification settle and re-verify every batch
         # against the job's band themselves; the job's own re-verify read is then redundant
         self.protocol_settles = spec.holds_band
@@ -208,6 +211,7 @@ def program_plan(
     progress: bool = False,
     stats: dict[str, int] | None = None,
     engine: _Programmer | None = None,
+    defer_pairs: bool = False,
 ) -> TuneResult:
     """Program every cell of ``plan``; one result row per cell, in plan order.
 
@@ -220,6 +224,13 @@ def program_plan(
         done: cells finished by an earlier, interrupted run of the same plan (from the
             store), already re-read by :func:`run_program` (``jobs.resume_reads``): they
             are not pulsed again; ``final_us`` is their fresh reading.
+        defer_pairs: the caller settles every cell at the end and re-aims there the working
+            copy of a pair whose other copy failed
+            (:func:`memprog.jobs.program_settle.settle_and_verify`): copy 0 is then not
+            re-tuned here for a twin found stuck. Why: that re-tune is a batch of its own,
+            and a protocol that settles its batches (predictive, Alibart) waits a whole
+            settle for it, only for the job's settle to wait again; re-aimed at the end, it
+            shares the settle the job waits anyway, with the twin's reading after it.
     """
     s = sink_or_null(sink)
     c = plan.cells
@@ -306,7 +317,8 @@ def program_plan(
                     rb = engine.tune_verify(c["row"][kb_], c["col"][kb_], tb, inner)
                     final[kb_] = rb.final_us
                     # copy 1 stuck: re-tune its copy 0 (not yet recorded) to make up for it
-                    if ra is not None:
+                    # (where the job settles at the end, its settle does it: see defer_pairs)
+                    if ra is not None and not defer_pairs:
                         stuck_b = rb.has_flag(FLAG_STUCK) | (~rb.converged & ~rb.within_tolerance)
                         a_pos = np.flatnonzero(todo_a)  # positions of ia in ra
                         a_of = {int(p): q for q, p in enumerate(a_pos)}
@@ -338,7 +350,7 @@ def program_plan(
                         (rb.has_flag(FLAG_STUCK) | (~rb.converged & ~rb.within_tolerance))
                         & finished[a_of_b] & kept_working[a_of_b] & np.isfinite(rb.final_us)
                     )  # fmt: skip
-                    if kfix.any():
+                    if kfix.any() and not defer_pairs:
                         ka = a_of_b[kfix]
                         t_new = np.clip(total[ka] - rb.final_us[kfix], lo, hi)
                         again = engine.tune_verify(c["row"][ka], c["col"][ka], t_new, inner)
