@@ -120,14 +120,16 @@ def main(quick: bool = False) -> int:
 
 def _cells_own(chip: SimChip, resp: pd.DataFrame, side: int) -> dict[str, float]:
     """What the characterised cells themselves hold (the simulator's draw, read here only to
-    score the fit, never by it): their median threshold and strength, their spreads (SET and
+    score the fit, never by it): their mean threshold and median strength, their spreads (SET and
     RESET pooled, as the simulator draws both with one spread). A fit of 16 cells can at
     best recover these, not the chip's population values."""
     rc = resp[["row", "col"]].drop_duplicates().to_numpy()
     idx = rc[:, 0] * side + rc[:, 1]
     cells = {"v_set_threshold_v": chip.v_set_th, "v_reset_threshold_v": chip.v_reset_th,
              "set_kappa": chip.set_kappa, "reset_kappa": chip.reset_kappa}  # fmt: skip
-    out = {k: float(np.median(v[idx])) for k, v in cells.items()}
+    # thresholds: their mean (the simulator spreads them normally about the chip's; the fit
+    # estimates that mean); strengths: their median (as the fit)
+    out = {k: float(np.mean(v[idx]) if "threshold" in k else np.median(v[idx])) for k, v in cells.items()}
 
     def spread(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.sqrt(np.mean([(np.std(x[idx], ddof=1) / np.mean(x[idx])) ** 2 for x in (a, b)])))
@@ -153,7 +155,9 @@ def passive(seeds: int = PASSIVE_SEEDS, devices: int = 16) -> int:
     their first draw by up to 16 %. One draw against one draw measures the draw, not the
     twin, so each job is the mean over ``seeds`` chips (hidden: seeds 7.., twin and preset:
     seeds 100..), given with its standard error; "same params" is the hidden chip's own
-    parameters on the twin's seeds: what a perfect twin would score.
+    parameters on the twin's seeds: what a perfect twin would score; "cells' own" the twin
+    with the sampled cells' own thresholds, strengths and spreads: what a perfect fit of
+    the characterised cells would score.
     """
     tech, side = "tio2_passive", 16
     pp = get_preset(tech)
@@ -193,9 +197,13 @@ def passive(seeds: int = PASSIVE_SEEDS, devices: int = 16) -> int:
             sd = "" if fit is None or fit.std is None else f"{fit.std:.2g}"
             ov = f"{own[f]:.4g}" if f in own else ""
             print(f"{f:24} {getattr(true, f):>10.4g} {ov:>10} {fv:>10} {sd:>9} {getattr(pp, f):>10.4g}")
-        h, t, p0, same = pjob(true, 7), pjob(twin, 100), pjob(pp, 100), pjob(true, 100)
+        # "cells' own": the twin with its thresholds, strengths and their spreads replaced by
+        # the sampled cells' own: what a perfect fit of these cells would score (the rest of
+        # the gap to "same params" is which cells were sampled, not the fit)
+        cells = DeviceParams(**{**twin.model_dump(), **own})
+        h, t, p0, same, c_own = pjob(true, 7), pjob(twin, 100), pjob(pp, 100), pjob(true, 100), pjob(cells, 100)
         print(f"8x8 block, mean ± SE over {seeds} draws: pulses/cell | not converged %")
-        for label, (pm, ps, nm, ns) in (("hidden", h), ("twin", t), ("preset", p0), ("same params", same)):
+        for label, (pm, ps, nm, ns) in (("hidden", h), ("twin", t), ("preset", p0), ("same params", same), ("cells' own", c_own)):
             print(f"  {label:12} {pm:6.1f} ± {ps:4.1f} ({100 * (pm / h[0] - 1):+6.1f} %)   {100 * nm:5.1f} ± {100 * ns:4.1f} ({100 * (nm - h[2]):+5.1f} pts)")
         e_t, e_p = abs(t[0] / h[0] - 1), abs(p0[0] / h[0] - 1)
         n_t, n_p = abs(t[2] - h[2]) * 100, abs(p0[2] - h[2]) * 100

@@ -70,6 +70,9 @@ class CharacterizeParams(MemprogModel):
     response_widths: int = Field(default=3, ge=1, le=16, description="widths, ramp width up a decade")
     response_gates: int = Field(default=3, ge=1, le=16, description="gate voltages (1T1R)")
     response_repeats: int = Field(default=3, ge=0, le=100, description="same pulse from the same state")
+    response_fine_amplitudes: int | None = Field(
+        default=None, ge=0, le=64, description="more amplitudes just above the ramp start, at its width; None: 8 without a gate (passive), 0 with one",
+    )  # fmt: skip
     noise_reads: int = Field(default=64, ge=0, le=100_000, description="back-to-back reads (white noise)")
     telegraph_reads: int = Field(default=256, ge=0, le=100_000, description="reads for telegraph noise")
     telegraph_interval_s: float = Field(default=100e-6, ge=0, le=1.0, description="their spacing")

@@ -13,7 +13,9 @@ rest of :mod:`~memprog.protocols.characterize`:
    width (x gate on a 1T1R stack), ``response_repeats`` times: the mean of a few reads
    before and after. The grid yields the pulse law and each cell's bounds and thresholds
    (device-to-device), the repeats of the same pulse from the same state its
-   cycle-to-cycle spread; the gate points its compliance.
+   cycle-to-cycle spread; the gate points its compliance. On a stack without a gate
+   (passive) ``response_fine_amplitudes`` more amplitudes at the ramp's width, just above
+   the ramp start, pin the threshold apart from the overdrive exponent (:func:`response_grid`).
 6. **noise** (table ``noise``): each cell in its off and its on state, a burst of reads
    back to back (white read noise: successive differences) and a longer burst at
    ``telegraph_interval_s`` (telegraph noise: two-level amplitudes and dwell times).
@@ -40,19 +42,34 @@ RESPONSE_READS = 4
 # [choice] the preparation pulses (to the off / on state) are this many times the ramp's
 # width: wide enough that a weak cell still reaches its bound in a few pulses
 PREP_WIDTH_X = 100
+# [choice] the fine amplitudes span the ramp start to this many times it: where a ramp at
+# the ramp's width takes its first visible steps (overdrive ~0-0.4 on a cell at the ramp
+# start), the steps that decide how many pulses a write-verify needs
+FINE_SPAN_X = 1.4
+# [choice] fine amplitudes per polarity on a stack without a gate (response_fine None)
+FINE_PASSIVE = 8
 
 
 def _samples(sink: Any, table: str, **cols: Any) -> None:
     sink.record_event({"event": "samples", "table": table, "columns": cols})
 
 
-def response_grid(prog: CellProgrammer, ali: AlibartParams, n_amp: int, n_width: int, n_gate: int) -> dict[str, np.ndarray]:
+def response_grid(prog: CellProgrammer, ali: AlibartParams, n_amp: int, n_width: int, n_gate: int, n_fine: int = 0) -> dict[str, np.ndarray]:
     """The amplitudes (per polarity), widths and gates the response procedure pulses at.
 
     Why these: the protocol's ramps span where its cells switch (a little below the ramp
     start, to see the threshold, up to the cap); widths from the ramp's width up a decade
     (the width law), capped by the stack's limits; gates over the upper part of the
     protocol's gate window (below it the compliance leaves no room to SET).
+
+    ``n_fine`` more amplitudes per polarity (``fine_set_v``, ``fine_reset_v``), evenly from
+    the ramp start to ``FINE_SPAN_X`` times it, pulsed at the ramp's width only. Why: the
+    threshold and the overdrive exponent are told apart only by steps just above the
+    threshold, and on a passive array those steps (a few % of the range) sit under the
+    sub-threshold kicks a selected cell takes (its half-select disturb, 10-25 µS on TiO2):
+    with the 7-point grid (two points in that region) a fitted exponent error of +0.1
+    moved every threshold by -1.1 %, and a write-verify's pulses move ~4.5 % per 1 %.
+    These are the pulses a ramp spends first, at the ramp's own width.
     """
     lim = prog.limits
     # denser near the ramp start: the threshold is where the steps begin, and only points
@@ -67,7 +84,12 @@ def response_grid(prog: CellProgrammer, ali: AlibartParams, n_amp: int, n_width:
     if prog.info.has_gate:
         lo, hi = ali.gate_v_min, min(ali.gate_v_max, lim.gate_v_max)
         gates = lo + (hi - lo) * np.linspace(0.4, 1.0, max(n_gate, 1))
-    return {"set_v": set_amp, "reset_v": reset_amp, "width_s": np.unique(w), "gate_v": gates}
+    set_cap, reset_cap = min(ali.set_max_v, lim.set_v_max), min(ali.reset_max_v, lim.reset_v_max)
+    fine_set = np.linspace(ali.set_start_v, min(FINE_SPAN_X * ali.set_start_v, set_cap), n_fine)
+    fine_reset = np.linspace(ali.reset_start_v, min(FINE_SPAN_X * ali.reset_start_v, reset_cap), n_fine)
+    width = float(np.clip(ali.width_s, lim.width_s_min, lim.width_s_max))
+    return {"set_v": set_amp, "reset_v": reset_amp, "width_s": np.unique(w), "gate_v": gates,
+            "fine_set_v": fine_set, "fine_reset_v": fine_reset, "fine_width_s": np.array([width])}  # fmt: skip
 
 
 class _Cells:
@@ -106,6 +128,10 @@ def run_response(cells: _Cells, grid: dict[str, np.ndarray], repeats: int, sink:
     n = 0
     points = [("set", a, w, gv) for a in grid["set_v"] for w in grid["width_s"] for gv in grid["gate_v"]]
     points += [("reset", a, w, np.nan) for a in grid["reset_v"] for w in grid["width_s"]]
+    # the fine points: the gate open (as a ramp SETs), or none on a stack without one
+    g_open = float(grid["gate_v"][-1])
+    points += [("set", a, w, g_open) for a in grid.get("fine_set_v", []) for w in grid.get("fine_width_s", [])]
+    points += [("reset", a, w, np.nan) for a in grid.get("fine_reset_v", []) for w in grid.get("fine_width_s", [])]
     for rep in range(repeats):
         for g in cells.groups:
             cols: dict[str, list[Any]] = {k: [] for k in ("polarity", "amplitude_v", "width_s", "gate_v", "g_before_us", "g_after_us", "point")}
@@ -219,7 +245,10 @@ def characterize_twin(
     cells = _Cells(prog, rows, cols, ali, p.census_pulses)
     counts: dict[str, int] = {}
     if p.response_amplitudes >= 2 and p.response_repeats >= 1:
-        grid = response_grid(prog, ali, p.response_amplitudes, p.response_widths, p.response_gates)
+        n_fine = p.response_fine_amplitudes
+        if n_fine is None:
+            n_fine = 0 if prog.info.has_gate else FINE_PASSIVE
+        grid = response_grid(prog, ali, p.response_amplitudes, p.response_widths, p.response_gates, n_fine)
         counts["response"] = run_response(cells, grid, p.response_repeats, sink, bar)
     bar.update(rows.size // 3)
     if p.noise_reads >= 2 or p.telegraph_reads >= 2:

@@ -166,7 +166,11 @@ def test_characterize_stores_the_twin_tables_on_a_passive_array(tmp_path):
     v = VariabilityDB(url, chip_id="P8")
     resp = v.raw("response")
     cells = resp[["row", "col"]].drop_duplicates()
-    assert len(cells) == 3 and counts["response"] == len(resp) == 3 * 2 * (7 * 3 + 7 * 3)
+    # 7 amplitudes x 3 widths per polarity, and (no gate: passive) 8 fine amplitudes per
+    # polarity at the ramp's width, from its start up: at least 4 SET pulses per cell there
+    assert len(cells) == 3 and counts["response"] == len(resp) == 3 * 2 * (7 * 3 + 7 * 3 + 8 + 8)
+    fine = resp[(resp["polarity"] == "set") & (resp["width_s"] == resp["width_s"].min())]
+    assert fine["amplitude_v"].between(0.8, 1.0).groupby([fine["row"], fine["col"], fine["repeat"]]).sum().min() >= 4
     up, down = (
         d[d["amplitude_v"].abs() >= d["amplitude_v"].abs().max() - 1e-9]
         for d in (resp[resp["polarity"] == "set"], resp[resp["polarity"] == "reset"])

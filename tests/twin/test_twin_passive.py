@@ -49,9 +49,12 @@ def passive_chip(tmp_path_factory):
 
 @pytest.mark.slow
 def test_thresholds_are_the_sampled_cells_own(passive_chip):
-    """The chip's threshold is the median over the sampled cells: it must be those cells'
-    median threshold (what 64 cells can say) within 0.6 %, and the strengths theirs within
-    10 %. Before the fix: the SET threshold 0.792 V vs the cells' 0.800 V (-1.0 %)."""
+    """The chip's threshold is the sampled cells' mean (weighted by their fit errors; the
+    simulator, like a process, spreads thresholds about a mean): it must be those cells'
+    mean threshold (what 64 cells can say) within 0.6 %, the strengths their median within
+    10 %, the exponents the chip's. Before the kick's mean was in the law: the SET threshold
+    0.792 V vs the cells' 0.800 V (-1.0 %); the RESET cells' median (1.079 V) is 0.7 %
+    under their mean here."""
     url, chip = passive_chip
     resp = VariabilityDB(url, chip_id="HID-P").raw("response")
     assert (resp["amplitude_v"].abs() < 0.8).any()  # sub-threshold pulses were in the grid
@@ -64,7 +67,7 @@ def test_thresholds_are_the_sampled_cells_own(passive_chip):
         ("set_kappa", chip.set_kappa, 0.1),
         ("reset_kappa", chip.reset_kappa, 0.1),
     ):
-        own = float(np.median(cells[idx]))
+        own = float(np.mean(cells[idx]) if "threshold" in name else np.median(cells[idx]))
         assert abs(fit[name].value / own - 1) < tol, (name, fit[name].value, own)
     assert abs(fit["overdrive_exponent"].value - 2.0) < 0.15 and abs(fit["width_exponent"].value - 0.5) < 0.05
     assert diag["residual"] < 0.1

@@ -19,6 +19,10 @@ from memprog.twin.fits import MIN_CELLS, Fit, NotConverged
 # describe the chip: the twin is refused rather than written
 MAX_RESPONSE_RESIDUAL = 0.2
 IRLS_PASSES = 6  # [choice] reweighting passes of the response fit (it settles in 2-4)
+# [choice] the width (overdrive) over which the law hands a passive cell's sub-threshold
+# kick over to its switching step: narrow next to the 5 % threshold spread, wide enough
+# for a finite-difference Jacobian (the fit's steps in a threshold are ~1e-8 relative)
+KICK_HANDOVER = 0.01
 
 
 # [choice] a cell this many of its own standard deviations (spread and fit error) from the
@@ -49,13 +53,25 @@ def _rel_spread(x: np.ndarray, se: np.ndarray | None = None) -> tuple[float, flo
     if se is None:
         rel = 1.4826 * float(np.median(np.abs(x - m))) / abs(m) if m else 0.0
         return rel, rel / np.sqrt(2 * max(x.size - 1, 1))
-    se = np.asarray(se, float)
+    mu, tau2, keep, var_e = _random_effects(x, np.asarray(se, float))
+    # one SE from the Fisher information on tau^2 (sum w^2 / 2), carried to tau
+    info = float(np.sum(np.square(1.0 / (tau2 + var_e[keep] + 1e-300)))) / 2.0
+    se_tau2 = 1.0 / np.sqrt(info) if info > 0 else np.inf
+    tau = float(np.sqrt(tau2))
+    se_tau = se_tau2 / (2 * tau) if tau > 0.5 * np.sqrt(se_tau2) else np.sqrt(se_tau2)
+    return (tau / abs(m), float(se_tau) / abs(m)) if m else (0.0, 0.0)
+
+
+def _random_effects(x: np.ndarray, se: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """``x_i ~ N(mu, tau^2 + se_i^2)``: the Paule-Mandel ``tau^2``, the weighted mean ``mu``
+    (each cell by ``1 / (tau^2 + se_i^2)``), outliers (a fit run into a false valley) left
+    out; returns ``mu``, ``tau^2``, the cells kept and the fit variances."""
     ok = np.isfinite(x) & np.isfinite(se)
     if not ok.any():  # no fit errors known (a singular covariance): nothing to take out
         ok, se = np.isfinite(x), np.zeros_like(x)
     var_e = np.square(se)
     keep = ok.copy()
-    tau2 = 0.0
+    tau2, mu = 0.0, float(np.median(x[ok]))
     for _ in range(5):
         tau2 = _paule_mandel(x[keep], var_e[keep])
         w = 1.0 / (tau2 + var_e + 1e-300)
@@ -64,12 +80,21 @@ def _rel_spread(x: np.ndarray, se: np.ndarray | None = None) -> tuple[float, flo
         if (new == keep).all() or new.sum() < 3:
             break
         keep = new
-    # one SE from the Fisher information on tau^2 (sum w^2 / 2), carried to tau
-    info = float(np.sum(np.square(1.0 / (tau2 + var_e[keep] + 1e-300)))) / 2.0
-    se_tau2 = 1.0 / np.sqrt(info) if info > 0 else np.inf
-    tau = float(np.sqrt(tau2))
-    se_tau = se_tau2 / (2 * tau) if tau > 0.5 * np.sqrt(se_tau2) else np.sqrt(se_tau2)
-    return (tau / abs(m), float(se_tau) / abs(m)) if m else (0.0, 0.0)
+    return mu, tau2, keep, var_e
+
+
+def _re_mean(x: np.ndarray, se: np.ndarray) -> tuple[float, float]:
+    """The chip's mean of a per-cell value fitted with errors ``se`` (and its SE).
+
+    Why not the median of the cells (kept for the strengths, whose estimate runs upward
+    unbounded on a cell too strong for the grid): the simulator, like a process, spreads a
+    threshold normally about the chip's mean, and the median of n cells misses that mean by
+    1.25x what their weighted mean does (its efficiency is 64 %). On a passive array a
+    write-verify's pulses move ~4.5 % per 1 % of threshold, so that sampling error is the
+    largest one left with 16-64 cells."""
+    mu, tau2, keep, var_e = _random_effects(np.asarray(x, float), np.asarray(se, float))
+    w = 1.0 / (tau2 + var_e[keep] + 1e-300)
+    return mu, float(1.0 / np.sqrt(np.sum(w)))
 
 
 def _paule_mandel(x: np.ndarray, var_e: np.ndarray) -> float:
@@ -142,6 +167,22 @@ class _ResponseModel:
             if dn.size:
                 noise[sel] = 1.4826 * float(np.median(np.abs(dn - np.median(dn))))
         self.floor = np.maximum(0.005 * self.scale, 3.0 * noise)
+        # the kick's mean, per polarity, in the pulse's direction: at the bound it is
+        # rectified (~4-10 µS on TiO2, where a step just above the threshold is ~1 µS), so a
+        # law without it reads the kicks as steps, and pulls the threshold down (and the
+        # exponent up) to make them: with the fine points below half the cells' thresholds,
+        # -1 % on the thresholds. Measured at the lowest amplitude (below every threshold),
+        # and only where it is there (3 SE): a 1T1R cell is not kicked
+        self.kick = np.zeros(self.a.size)
+        for pol in (True, False):
+            sel = self.is_set == pol
+            dn = (self.ga - self.gb)[low & sel] * (1.0 if pol else -1.0)
+            if dn.size >= 3:
+                k = float(np.mean(dn))
+                if k > 3.0 * float(np.std(dn, ddof=1)) / np.sqrt(dn.size):
+                    self.kick[sel] = k
+        # a cell with no range to move in (one that died after the census) is not kicked
+        self.kick *= np.clip(self.scale / float(np.median(self.scale)), 0.0, 1.0)
         self.sigma = 0.25 * np.abs(self.ga - self.gb) + self.floor
 
     def sparsity(self) -> Any:
@@ -191,7 +232,15 @@ class _ResponseModel:
             z = (f - 1.0) / sd
             f = f - ((f - 1.0) * norm.cdf(z) + sd * norm.pdf(z))
         room = np.where(self.is_set, np.maximum(self.top(d) - self.gb, 0.0), np.maximum(self.gb - d["gmin"][self.ci], 0.0))  # type: ignore[index]
-        return np.where(self.is_set, self.gb + room * f, self.gb - room * f), room * f
+        step = room * f
+        if self.kick.any():
+            # below its threshold a pulse kicks the cell (the measured mean), above it the
+            # cell switches: a smooth hand-over (1 % of the threshold wide) keeps the
+            # residual differentiable in the threshold
+            vth = np.where(self.is_set, d["vs"][self.ci], d["vr"][self.ci])  # type: ignore[index]
+            below = 0.5 * (1.0 - np.tanh((self.a / vth - 1.0) / KICK_HANDOVER))
+            step = step + self.kick * below
+        return np.where(self.is_set, self.gb + step, self.gb - step), room * f
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         """Weighted: a step's spread grows with the step (c2c), so small steps, where the
@@ -300,6 +349,10 @@ def fit_response(df: pd.DataFrame, width_ref_s: float, gated: bool, gate_window:
     mean_fit(kr, "reset_kappa")
     mean_fit(np.asarray(d["vs"]), "v_set_threshold_v")
     mean_fit(np.asarray(d["vr"]), "v_reset_threshold_v")
+    if m.n >= MIN_CELLS:  # enough cells for a spread: their weighted mean (_re_mean)
+        for name, vals, err in (("v_set_threshold_v", d["vs"], se_per[1]), ("v_reset_threshold_v", d["vr"], se_per[3])):
+            mu, se_mu = _re_mean(np.asarray(vals), err)
+            out[name] = Fit(mu, se_mu, src)
     mean_fit(m.gmax0, "g_max_us")
     mean_fit(m.gmin, "g_min_us")
     if m.n >= MIN_CELLS:
