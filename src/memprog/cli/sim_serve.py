@@ -36,6 +36,9 @@ def served_bench(
     """
     data = config.model_dump(mode="json", exclude_none=True)
     data["name"] = f"{config.name}-served"
+    # the chip's physics (a twin's fitted sim_params) live in the server; the client bench
+    # talks to its instruments as a lab bench does, and a lab bench refuses simulator physics
+    data.get("chip", {}).pop("sim_params", None)
     for name, res in resources.items():
         inst = data["instruments"][name]
         if inst["kind"] == "wgfmu":  # the library's calls are served; its session opens on
