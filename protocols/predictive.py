@@ -123,8 +123,19 @@ class PredictiveParams(MemprogModel):
     # [choice] targets above this share of the range are approached from below (SET room
     # top - G is the smaller one there), those under it from above (RESET room G - G_min)
     approach_split: float = Field(default=0.5, gt=0, lt=1, description="SET/RESET approach split")
+    # [choice] 1 in 16 of the far cells (by target, then spread over rows and columns:
+    # protocols/predictive_gate.py) pulsed first to refit the gate map: a 16,000-cell batch
+    # gives ~1,000 pilot cells, far more than the two-parameter line needs
     pilot_every: int = Field(
         default=16, ge=0, le=10_000, description="every k-th cell in the gate-map pilot (0: none)"
+    )
+    # [choice] the confirming strong SET of a cell that did not move goes this far above
+    # the map's gate: a few times what the map's error at the low end and a transistor's
+    # threshold spread (tens of mV) can be, so a working cell the map aimed below its
+    # onset moves (by ~0.1 V x the ~3,400 µS/V of the HfO2 gate range) and is not flagged
+    # stuck; a dead cell gets no more pulses for it
+    confirm_gate_margin_v: float = Field(
+        default=0.1, ge=0, le=2, description="confirming SET: gate above the map's (V)"
     )
     # --- relaxation ----------------------------------------------------------------------
     # [choice] filament relaxation happens within ~1 s (short-term plasticity of HfO2); two

@@ -15,6 +15,7 @@ import numpy as np
 
 from memprog.protocols.common import bench_clock
 from memprog.protocols.events import EventSink, wants_trace
+from memprog.protocols.predictive_gate import fit_gate_map, pilot_cells
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.protocols.results import (
     FLAG_AT_CAP,
@@ -67,8 +68,10 @@ class Learned:
                 )
                 self.vth_n[k] += m
 
-    def gate_for(self, g_us: np.ndarray, p: PredictiveParams) -> np.ndarray:
-        gate = self.gate0 + (np.asarray(g_us, float) - self.g_lo) / self.gate_slope
+    def gate_for(self, g_us: np.ndarray, p: PredictiveParams, margin_v: float = 0.0) -> np.ndarray:
+        """The gate whose compliance is ``g_us`` on the map (``margin_v`` above it), kept
+        inside the protocol's gate bounds (gate_v_max x 1.1 is checked against the bench)."""
+        gate = self.gate0 + (np.asarray(g_us, float) - self.g_lo) / self.gate_slope + margin_v
         return np.clip(gate, p.gate_v_min * 0.5, p.gate_v_max * 1.1)
 
 
@@ -164,6 +167,7 @@ class Run:
         self.st = cells if cells is not None else _Cells(r.size, learned.vth_prior)
         self.waited_s = 0.0
         self.g_start = np.full(r.size, np.nan)
+        self.gate_used = np.full(r.size, np.nan)  # the gate of each cell's last coarse SET
         self.flags_extra: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ instrument access
@@ -242,28 +246,30 @@ class Run:
         far = act[(off > self.tol[act]) & (off > p.coarse_min_rel * self.t[act])]
         if far.size == 0:
             return 0
-        pilot = (
-            far[:: p.pilot_every] if p.pilot_every and far.size >= 4 * p.pilot_every else far[:0]
-        )
+        # the pilot depends on the cells and their targets, not on their order (see
+        # predictive_gate: a period of the batch's order must not choose what is learned)
+        pilot = pilot_cells(far, self.r, self.c, self.t, p)
         rest = np.setdiff1d(far, pilot, assume_unique=True)
         for part in (pilot, rest):
             if part.size:
                 self._coarse_once(part)
                 if part is pilot:
                     self._fit_gate_map(pilot)
-        # cells a strong pulse should have moved and did not get one more, then are stuck
+        # cells a strong pulse should have moved and did not get one more, then are stuck;
+        # its gate goes confirm_gate_margin_v above the map's, so a working cell the map
+        # aimed below its transistor's onset moves now and is not counted unmoved again
         for _ in range(max(p.stuck_pulses - 1, 0)):
             again = far[(st.unmoved[far] > 0) & ~st.done[far]]
             if again.size == 0:
                 break
-            self._coarse_once(again)
+            self._coarse_once(again, p.confirm_gate_margin_v)
         self.sink.record_event(
             {"event": "coarse_set", "cells": int(far.size), "pilot": int(pilot.size),
              "stuck": int(st.stuck[far].sum())}
         )  # fmt: skip
         return int(far.size)
 
-    def _coarse_once(self, idx: np.ndarray) -> None:
+    def _coarse_once(self, idx: np.ndarray, gate_margin_v: float = 0.0) -> None:
         p, st, L = self.p, self.st, self.L
         aim, _ = self._coarse_aim(idx)
         g0 = st.g[idx].copy()
@@ -282,7 +288,8 @@ class Run:
             unmoved[high] = informative & still
             g0 = g0.copy()
             g0[high] = g_mid
-        gate = L.gate_for(aim, p)
+        gate = L.gate_for(aim, p, gate_margin_v)
+        self.gate_used[idx] = gate
         self.pulse(idx, p.coarse_set_v, p.coarse_width_s, gate)
         g1 = self.read(idx)
         st.pend[idx] = 0.0
@@ -299,22 +306,13 @@ class Run:
             st.final[dead] = st.g[dead]
 
     def _fit_gate_map(self, pilot: np.ndarray) -> None:
-        """Least-squares gate -> compliance line from the pilot cells that moved."""
-        L, st = self.L, self.st
+        """Refit the gate map on the pilot cells that moved (:mod:`.predictive_gate`)."""
+        st = self.st
         ok = pilot[(st.unmoved[pilot] == 0) & ~st.done[pilot]]
-        if ok.size < 8:
-            return
-        aim, _ = self._coarse_aim(ok)
-        gate = L.gate_for(aim, self.p)
-        g = st.g[ok]
-        inside = (g > L.g_lo + 0.05 * (L.g_hi - L.g_lo)) & (g < L.g_lo + 0.95 * (L.g_hi - L.g_lo))
-        if inside.sum() < 8 or np.ptp(gate[inside]) <= 0:
-            return
-        slope, icpt = np.polyfit(gate[inside], g[inside], 1)
-        if slope <= 0:
-            return
-        L.gate_slope = float(slope)
-        L.gate0 = float((L.g_lo - icpt) / slope)
+        ev = fit_gate_map(
+            self.L, self.p, self.gate_used[ok], st.g[ok], self.r[ok], self.c[ok], self.t[ok]
+        )
+        self.sink.record_event(ev)
 
     def _observe_relaxation(self) -> None:
         """Two waits after the coarse steps: the batch's relaxation time, each cell's rest."""

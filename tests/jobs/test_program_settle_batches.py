@@ -80,11 +80,13 @@ def test_predictive_job_settles_per_batch_and_the_chip_holds_the_report(tmp_path
         job_settles = [
             i for i, e in enumerate(ev) if e.get("event") == "settle" and "waited_s" in e
         ]
-        # one protocol batch per copy while programming (copy 0, the last copy): a copy 0
-        # whose twin is stuck is re-aimed in the job's settle, not in a batch of its own
-        # with a settle of its own (before: a third batch)
+        # one protocol batch for both copies while programming (predictive aims inside the
+        # job's band; the job's settle re-aims the pairs): a copy 0 whose twin is stuck is
+        # re-aimed in the job's settle, not in a batch of its own with a settle of its own
+        # (before: a third batch; then one batch per copy)
         tunes = [e for e in ev[: job_settles[0]] if e.get("event") == "tune_start"]
-        assert len(tunes) == 2
+        assert len(tunes) == 1
+        assert tunes[0]["cells"] == int((~res.has_flag("skipped")).sum())  # both copies
         # the job waits at most one settle per round, and only in rounds that pulsed cells
         waited = [ev[i]["waited_s"] for i in job_settles]
         assert all(0 <= w <= 5.0 + 1e-9 for w in waited)

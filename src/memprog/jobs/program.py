@@ -11,7 +11,9 @@ and programmed precisely into an array, then the array runs the network. Steps:
    sink as final rows, so a store holds exactly one row per cell and a killed run resumes
    at the first unfinished chunk (no finished cell is pulsed again). With two copies,
    copy 0 is programmed first and the last copy second, to ``2·G − (copy 0 as reached)``
-   (a copy 0 whose twin turned out stuck is re-aimed by the settle, step 4);
+   (a copy 0 whose twin turned out stuck is re-aimed by the settle, step 4); a protocol
+   that aims inside the job's band (predictive) tunes both copies of a chunk as one batch,
+   the last copy aimed at ``2·G − (copy 0's target)``, and the settle re-aims the pairs;
 4. settle (``programmer.wait``, where the stack provides it: what is left of the settle
    since the protocols last pulsed or read any cell) and verify every cell with one more
    read; cells out of band are re-tuned, and the working copy of a pair outside its band

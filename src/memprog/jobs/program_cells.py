@@ -2,7 +2,9 @@
 
 Why a module of its own: this is the part of the program job that pulses. Cells are
 programmed in chunks of logical conductances (copy 0 to its share, the last copy to
-``2·G − what copy 0 reached``, a copy 0 whose twin turned out stuck re-aimed), each
+``2·G − what copy 0 reached``, a copy 0 whose twin turned out stuck re-aimed; with a
+protocol that aims inside the job's band and the job's settle re-aiming pairs, both copies
+in one batch: :func:`_tune_copies_together`), each
 chunk's rows reach the sink once it is final, and a resumed run pulses no finished cell
 again. The protocol comes from the registry (:mod:`memprog.protocols.registry`): the job
 asks it for the settings, the tuner and the re-tune rule instead of naming protocols.
@@ -218,7 +220,9 @@ def program_plan(
     Chunks of logical conductances, each: copy 0 tuned to its share (or to the whole when
     its twin is known stuck), then copy 1 tuned to ``2·G − copy 0 as reached``, then a
     copy 0 whose twin turned out stuck re-tuned to make up for it; the chunk's rows go to
-    the sink together, once, when every cell of it is final.
+    the sink together, once, when every cell of it is final. Where the job re-aims pairs
+    in its settle (``defer_pairs``) and the protocol aims inside the job's band, both
+    copies are tuned as one batch instead (:func:`_tune_copies_together`).
 
     Args:
         done: cells finished by an earlier, interrupted run of the same plan (from the
@@ -276,6 +280,9 @@ def program_plan(
     engine = engine if engine is not None else _Programmer(programmer, params)
     inner = _StreamFinished.wrap(s, plan, info.cols, extra, params)
     step = max(1, params.chunk_cells // copies)
+    # both copies of a chunk in one batch where the protocol aims inside the job's band and
+    # the job's settle re-aims the pairs (see _tune_copies_together)
+    together = copies > 1 and defer_pairs and engine.spec.caller_band
     finished = np.zeros(n, bool)
     finished[list(have)] = True
     try:
@@ -301,13 +308,17 @@ def program_plan(
                 ta = np.where(kept_b, np.clip(total[ia] - final[ib], lo, hi), ta)
             ra = None
             todo_a = ~finished[ia] & ~plan.known_stuck[ia]
-            if todo_a.any():
+            rb = None
+            if together and ib.size:
+                ra, rb = _tune_copies_together(
+                    engine, plan, ia, ib, ta, todo_a, finished, final, total, lo, hi, inner
+                )
+            elif todo_a.any():
                 ka = ia[todo_a]
                 ra = engine.tune_verify(c["row"][ka], c["col"][ka], ta[todo_a], inner)
                 final[ka] = ra.final_us
             # the last copy makes up what copy 0 reached
-            rb = None
-            if ib.size:
+            if ib.size and not together:
                 todo_b = ~finished[ib] & ~plan.known_stuck[ib]
                 if todo_b.any():
                     kb_ = ib[todo_b]
@@ -387,6 +398,48 @@ def program_plan(
     if missing:  # pragma: no cover - every cell is in exactly one part
         raise RuntimeError(f"{len(missing)} cells without a result")
     return _gather(order)
+
+
+def _tune_copies_together(
+    engine: _Programmer,
+    plan: Plan,
+    ia: np.ndarray,
+    ib: np.ndarray,
+    ta: np.ndarray,
+    todo_a: np.ndarray,
+    finished: np.ndarray,
+    final: np.ndarray,
+    total: np.ndarray,
+    lo: float,
+    hi: float,
+    sink: EventSink,
+) -> tuple[TuneResult | None, TuneResult | None]:
+    """Copy 0 and the last copy of a chunk as one batch: (copy 0's result, the last copy's).
+
+    Why: a protocol that settles its batches waits a settle (and its relaxation
+    observation) per batch; the last copy used to wait for copy 0's, only to aim at
+    ``2·G − what copy 0 reached``. A protocol that aims inside the job's band
+    (``caller_band``: both copies land within the band of ``G``, so their mean does) needs
+    no such compensation, and the job's final settle re-aims every pair whose mean is out
+    of its band anyway — with readings a whole settle old, better than the ones the last
+    copy used to aim at. So the last copy is aimed at ``2·G − copy 0's target`` (a kept
+    copy 0 on resume: what it holds now) and both share one batch, one relaxation
+    observation and one settle. ``final`` is updated.
+    """
+    c = plan.cells
+    todo_b = ~finished[ib] & ~plan.known_stuck[ib]
+    if not (todo_a.any() or todo_b.any()):
+        return None, None
+    aimed_a = np.where(todo_a, ta, final[ia])  # a kept copy 0 holds what it was re-read at
+    tb = np.clip(np.where(np.isfinite(aimed_a), total[ib] - aimed_a, c["g_us"][ib]), lo, hi)
+    ka, kb = ia[todo_a], ib[todo_b]
+    k = np.concatenate([ka, kb])
+    t = np.concatenate([ta[todo_a], tb[todo_b]])
+    res = engine.tune_verify(c["row"][k], c["col"][k], t, sink)
+    final[k] = res.final_us
+    ra = res.subset(np.arange(ka.size)) if ka.size else None
+    rb = res.subset(np.arange(ka.size, k.size)) if kb.size else None
+    return ra, rb
 
 
 def _gather(order: list[Any]) -> TuneResult:
