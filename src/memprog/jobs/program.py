@@ -149,8 +149,11 @@ def run_program(
     stats: dict[str, int] = {}
     tuner = _Programmer(prog, p)  # one engine: a feedforward chip is characterised once
     # where the stack can wait, the job's final settle re-aims pairs beside a failed copy
+    # (only for protocols that settle their own batches: others keep the in-chunk re-tune,
+    # which costs them no settle of its own)
     settles = callable(getattr(prog, "wait", None)) and resolve_settle_s(prog, p.settle_s) > 0
-    res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner, defer_pairs=settles)
+    defer = settles and tuner.protocol_settles
+    res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner, defer_pairs=defer)
     # settle, then one verification read of every cell
     settle = settle_and_verify(bench, prog, plan, res, p.settle_s, tuner, s)
     s.record_event({"event": "verify", "settle": settle, "within_tolerance": int(res.within_tolerance.sum())})

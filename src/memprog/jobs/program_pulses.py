@@ -40,6 +40,10 @@ class PulseLog:
         self._last = np.full(int(info.rows) * self._cols, -np.inf)
 
     def __getattr__(self, name: str) -> Any:
+        # only for what the log does not define; never for dunders or before ``_prog`` is
+        # set (copy/pickle look attributes up on a bare instance: recursion otherwise)
+        if name.startswith("__") or name == "_prog":
+            raise AttributeError(name)
         return getattr(self._prog, name)
 
     def now_s(self) -> float:
@@ -48,9 +52,16 @@ class PulseLog:
         return time.monotonic() if b is None else b
 
     def _note(self, rows: object, cols: object) -> None:
-        r = np.asarray(rows, dtype=np.int64).ravel()
-        c = np.asarray(cols, dtype=np.int64).ravel()
-        self._last[r * self._cols + c] = self.now_s()
+        # called in ``finally``: a call the programmer refused (cells off the array, rows and
+        # cols of different lengths) must surface as the programmer's own error, so only the
+        # addresses that are cells of this array are noted, and odd shapes note nothing
+        try:
+            r, c = np.broadcast_arrays(np.asarray(rows).ravel(), np.asarray(cols).ravel())
+            r, c = r.astype(np.int64), c.astype(np.int64)
+        except (TypeError, ValueError):
+            return
+        ok = (r >= 0) & (r < self._last.size // self._cols) & (c >= 0) & (c < self._cols)
+        self._last[r[ok] * self._cols + c[ok]] = self.now_s()
 
     def pulse(
         self, rows: object, cols: object, amplitude_v: object, width_s: float, *a: Any, **kw: Any
@@ -85,6 +96,13 @@ class PulseLog:
         finally:
             self._note(rows, cols)
 
+    def read_array(self, *a: Any, **kw: Any) -> np.ndarray:
+        """The programmer's whole-array read, noted for every cell."""
+        try:
+            return self._prog.read_array(*a, **kw)
+        finally:
+            self._last[:] = self.now_s()
+
     def last_touch_s(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Bench time of each cell's last pulse or read (-inf: never, through this log)."""
         return self._last[np.asarray(rows, np.int64) * self._cols + np.asarray(cols, np.int64)]
@@ -98,5 +116,7 @@ class PulseLog:
             return 0.0
         return max(0.0, settle_s - (self.now_s() - last))
 
+
+CellProgrammer.register(PulseLog)  # it is one: every call reaches the programmer it wraps
 
 __all__ = ["PulseLog"]

@@ -37,6 +37,11 @@ from memprog.protocols.settle import DEFAULT_SETTLE_ROUNDS, adaptive_read, resol
 JOB_SETTLE_ROUNDS = DEFAULT_SETTLE_ROUNDS + 2
 
 
+def _copies(plan: Plan) -> int:
+    c = plan.cells["copy"]
+    return int(c.max()) + 1 if len(c) else 1
+
+
 def settle_and_verify(
     bench: Any,
     prog: CellProgrammer,
@@ -93,6 +98,12 @@ def settle_and_verify(
     retuned = np.zeros(len(res), dtype=bool)
     paired = np.zeros(len(res), dtype=bool)
     settles_n = int(waited > 0)
+    if _copies(plan) < 2:  # no pairs: the protocols' own rounds, none for pairs
+        rounds = min(rounds, DEFAULT_SETTLE_ROUNDS)
+    # a passive crossbar's writes disturb the cells on their row and column (V/3): after a
+    # round every cell is read again, or a neighbour's reading kept from before would say
+    # what the chip no longer holds; a 1T1R array's transistors isolate the unselected cells
+    read_all = not prog.info.has_gate
     for k in range(rounds + 1):
         out = res.converged & (np.abs(res.final_us - res.target_us) > tol)
         pair_idx, pair_t, others = _pairs_to_reaim(prog, plan, res, tol, out)
@@ -114,7 +125,7 @@ def settle_and_verify(
         paired |= p_mask
         if pair_idx.size:
             s.record_event({"event": "pair_compensation", "cells": int(pair_idx.size)})
-        look = np.union1d(idx, others)
+        look = every if read_all else np.union1d(idx, others)
         waited_k = _settle(prog, tuner, res, look, settle_s)
         waited += waited_k
         settles_n += int(waited_k > 0)
@@ -192,7 +203,7 @@ def _pairs_to_reaim(
     """
     c = plan.cells
     none = np.zeros(0, np.int64)
-    copies = int(c["copy"].max()) + 1 if len(c["copy"]) else 1
+    copies = _copies(plan)
     if copies < 2:
         return none, np.zeros(0), none
     lo, hi = target_range_us(prog)
