@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from memprog.cli import app
 from memprog.store import open_store
+from tests.weights_helpers import save_moons_weights
 
 CLI = [sys.executable, "-c", "from memprog.cli import main; main()"]
 
@@ -156,20 +157,8 @@ def test_resume_and_test_set_are_checked(tmp_path, monkeypatch, flag):
 
 @pytest.mark.slow
 def test_evaluate_on_bench_sets_chips_beside_the_prediction(tmp_path, monkeypatch):
-    from memprog.hwaware.mapping import save_weights
 
-    g = torch.Generator().manual_seed(7)
-    save_weights(
-        {
-            "format": "memprog.weights/1", "dataset": "halfmoons", "sizes": [2, 8, 1],
-            "activation": "sigmoid", "output": "sigmoid",
-            "state_dict": {"layers.0.weight": 4 * torch.randn(8, 2, generator=g), "layers.0.bias": torch.randn(8, generator=g),
-                           "layers.1.weight": 4 * torch.randn(1, 8, generator=g), "layers.1.bias": torch.randn(1, generator=g)},
-            "mapping": {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0},
-            "hardware_aware": False, "seed": 0, "epochs": 0, "variability_source": "preset:tio2_passive",
-        },
-        tmp_path / "moons.pt",
-    )
+    save_moons_weights(tmp_path / "moons.pt")
     out = _invoke(tmp_path, monkeypatch, [
         "evaluate", str(tmp_path / "moons.pt"), "--on-bench", "sim_onchip", "--transfers", "2",
         "--preset", "tio2_passive", "--png", "cmp.png", "--json",

@@ -182,25 +182,13 @@ def test_every_actor_writes_its_chip_to_postgresql(cluster, tmp_path: Path, monk
 
 
 def test_evaluate_on_bench_programs_the_same_fresh_chips_in_parallel(cluster, tmp_path: Path) -> None:
-    import torch
 
     from memprog.fleet.job import fleet_chip_programmer
-    from memprog.hwaware.mapping import save_weights
     from memprog.hwaware.variability import VariabilityModel
     from memprog.jobs.evaluate import compare_with_prediction
+    from tests.weights_helpers import save_moons_weights
 
-    g = torch.Generator().manual_seed(7)
-    save_weights(
-        {
-            "format": "memprog.weights/1", "dataset": "halfmoons", "sizes": [2, 8, 1],
-            "activation": "sigmoid", "output": "sigmoid",
-            "state_dict": {"layers.0.weight": 4 * torch.randn(8, 2, generator=g), "layers.0.bias": torch.randn(8, generator=g),
-                           "layers.1.weight": 4 * torch.randn(1, 8, generator=g), "layers.1.bias": torch.randn(1, generator=g)},
-            "mapping": {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0},
-            "hardware_aware": False, "seed": 0, "epochs": 0, "variability_source": "preset:tio2_passive",
-        },
-        tmp_path / "moons.pt",
-    )  # fmt: skip
+    save_moons_weights(tmp_path / "moons.pt")
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 2, (100, 2))
     y = (x[:, 1] > 0.5).astype(int)

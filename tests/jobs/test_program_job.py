@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import memprog
 from memprog.hwaware.variability import VariabilityModel
@@ -15,18 +14,13 @@ from memprog.jobs.evaluate import compare_with_prediction
 from memprog.jobs.weights import ConductanceMap
 from memprog.protocols.events import MemorySink
 from memprog.protocols.results import TuneResult
+from tests.weights_helpers import save_random_net
 
 BENCH = "sim_onchip"
 
 
 def _net(tmp_path, sizes=(12, 10, 4), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        sd[f"fc{k}.weight"] = torch.randn(b, a, generator=g)
-        sd[f"fc{k}.bias"] = 0.3 * torch.randn(b, generator=g)
-    torch.save(sd, tmp_path / "w.pt")
-    net = load_program_input(tmp_path / "w.pt")
+    net = load_program_input(save_random_net(tmp_path / "w.pt", sizes, seed))
     x = np.random.default_rng(seed).random((600, sizes[0]))
     # labels = the software network's answers (software accuracy 1), on the 60 inputs with
     # the clearest answers: a random network's close calls would test luck, not the chip

@@ -12,6 +12,7 @@ from memprog.jobs import ProgramParams, load_program_input, run_program
 from memprog.jobs.program_pulses import PulseLog
 from memprog.protocols.events import MemorySink
 from memprog.protocols.programmer import ProgrammerInfo
+from tests.weights_helpers import save_random_net
 
 
 class _Clocked:
@@ -57,13 +58,7 @@ def test_pulse_log_waits_only_what_is_left_of_the_settle():
 
 
 def _net(tmp_path, sizes=(12, 10, 4), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        sd[f"fc{k}.weight"] = torch.randn(b, a, generator=g)
-        sd[f"fc{k}.bias"] = 0.3 * torch.randn(b, generator=g)
-    torch.save(sd, tmp_path / "w.pt")
-    return load_program_input(tmp_path / "w.pt")
+    return load_program_input(save_random_net(tmp_path / "w.pt", sizes, seed))
 
 
 @pytest.mark.slow

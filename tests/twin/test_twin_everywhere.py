@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -22,11 +21,11 @@ from memprog.bench.direct import DirectChipProgrammer
 from memprog.cli import app
 from memprog.core.device_params import DeviceParams
 from memprog.core.presets import get_preset
-from memprog.hwaware.mapping import save_weights
 from memprog.protocols.alibart import tune_alibart
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
 from memprog.store import open_store, stored_run
+from tests.weights_helpers import save_moons_weights
 
 pytestmark = pytest.mark.slow
 P = get_preset("hfo2_1t1r")
@@ -73,18 +72,7 @@ def test_program_job_runs_on_the_twin(twin, tmp_path, monkeypatch):
 
 def test_evaluate_on_bench_programs_fresh_twins(twin, tmp_path, monkeypatch):
     bench, url = twin[0], twin[3]
-    g = torch.Generator().manual_seed(7)
-    save_weights(
-        {
-            "format": "memprog.weights/1", "dataset": "halfmoons", "sizes": [2, 8, 1],
-            "activation": "sigmoid", "output": "sigmoid",
-            "state_dict": {"layers.0.weight": 4 * torch.randn(8, 2, generator=g), "layers.0.bias": torch.randn(8, generator=g),
-                           "layers.1.weight": 4 * torch.randn(1, 8, generator=g), "layers.1.bias": torch.randn(1, generator=g)},
-            "mapping": {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0},
-            "hardware_aware": False, "seed": 0, "epochs": 0, "variability_source": "preset:tio2_passive",
-        },
-        tmp_path / "moons.pt",
-    )  # fmt: skip
+    save_moons_weights(tmp_path / "moons.pt")
     monkeypatch.setenv("MEMPROG_SIM_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
     r = _runner().invoke(app, ["evaluate", str(tmp_path / "moons.pt"), "--on-bench", str(bench), "--transfers", "2",
