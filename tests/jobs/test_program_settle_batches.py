@@ -150,3 +150,23 @@ def test_passive_job_report_is_what_the_chip_holds(tmp_path, monkeypatch):
     said = res.within_tolerance
     held = np.abs(chip - res.target_us) <= band
     assert said.sum() >= 1 and (said & ~held).sum() <= max(1, said.sum() // 5), (said, held)
+
+
+def test_pulse_log_times_a_serial_stack_by_the_benchs_clock():
+    """A programmer without a clock of its own (the serial stacks): the log takes the bench's,
+    which the waits advance, not the host's (which they do not: two clocks mixed)."""
+
+    class _NoClock(_Clocked):
+        def __getattribute__(self, name):
+            if name == "bench_time_s":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    prog = _NoClock()
+    t = {"now": 100.0}
+    log = PulseLog(prog, lambda: t["now"])
+    r, c = np.array([0, 1]), np.array([0, 1])
+    log.pulse(r, c, 1.0, 1e-6)
+    assert log.last_touch_s(r, c).tolist() == [100.0, 100.0]
+    t["now"] = 103.0  # the bench waited 3 s
+    assert log.settle_left_s(r, c, 5.0) == pytest.approx(2.0)

@@ -147,7 +147,10 @@ def run_program(
         # resume reads before it trusts: kept cells now outside their band are tuned again
         done, resume_info = reread_kept(prog, done, p.tolerance_rel, p.tolerance_min_us, plan.n, s)
     stats: dict[str, int] = {}
-    tuner = _Programmer(prog, p)  # one engine: a feedforward chip is characterised once
+    # one engine: a feedforward chip is characterised once; its log times pulses by the
+    # bench's clock where the programmer has none (serial stacks)
+    bench_now = (lambda: float(bench.bench_time_s)) if b0 is not None else None
+    tuner = _Programmer(prog, p, bench_now)
     # where the stack can wait, the job's final settle re-aims pairs beside a failed copy
     # (only for protocols that settle their own batches: others keep the in-chunk re-tune,
     # which costs them no settle of its own)

@@ -12,6 +12,7 @@ asks it for the settings, the tuner and the re-tune rule instead of naming proto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +42,7 @@ JOB_SETTINGS: dict[str, dict[str, Any]] = {"alibart": {"noise_probe_reads": 0}}
 class _Programmer:
     """Chunked, resumable write-verify of a list of cells with one protocol."""
 
-    def __init__(self, prog: CellProgrammer, params: ProgramParams) -> None:
+    def __init__(self, prog: CellProgrammer, params: ProgramParams, clock: Callable[[], float] | None = None) -> None:
         self.prog = prog
         self.params = params
         self.spec = spec = registry.get(params.protocol)
@@ -63,7 +64,7 @@ class _Programmer:
         # one engine per job: a feedforward chip is characterised once, a denoise cell's
         # calibration is kept for its re-tunes. Its protocols pulse and read through the
         # job's log, so the job's final settle waits only for the cells touched last
-        self.log = PulseLog(prog)
+        self.log = PulseLog(prog, clock)
         self.tuner = spec.tuner(self.log, self.settings)  # type: ignore[arg-type]
         self.retuner = spec.retuner(self.tuner, self.log, self.settings)  # type: ignore[arg-type]
         # protocols with relaxation-aware verification settle and re-verify every batch
