@@ -170,3 +170,22 @@ def test_pulse_log_times_a_serial_stack_by_the_benchs_clock():
     assert log.last_touch_s(r, c).tolist() == [100.0, 100.0]
     t["now"] = 103.0  # the bench waited 3 s
     assert log.settle_left_s(r, c, 5.0) == pytest.approx(2.0)
+
+
+def test_resume_counts_kept_cells_the_settle_re_aimed_for_their_pair():
+    """Where the job's settle re-aims a kept copy 0 beside a stuck twin (protocols that
+    settle their batches), the resume summary still counts it (it used to say 0)."""
+    from memprog.jobs.program import _kept_reaimed
+    from memprog.protocols.results import TuneResult
+
+    def result(rows, cols):
+        n = len(rows)
+        z = np.zeros(n)
+        return TuneResult("alibart", np.array(rows), np.array(cols), z + 100, z + 100, z, z,
+                          np.ones(n, bool), np.array([""] * n, dtype=object), z + 3)  # fmt: skip
+
+    res = result([0, 0, 1, 1, 2], [0, 1, 0, 1, 0])
+    kept = result([0, 1, 2], [0, 1, 0])  # the interrupted run's cells still in band
+    paired = np.array([True, True, False, True, False])  # re-aimed by the settle
+    assert _kept_reaimed(res, kept, paired) == 2  # (0,0) and (1,1); (0,1) was not kept
+    assert _kept_reaimed(res, None, paired) == 0 and _kept_reaimed(res, kept, None) == 0

@@ -181,9 +181,21 @@ def run_program(
     report.accuracy_tolerance = p.accuracy_tolerance
     if resume_info is not None:
         report.extra["resume"] = resume_info.summary(None)
-        # kept cells pulsed again because their twin (programmed now) turned out stuck
-        report.extra["resume"]["cells_kept_twin_compensated"] = stats.get("kept_twin_compensated", 0)
+        # kept cells pulsed again because their twin (programmed now) turned out stuck: in
+        # the chunk, or (protocols that settle their batches) re-aimed in the job's settle
+        report.extra["resume"]["cells_kept_twin_compensated"] = stats.get("kept_twin_compensated", 0) + _kept_reaimed(res, done, tuner.pair_reaimed)
     return report
+
+
+def _kept_reaimed(res: TuneResult, done: TuneResult | None, paired: np.ndarray | None) -> int:
+    """Kept cells (``done``: the interrupted run's rows still in band) the job's settle
+    re-aimed for a pair (``paired``: per cell of ``res``)."""
+    if paired is None or done is None or not len(done) or not len(res):
+        return 0
+    cols = int(max(np.max(res.cols), np.max(done.cols))) + 1
+    key = np.asarray(res.rows, np.int64) * cols + np.asarray(res.cols, np.int64)
+    kd = np.asarray(done.rows, np.int64) * cols + np.asarray(done.cols, np.int64)
+    return int((np.isin(key, kd) & np.asarray(paired, bool)).sum())
 
 
 __all__ = [

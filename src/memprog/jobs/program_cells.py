@@ -65,6 +65,7 @@ class _Programmer:
         # calibration is kept for its re-tunes. Its protocols pulse and read through the
         # job's log, so the job's final settle waits only for the cells touched last
         self.log = PulseLog(prog, clock)
+        self.pair_reaimed: np.ndarray | None = None  # set by the job's settle (program_settle)
         self.tuner = spec.tuner(self.log, self.settings)  # type: ignore[arg-type]
         self.retuner = spec.retuner(self.tuner, self.log, self.settings)  # type: ignore[arg-type]
         # protocols with relaxation-aware verification settle and re-verify every batch

@@ -134,6 +134,7 @@ def settle_and_verify(
             {"event": "settle", "round": k + 1, "settle_s": settle_s, "waited_s": waited_k,
              "checked": int(look.size), "retuned": int(r_mask.sum()), "pair_compensation": int(pair_idx.size)}
         )  # fmt: skip
+    tuner.pair_reaimed = paired  # (the resume summary counts its kept cells)
     out = res.converged & (np.abs(res.final_us - res.target_us) > tol)
     if out.any():  # out of band after the last settle: the result says so
         res.converged[out] = False
