@@ -14,6 +14,7 @@ import typer
 
 from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, emit, fail
+from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import DbOpt
 from memprog.core.errors import ConfigError, MemprogError
 
@@ -42,7 +43,9 @@ def register(sim_app: typer.Typer) -> None:
         write_bench: Annotated[Path, typer.Option("--write-bench", callback=O.out_file(".yaml", ".yml"), help="The twin's bench file to write (.yaml).")],
         bench: Annotated[str | None, typer.Option("--bench", "-b", help="Template bench (its instruments; default: the technology's simulated bench).")] = None,
         seed: Annotated[int | None, typer.Option("--seed", callback=O.SEED, help="The twin's chip seed (default: the template's + 1).")] = None,
+        run: Annotated[list[str] | None, typer.Option("--run", help="A characterize RUN_ID of CHIP to fit (repeat to pool several; default: the chip's latest complete one).")] = None,
         db: DbOpt = None,
+        force: ForceOpt = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Fit the simulator to CHIP's own stored measurements and write a simulated bench
@@ -52,8 +55,18 @@ def register(sim_app: typer.Typer) -> None:
         from memprog.store import StoreError, VariabilityDB, open_store
 
         # deferred: the twin fit reads the store (sqlalchemy, pandas)
-        from memprog.twin.calibrate import NotConverged, calibrate, twin_bench, write_twin_bench
+        from memprog.twin.calibrate import (
+            NotConverged,
+            calibrate,
+            chosen_runs,
+            twin_bench,
+            write_twin_bench,
+        )
 
+        try:
+            refuse_existing(write_bench, force, "--write-bench")
+        except MemprogError as exc:
+            raise fail(exc) from exc
         try:
             store = open_store(db, read_only=True)
         except StoreError as exc:
@@ -62,7 +75,8 @@ def register(sim_app: typer.Typer) -> None:
         except MemprogError as exc:
             raise fail(exc) from exc
         try:
-            res = calibrate(VariabilityDB(store=store, chip_id=chip), chip)
+            runs = chosen_runs(store, chip, run)
+            res = calibrate(VariabilityDB(store=store, chip_id=chip, run_ids=runs), chip)
             data = twin_bench(res, bench, seed)
         except NotConverged as exc:
             raise fail(ConfigError("fit", exc.what, f"a residual <= {exc.limit:.3g}", f"residual {exc.residual:.3g}; nothing written")) from exc

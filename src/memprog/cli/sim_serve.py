@@ -18,6 +18,7 @@ import typer
 
 from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, fail
+from memprog.core.bench_config import UNSELECTED_MARGIN
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
 from memprog.core.strict_yaml import dump_yaml
@@ -38,7 +39,16 @@ def served_bench(
     data["name"] = f"{config.name}-served"
     # the chip's physics (a twin's fitted sim_params) live in the server; the client bench
     # talks to its instruments as a lab bench does, and a lab bench refuses simulator physics
-    data.get("chip", {}).pop("sim_params", None)
+    chip = data.get("chip", {})
+    if chip.pop("sim_params", None):
+        # the unselected-cell limit the bench derived from the twin's fitted thresholds goes
+        # with them: the client derives its own from the technology (the server still holds
+        # the twin's); kept, it could exceed the technology's and the client refuse the file
+        p = config.chip.device_params()
+        derived = round(UNSELECTED_MARGIN * min(p.v_set_threshold_v, p.v_reset_threshold_v), 3)
+        lim = chip.get("limits", {})
+        if lim.get("unselected_v_max") == derived:
+            lim.pop("unselected_v_max")
     for name, res in resources.items():
         inst = data["instruments"][name]
         if inst["kind"] == "wgfmu":  # the library's calls are served; its session opens on

@@ -96,6 +96,27 @@ def known_chips(store: Any) -> list[str]:
     return sorted({str(c) for c in runs["chip_id"].dropna()})
 
 
+def chosen_runs(store: Any, chip_id: str, asked: list[str] | None) -> list[str] | None:
+    """The characterize runs a twin is fitted from: ``asked`` (each must be one of the chip's
+    characterize runs), else the chip's latest complete run, else (none complete) None: the
+    chip's interrupted runs, as the variability tables take them.
+
+    Why one run by default, not every run of the chip: two characterisations are two
+    sessions of a chip that may have changed between them (cycled, aged, re-formed), and a
+    run cut short holds only the first procedures, some only in part; pooled, a fit mixes
+    chip states and partial samples (a store with a second characterisation, or a Ctrl-C'd
+    one, used to be refused by the fit). ``--run`` pools on purpose."""
+    runs = store.list_runs(kind="characterize", chip_id=chip_id)
+    if asked:
+        mine = set(runs["run_id"])
+        for r in asked:
+            if r not in mine:
+                raise ConfigError("--run", r, f"a characterize run of chip {chip_id}: one of {sorted(mine)}" if mine else f"a characterize run of chip {chip_id} (it has none)")
+        return list(dict.fromkeys(asked))
+    done = runs[runs["status"] == "complete"]
+    return [str(done["run_id"].iloc[0])] if len(done) else None  # list_runs: newest first
+
+
 def calibrate(vdb: Any, chip_id: str) -> TwinResult:
     """Fit the twin of ``chip_id`` from the characterize runs ``vdb`` (a VariabilityDB on
     that chip) holds. Raises ConfigError for an unknown chip (naming the known ones) and
@@ -225,4 +246,4 @@ def write_twin_bench(data: dict[str, Any], out: Path) -> None:
     out.write_text(text, encoding="utf-8")
 
 
-__all__ = ["TwinResult", "calibrate", "twin_bench", "write_twin_bench", "known_chips", "NotConverged"]
+__all__ = ["TwinResult", "calibrate", "chosen_runs", "twin_bench", "write_twin_bench", "known_chips", "NotConverged"]
