@@ -8,8 +8,6 @@ known only to this test) and written by ``memprog sim calibrate --write-bench``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,6 +23,7 @@ from memprog.protocols.alibart import tune_alibart
 from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
 from memprog.store import open_store, stored_run
+from tests.twin.twin_helpers import served_twin
 from tests.weights_helpers import save_moons_weights
 
 pytestmark = pytest.mark.slow
@@ -87,15 +86,7 @@ def test_evaluate_on_bench_programs_fresh_twins(twin, tmp_path, monkeypatch):
 def test_sim_serve_serves_the_twin_over_tcp(twin):
     bench, params, tmp = twin[:3]
     served = tmp / "served_twin.yaml"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from memprog.cli import main; main()", "sim", "serve", str(bench),
-         "--port", "0", "--json", "--write-bench", str(served), "--timeout-ms", "3000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert line, proc.communicate(timeout=10)[1]
-        doc = json.loads(line)
+    with served_twin(bench, served) as doc:
         assert all("127.0.0.1" in r for r in doc["resources"].values()), doc
         # the served bench reaches the twin over a real socket; its physics stay in the
         # server (a lab-style bench refuses sim_params: before, this file could not be opened)
@@ -107,6 +98,3 @@ def test_sim_serve_serves_the_twin_over_tcp(twin):
             g = b.programmer.read([0, 0, 0], [3, 4, 5])
         ok = res.converged
         assert ok.sum() >= 2 and np.all(np.abs(g[ok] - targets[ok]) <= 0.05 * targets[ok]), res.to_frame()
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)

@@ -22,6 +22,7 @@ from memprog.protocols.characterize import CharacterizeParams, characterize
 from memprog.sim_instruments import SimChip
 from memprog.store import open_store, stored_run
 from memprog.twin.calibrate import chosen_runs
+from tests.twin.twin_helpers import served_twin
 
 P = get_preset("hfo2_1t1r")
 
@@ -98,9 +99,6 @@ def test_force_replaces_and_a_served_twin_above_the_presets_threshold_opens(tmp_
     """A twin whose fitted thresholds sit above the preset's: its served lab-style bench must
     open (the unselected-cell limit derived from the fitted thresholds exceeded the client's
     technology default, and the client refused the file)."""
-    import subprocess
-    import sys
-
     import memprog
 
     url = f"sqlite:///{tmp_path / 't.sqlite'}"
@@ -115,18 +113,8 @@ def test_force_replaces_and_a_served_twin_above_the_presets_threshold_opens(tmp_
     hi = tmp_path / "twin_hi.yaml"
     hi.write_text(yaml.safe_dump(data))
     served = tmp_path / "served.yaml"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from memprog.cli import main; main()", "sim", "serve", str(hi),
-         "--port", "0", "--json", "--write-bench", str(served), "--timeout-ms", "3000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert line, proc.communicate(timeout=10)[1]
+    with served_twin(hi, served):
         lab = yaml.safe_load(served.read_text())
         assert "unselected_v_max" not in lab["chip"].get("limits", {})
         with memprog.open_bench(served) as b:  # before: refused, unselected_v_max 0.76 > 0.72
             assert b.programmer.read([0], [0]).shape == (1,)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
