@@ -4,9 +4,8 @@ Why a module of its own: after the last chunk the job waits what is left of the 
 since its protocols last pulsed or read any cell, reads every cell, and then, one batch
 and one settle per round (never one per copy or per kind of fix), re-tunes the cells that
 relaxed out of their band and re-aims the working copy of a pair outside its band at what
-the other copy holds now. What this
-leaves in the result is what the chip holds: the report, the store and the inference all
-start from it."""
+the other copy holds now. What this leaves in the result is what the chip holds: the
+report, the store and the inference all start from it."""
 
 from __future__ import annotations
 
@@ -81,10 +80,10 @@ def settle_and_verify(
             return f"waited {settle_s:g} s"
         return "not available on this stack" if settle_s > 0 else "skipped"
     # one wait: what is left of the settle since the protocols last pulsed or read any cell
-    waited = _settle(prog, tuner, res, np.arange(len(res)), settle_s)
+    waited = _settle(prog, tuner, res, every, settle_s)
     # averaged as the protocols verify (a cell's telegraph noise can be a few µS p-p on
     # HfO2, so one read would report the fluctuation, not the programmed state)
-    _read(prog, res, np.arange(len(res)), tol)
+    _read(prog, res, every, tol)
     s.record_event(
         {
             "event": "settle",
