@@ -116,6 +116,8 @@ class B1500WgfmuProgrammer(CellProgrammer):
             g_range_us=(limits.conductance_min_us, limits.conductance_max_us),
             read_v=o.read_v,
             technology=technology,
+            addressable=tuple(wiring.devices()),
+            width_step_s=wc.TIME_RESOLUTION_S,
         )
         self.devices = wiring.devices()
         self._configured = False

@@ -7,9 +7,11 @@ with, so the tables describe what programming will really do. Each procedure str
 raw samples to the sink as ``{"event": "samples", "table": NAME, "columns": {...}}``
 records (the run store keeps them; :class:`memprog.store.VariabilityDB` derives the tables):
 
-1. **census** (table ``stuck``, ``range``): every examined cell is SET then RESET with
-   ``census_pulses`` pulses at the ramp caps, read after each (one cell at a time on a
-   serial stack); a cell that does not move
+1. **census** (table ``stuck``, ``range``; :mod:`.characterize_census`): every examined
+   cell is driven to the SET rail, then the RESET rail, in rounds of ``census_pulses``
+   pulses at the ramp caps (one round for an abrupt switcher, as many as it takes a gradual
+   one), read after each (one cell at a time on a serial stack); a cell whose swing stays
+   under a fraction of the technology's window
    is stuck (HRS below the middle of the technology's range, LRS above); the working range
    is where most working cells reach (the median RESET state to the 10th percentile of the
    SET states, ``range_margin`` inside). Every cell ends RESET (off).
@@ -41,6 +43,7 @@ from pydantic import Field
 from memprog.core.errors import ConfigError
 from memprog.core.validation import MemprogModel
 from memprog.protocols.alibart import AlibartParams, alibart_defaults, tune_alibart
+from memprog.protocols.characterize_census import run_census
 from memprog.protocols.characterize_twin import characterize_twin
 from memprog.protocols.common import Progress, target_range_us
 from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null
@@ -56,8 +59,16 @@ class CharacterizeParams(MemprogModel):
     reads: int = Field(default=10, ge=2, le=1000, description="consecutive reads after a tune")
     disturb_cells: int | None = Field(default=None, ge=0, le=4096, description="None: min(64, array)")
     census_cells: int | None = Field(default=None, ge=1, description="None: min(4096, array)")
-    census_pulses: int = Field(default=3, ge=1, le=100, description="pulses at each ramp cap")
-    stuck_min_move_us: float = Field(default=5.0, gt=0, description="less movement = stuck")
+    census_pulses: int = Field(default=3, ge=1, le=100, description="pulses at each ramp cap, per census round")
+    # [choice] 120: the slowest switcher shipped (TiO2-x, ~5 µS per pulse up and ~1 µS down
+    # at the caps on a 95 µS window) reaches both rails in 40-90 pulses
+    census_max_pulses: int = Field(default=120, ge=1, le=10_000, description="most census pulses per rail")
+    # [choice] 5 µS: many times the noisiest instrument's read noise (0.2 µS), so a cell that
+    # swings less is not switching whatever its window
+    stuck_min_move_us: float = Field(default=5.0, gt=0, description="a smaller swing = stuck")
+    # [choice] 5 % of the window: a cell that swings less between the rails holds too few
+    # distinguishable levels to be programmed
+    stuck_min_move_frac: float = Field(default=0.05, ge=0, lt=1, description="x the technology's window; a smaller swing = stuck")
     range_margin: float = Field(default=0.05, ge=0, lt=0.5, description="inside the reachable range")
     rtn_reads: int = Field(default=20, ge=2, le=10_000)
     denoise_pulses: int = Field(default=10, ge=0, le=1000)
@@ -99,59 +110,60 @@ def _pulse_all(prog: CellProgrammer, r: np.ndarray, c: np.ndarray, amp: float, w
     prog.pulse(r, c, np.full(r.size, amp), width, gate_v=gate)
 
 
+def _reachable(name: str, asked: int, reachable: int, p: CharacterizeParams) -> int:
+    """``asked`` cells, if the stack reaches that many. Asked for explicitly, more is
+    refused (never cut down unsaid); a default (8 devices) takes every reachable cell
+    when there are fewer (a probe station's one device)."""
+    if asked <= reachable:
+        return asked
+    if name in p.model_fields_set:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(flag, asked, f"<= {reachable}", "the cells the bench's stack reaches")
+    return reachable
+
+
 def characterize(
     programmer: CellProgrammer,
     params: CharacterizeParams | None = None,
     sink: EventSink | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the four procedures (module docstring); returns the sample counts per table."""
+    """Run the procedures (module docstring); returns the sample counts per table, and
+    under ``"skipped"`` (only when one was) each procedure the stack could not run and why."""
     p = params or CharacterizeParams()
     prog, info = programmer, programmer.info
     s = sink_or_null(sink)
     inner = s if isinstance(s, NullSink) else EventsOnly(s)
     ali = p.alibart or alibart_defaults(info)
     lo_t, hi_t = target_range_us(prog)
-    n_cells = info.rows * info.cols
+    # the cells the stack reaches (a probe station: the devices under its probes)
+    ar, ac = info.addressable_cells()
+    n_cells = ar.size
     n_census = min(p.census_cells or 4096, n_cells)
-    flat = np.arange(n_census)
-    cr, cc = flat // info.cols, flat % info.cols
-    n_dist = min(64, n_cells) if p.disturb_cells is None else min(p.disturb_cells, n_cells)
+    cr, cc = ar[:n_census], ac[:n_census]
+    n_dev = _reachable("devices", p.devices, n_census, p)
+    n_dist = min(64, n_cells) if p.disturb_cells is None else _reachable("disturb_cells", p.disturb_cells, n_cells, p)
     tunes = p.levels * p.repeats
-    n_twin = p.response_devices or p.devices
-    bar = Progress(progress, n_census + tunes * p.devices + n_dist + p.devices + n_twin, "characterize")
+    n_twin = _reachable("response_devices", p.response_devices or n_dev, n_census, p)
+    bar = Progress(progress, n_census + tunes * n_dev + n_dist + n_dev + n_twin, "characterize")
     s.record_event({"event": "characterize_start", "params": p.model_dump()})
-    counts: dict[str, int] = {}
+    counts: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     try:
-        # 1. census and working range ------------------------------------------------
-        # serial (passive) stacks: one cell at a time, read right after its own pulses (on a
-        # V/3 array a RESET at the cap puts +V/3 on every cell off its lines, enough to SET
-        # a cell with a low threshold, so a cell is only judged by its own response)
-        step = 1 if info.parallel == "cell" else n_census
-        g0, g_set, g_reset = (np.empty(n_census) for _ in range(3))
-        for a in range(0, n_census, step):
-            sl = slice(a, a + step)
-            r_, c_ = cr[sl], cc[sl]
-            g0[sl] = prog.read(r_, c_)
-            for _ in range(p.census_pulses):
-                _pulse_all(prog, r_, c_, ali.set_max_v, ali.width_s, _gate(prog, ali, r_.size))
-            g_set[sl] = prog.read(r_, c_)
-            for _ in range(p.census_pulses):
-                _pulse_all(prog, r_, c_, -ali.reset_max_v, ali.width_s, None)
-            g_reset[sl] = prog.read(r_, c_)
-            bar.update(r_.size)
-        move = np.abs(g_set - g_reset)
-        stuck = move < np.maximum(p.stuck_min_move_us, 0.05 * np.abs(g_set))
+        # 1. census and working range (protocols/characterize_census.py) ---------------
+        cen = run_census(prog, cr, cc, p, ali, bar)
+        g0, g_set, g_reset, stuck = cen.g_initial_us, cen.g_set_us, cen.g_reset_us, cen.stuck
         mid = 0.5 * (info.g_range_us[0] + info.g_range_us[1])
         g_stuck = 0.5 * (g_set + g_reset)
         kind = np.where(~stuck, "ok", np.where(g_stuck < mid, "hrs", "lrs")).astype(object)
         _samples(s, "stuck", row=cr, col=cc, kind=kind, g_us=np.where(stuck, g_stuck, np.nan),
                  g_initial_us=g0, g_set_us=g_set, g_reset_us=g_reset)  # fmt: skip
+        untune = cen.reset_pulses
         counts["stuck"] = n_census
         working = np.flatnonzero(~stuck)
-        if working.size < max(2, min(p.devices, n_census)):
+        if working.size < n_dev:
             raise ConfigError(
-                "characterize", f"{working.size} working cells of {n_census}", f">= {p.devices} (--devices)"
+                "characterize", f"{working.size} working cells of {n_census}", f">= {n_dev} (--devices)"
             )
         # on a passive array every RESET at the cap disturbs the cells already reset (V/3),
         # so the RESET states spread upward: their median is the reachable low end
@@ -166,7 +178,7 @@ def characterize(
         _checkpoint(s, "census")
 
         # 2. imprecision ---------------------------------------------------------------
-        pick = working[np.linspace(0, working.size - 1, min(p.devices, working.size)).round().astype(int)]
+        pick = working[np.linspace(0, working.size - 1, min(n_dev, working.size)).round().astype(int)]
         pick = np.unique(pick)
         dr, dc = cr[pick], cc[pick]
         levels = np.linspace(lo, hi, p.levels)
@@ -182,7 +194,7 @@ def characterize(
             for rep in range(p.repeats):
                 for gi in groups:
                     gr, gc = dr[gi], dc[gi]
-                    for _ in range(p.census_pulses):  # untune: back to the off state
+                    for _ in range(untune):  # untune: back to the off state (the census's count)
                         _pulse_all(prog, gr, gc, -ali.reset_max_v, ali.width_s, None)
                     res = tune_alibart(prog, gr, gc, np.full(gi.size, level), params=ali, sink=inner)
                     g = np.stack([prog.read(gr, gc) for _ in range(p.reads)])  # reads x devices
@@ -199,11 +211,14 @@ def characterize(
                     bar.update(k)
             _checkpoint(s, f"imprecision level {li}")
         counts["imprecision"] = n_imp
-        for _ in range(p.census_pulses):
+        for _ in range(untune):
             _pulse_all(prog, dr, dc, -ali.reset_max_v, ali.width_s, None)
 
         # 3. disturb ---------------------------------------------------------------------
         n_d = min(n_dist, working.size)
+        if n_d < 2 and n_dist != 0:
+            # a disturb is what a write does to *another* cell: one reachable cell has none
+            skipped["disturb"] = f"needs 2 working cells the stack reaches; it reaches {n_d}"
         if n_d >= 2:
             sel = working[:n_d]  # row-major order, as Drolet's transfers
             sr, sc = cr[sel], cc[sel]
@@ -236,7 +251,7 @@ def characterize(
             )  # fmt: skip
             counts["disturb"] = int(j.size)
             _checkpoint(s, "disturb")
-            for _ in range(p.census_pulses):
+            for _ in range(untune):
                 _pulse_all(prog, sr, sc, -ali.reset_max_v, ali.width_s, None)
 
         # 4. RTN before / after denoising --------------------------------------------------
@@ -262,9 +277,12 @@ def characterize(
         # 5-7. response, noise, relaxation (the twin's fit) on random working cells -------
         rng_t = np.random.default_rng(p.seed + 1)
         tw = np.sort(rng_t.choice(working, min(n_twin, working.size), replace=False))
-        counts.update(characterize_twin(prog, p, cr[tw], cc[tw], ali, s, bar))
+        counts.update(characterize_twin(prog, p, cr[tw], cc[tw], ali, s, bar, rail_pulses=cen.rail_pulses))
+        bar.finish()
     finally:
         bar.close()
+    if skipped:
+        counts["skipped"] = skipped
     s.record_event({"event": "characterize_end", "counts": counts, "g_range_us": [lo, hi]})
     return counts
 

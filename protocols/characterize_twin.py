@@ -46,6 +46,13 @@ PREP_WIDTH_X = 100
 # the ramp's width takes its first visible steps (overdrive ~0-0.4 on a cell at the ramp
 # start), the steps that decide how many pulses a write-verify needs
 FINE_SPAN_X = 1.4
+# [choice] the lowest gate point, as a fraction of the protocol's gate window: the
+# compliance there (~10 % of the range) is still far above the prepared off state (a wide
+# RESET reaches the lower bound), and the gate law's onset is interpolated between
+# measured points instead of extrapolated from the upper part (from 40 % up, the onset
+# came out 0.596-0.620 V on three draws of one preset chip at 0.600 V, and a write-verify's
+# pulses at low targets moved 25-35 % with it)
+GATE_LOW_FRAC = 0.1
 # [choice] fine amplitudes per polarity on a stack without a gate (response_fine None)
 FINE_PASSIVE = 8
 
@@ -59,8 +66,9 @@ def response_grid(prog: CellProgrammer, ali: AlibartParams, n_amp: int, n_width:
 
     Why these: the protocol's ramps span where its cells switch (a little below the ramp
     start, to see the threshold, up to the cap); widths from the ramp's width up a decade
-    (the width law), capped by the stack's limits; gates over the upper part of the
-    protocol's gate window (below it the compliance leaves no room to SET).
+    (the width law), capped by the stack's limits; gates over the
+    protocol's gate window, from :data:`GATE_LOW_FRAC` of it up (the onset of the gate
+    law is what low targets are programmed at).
 
     ``n_fine`` more amplitudes per polarity (``fine_set_v``, ``fine_reset_v``), evenly from
     the ramp start to ``FINE_SPAN_X`` times it, pulsed at the ramp's width only. Why: the
@@ -79,11 +87,14 @@ def response_grid(prog: CellProgrammer, ali: AlibartParams, n_amp: int, n_width:
     set_amp = set_lo + (min(ali.set_max_v, lim.set_v_max) - set_lo) * u
     reset_amp = reset_lo + (min(ali.reset_max_v, lim.reset_v_max) - reset_lo) * u
     w = ali.width_s * np.logspace(0, 1, n_width)
+    step = prog.info.width_step_s
+    if step:  # the stack's timing grid (the WGFMU's 10 ns): 632.5 ns would be refused
+        w = np.maximum(np.round(w / step), 1) * step
     w = np.clip(w, lim.width_s_min, lim.width_s_max)
     gates = np.array([np.nan])
     if prog.info.has_gate:
         lo, hi = ali.gate_v_min, min(ali.gate_v_max, lim.gate_v_max)
-        gates = lo + (hi - lo) * np.linspace(0.4, 1.0, max(n_gate, 1))
+        gates = lo + (hi - lo) * np.linspace(GATE_LOW_FRAC, 1.0, max(n_gate, 1))
     set_cap, reset_cap = min(ali.set_max_v, lim.set_v_max), min(ali.reset_max_v, lim.reset_v_max)
     fine_set = np.linspace(ali.set_start_v, min(FINE_SPAN_X * ali.set_start_v, set_cap), n_fine)
     fine_reset = np.linspace(ali.reset_start_v, min(FINE_SPAN_X * ali.reset_start_v, reset_cap), n_fine)
@@ -240,9 +251,14 @@ def characterize_twin(
     ali: AlibartParams,
     sink: Any,
     bar: Any,
+    rail_pulses: int | None = None,
 ) -> dict[str, int]:
-    """Procedures 5-7 on the cells ``rows``/``cols``; every cell ends RESET (off)."""
-    cells = _Cells(prog, rows, cols, ali, p.census_pulses)
+    """Procedures 5-7 on the cells ``rows``/``cols``; every cell ends RESET (off).
+
+    ``rail_pulses``: the pulses the census found a working cell needs to reach a rail
+    (None: ``census_pulses``); each preparation gives as many.
+    """
+    cells = _Cells(prog, rows, cols, ali, rail_pulses or p.census_pulses)
     counts: dict[str, int] = {}
     if p.response_amplitudes >= 2 and p.response_repeats >= 1:
         n_fine = p.response_fine_amplitudes

@@ -149,6 +149,12 @@ class Progress:
         if self._bar is not None and n:
             self._bar.update(int(n))
 
+    def finish(self) -> None:
+        """Fill the bar: the work is done even where fewer cells qualified than planned."""
+        if self._bar is not None and self._bar.total is not None:
+            self._bar.update(max(int(self._bar.total) - int(self._bar.n), 0))
+            self._bar.refresh()  # drawn at 100 % even within tqdm's redraw interval
+
     def close(self) -> None:
         """Remove the bar."""
         if self._bar is not None:

@@ -29,6 +29,7 @@ from memprog.protocols.denoise import DenoiseTuner
 from memprog.protocols.denoise_params import DenoiseParams
 from memprog.protocols.events import EventSink, EventsOnly, NullSink, sink_or_null, wants_trace
 from memprog.protocols.feedforward import FeedforwardParams, FeedforwardTuner, linearity_r2
+from memprog.protocols.ladder_settle import MovementSink, check_validation, final_check
 from memprog.protocols.programmer import BURST_INTERVAL_S, CellProgrammer, check_interval_s
 from memprog.protocols.registry import ProtocolSpec
 from memprog.protocols.settle import adaptive_read, resolve_settle_s
@@ -63,6 +64,11 @@ class LadderResult:
     criterion: str = "every-read"  # or "mean": the verification mean within the tolerance
     settle_s: float = 0.0  # bench time waited before each level's verification
     settle_retunes: np.ndarray | None = None  # re-tunes after a settle, per level
+    settle_waits_s: np.ndarray | None = None  # settles waited per level (a settle rule's)
+    validate_max_err_us: np.ndarray | None = None  # after validate_wait_s more (NaN: not)
+    validate_mean_us: np.ndarray | None = None
+    validate_wait_s: float = 0.0
+    final_check: dict[str, float] | None = None  # the last level after final_wait_s more
 
     @property
     def within(self) -> np.ndarray:
@@ -97,7 +103,31 @@ class LadderResult:
             "settle_s": float(self.settle_s),
             "settle_retunes": 0 if self.settle_retunes is None else int(self.settle_retunes.sum()),
             "verify_reads_mean": float(self.extra.get("verify_reads", np.array([self.verify_reads])).mean()),
+            **self._validation_summary(),
         }
+
+    def _validation_summary(self) -> dict[str, Any]:
+        """Per-level settles and the validation (only for a run that asked for them)."""
+        out: dict[str, Any] = {}
+        if self.settle_waits_s is not None:
+            w = self.settle_waits_s
+            out.update({"settle_rule": True, "settle_wait_total_s": float(w.sum()),
+                        "settle_wait_mean_s": float(w.mean()) if w.size else 0.0,
+                        "settle_wait_max_s": float(w.max()) if w.size else 0.0})  # fmt: skip
+        v = self.validate_max_err_us
+        if v is not None and np.isfinite(v).any():
+            done = np.isfinite(v)
+            out.update({
+                "validate_wait_s": self.validate_wait_s, "validated_levels": int(done.sum()),
+                "validated_within": int((v[done] <= self.tolerance_us).sum()),
+                "validated_within_before": int(self.within[done].sum()),
+                "validated_max_error_us": float(v[done].max()),
+                # what the levels moved between their verification and the validation
+                "validated_drift_us_max": float(np.abs(self.validate_mean_us[done] - self.verify_mean_us[done]).max()),  # type: ignore[index]
+            })  # fmt: skip
+        if self.final_check is not None:
+            out["final_check"] = self.final_check
+        return out
 
     def to_frame(self) -> Any:
         """One row per level."""
@@ -146,6 +176,10 @@ def run_ladder(
     criterion: str = "every-read",
     max_verify_reads: int = 64,
     verify_interval_s: float = BURST_INTERVAL_S,
+    settle_rule: Callable[[float], float] | None = None,
+    validate_every: int = 0,
+    validate_wait_s: float | None = None,
+    final_wait_s: float = 0.0,
 ) -> LadderResult:
     """Program one cell through every level in turn and verify each (see module docstring).
 
@@ -158,6 +192,14 @@ def run_ladder(
     added, only where a level's spread needs them, until the mean's standard error is a
     quarter of the tolerance or ``max_verify_reads``). ``verify_interval_s``: least time
     between the starts of the verification reads (stacks that run the burst themselves).
+
+    ``settle_rule`` (instead of ``settle_s``): the settle of each level (and of each
+    re-tune) from what that level moved the cell, summed ``|dG|`` between the tuner's own
+    reads (:mod:`~memprog.protocols.ladder_settle`; e.g. a measured relaxation,
+    :mod:`~memprog.protocols.settle_choice`). ``validate_every`` > 0: every such level (and
+    the last) waits ``validate_wait_s`` more (None: the technology's default settle) and is
+    read again, never re-tuned: whether the settle was long enough, as a lab would check.
+    ``final_wait_s`` > 0: the last level is read again after that much more.
 
     Raises:
         ConfigError: unknown protocol, bad cell, a level outside the chip's range, a
@@ -179,6 +221,8 @@ def run_ladder(
     r, c = check_cells(programmer, [row], [col])
     lv = check_targets(programmer, levels_us, np.size(levels_us))
     settle = resolve_settle_s(programmer, settle_s)
+    check_validation(validate_every, validate_wait_s, final_wait_s, settle_s, settle_rule)
+    v_wait = resolve_settle_s(programmer, validate_wait_s)
     s = sink_or_null(sink)
     runner = _make_runner(programmer, spec, variant, params, tolerance_us)
     clock = Clock(programmer)
@@ -195,7 +239,14 @@ def run_ladder(
     s.record_event(
         {"event": "ladder_start", "protocol": protocol, "row": row, "col": col, "levels": n}
     )
-    inner = s if isinstance(s, NullSink) else EventsOnly(s)
+    inner: Any = s if isinstance(s, NullSink) else EventsOnly(s)
+    moved = None
+    if settle_rule is not None:  # the rule needs the tuner's reads: traced, forwarded as asked
+        inner = moved = MovementSink(inner)
+        waits = np.zeros(n)
+        settle = 0.0
+    v_err = np.full(n, np.nan) if validate_every else None
+    v_mean = np.full(n, np.nan) if validate_every else None
     setup = runner.setup(r, c, lv, inner)
     bar = Progress(progress, n, f"ladder ({protocol})")
     read_v = programmer.info.read_v
@@ -203,6 +254,8 @@ def run_ladder(
         for k in range(n):
             # the previous level's verification mean is where the cell starts
             start = vmean[k - 1 : k] if k else None
+            if moved is not None:
+                moved.start(None if start is None else float(start[0]))
             res = runner.level(r, c, lv, k, inner, start)
             for attempt in range(settle_rounds + 1):
                 final[k] = res.final_us[0]
@@ -210,6 +263,9 @@ def run_ladder(
                 dn[k] += int(res.extra.get("denoise_pulses", [0])[0])
                 conv[k] = bool(res.converged[0])
                 reads[k] += res.reads[0]
+                if moved is not None:
+                    settle = float(settle_rule(moved.movement_us))  # type: ignore[misc]
+                    waits[k] += settle
                 if settle > 0:
                     programmer.wait(settle)
                 m_k, n_k, e_k = _verify(
@@ -220,10 +276,19 @@ def run_ladder(
                 n_verify[k] += n_k
                 vmean[k], vmax[k] = m_k, e_k
                 ok = (abs(m_k - lv[k]) if criterion == "mean" else e_k) <= tolerance_us
-                if ok or settle <= 0 or attempt == settle_rounds:
+                if ok or (settle <= 0 and moved is None) or attempt == settle_rounds:
                     break
                 retunes[k] += 1
+                if moved is not None:
+                    moved.start(m_k)
                 res = runner.retune(r, c, lv, k, inner, np.array([m_k]))
+            if v_err is not None and (k % validate_every == 0 or k == n - 1):
+                programmer.wait(v_wait)
+                v_mean[k], n_v, v_err[k] = _verify(  # type: ignore[index]
+                    programmer, r, c, read_v, lv[k], verify_reads, "every-read", tolerance_us,
+                    max_verify_reads, verify_interval_s, s,
+                )  # fmt: skip
+                reads[k] += n_v
             if not isinstance(s, NullSink):
                 s.record_result(
                     {
@@ -242,6 +307,10 @@ def run_ladder(
             bar.update(1)
     finally:
         bar.close()
+    bench_s = clock.bench_s  # the ladder's own bench time: the final check comes after it
+    last = None
+    if final_wait_s > 0:
+        last = final_check(programmer, r, c, read_v, lv[-1], verify_reads, final_wait_s, verify_interval_s)
     out = LadderResult(
         protocol=protocol,
         row=int(row),
@@ -258,11 +327,16 @@ def run_ladder(
         verify_reads=int(verify_reads),
         setup_pulses=setup,
         wall_s=clock.wall_s,
-        bench_time_s=clock.bench_s,
+        bench_time_s=bench_s,
         extra={"verify_reads": n_verify},
         criterion=criterion,
-        settle_s=settle,
+        settle_s=settle if settle_rule is None else float(waits.mean()),
         settle_retunes=retunes,
+        settle_waits_s=waits if settle_rule is not None else None,
+        validate_max_err_us=v_err,
+        validate_mean_us=v_mean,
+        validate_wait_s=v_wait if validate_every else 0.0,
+        final_check=last,
     )
     s.record_event({"event": "ladder_end", "summary": out.summary()})
     return out

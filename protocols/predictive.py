@@ -67,7 +67,7 @@ from memprog.protocols.common import (
     check_targets,
 )
 from memprog.protocols.events import EventSink, NullSink, sink_or_null, wants_bulk
-from memprog.protocols.predictive_model import PROTOCOL, Learned, Run
+from memprog.protocols.predictive_model import PROTOCOL, Learned, Retarget, Run
 from memprog.protocols.predictive_settle import settle_batch
 from memprog.protocols.programmer import CellProgrammer, ProgrammerInfo
 from memprog.protocols.results import TuneResult
@@ -108,6 +108,15 @@ class PredictiveParams(MemprogModel):
     # [choice] coarse only beyond 5 % of target: the fine steps close a few % in one or two
     # pulses, while a coarse step of several mS leaves tens of µS of relaxation behind
     coarse_min_rel: float = Field(default=0.05, ge=0, le=10, description="coarse only beyond this")
+    # [choice] ... and beyond 4 bands: a cell a band or two out (a re-tune after a settle,
+    # a low target whose 3 µS band floor is more than 5 % of it) is closed by a fine step or
+    # two, while a coarse RESET-SET round trip moves it by its whole state and leaves +-3 %
+    # of that to relax (a band, at the floor), which a re-tune without a settle of its own
+    # carries out of band again (measured: the program job's settle rounds re-tuning the
+    # same few low-target cells round after round)
+    coarse_min_bands: float = Field(
+        default=4.0, ge=0, le=1000, description="coarse only beyond this many bands too"
+    )
     # [choice] far above the SET/RESET thresholds (0.9/1.0 V) and 1 µs wide: saturating
     # (s >> 1) on every device, so the cell lands on the compliance, not on its threshold
     coarse_set_v: float = Field(default=2.0, gt=0, le=20, description="coarse SET amplitude")
@@ -145,6 +154,13 @@ class PredictiveParams(MemprogModel):
     )
     # [choice] prior of the relaxation time (until the batch's waits measure it)
     relax_tau_s: float = Field(default=1.0, gt=0, le=3600, description="relaxation time prior")
+    # [choice] the batch's decay time and relaxation share are fitted from at least this many
+    # coarse-placed cells (fewer keep the priors): 16 where the priors are the technology's;
+    # a caller whose priors were measured on a large batch of the same chip asks for more
+    # (the program job's re-tunes: on 60-70 cells the fit gave 14.6 s and a share of -0.2)
+    relax_fit_min_cells: int = Field(
+        default=16, ge=1, le=10_000_000, description="cells to fit the relaxation from"
+    )
     # [choice] what limits the reads the relaxation is fitted from: the as-programmed RTN
     # (a few µS p-p on HfO2, Rao), so one read is good to ~1 µS
     read_noise_us: float = Field(default=1.0, gt=0, le=1000, description="read error prior (µS)")
@@ -385,6 +401,7 @@ def tune_predictive(
     params: PredictiveParams | None = None,
     sink: EventSink | None = None,
     progress: bool = False,
+    retarget: Retarget | None = None,
 ) -> TuneResult:
     """Tune each named cell to its target with the predictive protocol (module docstring).
 
@@ -397,6 +414,12 @@ def tune_predictive(
             ``settle_plan``, ``settle`` and ``cell_flagged`` events and each batch's
             results once settled (a tracing sink also every ``pulse`` and ``read``).
         progress: show a tqdm bar (stderr) counting finished cells.
+        retarget: a caller's hook, called once per batch after the coarse placement (1T1R)
+            with (rows, cols, targets, stuck mask, last reads); it returns None or new
+            (targets, band half-widths) for the batch's cells, and the cells it moved are
+            coarse-placed again and finished with the rest of the batch (the program job
+            re-aims a stuck cell's twin there: ``Run._retarget``). Not called without a
+            coarse step. The result's ``target_us``/``tolerance_us`` are the hook's.
 
     Returns:
         One :class:`TuneResult` row per cell, in the order given; figures after the settle.
@@ -435,7 +458,9 @@ def tune_predictive(
     try:
         for k in range(0, r.size, batch):
             sl = slice(k, k + batch)
-            part = _tune_batch(programmer, r[sl], c[sl], t[sl], p, learned, read_v, s, use_coarse)
+            part = _tune_batch(
+                programmer, r[sl], c[sl], t[sl], p, learned, read_v, s, use_coarse, retarget
+            )
             _emit(s, part)
             bar.update(len(part))
             parts.append(part)
@@ -459,8 +484,9 @@ def _tune_batch(
     read_v: float,
     sink: EventSink,
     use_coarse: bool,
+    retarget: Retarget | None = None,
 ) -> TuneResult:
-    run = Run(prog, r, c, t, p, learned, read_v, sink)
+    run = Run(prog, r, c, t, p, learned, read_v, sink, retarget=retarget)
     run.read(np.arange(r.size))
     run.run(coarse=use_coarse, observe=use_coarse and p.observe_s > 0)
     settle = p.settle_s

@@ -9,6 +9,7 @@ settle live beside it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,16 @@ if TYPE_CHECKING:
     from memprog.protocols.predictive import PredictiveParams
 
 PROTOCOL = "predictive"
+
+# A caller's hook, called per batch when its coarse placement has found the stuck cells and
+# again after the fine steps: (rows, cols, targets µS, mask of the cells that will not move
+# any more (stuck or given up), last reads µS) -> None (no change) or
+# (targets µS, band half-widths µS, NaN: unchanged) for every cell of the batch. See
+# Run._retarget.
+Retarget = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    "tuple[np.ndarray, np.ndarray] | None",
+]
 
 
 class Learned:
@@ -159,8 +170,10 @@ class Run:
         read_v: float,
         sink: EventSink,
         cells: _Cells | None = None,
+        retarget: Retarget | None = None,
     ) -> None:
         self.prog, self.r, self.c, self.t, self.p, self.L = prog, r, c, t, p, learned
+        self.retarget = retarget
         self.read_v, self.sink = read_v, sink
         self.trace = wants_trace(sink)
         self.tol = p.band_us(t)
@@ -168,6 +181,7 @@ class Run:
         self.waited_s = 0.0
         self.g_start = np.full(r.size, np.nan)
         self.gate_used = np.full(r.size, np.nan)  # the gate of each cell's last coarse SET
+        self.coarsed = np.zeros(r.size, dtype=bool)  # cells this run placed coarsely
         self.flags_extra: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ instrument access
@@ -223,9 +237,16 @@ class Run:
         if coarse:
             self.g_start = st.g.copy()
             # nothing coarse, nothing large to relax: no waits (a re-tune of a few cells)
-            if self._coarse() and observe:
+            placed = self._coarse()
+            if placed and self.retarget is not None:
+                self._retarget()
+            if placed and observe:
                 self._observe_relaxation()
         self._fine()
+        # the hook again for the cells the fine steps found stuck (capped pulses that did
+        # not move them): the cells it moves are finished in this batch too
+        if coarse and self.retarget is not None and self._retarget(late=True):
+            self._fine()
 
     def _coarse_aim(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(aim, side): SET approach (+1) for high targets, RESET approach (-1) for low."""
@@ -236,19 +257,77 @@ class Run:
         aim = t * (1 - side * p.coarse_margin_rel)
         return np.clip(aim, L.g_lo, L.g_hi), side
 
-    def _coarse(self) -> int:
-        """Coarse-place the cells outside their band; returns how many it pulsed."""
+    def _retarget(self, late: bool = False) -> int:
+        """Ask the caller's hook for new targets now that the stuck cells are known, and
+        coarse-place again the cells it moved far from where they stand; returns how many
+        cells it moved (``late``: after the fine steps, which find the rest of the stuck
+        cells; the moved cells are opened again for the fine steps).
+
+        Why here: a caller that makes up for a stuck cell with another cell (the program
+        job's differential pair: the working copy re-aimed at ``2·G`` minus what the stuck
+        one holds) otherwise learns of it only from the batch's result, and re-aims in a
+        batch of its own: a second relaxation observation and settle, seconds of bench time
+        for ~10 % of the cells. Re-aimed before this batch's observation, the moved cells'
+        coarse steps are observed, fine-stepped and settled with every other cell's. A
+        coarse step after the observation (``late``) is not observed: its pending
+        relaxation is the batch's measured share of the step, with the batch's measured
+        spread as its error, so the settle re-verifies it.
+        """
+        st, L = self.st, self.L
+        # the cells that will not move any more: stuck, or given up (pulse budget, limit
+        # cycle, out of rounds: they hold what they hold, as a stuck one)
+        fixed = st.stuck | st.budget | st.cycle | st.rounds_out
+        got = self.retarget(self.r, self.c, self.t.copy(), fixed, st.g.copy())  # type: ignore[misc]
+        if got is None:
+            return 0
+        t_new = np.asarray(got[0], float)
+        tol_new = np.asarray(got[1], float)  # NaN: the cell keeps its band
+        tol_new = np.where(np.isnan(tol_new), self.tol, tol_new)
+        moved = np.flatnonzero(((t_new != self.t) | (tol_new != self.tol)) & ~fixed)
+        if moved.size == 0:
+            return 0
+        self.t = self.t.copy()
+        self.tol = np.array(self.tol, dtype=float)
+        self.t[moved] = t_new[moved]
+        self.tol[moved] = tol_new[moved]
+        if late:  # open them again: what they were accepted on was for the old target
+            st.done[moved] = st.conv[moved] = False
+            st.final[moved] = st.predicted[moved] = np.nan
+            st.flips_base[moved] = st.flips[moved]
+            st.fresh[moved] = True  # their last read counts toward the new target
+            g0 = st.g[moved].copy()
+        # a coarse step is up to three pulses (RESET, SET, the confirming SET): a cell whose
+        # pulse bound leaves no room for them is brought there by fine steps, or flagged
+        room = moved[st.pulses[moved] + 3 <= self.p.max_pulses] if late else moved
+        n = self._coarse(among=room)
+        if late and n:
+            placed = moved[self.coarsed[moved] & ~st.done[moved]]
+            step = st.g[placed] - g0[np.searchsorted(moved, placed)]
+            st.pend[placed] = L.relax_rho * step
+            st.pend_sd[placed] = L.relax_sd * np.abs(step)
+            st.t_pend[placed] = self.now()
+        self.sink.record_event(
+            {"event": "retarget", "cells": int(moved.size), "coarse": n, "late": late}
+        )
+        return int(moved.size)
+
+    def _coarse(self, among: np.ndarray | None = None) -> int:
+        """Coarse-place the cells outside their band (``among``: of those only, and no
+        pilot: the gate map is the batch's already); returns how many it pulsed."""
         p, st = self.p, self.st
-        act = np.flatnonzero(~st.done)
+        act = np.flatnonzero(~st.done) if among is None else among[~st.done[among]]
         # a cell a few % off comes back by fine steps (a re-tune after a settle or a
         # disturb): a coarse step would leave a large volatile part behind again
         off = np.abs(st.g[act] - self.t[act])
-        far = act[(off > self.tol[act]) & (off > p.coarse_min_rel * self.t[act])]
+        far = act[
+            (off > np.maximum(1.0, p.coarse_min_bands) * self.tol[act])
+            & (off > p.coarse_min_rel * self.t[act])
+        ]
         if far.size == 0:
             return 0
         # the pilot depends on the cells and their targets, not on their order (see
         # predictive_gate: a period of the batch's order must not choose what is learned)
-        pilot = pilot_cells(far, self.r, self.c, self.t, p)
+        pilot = pilot_cells(far, self.r, self.c, self.t, p) if among is None else far[:0]
         rest = np.setdiff1d(far, pilot, assume_unique=True)
         for part in (pilot, rest):
             if part.size:
@@ -267,6 +346,7 @@ class Run:
             {"event": "coarse_set", "cells": int(far.size), "pilot": int(pilot.size),
              "stuck": int(st.stuck[far].sum())}
         )  # fmt: skip
+        self.coarsed[far] = True
         return int(far.size)
 
     def _coarse_once(self, idx: np.ndarray, gate_margin_v: float = 0.0) -> None:
@@ -329,8 +409,13 @@ class Run:
         dt = self.now() - t2  # the wait and the read: the interval the decay spans
         d1, d2 = g2 - g1, g3 - g2
         q = math.exp(-dt / L.tau_s)
-        if act.size >= 16:
-            q = _decay_fit(d1, d2, L)
+        # the decay is fitted on the cells a coarse step left relaxing: a re-tune's batch is
+        # mostly cells a band or two out, closed by fine steps, whose reads hold no decay to
+        # fit (only noise: on 21 such cells and 6 coarse ones the fit gave 14.6 s, the clip's
+        # bound, and the settle that follows, 1.5 of it, waited 22 s)
+        fit = self.coarsed[act]
+        if fit.sum() >= p.relax_fit_min_cells:
+            q = _decay_fit(d1[fit], d2[fit], L)
             L.tau_s = -dt / math.log(q)
         # the rest still to come after the second wait: d2 q / (1 - q), shrunk toward 0
         # where it is no larger than what the reads' own error makes of it
@@ -349,7 +434,7 @@ class Run:
         g0 = self.g_start[act]
         step = g1 - np.where(np.isnan(g0), g1, g0)
         use = np.abs(step) > 50 * L.read_sd
-        if use.sum() >= 16:
+        if use.sum() >= p.relax_fit_min_cells:
             share = total[use] / step[use]
             L.relax_rho = float(np.clip(np.median(share), -0.2, 0.2))
             L.relax_sd = float(1.4826 * np.median(np.abs(share - L.relax_rho)))
@@ -546,4 +631,4 @@ class Run:
         )  # fmt: skip
 
 
-__all__ = ["PROTOCOL", "Learned", "Run"]
+__all__ = ["PROTOCOL", "Learned", "Retarget", "Run"]

@@ -30,6 +30,13 @@ class ProgrammerInfo:
         g_range_us: conductance range the chip's technology can reach (for validation).
         read_v: the default read voltage.
         technology: technology name of the chip, for logs.
+        addressable: the (row, col) cells the stack can reach when that is not every cell
+            of ``rows`` x ``cols`` (a probe station reaches the devices under its probes);
+            ``None``: every cell. Procedures that pick cells themselves (the
+            characterisation) pick among these.
+        width_step_s: the stack's pulse-timing grid when it has one (the WGFMU sequencer's
+            10 ns): a procedure that derives widths (a decade of them) rounds to it, so
+            the stack's own check does not refuse them; ``None``: any width in the limits.
     """
 
     rows: int
@@ -39,6 +46,16 @@ class ProgrammerInfo:
     g_range_us: tuple[float, float]
     read_v: float
     technology: str = ""
+    addressable: tuple[tuple[int, int], ...] | None = None
+    width_step_s: float | None = None
+
+    def addressable_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns of every cell the stack reaches, row-major."""
+        if self.addressable is None:
+            flat = np.arange(self.rows * self.cols)
+            return flat // self.cols, flat % self.cols
+        rc = np.array(sorted(self.addressable), dtype=np.int64).reshape(-1, 2)
+        return rc[:, 0], rc[:, 1]
 
 
 class CellProgrammer(ABC):

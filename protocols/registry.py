@@ -73,6 +73,20 @@ class FunctionTuner:
             self.programmer, rows, cols, targets_us, params=self.params, sink=sink, progress=progress
         )
 
+    def tune_retargeting(
+        self,
+        rows: object,
+        cols: object,
+        targets_us: object,
+        retarget: Callable[..., Any],
+        sink: EventSink | None = None,
+    ) -> TuneResult:
+        """:meth:`tune` with a caller's ``retarget`` hook (a protocol whose spec has
+        ``retargets``: see :func:`memprog.protocols.predictive.tune_predictive`)."""
+        return self.function(
+            self.programmer, rows, cols, targets_us, params=self.params, sink=sink, retarget=retarget
+        )
+
 
 @dataclass(frozen=True)
 class ProtocolSpec:
@@ -108,6 +122,9 @@ class ProtocolSpec:
         user_fields: the command line's settings (``--tolerance-rel``, ``--max-pulses``,
             ``--settle-s``) that reach its settings (:meth:`with_user`).
         summary: one line for help texts.
+        retargets: its tuner has ``tune_retargeting``: a caller's hook may change targets
+            once the batch's stuck cells are known, inside the batch (the program job
+            re-aims a stuck copy's twin there).
     """
 
     name: str
@@ -123,6 +140,7 @@ class ProtocolSpec:
     verify_at_end: bool
     user_fields: tuple[str, ...]
     summary: str
+    retargets: bool = False
 
     @property
     def max_pulses(self) -> int:
@@ -251,6 +269,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
             verify_at_end=False,
             user_fields=_USER_ALL,
             summary="learns each cell's response: a few pulses per cell",
+            retargets=True,
         ),
     )
 }

@@ -127,6 +127,13 @@ def test_kill_9_then_resume_stores_every_cell_once(tmp_path, monkeypatch):
     # reads before it trusts) and those making up for a twin found stuck now: re-tuned, counted
     r = s["resume"]
     assert r["cells_kept"] == len(first) and r["cells_new"] == total - len(first)
+    # report.json says what --json says (it said resumed_from null), and a kept stuck cell
+    # is counted as stuck, not within tolerance (the two counts disagreed by the stuck cells)
+    on_disk = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert on_disk["resume"]["resumed_from"] == run_id
+    kept_stuck = int(first["flags"].fillna("").astype(str).str.contains("stuck|skipped").sum())
+    assert r["cells_kept_stuck"] == kept_stuck
+    assert r["cells_kept_within_tolerance"] + kept_stuck + r["cells_reread_out_of_tolerance"] == r["cells_kept"]
     again = r["cells_retuned"] + r["cells_kept_twin_compensated"]
     # ... and those the job's own final settle found relaxed out of band (flag relaxed) or
     # re-aimed for a pair whose twin is stuck (flag retuned): re-tuned like any other cell

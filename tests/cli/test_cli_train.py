@@ -30,7 +30,7 @@ def test_train_then_evaluate_json_and_png(tmp_path):
                                   "--seed", "2", "--out", str(out), "--json"]))
     assert s["hardware_aware"] is True and s["epochs"] == 3 and s["variability_source"] == "preset:tio2_passive"
     w = load_weights(out)
-    assert w["sizes"] == [2, 8, 1] and w["mapping"] == {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0}
+    assert w["sizes"] == [2, 8, 1] and w["mapping"] == {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0, "bias_scale": "own"}
     png = tmp_path / "eval.png"
     e = _json(runner.invoke(app, ["evaluate", str(out), "--transfers", "200", "--png", str(png), "--json"]))
     assert e["n_transfers"] == 200 and e["n_test_points"] == 200

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from memprog.bench.direct import DirectChipProgrammer
 from memprog.cli import app
+from memprog.core.bench_config import resolve_bench_path
 from memprog.core.device_params import DeviceParams
 from memprog.core.errors import ConfigError
 from memprog.core.presets import get_preset
@@ -118,3 +119,20 @@ def test_force_replaces_and_a_served_twin_above_the_presets_threshold_opens(tmp_
         assert "unselected_v_max" not in lab["chip"].get("limits", {})
         with memprog.open_bench(served) as b:  # before: refused, unselected_v_max 0.76 > 0.72
             assert b.programmer.read([0], [0]).shape == (1,)
+
+
+@pytest.mark.slow
+def test_pooled_runs_count_each_census_cell_once_and_the_twin_seed_is_its_own(tmp_path):
+    """Two runs of one 32x32 chip pooled with --run: the census saw 1,024 cells, not
+    2,048 (counted twice, the stuck fractions' errors shrank by sqrt 2). The twin's seed
+    is not the template's + 1 (the next chip of a fleet numbered from the bench's seed)."""
+    url = f"sqlite:///{tmp_path / 'p.sqlite'}"
+    a, b = _characterise(url, 1.0, 5), _characterise(url, 1.0, 5)
+    out = _runner().invoke(app, ["sim", "calibrate", "--db", url, "--chip", "AGAIN", "--run", a, "--run", b,
+                                 "--write-bench", str(tmp_path / "p.yaml"), "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["fitted"]["unresponsive_fraction"]["source"] == "census (1024 cells)"
+    seed = yaml.safe_load((tmp_path / "p.yaml").read_text())["chip"]["seed"]
+    template_seed = int(yaml.safe_load(resolve_bench_path("sim_onchip").read_text())["chip"]["seed"])
+    assert seed != template_seed + 1 and seed >= 1_000_000

@@ -372,7 +372,7 @@ def register(app: typer.Typer) -> None:
     @app.command("characterize")
     def characterize_cmd(
         bench: BenchOpt = "sim_k4200_707b",
-        devices: Annotated[int, typer.Option("--devices", callback=O.int_in(1, O.MAX_DEVICES), help="Devices for the imprecision and RTN tests, and random working cells for the response, noise and relax tests (memprog sim calibrate).")] = 8,
+        devices: Annotated[int | None, typer.Option("--devices", callback=O.int_in(1, O.MAX_DEVICES), help="Devices for the imprecision and RTN tests, and random working cells for the response, noise and relax tests (memprog sim calibrate). Default 8, or every cell the stack reaches when fewer (a probe station); more than it reaches is refused.")] = None,
         levels: Annotated[int, typer.Option("--levels", callback=O.int_in(2, 64), help="Equidistant target levels.")] = 8,
         repeats: Annotated[int, typer.Option("--repeats", callback=O.int_in(1, 1000), help="Tune/untune repeats per level and device.")] = 5,
         reads: Annotated[int, typer.Option("--reads", callback=O.int_in(2, 1000), help="Consecutive reads after each tune.")] = 10,
@@ -389,7 +389,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Characterise the bench's chip as seed 001 does and store the samples.
 
-        Stuck census and working range (every cell SET and RESET at the ramp caps), tuning
+        Stuck census and working range (every cell the stack reaches, at most the first
+        4,096 in row-major order, driven to its SET and RESET rails at the ramp caps), tuning
         imprecision (--devices x --levels x --repeats tunes from the off state, --reads
         consecutive reads after each), disturb (--disturb-cells programmed in order, each
         re-read after every later write), RTN (read spread before and after denoising);
@@ -402,8 +403,9 @@ def register(app: typer.Typer) -> None:
         print the yield view (stuck fraction and working range per chip side by side).
         """
         try:
+            asked = {"devices": devices} if devices is not None else {}  # unset: the default, cut to the stack
             cp = CharacterizeParams(
-                devices=devices, levels=levels, repeats=repeats, reads=reads,
+                **asked, levels=levels, repeats=repeats, reads=reads,
                 disturb_cells=disturb_cells, seed=seed, response_repeats=response_repeats,
             )  # fmt: skip
         except MemprogError as exc:
@@ -417,16 +419,20 @@ def register(app: typer.Typer) -> None:
 
         def body(ctx: Any) -> Any:
             # deferred: the store pulls in sqlalchemy and pandas
-            from memprog.store import VariabilityDB
+            from memprog.store import VariabilityDB, mask_url
 
             with ctx.open_bench(bench) as b:
                 rep = characterize(b.programmer, cp, sink=ctx.sink, progress=show)
                 bench_time = b.bench_time_s
+                chip_id = b.config.chip.id
             ctx.sink.flush()
             doc = variability_report(VariabilityDB(store=ctx.store, run_ids=[ctx.run_id]))
-            doc.update({"counts": rep, "wall_s": time.perf_counter() - t0, "bench_time_s": bench_time, "bench": bench})
-            human = format_variability(doc) + (
-                f"\nwall {doc['wall_s']:.1f} s, bench time {bench_time:.2f} s; tables: memprog db variability"
+            skipped = rep.pop("skipped", {})
+            doc.update({"counts": rep, "skipped": skipped, "wall_s": time.perf_counter() - t0, "bench_time_s": bench_time,
+                        "bench": bench, "chip_id": chip_id})  # fmt: skip
+            human = format_variability(doc) + "".join(f"\nskipped: {k} ({why})" for k, why in skipped.items()) + (
+                f"\nwall {doc['wall_s']:.1f} s, bench time {bench_time:.2f} s; tables: memprog db variability; "
+                f"a twin: memprog sim calibrate{' --db ' + mask_url(db) if db else ''} --chip {chip_id} --write-bench twin.yaml"
             )
             return Outcome(doc, human, failed_cells=0)
 

@@ -24,6 +24,7 @@ from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import DbOpt, Outcome, run_command
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.protocols.ladder import ladder_levels, run_ladder
+from memprog.protocols.settle_choice import BUDGET_FRACTION, RelaxFit, fit_relax_samples
 from memprog.reporting.figures import pyplot, run_title
 from memprog.reporting.outcome import CATEGORY_COLOURS, NOT_CONVERGED, WITHIN, ladder_outcome
 
@@ -82,6 +83,30 @@ def register(app: typer.Typer) -> None:
                 help="Also store every pulse and read in the run (memprog db export --traces).",
             ),
         ] = False,
+        settle_from_db: Annotated[
+            str | None,
+            typer.Option(
+                "--settle-from-db",
+                help="Choose each level's settle from this chip's measured relaxation: the "
+                "relax table of the latest `memprog characterize` run of the bench's chip in "
+                "the store at this URL (protocols/settle_choice.py); not with --settle-s.",
+            ),
+        ] = None,
+        validate_every: Annotated[
+            int,
+            typer.Option(
+                "--validate-every", callback=O.int_in(0, 1_000_000),
+                help="Every Nth level (and the last) waits the technology's settle more and "
+                "is read again, never re-tuned: a check of a shortened settle (0: none).",
+            ),
+        ] = 0,
+        final_wait_s: Annotated[
+            float,
+            typer.Option(
+                "--final-wait-s", callback=O.float_in(0.0, O.MAX_RETENTION_S, "s"),
+                help="After the ladder, wait this much more and read the last level again (0: no).",
+            ),
+        ] = 0.0,
     ) -> None:
         """Program one cell through a ladder of equally spaced levels and verify each.
 
@@ -93,14 +118,19 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         try:
             lv = ladder_levels(start_us, step_us, levels)
+            if settle_from_db is not None and settle_s is not None:
+                raise ConfigError("--settle-s", settle_s, "not given with --settle-from-db (it chooses each level's settle)")
         except MemprogError as exc:
             raise fail(exc) from exc
+        chosen: dict[str, Any] = {}
 
         def precheck(cfg: Any) -> None:  # before the run exists (memprog.bench.precheck)
             pc.check_cells(cfg, np.array([row]), np.array([col]), ("--row", "--col"))
             _check_levels_fit(levels, start_us, step_us, lv, *pc.target_range_us(cfg))
             pc.check_targets(cfg, lv)
             refuse_existing(out, force)  # an earlier ladder stays unless --force (issue 27)
+            if settle_from_db is not None:  # a store without this chip's relax table: exit 2
+                chosen.update(_relax_from_db(settle_from_db, cfg.chip.id, cfg.chip.technology))
 
         def body(ctx: Any) -> Any:
             with ctx.open_bench(bench) as b:
@@ -117,6 +147,9 @@ def register(app: typer.Typer) -> None:
                     progress=show_progress(progress),
                     settle_s=settle_s,
                     criterion=criterion,
+                    settle_rule=_rule(chosen["fit"], tolerance_us) if chosen else None,
+                    validate_every=validate_every,
+                    final_wait_s=final_wait_s,
                 )
                 bench_time = b.bench_time_s
                 technology = b.programmer.info.technology
@@ -134,6 +167,11 @@ def register(app: typer.Typer) -> None:
                     "protocol_bench_time_s": res.bench_time_s,
                 }
             )
+            if chosen:
+                summary["settle_from"] = {
+                    "db": chosen["db"], "run_id": chosen["run_id"], **chosen["fit"].summary(),
+                    "budget_us": BUDGET_FRACTION * tolerance_us,
+                }  # fmt: skip
             human = (
                 f"{technology}, cell ({row},{col}), {protocol}: {summary['levels_within_tolerance']} of "
                 f"{summary['levels_attempted']} levels ({lv[0]:g} to {lv[-1]:g} µS, {step_us:g} µS apart) "
@@ -142,9 +180,18 @@ def register(app: typer.Typer) -> None:
                 f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
                 f"linearity R² {summary['linearity_r2']:.6f}\n"
                 f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
-                f"\nfigures measured after a {summary['settle_s']:g} s settle per level "
+                f"\nfigures measured after {_settle_words(summary)} per level "
                 f"({summary['settle_retunes']} levels re-tuned after it)"
             )
+            if "validated_levels" in summary:
+                human += (
+                    f"\nvalidation: {summary['validated_within']} of {summary['validated_levels']} levels "
+                    f"still within ±{tolerance_us:g} µS after {summary['validate_wait_s']:g} s more "
+                    f"(max {summary['validated_max_error_us']:.3f} µS)"
+                )
+            if summary.get("final_check"):
+                fc = summary["final_check"]
+                human += f"\nlast level after {fc['wait_s']:g} s more: max error {fc['max_error_us']:.3f} µS"
             # one outcome (memprog.reporting.outcome): the counts and the exit decision
             oc = ladder_outcome(res)
             summary["outcome"] = oc
@@ -165,11 +212,66 @@ def register(app: typer.Typer) -> None:
                 "levels": levels, "start_us": start_us, "step_us": step_us, "row": row,
                 "col": col, "tolerance_us": tolerance_us, "verify_reads": verify_reads,
                 "settle_s": settle_s, "criterion": criterion, "trace": trace,
+                "settle_from_db": None if settle_from_db is None else _masked(settle_from_db),
+                "validate_every": validate_every, "final_wait_s": final_wait_s,
             },
             cells_total=levels,
             trace=trace,
             precheck=precheck,
         )  # fmt: skip
+
+
+def _relax_from_db(url: str, chip_id: str, technology: str) -> dict[str, Any]:
+    """The chip's measured relaxation, fitted: from its latest complete characterize run
+    (one session of the chip, as the twin takes it), else from every run the store holds.
+    Runs of the chip id under another technology are not this chip's (a bench file reused
+    with its id unchanged): refused, named."""
+    # deferred: sqlalchemy and pandas, only with --settle-from-db
+    from memprog.store import VariabilityDB
+
+    vdb = VariabilityDB(url, chip_id=chip_id)
+    every = vdb.runs()
+    if len(every) == 0:
+        raise ConfigError(
+            "--settle-from-db", _masked(url), f"a store holding a characterize run of chip {chip_id} (its relax table)",
+            f"it holds none: run memprog characterize on this bench with --db {_masked(url)} first",
+        )  # fmt: skip
+    techs = sorted({str(t) for t in every["technology"].dropna()})
+    if technology not in techs:
+        raise ConfigError(
+            "--settle-from-db", _masked(url), f"characterize runs of chip {chip_id} as {technology} (the bench's chip)",
+            f"its runs of {chip_id} are of {techs}: another chip under the same id",
+        )  # fmt: skip
+    vdb = VariabilityDB(url, chip_id=chip_id, technology=technology)
+    runs = vdb.runs()
+    done = runs[runs["status"] == "complete"] if len(runs) else runs
+    run_id = str(done["run_id"].iloc[0]) if len(done) else None  # list_runs: newest first
+    if run_id is not None:
+        vdb = VariabilityDB(url, chip_id=chip_id, run_ids=[run_id])
+    return {"fit": fit_relax_samples(vdb.raw("relax")), "run_id": run_id, "db": _masked(url)}
+
+
+def _masked(url: str) -> str:
+    """``url`` with its credentials masked, as every stored or printed URL."""
+    # deferred: the store package opens sqlalchemy, only with --settle-from-db
+    from memprog.store import mask_url
+
+    return mask_url(url)
+
+
+def _rule(fit: RelaxFit, tolerance_us: float) -> Any:
+    """Each level's settle from its movement, to a remainder of a quarter of the tolerance."""
+    budget = BUDGET_FRACTION * tolerance_us
+    return lambda movement_us: float(fit.settle_for_movement(movement_us, budget))
+
+
+def _settle_words(summary: dict[str, Any]) -> str:
+    if summary.get("settle_rule"):
+        return (
+            f"a settle from the chip's measured relaxation (mean {summary['settle_wait_mean_s']:.2f} s, "
+            f"max {summary['settle_wait_max_s']:.2f} s, {summary['settle_wait_total_s']:.0f} s in all)"
+        )
+    return f"a {summary['settle_s']:g} s settle"
 
 
 def _check_levels_fit(levels: int, start_us: float, step_us: float, lv: np.ndarray, lo_us: float, hi_us: float) -> None:

@@ -272,6 +272,8 @@ def program_body(
         "job_wall_s": report.wall_s,
     }
     context["wall_s"] = time.perf_counter() - t0  # the whole command until the report
+    if resume is not None and isinstance(report.extra.get("resume"), dict):
+        report.extra["resume"]["resumed_from"] = resume  # report.json says what --json says
     files = write_report(report, inp.out, technology, context)
     summary = report.summary()
     summary.update(context)
@@ -280,7 +282,7 @@ def program_body(
         # the interrupted run had finished no cell: nothing kept, every cell new
         summary["resume"] = {
             "resumed_from": resume, "cells_kept": 0, "cells_reread_out_of_tolerance": 0,
-            "cells_retuned": 0, "cells_kept_within_tolerance": 0, "cells_new": plan.n,
+            "cells_retuned": 0, "cells_kept_within_tolerance": 0, "cells_kept_stuck": 0, "cells_new": plan.n,
             "cells_kept_twin_compensated": 0,
         }  # fmt: skip
     if isinstance(summary.get("resume"), dict):

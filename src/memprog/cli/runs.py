@@ -419,8 +419,10 @@ def _report_failure(exc: BaseException, ctx: RunContext | None, store: Any, as_j
         where = "no store"
     if signum is not None:
         code = exit_code_for_signal(signum)
+        # a characterisation stores samples as it goes, not finished cells
+        what = "the samples stored so far kept" if ctx is not None and ctx.kind == "characterize" else f"{cells} finished cells kept"
         kept = (
-            f"run {run_id} marked interrupted, {cells} finished cells kept ({where}"
+            f"run {run_id} marked interrupted, {what} ({where}"
             + (f"; {', '.join(written)}" if written else "")
             + ")"
             + (f"; continue with {ctx.resume_hint}" if ctx is not None and ctx.resume_hint else "")

@@ -42,7 +42,7 @@ def register(sim_app: typer.Typer) -> None:
         chip: Annotated[str, typer.Option("--chip", help="CHIP_ID whose characterize runs to fit.")],
         write_bench: Annotated[Path, typer.Option("--write-bench", callback=O.out_file(".yaml", ".yml"), help="The twin's bench file to write (.yaml).")],
         bench: Annotated[str | None, typer.Option("--bench", "-b", help="Template bench (its instruments; default: the technology's simulated bench).")] = None,
-        seed: Annotated[int | None, typer.Option("--seed", callback=O.SEED, help="The twin's chip seed (default: the template's + 1).")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", callback=O.SEED, help="The twin's chip seed (default: derived from the chip id, unlike any fleet chip's).")] = None,
         run: Annotated[list[str] | None, typer.Option("--run", help="A characterize RUN_ID of CHIP to fit (repeat to pool several; default: the chip's latest complete one).")] = None,
         db: DbOpt = None,
         force: ForceOpt = False,
@@ -78,6 +78,9 @@ def register(sim_app: typer.Typer) -> None:
             runs = chosen_runs(store, chip, run)
             res = calibrate(VariabilityDB(store=store, chip_id=chip, run_ids=runs), chip)
             data = twin_bench(res, bench, seed)
+            listed = store.list_runs(kind="characterize", chip_id=chip)
+            status = dict(zip(listed["run_id"].astype(str), listed["status"].astype(str), strict=True))
+            incomplete = {r: status.get(r, "?") for r in res.runs if status.get(r) != "complete"}
         except NotConverged as exc:
             raise fail(ConfigError("fit", exc.what, f"a residual <= {exc.limit:.3g}", f"residual {exc.residual:.3g}; nothing written")) from exc
         except StoreError as exc:
@@ -92,8 +95,13 @@ def register(sim_app: typer.Typer) -> None:
         except OSError as exc:
             raise fail(ConfigError("--write-bench", str(write_bench), "a writable file", str(exc))) from exc
         doc = res.to_doc()
-        doc.update({"bench_file": str(write_bench), "twin_chip_id": data["chip"]["id"], "sim_params": data["chip"]["sim_params"]})
-        emit(doc, as_json, _human(doc))
+        doc.update({"bench_file": str(write_bench), "twin_chip_id": data["chip"]["id"], "sim_params": data["chip"]["sim_params"],
+                    "runs_incomplete": incomplete})  # fmt: skip
+        note = "".join(
+            f"\nnote: run {r} did not complete ({st}): the procedures after its stop are missing; run memprog characterize again for a full fit"
+            for r, st in incomplete.items()
+        )
+        emit(doc, as_json, _human(doc) + note)
 
 
 __all__ = ["register"]

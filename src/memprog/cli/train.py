@@ -184,6 +184,7 @@ def register(app: typer.Typer) -> None:
         bench: Annotated[str | None, typer.Option("--bench", help="Bench the network will be programmed on: each device's disturb is keyed by the cells the program job writes after it there.")] = None,
         order: Annotated[str, typer.Option("--order", callback=O.choice("row-major", "column-major", "snake"), help="The program job's --order on that bench.")] = "row-major",
         validate_every: Annotated[int, typer.Option("--validate-every", callback=O.int_in(0, 100_000), help="Every N epochs keep the weights with the best transfer-robust validation score (0: off).")] = 0,
+        bias_scale: Annotated[str, typer.Option("--bias-scale", callback=O.choice("own", "folded"), help="Map each layer's biases on their own min-max scale (own, default; the chip drives the bias row at max|b|/max|W|) or on the weights' (folded, the mapping of files without the key).")] = "own",
         patience: Annotated[int | None, typer.Option("--patience", callback=O.int_in(1, 100_000), help="Stop after N validations without improvement (default: never stop early).")] = None,
         chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
         device: DeviceOpt = "cpu",
@@ -220,7 +221,7 @@ def register(app: typer.Typer) -> None:
             res = train(
                 dataset, var, hardware_aware=hardware_aware, epochs=rec["epochs"], seed=seed, lr=rec["lr"],
                 weight_decay=rec["weight_decay"], init=rec["init"], array_shape=shape, order=order,
-                validate_every=validate_every, patience=patience,
+                validate_every=validate_every, patience=patience, bias_scale=bias_scale,
                 device=dev, progress=show_progress(progress),
             )  # fmt: skip
             save_weights(res.weights, out)
@@ -239,6 +240,7 @@ def register(app: typer.Typer) -> None:
             body, db=db, kind="train", bench=None, chip_id=chip_id, as_json=as_json, stored=db is not None,
             params={"dataset": dataset, "hardware_aware": hardware_aware, "epochs": rec["epochs"],
                     "seed": seed, "lr": rec["lr"], "recipe": recipe, "bench": bench, "order": order,
+                    "bias_scale": bias_scale,
                     "out": str(out), "variability": var.summary()},
         )  # fmt: skip
 

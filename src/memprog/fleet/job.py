@@ -209,7 +209,7 @@ def tiled_forward(engine: LocalEngine | RayEngine, source: Network, placements: 
     a = np.asarray(x, dtype=float)
     n_layers = len(scales)
     for k in range(n_layers):
-        ext = np.hstack([a, np.ones((a.shape[0], 1))])
+        ext = source.extended_input(a, k)  # the bias row at its drive (1 unless biases have their own scale)
         holders = {i: (pl, k, ext) for i, pl in enumerate(placements) if any(t["layer"] == k for t in pl["tiles"])}
         parts = _vmm_each(engine, holders)
         z = np.zeros((a.shape[0], source.chip_matrices()[k].shape[1]))

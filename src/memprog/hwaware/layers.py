@@ -3,9 +3,11 @@
 Why: a network trained on ideal weights meets, on a passive crossbar, tuning imprecision,
 disturb from the programming of its neighbours and stuck devices; trained *through* samples of
 those effects (Drolet et al., seed 001) it learns weights that survive them. Every training
-batch, each :class:`HardwareAwareLinear` maps its weights (bias folded in as an extra row) to
-differential conductance pairs in the working range (min-max per batch), applies one sampled
-transfer (:class:`~memprog.hwaware.variability.VariabilityModel`) and maps back. Gradients
+batch, each :class:`HardwareAwareLinear` maps its weights and its biases (the extra row driven by
+a constant input) to differential conductance pairs in the working range, each on its own
+min-max scale per batch (``bias_scale="own"``, as the program job writes a weight file that
+says so; ``"folded"``: the bias row on the weights' scale, the old mapping), applies one
+sampled transfer (:class:`~memprog.hwaware.variability.VariabilityModel`) and maps back. Gradients
 flow by the reparametrization trick, ``w_eff = w + (w_transferred - w).detach()``: the forward
 pass sees the transferred weights, the backward pass the identity — except for weights with a
 stuck device, whose gradient is masked for that batch (a stuck device ignores updates).
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memprog.core.errors import ConfigError
-from memprog.hwaware.mapping import ACTIVATIONS
+from memprog.hwaware.mapping import ACTIVATIONS, BIAS_SCALES
 from memprog.hwaware.mapping import later_writes as _later_writes
 from memprog.hwaware.numpy_transfer import NumpyTransfer
 from memprog.hwaware.variability import Draw, VariabilityModel
@@ -59,6 +61,9 @@ class HardwareAwareLinear(nn.Module):
             bias row last): how many cells the program job writes after it
             (:func:`memprog.hwaware.order.network_later_writes`); None: the layer alone,
             row-major (:func:`memprog.hwaware.mapping.later_writes`).
+        bias_scale: ``"own"`` (the biases on their own min-max scale, the weights on theirs)
+            or ``"folded"`` (one scale for the (in+1) x out matrix); see
+            :func:`memprog.hwaware.mapping.chip_matrix` for how the chip computes it.
     """
 
     later_writes: torch.Tensor
@@ -75,10 +80,14 @@ class HardwareAwareLinear(nn.Module):
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",
         later_writes: object = None,
+        bias_scale: str = "own",
     ) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ConfigError("layer shape", (in_features, out_features), "positive widths")
+        if bias_scale not in BIAS_SCALES:
+            raise ConfigError("bias_scale", bias_scale, f"one of {BIAS_SCALES}")
+        self.bias_scale = bias_scale
         if chunk < 1:
             raise ConfigError("chunk", chunk, ">= 1 batches")
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -164,7 +173,12 @@ class HardwareAwareLinear(nn.Module):
         assert v is not None
         with torch.no_grad():
             a = torch.cat([self.weight, self.bias[:, None]], dim=1)
-            s = a.abs().amax().clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)
+            if self.bias_scale == "own":  # per column: the weights' scale, the bias row's own
+                n = self.in_features
+                s = torch.cat([a[:, :n].abs().amax().expand(n), a[:, n].abs().amax()[None]])
+                s = s.clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)
+            else:
+                s = a.abs().amax().clamp_min_(1e-30).div_(v.g_max_us - v.g_min_us)
             g = torch.relu_(a * self._sign).div_(s).add_(v.g_min_us)
             g = v.apply(g, draw)
             at = (g[0] - g[1]).mul_(s)
@@ -176,9 +190,12 @@ class HardwareAwareLinear(nn.Module):
         if self._group is not None:
             delta_w, delta_b, keep_w, keep_b = self._group.take(self)
             # a keep of None: no stuck device in that parameter, the same sum without a mask
-            # in the backward pass
-            w = torch.add(delta_w, self.weight) if keep_w is None else torch.addcmul(delta_w, self.weight, keep_w)
-            b = torch.add(delta_b, self.bias) if keep_b is None else torch.addcmul(delta_b, self.bias, keep_b)
+            # in the backward pass. The parameter dict itself: Module.__getattr__ costs more
+            # than an add on a small layer (issue 24 item 6)
+            params = self._parameters
+            weight, bias = params["weight"], params["bias"]
+            w = torch.add(delta_w, weight) if keep_w is None else torch.addcmul(delta_w, weight, keep_w)
+            b = torch.add(delta_b, bias) if keep_b is None else torch.addcmul(delta_b, bias, keep_b)
             return F.linear(x, w, b)
         draw, keep, keep_w, keep_b = self._draw()
         self._current_keep = (keep_w, keep_b) if self._any_stuck[self._next - 1] else None
@@ -216,22 +233,28 @@ class _TransferGroup:
         self.generator = generator
         self.device = layers[0].weight.device
         lw, index, self.bounds = [], [], []
+        # the mapping's min-max scales: per layer one segment (weights and biases, "folded")
+        # or two ("own": the weights, then the biases); (start, end) in the flat order
+        self.segments: list[tuple[int, int]] = []
         o = 0
-        for i, layer in enumerate(layers):
+        for layer in layers:
             n, m = layer.in_features, layer.out_features
             lwl = layer.later_writes  # (2, out, in+1)
             lw.append(torch.cat([lwl[:, :, :n].reshape(2, -1), lwl[:, :, n]], dim=1))
             size = m * (n + 1)
-            index.append(torch.full((size,), i, dtype=torch.long, device=self.device))
             self.bounds.append((o, o + m * n, o + size))
+            parts = [(o, o + m * n), (o + m * n, o + size)] if layer.bias_scale == "own" else [(o, o + size)]
+            for a, c in parts:
+                index.append(torch.full((c - a,), len(self.segments), dtype=torch.long, device=self.device))
+                self.segments.append((a, c))
             o += size
         self.later_writes = torch.cat(lw, dim=1)
         self.sizes = [n for a, b, c in self.bounds for n in (b - a, c - b)]
         self.chunk = _chunk_for(chunk, self.later_writes.numel())
-        self.index = torch.cat(index)
+        self.index = torch.cat(index)  # (P,) the scale segment of each weight
         self.sign = torch.tensor([1.0, -1.0], device=self.device).view(2, 1)
         self._small = self.later_writes.numel() <= 2048  # per-op overhead, not arithmetic, dominates
-        self._max = torch.zeros(len(layers), device=self.device)
+        self._max = torch.zeros(len(self.segments), device=self.device)
         self._range = torch.tensor(variability.g_max_us - variability.g_min_us, device=self.device)
         self._g_min = torch.tensor(variability.g_min_us, device=self.device)
         self.flat: torch.Tensor | None = self._share_storage() if share_storage else None
@@ -248,9 +271,12 @@ class _TransferGroup:
         ]
         self._np: NumpyTransfer | None = None
         if self._numpy:  # draws in kept buffers, rounds on numpy views
-            starts = np.array([a for a, _, _ in self.bounds])
+            starts = np.array([a for a, _ in self.segments])
             self._np = NumpyTransfer(variability, self.later_writes, starts, self.index.numpy(), chunk)
             self.chunk = self._np.chunk
+            # numpy views of the flat parameters and the offsets, made once (a .numpy() per
+            # round is a call per round); valid while flat_weights() is not None
+            self._np_views = (self.flat.numpy(), self._delta.numpy())
         self._draws: Draw | None = None
         self._batch: list[tuple] = []  # per batch of the chunk: its draw's parts, unbound once
         self._next = self.chunk  # the first round draws
@@ -352,7 +378,7 @@ class _TransferGroup:
         ]
         self._any_stuck = t.any_stuck
         self._next = 0
-        self.stuck_weights += int(t.keep.size - t.keep.sum(dtype=np.float64))
+        self.stuck_weights += t.stuck_weight_count
         self.batches += n
 
     @property
@@ -374,7 +400,7 @@ class _TransferGroup:
         flat = self.flat_weights()
         if self._np is not None:
             if flat is not None:
-                self._np.round(i, flat.numpy(), self._delta.numpy())
+                self._np.round(i, *self._np_views)
             else:
                 disturb, col, stuck = self._np.torch_draw_parts(i)
                 self._round_torch(None, disturb, col, None, None, stuck, self._keep_t[i])
@@ -401,16 +427,17 @@ class _TransferGroup:
                         for layer, (a, b, c) in zip(self.layers, self.bounds, strict=True)
                     ]
                     self._max = self._max.to(flat.dtype)
-            # each layer's largest |weight| maps to the top of the working range
+            # each segment's (layer's, or its weights' and its biases') largest |weight| maps
+            # to the top of the working range
             absf = flat.abs()
-            if len(self.layers) == 1:
+            if len(self.segments) == 1:
                 m = absf.amax()
-            elif self._small:  # one scatter beats a max per layer on a few hundred weights
+            elif self._small:  # one scatter beats a max per segment on a few hundred weights
                 m = self._max.scatter_reduce_(0, self.index, absf, "amax", include_self=False)
             else:
-                m = torch.stack([absf[a:c].amax() for a, _, c in self.bounds])
+                m = torch.stack([absf[a:c].amax() for a, c in self.segments])
             inv = torch.div(self._range, m.clamp_min_(1e-30))  # µS per weight unit
-            if len(self.layers) > 1:
+            if len(self.segments) > 1:
                 inv = inv.index_select(0, self.index)
             # devices (2, P): g_plus, g_minus in the working range
             if self._small:
@@ -443,7 +470,7 @@ class _TransferGroup:
             return True
         if self._np is not None:
             where = self._np.stuck_weights[self._next - 1]
-            values = flat.numpy()
+            values = self._np_views[0]
             saved = values[where]
             opt.step()
             values[where] = saved  # the same memory (a step in place keeps the storage)
@@ -492,6 +519,7 @@ def convert(
     chunk: int = 256,
     fuse: bool = True,
     later_writes: list | None = None,
+    bias_scale: str = "own",
 ) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (recursively, in place) by a hardware-aware copy.
 
@@ -500,11 +528,14 @@ def convert(
     their transfers together, one pass per training step (see ``_TransferGroup``).
     ``later_writes``: per ``nn.Linear`` (in module order) its devices' disturb keys, shape
     (2, out, in+1) (:func:`memprog.hwaware.order.network_later_writes`); None: each layer
-    alone, row-major. Returns ``model``.
+    alone, row-major. ``bias_scale``: ``"own"`` (each layer's biases on their own min-max
+    scale) or ``"folded"`` (one scale per layer). Returns ``model``.
     """
+    if bias_scale not in BIAS_SCALES:
+        raise ConfigError("bias_scale", bias_scale, f"one of {BIAS_SCALES}")
     keys = None if later_writes is None else list(later_writes)
     fresh: list[HardwareAwareLinear] = []
-    _replace(model, variability, generator, chunk, keys, fresh)
+    _replace(model, variability, generator, chunk, keys, fresh, bias_scale)
     if keys:
         raise ConfigError("later_writes", f"{len(keys)} left over", "one (2, out, in+1) array per nn.Linear")
     if fuse:
@@ -522,17 +553,18 @@ def convert(
 
 
 def _replace(model: nn.Module, variability: VariabilityModel, generator, chunk: int, keys: list | None,
-             fresh: list) -> None:
+             fresh: list, bias_scale: str) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
             if keys is not None and not keys:
                 raise ConfigError("later_writes", "too few", "one (2, out, in+1) array per nn.Linear")
             lw = keys.pop(0) if keys is not None else None
-            layer = HardwareAwareLinear.from_linear(child, variability, generator=generator, chunk=chunk, later_writes=lw)
+            layer = HardwareAwareLinear.from_linear(child, variability, generator=generator, chunk=chunk, later_writes=lw,
+                                                    bias_scale=bias_scale)
             setattr(model, name, layer)
             fresh.append(layer)
         else:
-            _replace(child, variability, generator, chunk, keys, fresh)
+            _replace(child, variability, generator, chunk, keys, fresh, bias_scale)
 
 
 def stuck_weight_fraction(model: nn.Module) -> dict[str, float]:

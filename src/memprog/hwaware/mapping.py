@@ -12,7 +12,16 @@ Convention (Contract B):
   * each weight is a differential pair ``w = (g_plus - g_minus) * scale``: the device of the
     weight's sign carries ``|w|``, the other sits at ``g_min``;
   * ``scale = max|A| / (g_max - g_min)`` per layer (min-max per layer: the largest weight
-    sits at ``g_max``).
+    sits at ``g_max``);
+  * the bias row's own scale (``mapping.bias_scale``): ``"folded"`` (the default, and what a
+    file without the key means) puts it on the layer's one scale; ``"own"`` maps the biases
+    on their own min-max scale ``max|b| / (g_max - g_min)`` (the largest bias at ``g_max``,
+    as seed 001's authors scale them). The chip computes it with the same one crossbar: the
+    bias row holds ``b / r`` on the weights' scale, ``r = max|b| / max|W|``
+    (:func:`bias_drive`), and is driven at ``r`` times the unit input voltage instead of 1.
+    Why a drive and not a second readout: a DAC sets a row's voltage anyway, one VMM per
+    input keeps the column currents summed on chip, and the drive stays within the read
+    limit because a VMM scales every input so the largest maps to the read voltage.
 
 Crossbar layout and programming order (used for the disturb model): the pair matrix of a
 layer sits on (in+1) rows x 2*out columns, the two devices of a weight in adjacent columns
@@ -39,6 +48,8 @@ from memprog.hwaware.datasets import DATASETS
 # the one name of the weight-file format: written here (save_weights), checked here and by
 # the program job's loader (memprog.jobs.weights)
 WEIGHTS_FORMAT = "memprog.weights/1"
+# how a layer's biases are scaled (``mapping.bias_scale``); absent means "folded" (old files)
+BIAS_SCALES = ("folded", "own")
 ACTIVATIONS = ("sigmoid", "relu", "tanh")
 OUTPUTS = ("sigmoid", "softmax")
 _KEYS = {
@@ -117,6 +128,40 @@ def fold_bias(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return np.vstack([weight.T, bias[None, :]])
 
 
+def bias_drive(weight: np.ndarray, bias: np.ndarray, bias_scale: str = "own") -> float:
+    """The bias row's input drive (in unit inputs) that puts the biases on their own scale.
+
+    ``"own"``: ``r = max|b| / max|W|``, so the row holding ``b / r`` on the weights' scale
+    ``max|W| / (g_max - g_min)`` holds ``b`` on the biases' own scale ``max|b| / (g_max -
+    g_min)``, independent of the working range. 1 for ``"folded"``, and where either part is
+    all zero (then the two mappings are the same).
+    """
+    if bias_scale not in BIAS_SCALES:
+        raise ConfigError("bias_scale", bias_scale, f"one of {BIAS_SCALES}")
+    if bias_scale == "folded":
+        return 1.0
+    wmax = float(np.abs(np.asarray(weight, dtype=float)).max(initial=0.0))
+    bmax = float(np.abs(np.asarray(bias, dtype=float)).max(initial=0.0))
+    if wmax == 0.0 or bmax == 0.0:
+        return 1.0
+    return bmax / wmax
+
+
+def chip_matrix(weight: np.ndarray, bias: np.ndarray, bias_scale: str = "folded") -> tuple[np.ndarray, float]:
+    """The (in+1) x out matrix a layer's crossbar holds and its bias row's drive.
+
+    ``(A, r)``: ``A`` is :func:`fold_bias` with the bias row divided by ``r =``
+    :func:`bias_drive`; ``A[:-1]`` times the inputs plus ``r * A[-1]`` is the layer's output,
+    and :func:`weights_to_pairs` of ``A`` maps the weights on their scale and the biases on
+    their own (``"own"``) or on the weights' (``"folded"``, ``r = 1``).
+    """
+    r = bias_drive(weight, bias, bias_scale)
+    a = fold_bias(weight, bias)
+    if r != 1.0:
+        a[-1] /= r
+    return a, r
+
+
 def unfold_bias(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`fold_bias`: ``(weight (out x in), bias (out,))``."""
     a = np.asarray(a, dtype=float)
@@ -147,14 +192,22 @@ def later_writes(n_rows: int, n_out: int) -> np.ndarray:
     return (total - 1 - position).astype(np.int64)
 
 
-def layer_pairs(state_dict: dict[str, Any], sizes: list[int], g_min_us: float, g_max_us: float):
-    """Per layer ``(g_plus_us, g_minus_us, scale)`` of the (in+1) x out matrix, in order."""
+def layer_pairs(state_dict: dict[str, Any], sizes: list[int], g_min_us: float, g_max_us: float,
+                bias_scale: str = "folded"):
+    """Per layer ``(g_plus_us, g_minus_us, scale)`` of the (in+1) x out matrix the chip holds
+    (:func:`chip_matrix`: with ``"own"``, the bias row's scale is ``scale`` times its drive)."""
     out = []
     for i in range(len(sizes) - 1):
         w = np.asarray(state_dict[f"layers.{i}.weight"], dtype=float)
         b = np.asarray(state_dict[f"layers.{i}.bias"], dtype=float)
-        out.append(weights_to_pairs(fold_bias(w, b), g_min_us, g_max_us))
+        out.append(weights_to_pairs(chip_matrix(w, b, bias_scale)[0], g_min_us, g_max_us))
     return out
+
+
+def mapping_bias_scale(mapping: dict[str, Any] | None) -> str:
+    """A weight file's ``mapping.bias_scale``; ``"folded"`` when absent (files written before
+    the key existed mean the folded mapping)."""
+    return str((mapping or {}).get("bias_scale", "folded"))
 
 
 def validate_weights(obj: Any, source: str = "weights") -> dict:
@@ -190,6 +243,8 @@ def validate_weights(obj: Any, source: str = "weights") -> dict:
         if not isinstance(m.get(k), float | int) or isinstance(m.get(k), bool):
             raise ConfigError(f"{source}: mapping.{k}", m.get(k), "a number (µS)")
     _check_range(float(m["g_min_us"]), float(m["g_max_us"]))
+    if m.get("bias_scale", "folded") not in BIAS_SCALES:
+        raise ConfigError(f"{source}: mapping.bias_scale", m.get("bias_scale"), f"one of {BIAS_SCALES}")
     sd = obj["state_dict"]
     expected = set()
     for i in range(len(sizes) - 1):

@@ -11,7 +11,13 @@ hardware-aware step costs what its *overhead* costs, not its arithmetic (issue 2
   the caches every chunk; drawn into buffers kept from chunk to chunk (``CHUNK_DEVICES``), a
   64-54-10 batch's draw costs ~45 instead of ~75 µs (isolated, one core);
 * per-batch bookkeeping: which parameters have a stuck device is known per chunk, so the
-  forward pass masks only those (the others add their offset: no mask in the backward pass).
+  forward pass masks only those (the others add their offset: no mask in the backward pass);
+* mixed dtypes: an int32 + float32 call runs numpy's buffered float64 loop, so the read
+  columns and the pick stay float32 (exact integers) up to one cast to int32 indices, and
+  ``take`` runs in its cheapest mode for them, "wrap" (indices valid by construction; issue
+  24 item 6, second
+  cut: a 64-54-10 round ~51 -> ~34 µs in a training step, a batch's draw ~43 -> ~34 µs; the
+  offsets bit for bit the same, ``tests/hwaware/test_step_cost_exact.py``).
 
 The law is :meth:`VariabilityModel.draw` / :meth:`VariabilityModel.apply`'s, op for op: the
 same torch uniforms (one per device) pick stuck (and which stuck sample) or, rescaled, the
@@ -31,7 +37,10 @@ from memprog.hwaware.variability import VariabilityModel
 # calls) is spread over 32 batches of the 64-54-10 network (measured: 2**17 to 2**20 devices
 # within noise; 2**16 costs ~0.1x a plain step more)
 CHUNK_DEVICES = 1 << 18
-SUB_DEVICES = 1 << 14  # [choice] a block's scratch (2 x 64 KiB) stays in L2 while drawn
+# [choice] devices per block of the draw: its scratch (3 x 256 KiB) still fits a core's L2,
+# and fewer blocks are fewer calls (64-54-10, one core: 2**14 -> 2**16 ~33.7 -> 31.8 µs a
+# batch's draw, 2**17 no better)
+SUB_DEVICES = 1 << 16
 
 
 class NumpyTransfer:
@@ -41,7 +50,9 @@ class NumpyTransfer:
     Args:
         var: the variability (raw imprecision on equidistant levels: ``var.numpy_apply``).
         later_writes: (2, P) disturb keys (g_plus row, g_minus row), CPU.
-        starts: first flat index of each layer; index: (P,) layer of each weight.
+        starts: first flat index of each min-max scale segment (a layer, or a layer's weights
+            and its biases, :class:`memprog.hwaware.layers._TransferGroup`); index: (P,)
+            segment of each weight.
         chunk: at most this many batches per draw.
     """
 
@@ -62,8 +73,9 @@ class NumpyTransfer:
         # u -> (u - f) / (1 - f) * count: the disturb pick (as VariabilityModel.draw)
         self._scale = (cnt * (1.0 / (1.0 - f))).numpy() if f > 0 else cnt.numpy()
         self._shift = (cnt * (-f / (1.0 - f))).numpy() if f > 0 else None
-        self._top = (cnt - 1).to(torch.int32).numpy()
-        self._base = (k * var.disturb_us.shape[1]).to(torch.int32).numpy()
+        # float32 (exact integers): the pick stays in one dtype until its one cast to an index
+        self._top = (cnt - 1).numpy()
+        self._base = (k * var.disturb_us.shape[1]).to(torch.float32).numpy()
         self._disturb = var.disturb_us.reshape(-1).numpy()
         self._stuck_h = var.stuck_hrs_us.numpy()
         self._stuck_l = var.stuck_lrs_us.numpy()
@@ -82,19 +94,28 @@ class NumpyTransfer:
         self._clip = None if var._imp_range_inside else top
         self._g_min = np.float32(var.g_min_us)
         self._range = np.float32(var.g_max_us - var.g_min_us)
-        self._sign = np.array([[1.0], [-1.0]], dtype=np.float32)
         shape = (self.chunk, 2, p)
         self._u = torch.empty(shape)  # torch.rand fills it: the caller's torch generator
         sub = (max(1, min(self.chunk, SUB_DEVICES // (2 * p))), 2, p)
         self._x = np.empty(sub, np.float32)  # scratch of one block
+        self._fl = np.empty(sub, np.float32)
         self._pos = np.empty(sub, np.int32)
-        self.col = np.empty(shape, np.int32)  # read-ratio column x levels (transposed table)
+        # read-ratio column x levels (transposed table) as float32 (exact integers): the round
+        # adds it to the rounded level without a mixed int/float (float64) loop
+        self.col = np.empty(shape, np.float32)
         self.disturb = np.empty(shape, np.float32)
         self.keep = np.empty((self.chunk, p), np.float32)  # 0 where a device of the weight is stuck
-        self._scratch = (np.empty((2, p), np.float32), np.empty((2, p), np.float32),
-                         np.empty((2, p), np.int32), np.empty((2, p), np.float32))
+        self._is_stuck = np.empty(shape, bool)
+        # the round's scratch: per device g, level (then t) and its table index; per weight
+        # |w|, w x scale and the scale (µS per weight unit)
+        self._scratch = (np.empty((2, p), np.float32), np.empty((2, p), np.float32), np.empty((2, p), np.int32),
+                         np.empty(p, np.float32), np.empty(p, np.float32), np.empty(p, np.float32))
+        ends = np.append(starts[1:], p)
+        self._segments = list(zip(starts.tolist(), ends.tolist(), strict=True))
+        self._tiny, self._zero = np.float32(1e-30), np.float32(0.0)
         self.stuck_weights: list[np.ndarray] = []  # per batch: flat positions of stuck weights
         self.any_stuck: list[bool] = []
+        self.stuck_weight_count = 0  # weights with a stuck device in the last chunk
 
     def draw(self, generator: torch.Generator | None) -> None:
         """Fill the buffers with the random part of ``chunk`` transfers: the uniforms of
@@ -108,28 +129,34 @@ class NumpyTransfer:
         sb = self._x.shape[0]
         for s in range(0, n, sb):
             e = min(n, s + sb)
-            u, x, pos = u_all[s:e], self._x[: e - s], self._pos[: e - s]
+            u, x, fl, pos = u_all[s:e], self._x[: e - s], self._fl[: e - s], self._pos[: e - s]
             np.multiply(u, self._scale, out=x)
             if self._shift is not None:
                 x += self._shift
             # truncation: floor for x >= 0; x < 0 is a stuck device (its values are replaced
-            # below; its index, clipped by take, just has to be valid)
-            np.copyto(pos, x, casting="unsafe")
-            np.minimum(pos, self._top, out=pos)
+            # below; its index, wrapped by take, just has to be valid). All float32 (integers
+            # below 2**24 are exact): the same values as integer arithmetic, no mixed loops
+            np.trunc(x, out=fl)
+            np.minimum(fl, self._top, out=fl)
             if v_all is None:  # the fractional part of the disturb pick picks the read
-                x -= pos
+                x -= fl
                 x *= m
             else:
                 np.multiply(v_all[s:e], m, out=x)
             col = self.col[s:e]
-            np.copyto(col, x, casting="unsafe")  # 0..m (m: the repeated column)
+            np.trunc(x, out=col)  # 0..m (m: the repeated column)
             col *= levels
-            pos += self._base
-            self._disturb.take(pos, out=self.disturb[s:e], mode="clip")
+            fl += self._base
+            np.copyto(pos, fl, casting="unsafe")
+            # "wrap": the cheapest bounds handling for int32 indices; only a stuck device's
+            # index can be negative, and its value is replaced below
+            self._disturb.take(pos, out=self.disturb[s:e], mode="wrap")
         u, col = u_all, self.col
         self.keep.fill(1.0)
         if self._f > 0:
-            where = np.flatnonzero(u < self._f)  # few: stuck values only where needed
+            # few: stuck values only where needed (the mask in a kept buffer: a fresh one of a
+            # chunk's size is fresh pages every chunk)
+            where = np.flatnonzero(np.less(u, self._f, out=self._is_stuck))
             us = u.reshape(-1)[where]
             f_h, f_l = self._f_h, self._f_l
             nh, nl = self._stuck_h.size, self._stuck_l.size
@@ -139,7 +166,12 @@ class NumpyTransfer:
             col.reshape(-1)[where] = (m + 1) * levels  # the 0 column: a stuck device keeps only its stuck value
             batch, weight = np.divmod(where, 2 * p)
             weight %= p
-            self.keep.reshape(-1)[batch * p + weight] = 0.0
+            hit = batch * p + weight
+            self.keep.reshape(-1)[hit] = 0.0
+            # weights with a stuck device (a pair with both stuck counts once): from the few
+            # stuck positions, not a pass over the chunk's keep
+            hit.sort()
+            self.stuck_weight_count = int(hit.size - np.count_nonzero(hit[1:] == hit[:-1]))
             self.stuck_weights = np.split(weight, np.searchsorted(batch, np.arange(1, n)))
             self.any_stuck = np.zeros(n, bool)
             self.any_stuck[batch] = True
@@ -148,6 +180,7 @@ class NumpyTransfer:
             where = batch = weight = np.empty(0, np.int64)
             self.stuck_weights = [where] * n
             self.any_stuck = [False] * n
+            self.stuck_weight_count = 0
         self._where, self._batch_of, self._weight_of = where, batch, weight
 
     def stuck_params(self, bounds: list[tuple[int, int, int]]) -> list[list[bool]]:
@@ -161,32 +194,43 @@ class NumpyTransfer:
     def round(self, i: int, flat: np.ndarray, delta: np.ndarray) -> None:
         """Batch ``i``'s reparametrization offsets into ``delta``: transferred - flat * keep.
 
-        The same mapping and lookup as the torch round, op for op in float32: each layer's
-        largest |weight| maps to the top of the working range; devices (2, P): g_plus, g_minus.
-        Scratch arrays are kept: a round is ~20 calls on a few thousand floats at most.
+        The same mapping and lookup as the torch round, op for op in float32: each segment's
+        (layer's, or its weights' and its biases') largest |weight| maps to the top of the
+        working range; devices (2, P): g_plus, g_minus.
+        Scratch arrays are kept and every call stays in float32 but the one cast to table
+        indices (a mixed int/float call runs a buffered float64 loop, and take() casts an
+        int32 index unless it wraps): a round is ~20 calls on a few thousand floats.
         """
-        g, level, idx, t = self._scratch
+        g, level, idx, absf, fi, inv = self._scratch
+        np.abs(flat, out=absf)
         if self.layers > 1:
-            m = np.maximum.reduceat(np.abs(flat), self.starts)
-            inv = (self._range / np.maximum(m, 1e-30, out=m))[self.index]  # µS per weight unit
+            m = np.maximum.reduceat(absf, self.starts)
+            np.divide(self._range, np.maximum(m, self._tiny, out=m), out=m)  # µS per weight unit
+            # each segment's scale over its slice: a few slice fills beat a gather over P
+            for (a, c), scale in zip(self._segments, m.tolist(), strict=True):
+                inv[a:c] = scale
         else:
-            inv = self._range / max(np.abs(flat).max(), np.float32(1e-30))
-        np.multiply(self._sign, flat * inv, out=g)
-        np.maximum(g, 0, out=g)
+            inv.fill(self._range / max(absf.max(), self._tiny))
+        np.multiply(flat, inv, out=fi)
+        np.maximum(fi, self._zero, out=g[0])  # g_plus - g_min
+        np.subtract(g[0], fi, out=g[1])  # max(-fi, 0), exactly: g_minus - g_min
         g += self._g_min
         np.multiply(g, self._a, out=level)
         level += self._b
         np.rint(level, out=level)  # half to even, as torch.round
         if self._clip is not None:
             np.clip(level, 0, self._clip, out=level)
-        np.add(self.col[i], level, out=idx, casting="unsafe")
-        self._ratio.take(idx, out=t)
+        level += self.col[i]  # integers: exact
+        np.copyto(idx, level, casting="unsafe")
+        t = level  # the level is spent: its buffer takes the transferred conductance
+        self._ratio.take(idx, out=t, mode="wrap")  # always in the table (level in 0..top)
         t *= g
         t += self.disturb[i]
         np.subtract(t[0], t[1], out=delta)
         delta /= inv
         if self.any_stuck[i]:
-            delta -= flat * self.keep[i]
+            np.multiply(flat, self.keep[i], out=fi)
+            delta -= fi
         else:
             delta -= flat
 
@@ -194,7 +238,7 @@ class NumpyTransfer:
         """Batch ``i``'s (disturb, read column, stuck) as torch tensors (the torch round's
         fall-back when the parameters left the shared storage)."""
         m = self._m_imp
-        col = self.col[i] // self._levels
+        col = (self.col[i] // self._levels).astype(np.int64)
         stuck = col == m + 1
         col = np.where(stuck, m, np.minimum(col, m - 1))  # the torch table: no repeated column
         return torch.from_numpy(self.disturb[i].copy()), torch.from_numpy(col), torch.from_numpy(stuck)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from memprog.core.errors import ConfigError
 from memprog.hwaware.datasets import DATA_SEED, Dataset, load_dataset
 from memprog.hwaware.layers import MLP, HardwareAwareLinear, convert, stuck_weight_fraction
-from memprog.hwaware.mapping import WEIGHTS_FORMAT
+from memprog.hwaware.mapping import BIAS_SCALES, WEIGHTS_FORMAT
 from memprog.hwaware.order import network_later_writes
 from memprog.hwaware.transfer import TransferSimulator
 from memprog.hwaware.variability import VariabilityModel
@@ -106,6 +106,7 @@ def train(
     validation_fraction: float = 0.2,
     validation_transfers: int = 200,
     patience: int | None = None,
+    bias_scale: str = "own",
 ) -> TrainResult:
     """Train the dataset's network and return its weight dict.
 
@@ -131,6 +132,11 @@ def train(
             ``validation_fraction`` of the training points through ``validation_transfers``
             simulated transfers and keep the best (0: no validation, the last epoch's weights).
         patience: stop after this many validations without improvement (None: never stop).
+        bias_scale: how the weight file maps each layer's biases, and so how training samples
+            them: ``"own"`` (their own min-max scale, the weights on theirs; seed 001's authors
+            scale them separately) or ``"folded"`` (the bias row on the layer's one scale).
+            Written into ``mapping.bias_scale``; the program job computes it the same way
+            (:func:`memprog.hwaware.mapping.chip_matrix`).
     """
     ds = load_dataset(dataset, DATA_SEED) if isinstance(dataset, str) else dataset
     epochs = DEFAULT_EPOCHS.get(ds.name, 100) if epochs is None else int(epochs)
@@ -142,6 +148,8 @@ def train(
         raise ConfigError("lr", lr, "> 0")
     if not weight_decay >= 0:
         raise ConfigError("weight_decay", weight_decay, ">= 0")
+    if bias_scale not in BIAS_SCALES:
+        raise ConfigError("bias_scale", bias_scale, f"one of {BIAS_SCALES}")
     if init not in INITS:
         raise ConfigError("init", init, f"one of {INITS}")
     if validate_every < 0:
@@ -167,7 +175,7 @@ def train(
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed) + 1)
     if hardware_aware:
-        convert(model, variability, generator=gen, later_writes=keys)
+        convert(model, variability, generator=gen, later_writes=keys, bias_scale=bias_scale)
     x_all = torch.as_tensor(ds.x_train, device=device)
     y_all = torch.as_tensor(ds.y_train, device=device)
     x, y = x_all, y_all
@@ -206,7 +214,8 @@ def train(
             total += loss.detach() * idx.numel()
         losses.append(float(total) / n)
         if validate_every and ((_epoch + 1) % validate_every == 0 or _epoch == epochs - 1):
-            score = _robust_score(model, variability, keys, ds.activation, xv, yv, validation_transfers, seed)
+            score = _robust_score(model, variability, keys, ds.activation, xv, yv, validation_transfers, seed,
+                                  bias_scale)
             validations.append({"epoch": _epoch + 1, "fraction_95": score[0], "mean_accuracy": score[1]})
             if best is None or score > best[0]:
                 state_now = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -237,7 +246,8 @@ def train(
         "activation": ds.activation,
         "output": ds.output,
         "state_dict": state,
-        "mapping": {"scheme": "differential", "g_min_us": variability.g_min_us, "g_max_us": variability.g_max_us},
+        "mapping": {"scheme": "differential", "g_min_us": variability.g_min_us, "g_max_us": variability.g_max_us,
+                    "bias_scale": bias_scale},
         "hardware_aware": bool(hardware_aware),
         "seed": int(seed),
         "epochs": int(epochs),
@@ -302,12 +312,13 @@ class _StuckFreezer:
 
 def _robust_score(
     model: torch.nn.Module, variability: VariabilityModel, keys: list | None, activation: str,
-    x: torch.Tensor, y: torch.Tensor, n_transfers: int, seed: int,
+    x: torch.Tensor, y: torch.Tensor, n_transfers: int, seed: int, bias_scale: str = "own",
 ) -> tuple[float, float]:
     """(fraction of points correct in >= 95 % of transfers, mean accuracy over transfers)."""
     layers = [(m.weight.detach(), m.bias.detach()) for m in model.layers]
     dev = x.device
-    sim = TransferSimulator(layers, variability, activation=activation, device=dev, later_writes=keys)
+    sim = TransferSimulator(layers, variability, activation=activation, device=dev, later_writes=keys,
+                            bias_scale=bias_scale)
     # the same transfers at every validation (fixed seed): scores compare like for like
     r = sim.evaluate(x, y, n_transfers, seed=int(seed) + 7919)
     return r.fraction_at_least(95.0), float(r.transfer_accuracy.mean())

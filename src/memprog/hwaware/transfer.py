@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from memprog.core.errors import ConfigError
+from memprog.hwaware.mapping import BIAS_SCALES, mapping_bias_scale
 from memprog.hwaware.mapping import later_writes as _later_writes
 from memprog.hwaware.order import network_later_writes
 from memprog.hwaware.variability import VariabilityModel
@@ -102,6 +103,10 @@ class TransferSimulator:
         later_writes: per layer the (2, out, in+1) disturb keys of its devices, as the program
             job will write them (:func:`memprog.hwaware.order.network_later_writes`); None:
             each layer alone, row-major.
+        bias_scale: ``"own"`` (each layer's biases on their own min-max scale, as
+            :func:`memprog.hwaware.training.train` maps them) or ``"folded"`` (one scale per
+            layer: a weight file without ``mapping.bias_scale``); :func:`simulator_from_weights`
+            takes it from the file.
     """
 
     def __init__(
@@ -113,7 +118,11 @@ class TransferSimulator:
         g_range_us: tuple[float, float] | None = None,
         device: str | torch.device = "cpu",
         later_writes: list | None = None,
+        bias_scale: str = "own",
     ) -> None:
+        if bias_scale not in BIAS_SCALES:
+            raise ConfigError("bias_scale", bias_scale, f"one of {BIAS_SCALES}")
+        self.bias_scale = bias_scale
         if activation not in _ACT:
             raise ConfigError("activation", activation, f"one of {sorted(_ACT)}")
         if not layers:
@@ -142,7 +151,11 @@ class TransferSimulator:
                 raise ConfigError("layers", f"weight {tuple(w.shape)}, bias {tuple(b.shape)}", "chained (out x in) weights and (out,) biases")
             prev = w.shape[0]
             a = torch.cat([w, b[:, None]], dim=1)
-            s = a.abs().amax().clamp_min(1e-30) / r
+            if bias_scale == "own":  # per column: the weights' scale, the bias row's own
+                n = w.shape[1]
+                s = torch.cat([w.abs().amax().expand(n), b.abs().amax()[None]]).clamp_min(1e-30) / r
+            else:
+                s = a.abs().amax().clamp_min(1e-30) / r
             self._g.append(torch.relu(a * sign) / s + g_min)
             self._s.append(s)
             shape = (2, w.shape[0], w.shape[1] + 1)
@@ -278,7 +291,7 @@ def simulator_from_weights(
     return TransferSimulator(
         layers, variability, activation=weights["activation"],
         g_range_us=(float(m["g_min_us"]), float(m["g_max_us"])), device=device,
-        later_writes=layout_later_writes(weights, array_shape, order),
+        later_writes=layout_later_writes(weights, array_shape, order), bias_scale=mapping_bias_scale(m),
     )
 
 

@@ -9,7 +9,8 @@ the two distributions validate the variability model against the chip it came fr
 
 For an apples-to-apples comparison the chips are programmed as the prediction assumes:
 one differential pair per weight (``copies=1``, no twin compensation) unless asked
-otherwise, and the prediction keys every device's disturb by the number of cells the job
+otherwise, the biases mapped as the weight file says (``mapping.bias_scale``) on both
+sides, and the prediction keys every device's disturb by the number of cells the job
 writes after it on that bench's array, in the job's own order
 (:func:`memprog.hwaware.order.network_later_writes`, from the placement and order
 functions the job itself calls) — not by the layout the network was trained for, if that
@@ -131,6 +132,7 @@ def compare_with_prediction(
     sim = TransferSimulator(
         list(zip(net.weights, net.biases, strict=True)), variability,
         activation=net.activation, g_range_us=g_range, later_writes=keys,
+        bias_scale=net.bias_scale,  # the file's mapping, as the job writes it (old files: folded)
     )
     pred = sim.evaluate(x, y, mc_transfers, seed=first_seed)
     acc = np.asarray(pred.transfer_accuracy, dtype=float)

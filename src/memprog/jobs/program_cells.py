@@ -4,7 +4,9 @@ Why a module of its own: this is the part of the program job that pulses. Cells 
 programmed in chunks of logical conductances (copy 0 to its share, the last copy to
 ``2·G − what copy 0 reached``, a copy 0 whose twin turned out stuck re-aimed; with a
 protocol that aims inside the job's band and the job's settle re-aiming pairs, both copies
-in one batch: :func:`_tune_copies_together`), each
+in one batch: :func:`_tune_copies_together`, where a protocol that takes a ``retarget``
+hook has the twins of the copies it finds stuck re-aimed inside that batch:
+:mod:`memprog.jobs.program_first_batch`), each
 chunk's rows reach the sink once it is final, and a resumed run pulses no finished cell
 again. The protocol comes from the registry (:mod:`memprog.protocols.registry`): the job
 asks it for the settings, the tuner and the re-tune rule instead of naming protocols.
@@ -19,6 +21,7 @@ import numpy as np
 
 from memprog.core.errors import ConfigError
 from memprog.hwaware.order import copy0_order
+from memprog.jobs.program_first_batch import FIRST_BATCH_SETTLE_ROUNDS, PairRetarget
 from memprog.jobs.program_plan import Plan, _twin
 from memprog.jobs.program_pulses import PulseLog
 from memprog.protocols import registry
@@ -66,6 +69,13 @@ class _Programmer:
         # job's log, so the job's final settle waits only for the cells touched last
         self.log = PulseLog(prog, clock)
         self.pair_reaimed: np.ndarray | None = None  # set by the job's settle (program_settle)
+        # the copies re-aimed for a stuck twin inside their first batch (plan order; None:
+        # none was, see program_first_batch)
+        self.first_reaimed: np.ndarray | None = None
+        # the relaxation time the protocol measured on the job's largest batch (its
+        # ``relaxation_fit`` event): the job's small re-tune batches start from it
+        self.relax_tau_s: float | None = None
+        self.relax_cells = 0
         self.tuner = spec.tuner(self.log, self.settings)  # type: ignore[arg-type]
         self.retuner = spec.retuner(self.tuner, self.log, self.settings)  # type: ignore[arg-type]
         # protocols with relaxation-aware verification settle and re-verify every batch
@@ -437,11 +447,57 @@ def _tune_copies_together(
     ka, kb = ia[todo_a], ib[todo_b]
     k = np.concatenate([ka, kb])
     t = np.concatenate([ta[todo_a], tb[todo_b]])
-    res = engine.tune_verify(c["row"][k], c["col"][k], t, sink)
+    hook = None
+    if engine.spec.retargets and engine.protocol_settles and engine.prog.info.has_gate:
+        p = engine.params
+        hook = PairRetarget(engine.log, plan, p.tolerance_rel, p.tolerance_min_us, lo, hi)
+    if hook is None:
+        res = engine.tune_verify(c["row"][k], c["col"][k], t, sink)
+    else:
+        seen = _RelaxationSeen(sink)
+        # the job settles, reads and re-tunes every cell after (program_settle): the
+        # protocol's own settle takes FIRST_BATCH_SETTLE_ROUNDS rounds here
+        first = engine.spec.tuner(
+            engine.log,
+            engine.settings.model_copy(update={"settle_rounds": FIRST_BATCH_SETTLE_ROUNDS}),  # type: ignore[arg-type]
+        )
+        res = first.tune_retargeting(c["row"][k], c["col"][k], t, hook, sink=seen)  # type: ignore[attr-defined]
+        if seen.tau_s is not None and (engine.relax_tau_s is None or seen.cells >= engine.relax_cells):
+            engine.relax_tau_s, engine.relax_cells = seen.tau_s, seen.cells
+        # a re-aimed copy's row keeps the band of the pair (G's), as the settle's re-aims
+        res.tolerance_us = hook.band_us(t)
+        moved = hook.reaimed
+        engine.first_reaimed = moved if engine.first_reaimed is None else engine.first_reaimed | moved
+        n = int(moved.sum())
+        if n:
+            sink.record_event({"event": "pair_compensation", "cells": n, "in_first_batch": True})
     final[k] = res.final_us
     ra = res.subset(np.arange(ka.size)) if ka.size else None
     rb = res.subset(np.arange(ka.size, k.size)) if kb.size else None
     return ra, rb
+
+
+class _RelaxationSeen:
+    """A sink passing everything on, noting the relaxation time the protocol measured
+    (its ``relaxation_fit`` event: ``tau_s`` over ``cells``)."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.wants_trace = getattr(sink, "wants_trace", False)
+        self.tau_s: float | None = None
+        self.cells = 0
+
+    def record_event(self, event: dict[str, Any]) -> None:  # noqa: D102
+        if event.get("event") == "relaxation_fit" and int(event.get("cells", 0)) > self.cells:
+            self.tau_s, self.cells = float(event["tau_s"]), int(event["cells"])
+        self.sink.record_event(event)
+
+    def record_result(self, row: dict[str, Any]) -> None:  # noqa: D102
+        self.sink.record_result(row)
+
+    def record_results(self, result: TuneResult) -> None:  # noqa: D102
+        if wants_bulk(self.sink):  # (a per-row sink here is the job's EventsOnly: nothing to pass)
+            self.sink.record_results(result)  # type: ignore[attr-defined]
 
 
 def _gather(order: list[Any]) -> TuneResult:

@@ -39,9 +39,11 @@ def vmm_partial(
 ) -> np.ndarray:
     """One layer's pre-activations from some of its tiles (unscaled: µS·V per unit input).
 
-    Each sample's layer input ``ext`` (bias input included) is scaled so its largest
-    magnitude maps to ``input_v`` (linear, undone here); every copy row of an input gets the
-    same voltage; the ``+`` minus ``−`` column currents of each tile are added into the
+    Each sample's layer input ``ext`` (bias input included: 1, or the bias row's drive when
+    the biases are on their own scale, :meth:`Network.extended_input`) is scaled so its
+    largest magnitude maps to ``input_v`` (linear, undone here; so a drive above 1 lowers
+    the other rows' voltages rather than exceed the read voltage); every copy row of an
+    input gets the same voltage; the ``+`` minus ``−`` column currents of each tile are added into the
     tile's outputs. The tiles of a layer may lie on several chips: their partial sums add
     (:mod:`memprog.fleet`), and the caller applies the layer scale and the copies.
     """
@@ -73,7 +75,7 @@ def vmm_forward(
     try:
         for k in range(nl):
             _, nout = pl.layer_shapes[k]
-            ext = np.hstack([a, np.ones((a.shape[0], 1))])
+            ext = net.extended_input(a, k)  # the bias row at its drive
             z = vmm_partial(pl.tiles_of(k), ext, nout, vmm, n_rows, input_v, bar)
             z *= plan.scales[k] / pl.copies
             a = activate(z, net.output if k == nl - 1 else net.activation)

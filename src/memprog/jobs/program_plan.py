@@ -10,7 +10,7 @@ the settle both re-aim one copy of a pair at what the other holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,9 +33,12 @@ class Plan:
     placement: Placement | None
     cells: dict[str, np.ndarray]  # row, col, layer, i, j, sign, copy, g_us (per-copy nominal)
     scales: list[float]
-    mapping: dict[str, float]
+    mapping: dict[str, Any]  # g_min_us, g_max_us, bias_scale
     known_stuck: np.ndarray  # bool per cell: not pulsed
     known_stuck_us: np.ndarray  # their conductance (from the store), NaN unknown
+    # per layer the bias row's input drive (unit inputs): 1 folded, max|b|/max|W| when the
+    # biases are on their own scale (memprog.hwaware.mapping.chip_matrix); [] for a map
+    bias_drives: list[float] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -46,6 +49,7 @@ class Plan:
             "placement": None if self.placement is None else self.placement.to_dict(),
             "scales": list(self.scales),
             "mapping": dict(self.mapping),
+            "bias_drives": list(self.bias_drives),
         }
 
 
@@ -99,9 +103,11 @@ def make_plan(
             i, j, s = cells["i"][sel], cells["j"][sel], cells["sign"][sel]
             g[sel] = np.where(s > 0, gp[i, j], gm[i, j])
         cells["g_us"] = g
+        drives = source.bias_drives
         plan = Plan(
-            placement, cells, scales, {"g_min_us": g_min, "g_max_us": g_max},
-            np.zeros(g.size, bool), np.full(g.size, np.nan),
+            placement, cells, scales,
+            {"g_min_us": g_min, "g_max_us": g_max, "bias_scale": source.bias_scale},
+            np.zeros(g.size, bool), np.full(g.size, np.nan), [float(d) for d in drives],
         )
     if stuck:
         key = list(zip(plan.cells["row"].tolist(), plan.cells["col"].tolist(), strict=True))

@@ -36,6 +36,7 @@ class ResumeReads:
         new: cells the interrupted run never finished (planned minus kept).
         keep: bool per row of the stored result: still trusted (within band, or stuck).
         g_us: the fresh reading of every kept cell (µS).
+        stuck: bool per row: flagged stuck or skipped (trusted, never within tolerance).
     """
 
     kept: int
@@ -43,6 +44,7 @@ class ResumeReads:
     new: int
     keep: np.ndarray
     g_us: np.ndarray
+    stuck: np.ndarray
 
     def summary(self, run_id: str | None) -> dict[str, int | str | None]:
         """The ``resume`` block of a summary (``--json``, the stored run, report.json)."""
@@ -51,7 +53,9 @@ class ResumeReads:
             "cells_kept": self.kept,
             "cells_reread_out_of_tolerance": self.out_of_tolerance,
             "cells_retuned": self.out_of_tolerance,
-            "cells_kept_within_tolerance": int(self.keep.sum()),
+            # within band on the re-read; a kept stuck cell is trusted, not within tolerance
+            "cells_kept_within_tolerance": int((self.keep & ~self.stuck).sum()),
+            "cells_kept_stuck": int(self.stuck.sum()),
             "cells_new": self.new,
         }
 
@@ -85,7 +89,7 @@ def reread_kept(
     s = sink_or_null(sink)
     if n == 0:
         empty = np.zeros(0)
-        return done, ResumeReads(0, 0, planned, empty.astype(bool), empty)
+        return done, ResumeReads(0, 0, planned, empty.astype(bool), empty, empty.astype(bool))
     target = np.asarray(done.target_us, float)
     band = np.maximum(tolerance_rel * target, tolerance_min_us)
     # a kept row may be provisional: a cell the protocol had finished but not yet settled
@@ -113,7 +117,7 @@ def reread_kept(
     kept_rows = done.subset(np.flatnonzero(keep))
     kept_rows.final_us = np.where(stuck[keep], kept_rows.final_us, g[keep])
     kept_rows.tolerance_us = band[keep]  # judged by the run's band from now on
-    info = ResumeReads(kept=n, out_of_tolerance=out, new=max(planned - n, 0), keep=keep, g_us=g)
+    info = ResumeReads(kept=n, out_of_tolerance=out, new=max(planned - n, 0), keep=keep, g_us=g, stuck=stuck)
     s.record_event({"event": "resume_reread", **info.summary(None)})
     return kept_rows, info
 

@@ -53,7 +53,7 @@ from memprog.core.array_files import (
 )
 from memprog.core.bench_config import MAX_CHIP_SIDE
 from memprog.core.errors import ConfigError
-from memprog.hwaware.mapping import WEIGHTS_FORMAT
+from memprog.hwaware.mapping import BIAS_SCALES, WEIGHTS_FORMAT, chip_matrix, mapping_bias_scale
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
 MAP_SUFFIXES = (".csv", ".npy")
@@ -71,8 +71,8 @@ class Network:
         activation: hidden-layer nonlinearity (``sigmoid``, ``relu``, ``tanh``).
         output: output nonlinearity (``sigmoid``, ``softmax``, ``linear``); only the
             argmax (multi-class) or the 0.5 threshold (one output) matter for accuracy.
-        mapping: ``{"scheme", "g_min_us", "g_max_us"}`` from the file, or None (the job
-            chooses from the chip's range).
+        mapping: ``{"scheme", "g_min_us", "g_max_us"}`` (and ``"bias_scale"`` when the file
+            states it) from the file, or None (the job chooses from the chip's range).
         meta: everything else the file said (dataset, seed, hardware_aware, ...).
     """
 
@@ -89,19 +89,41 @@ class Network:
         """Layer widths, input first."""
         return [int(self.weights[0].shape[1])] + [int(w.shape[0]) for w in self.weights]
 
-    def chip_matrices(self) -> list[np.ndarray]:
-        """Per layer the (in+1) x out matrix the chip holds: W^T with the bias as last row.
+    @property
+    def bias_scale(self) -> str:
+        """``"own"`` (each layer's biases on their own min-max scale) or ``"folded"`` (one
+        scale per layer: files that do not say, and every format but ``memprog.weights/1``)."""
+        return mapping_bias_scale(self.mapping)
 
-        The bias row is driven by a constant input of 1 (Contract B).
+    @property
+    def bias_drives(self) -> list[float]:
+        """Per layer, the bias row's input drive in unit inputs (1 when folded; see
+        :func:`memprog.hwaware.mapping.chip_matrix`)."""
+        return [chip_matrix(w, b, self.bias_scale)[1] for w, b in zip(self.weights, self.biases, strict=True)]
+
+    def chip_matrices(self) -> list[np.ndarray]:
+        """Per layer the (in+1) x out matrix the chip holds: W^T with the bias row last.
+
+        The bias row holds ``b / drive`` and is driven by a constant input of ``drive``
+        (:attr:`bias_drives`: 1, Contract B's constant input, unless the biases are on their
+        own scale).
         """
-        return [np.vstack([w.T, b[None, :]]) for w, b in zip(self.weights, self.biases, strict=True)]
+        return [chip_matrix(w, b, self.bias_scale)[0] for w, b in zip(self.weights, self.biases, strict=True)]
+
+    def extended_input(self, a: np.ndarray, k: int) -> np.ndarray:
+        """Layer ``k``'s crossbar input for activations ``a`` [n, in]: ``a`` and the bias
+        row's drive as the last column (what a VMM drives the rows with, before voltages)."""
+        a = np.asarray(a, dtype=float)
+        return np.hstack([a, np.full((a.shape[0], 1), self.bias_drives[k])])
 
     def forward(self, x: np.ndarray, matrices: list[np.ndarray] | None = None) -> np.ndarray:
-        """Output scores for inputs ``x`` [n, in] (software; ``matrices`` override the weights)."""
+        """Output scores for inputs ``x`` [n, in] (software; ``matrices`` override the weights:
+        the chip's, in :meth:`chip_matrices`' units, bias rows driven at :attr:`bias_drives`)."""
         mats = matrices if matrices is not None else self.chip_matrices()
+        drives = self.bias_drives
         a = np.asarray(x, dtype=float)
         for k, m in enumerate(mats):
-            z = a @ m[:-1] + m[-1]
+            z = a @ m[:-1] + drives[k] * m[-1]
             a = activate(z, self.output if k == len(mats) - 1 else self.activation)
         return a
 
@@ -322,7 +344,12 @@ def _check_mapping(path: Path, mapping: Any) -> dict[str, Any]:
         ) from exc
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
         raise ConfigError(f"{path.name}: mapping.g_min_us/g_max_us", (lo, hi), "0 < g_min_us < g_max_us")
-    return {"scheme": "differential", "g_min_us": lo, "g_max_us": hi}
+    out: dict[str, Any] = {"scheme": "differential", "g_min_us": lo, "g_max_us": hi}
+    if "bias_scale" in mapping:  # absent: the folded mapping (files written before the key)
+        if mapping["bias_scale"] not in BIAS_SCALES:
+            raise ConfigError(f"{path.name}: mapping.bias_scale", mapping["bias_scale"], f"one of {list(BIAS_SCALES)}")
+        out["bias_scale"] = mapping["bias_scale"]
+    return out
 
 
 _WB = re.compile(r"^(?P<name>.+)\.(?P<kind>weight|bias)$")

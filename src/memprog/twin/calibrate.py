@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from memprog.core.device_params import DeviceParams
 from memprog.core.errors import ConfigError
 from memprog.core.presets import get_preset
 from memprog.core.strict_yaml import dump_yaml, load_yaml_file
+from memprog.protocols.characterize_twin import GATE_LOW_FRAC
 from memprog.store import MissingDataError
 from memprog.twin.fits import (
+    TELEGRAPH_DETECT_SD,
     Fit,
     NotConverged,
     fit_census,
@@ -42,6 +45,13 @@ RUN_HINT = {
     "noise": "memprog characterize --devices 64 (its noise procedure)",
     "relax": "memprog characterize --devices 64 (its relax procedure)",
 }
+# [choice] fewest census cells a defect fraction is fitted from: with 32 cells and none
+# found, a fraction is known only to be under ~9 % (95 %), already a wide bound for
+# fractions of a few %; a probe station's one or four devices say nothing about them
+MIN_CENSUS_CELLS = 32
+# the advice where a probe station saw too few devices: --devices cannot reach more
+PROBE_HINT = ("characterise more devices, moving the probes (one run each), "
+              "and pool the runs with --run")  # fmt: skip
 # fields no procedure measures: why each keeps the preset's value
 NOT_MEASURED = {
     "width_ref_s": "a convention (kappa is quoted at this width), not a property",
@@ -124,6 +134,9 @@ def calibrate(vdb: Any, chip_id: str) -> TwinResult:
     runs = vdb.runs()
     if runs.empty:
         chips = known_chips(vdb.store)
+        if chip_id in chips:  # known, but none of its runs stored a sample (each failed early)
+            raise ConfigError("--chip", chip_id, "a chip with stored characterize samples",
+                              "its characterize runs stored none (see memprog runs list): run memprog characterize again")  # fmt: skip
         raise ConfigError("--chip", chip_id, f"one of {chips}" if chips else "a chip with characterize runs (the store holds none)")
     techs = sorted({str(t) for t in runs["technology"].dropna()})
     if len(techs) != 1:
@@ -132,6 +145,8 @@ def calibrate(vdb: Any, chip_id: str) -> TwinResult:
     preset = get_preset(tech)
     fitted: dict[str, Fit] = {}
     kept: dict[str, str] = dict(NOT_MEASURED)
+    if preset.cell_type != "1t1r":
+        kept["compliance_rel_std"] = "no gate on this technology: its SET has no compliance to spread"
     diag: dict[str, float] = {}
 
     def table(name: str) -> Any:
@@ -152,7 +167,11 @@ def calibrate(vdb: Any, chip_id: str) -> TwinResult:
     }  # fmt: skip
     stuck = table("stuck")
     if stuck is not None:
-        fitted.update(fit_census(stuck))
+        # pooled runs (--run, repeatable) census the same cells again: count each cell once,
+        # by its latest census, or the fractions' errors shrink as if more cells were seen
+        stuck = stuck.drop_duplicates(["row", "col"], keep="last") if {"row", "col"} <= set(stuck.columns) else stuck
+        if len(stuck) >= MIN_CENSUS_CELLS:
+            fitted.update(fit_census(stuck))
     resp = table("response")
     if resp is not None:
         gated = preset.cell_type == "1t1r"
@@ -169,6 +188,17 @@ def calibrate(vdb: Any, chip_id: str) -> TwinResult:
         if "read_noise_abs_us" in rn:
             white = float(rn["read_noise_abs_us"].value) + float(rn["read_noise_rel"].value) * float(noise["g_us"].median())  # type: ignore[arg-type]
         fitted.update(fit_telegraph(noise, white))
+        rp = fitted.get("rtn_large_probability")
+        limit = None if white is None else TELEGRAPH_DETECT_SD * white
+        if rp is not None and rp.value == 0 and (limit is None or preset.rtn_large_amp_us < limit):
+            # none found, but none could have been: the absence of a fluctuator the reads
+            # cannot resolve is not a measurement of its absence
+            del fitted["rtn_large_probability"]
+            kept["rtn_large_probability"] = (
+                "no two-level series found, and the preset's fluctuator "
+                f"({preset.rtn_large_amp_us:g} µS) is below what these reads resolve"
+                + ("" if limit is None else f" ({TELEGRAPH_DETECT_SD:g} x the read noise = {limit:.3g} µS)")
+            )
     relax = table("relax")
     g_model = preset.relax_rel_std > 0 or preset.relax_rel_mean != 0
     if g_model:
@@ -177,12 +207,15 @@ def calibrate(vdb: Any, chip_id: str) -> TwinResult:
         answers["noise"][:2] = ["settled_spread_rel", "settled_spread_rel_per_us"]
     if relax is not None:
         fitted.update(fit_relax(relax, g_model))
+    # the census saw every cell the stack reaches: a handful means a probe station
+    few_cells = stuck is not None and len(stuck) < MIN_CENSUS_CELLS
     present = {"stuck": stuck is not None, "response": resp is not None, "noise": noise is not None, "relax": relax is not None}
     for meas, names in answers.items():
         for n in names:
-            if n not in fitted:
+            if n not in fitted and n not in kept:  # (a reason given above stands)
                 kept[n] = (
-                    f"the stored {meas} samples do not determine it (too few cells or events): run more of {RUN_HINT[meas]}"
+                    f"the stored {meas} samples do not determine it (too few cells or events): "
+                    + (PROBE_HINT if few_cells else f"run more of {RUN_HINT[meas]}")
                     if present[meas]
                     else f"no {meas} samples: run {RUN_HINT[meas]}"
                 )
@@ -206,8 +239,23 @@ def _gate_window(vdb: Any) -> tuple[float, float]:
     if g.empty:
         return 0.6, 2.0
     hi = float(g.max())
-    lo = hi - (hi - float(g.min())) / 0.6  # the grid spans 40-100 % of the window
+    lo = hi - (hi - float(g.min())) / (1.0 - GATE_LOW_FRAC)  # the grid's span of the window
     return max(lo, 0.05), hi
+
+
+# a GPIB primary address for a lab template's <GPIB-ADDRESS> (the B1500A's factory default)
+SIM_GPIB_ADDRESS = 17
+
+
+def _placeholder_value(m: Any) -> str:
+    """What a lab template's unfilled placeholder becomes on the simulator: loopback for
+    an address of the network, a GPIB primary address (the simulator answers any) else."""
+    return "127.0.0.1" if "IP" in m.group(0).upper() else str(SIM_GPIB_ADDRESS)
+
+
+def twin_seed(chip_id: str) -> int:
+    """The twin's default chip seed: a hash of its chip's id, far above a fleet's numbering."""
+    return 1_000_000 + zlib.crc32(f"{chip_id}-twin".encode()) % 1_000_000_000
 
 
 def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None = None) -> dict[str, Any]:
@@ -223,12 +271,18 @@ def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None
         raise ConfigError("--bench", str(name), f"a bench of technology {result.technology}", f"its chip is {chip.get('technology')}")
     for inst in data["instruments"].values():
         inst["visa_library"] = SIM_LIBRARY
-        for fld in ("resource", "library"):
-            v = inst.get(fld)
-            if isinstance(v, str) and PLACEHOLDER_RE.search(v):
-                inst[fld] = PLACEHOLDER_RE.sub("127.0.0.1", v) if fld == "resource" else SIM_LIBRARY
+        if "library" in inst:
+            # an instrument library (the WGFMU's wgfmu.dll) opens its own session to the
+            # real instrument: a twin always gets the simulated one
+            inst["library"] = SIM_LIBRARY
+        v = inst.get("resource")
+        if isinstance(v, str) and PLACEHOLDER_RE.search(v):
+            inst["resource"] = PLACEHOLDER_RE.sub(_placeholder_value, v)
     chip["id"] = f"{result.chip_id}-twin"
-    chip["seed"] = int(seed if seed is not None else int(chip.get("seed", 0)) + 1)
+    # a seed of its own, derived from the chip's id: the template's seed + 1 was the next
+    # chip of a fleet (fleets number their chips' seeds up from the bench's), so a twin
+    # could draw exactly what another real chip of the fleet draws
+    chip["seed"] = int(seed if seed is not None else twin_seed(result.chip_id))
     chip["sim_params"] = result.sim_params()
     data["name"] = f"twin-{result.chip_id}"
     data["description"] = (

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from memprog.core.errors import ConfigError
+from memprog.protocols.settle_choice import relax_series, shared_tau
+
 MIN_CELLS = 3  # fewer cells: no device-to-device spread
+# [choice] a series is two-level when its levels are this many white-noise sd apart: a
+# 256-read series of white noise alone splits by ~3 sd, a fluctuator must clear that
+TELEGRAPH_DETECT_SD = 6.0
 
 
 @dataclass
@@ -154,7 +160,7 @@ def fit_telegraph(noise: pd.DataFrame, white_sd: float | None) -> dict[str, Fit]
         v = v - np.polyval(np.polyfit(np.arange(v.size), v, 1), np.arange(v.size)) + v.mean()  # no drift
         sd = white_sd if white_sd is not None else _white_sigma(v)
         d, occ, st = _two_level(v)
-        if d > 6 * sd and occ >= 0.05:
+        if d > TELEGRAPH_DETECT_SD * sd and occ >= 0.05:
             amps.append(d)
             flips = int(np.count_nonzero(np.diff(st.astype(int))))
             dt = float(s["interval_s"].iloc[0])
@@ -182,54 +188,31 @@ def fit_telegraph(noise: pd.DataFrame, white_sd: float | None) -> dict[str, Fit]
 # ---------------------------------------------------------------------- relaxation
 def fit_relax(relax: pd.DataFrame, g_model: bool) -> dict[str, Fit]:
     """G(t) = G(0) + r * (1 - exp(-t / tau)) after one switching pulse: tau shared, r per
-    cell and pulse; r as a fraction of the step (or, where the technology relaxes by a
-    fraction of G, of G) gives the mean and spread of the volatile part."""
-    from scipy.optimize import (
-        minimize_scalar,  # deferred: scipy (~0.3 s), needed only while fitting
-    )
-
-    series = []
-    for _, s in relax.sort_values("delay_s").groupby(["row", "col", "cycle"]):
-        t = s["delay_s"].to_numpy(float)
-        g = s["g_us"].to_numpy(float)
-        if t.size >= 3:
-            series.append((t - t[0], g - g[0], g[0], g[0] - float(s["g_before_us"].iloc[0])))
-    if len(series) < MIN_CELLS:
+    cell and pulse (the fit the ladder's measured settle uses too,
+    :func:`memprog.protocols.settle_choice.shared_tau`); r as a fraction of the step (or,
+    where the technology relaxes by a fraction of G, of G) gives the mean and spread of the
+    volatile part. A relaxation longer than the delays measure fits nothing (the field
+    keeps the preset's value)."""
+    series = relax_series(relax)
+    if series.step.size < MIN_CELLS:
         return {}
-    tt = np.stack([x[0] for x in series])
-    dg = np.stack([x[1] for x in series])
-    g0 = np.array([x[2] for x in series])
-    step = np.array([x[3] for x in series])
-
-    def r_of(tau: float) -> tuple[np.ndarray, float]:
-        b = -np.expm1(-tt / tau)
-        r = (b * dg).sum(1) / np.maximum((b * b).sum(1), 1e-12)
-        return r, float(((dg - r[:, None] * b) ** 2).sum())
-
-    tmax = float(tt.max()) or 1.0
-    grid = np.logspace(np.log10(tmax / 1e4), np.log10(tmax * 3), 60)
-    i = int(np.argmin([r_of(x)[1] for x in grid]))
-    sol = minimize_scalar(lambda lt: r_of(np.exp(lt))[1], bracket=(np.log(grid[max(i - 1, 0)]), np.log(grid[i]), np.log(grid[min(i + 1, 59)])))
-    tau = float(np.exp(sol.x))
-    r, _ = r_of(tau)
-    base, name = (g0, "relax_rel") if g_model else (step, "relax_step")
+    try:
+        tau, r = shared_tau(series)
+    except ConfigError:
+        return {}
+    base, name = (series.g0, "relax_rel") if g_model else (series.step, "relax_step")
     ok = np.abs(base) > 0.05 * np.median(np.abs(base))  # a step too small to divide by
     frac = r[ok] / base[ok]
     med = float(np.median(frac))
     frac = frac[np.abs(frac - med) < 5 * 1.4826 * np.median(np.abs(frac - med)) + 1e-12]
-    src = f"relax ({len(series)} steps, reads to {tmax:g} s)"
+    src = f"relax ({series.step.size} steps, reads to {float(series.tt.max()):g} s)"
     rng = np.random.default_rng(1)
     taus = []
     for _ in range(30):
-        k = rng.integers(0, len(series), len(series))
-        tt_b, dg_b = tt[k], dg[k]
-
-        def sse(lt: float, tt_b: np.ndarray = tt_b, dg_b: np.ndarray = dg_b) -> float:
-            b = -np.expm1(-tt_b / np.exp(lt))
-            rr = (b * dg_b).sum(1) / np.maximum((b * b).sum(1), 1e-12)
-            return float(((dg_b - rr[:, None] * b) ** 2).sum())
-
-        taus.append(np.exp(minimize_scalar(sse, bounds=(np.log(tau) - 3, np.log(tau) + 3), method="bounded").x))
+        try:
+            taus.append(shared_tau(series.subset(rng.integers(0, series.step.size, series.step.size)))[0])
+        except ConfigError:  # a resample that happens to hold no relaxation
+            continue
     return {
         "relax_tau_s": Fit(tau, float(np.std(taus)), src),
         f"{name}_mean": Fit(float(-frac.mean()), float(frac.std(ddof=1) / np.sqrt(frac.size)), src),
@@ -237,4 +220,4 @@ def fit_relax(relax: pd.DataFrame, g_model: bool) -> dict[str, Fit]:
     }
 
 
-__all__ = ["Fit", "NotConverged", "MIN_CELLS", "fit_census", "fit_read_noise", "fit_telegraph", "fit_relax"]
+__all__ = ["Fit", "NotConverged", "MIN_CELLS", "TELEGRAPH_DETECT_SD", "fit_census", "fit_read_noise", "fit_telegraph", "fit_relax"]

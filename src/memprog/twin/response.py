@@ -198,6 +198,14 @@ class _ResponseModel:
             j[rows, g + (off + k) * self.n + self.ci] = 1
         return j
 
+    def bound_se(self, on_state: bool) -> np.ndarray:
+        """Each cell's standard error of its prepared on (off) state: the median of the
+        states its RESET (SET) pulses started from, over its preparations."""
+        sel = ~self.is_set if on_state else self.is_set
+        grp = pd.Series(self.gb[sel]).groupby(self.ci[sel])
+        se = 1.2533 * grp.std(ddof=1) / np.sqrt(grp.size())
+        return se.reindex(range(self.n)).fillna(np.nan).to_numpy(float)
+
     def unpack(self, x: np.ndarray) -> dict[str, np.ndarray | float]:
         g = self.n_glob
         per = x[g:].reshape(4, self.n)
@@ -338,23 +346,28 @@ def fit_response(df: pd.DataFrame, width_ref_s: float, gated: bool, gate_window:
         out["gate_v_min_v"] = Fit(float(d["gv_lo"]), float(se[2]), src)
         out["gate_v_max_v"] = Fit(float(d["gv_hi"]), float(se[3]), src)
 
-    def mean_fit(vals: np.ndarray, name: str) -> None:
+    def mean_fit(vals: np.ndarray, name: str, own_se: np.ndarray) -> None:
         # the median of the cells: a cell too strong for the grid saturates every pulse and
-        # its estimate runs upward unbounded; the d2d spread is symmetric, median = mean
-        mad = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
-        out[name] = Fit(float(np.median(vals)), 1.25 * mad / float(np.sqrt(vals.size)) if vals.size > 1 else None, src)
+        # its estimate runs upward unbounded; the d2d spread is symmetric, median = mean.
+        # One cell (a probe station's device): its own measurement error, and the source
+        # says the chip's device-to-device spread is not in it
+        if vals.size > 1:
+            mad = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
+            out[name] = Fit(float(np.median(vals)), 1.25 * mad / float(np.sqrt(vals.size)), src)
+        else:
+            out[name] = Fit(float(vals[0]), float(own_se[0]), src + "; one cell: its own error, no device-to-device spread")
 
     ks, kr = np.asarray(d["ks"]), np.asarray(d["kr"])
-    mean_fit(ks, "set_kappa")
-    mean_fit(kr, "reset_kappa")
-    mean_fit(np.asarray(d["vs"]), "v_set_threshold_v")
-    mean_fit(np.asarray(d["vr"]), "v_reset_threshold_v")
+    mean_fit(ks, "set_kappa", ks * se_per[0])
+    mean_fit(kr, "reset_kappa", kr * se_per[2])
+    mean_fit(np.asarray(d["vs"]), "v_set_threshold_v", se_per[1])
+    mean_fit(np.asarray(d["vr"]), "v_reset_threshold_v", se_per[3])
     if m.n >= MIN_CELLS:  # enough cells for a spread: their weighted mean (_re_mean)
         for name, vals, err in (("v_set_threshold_v", d["vs"], se_per[1]), ("v_reset_threshold_v", d["vr"], se_per[3])):
             mu, se_mu = _re_mean(np.asarray(vals), err)
             out[name] = Fit(mu, se_mu, src)
-    mean_fit(m.gmax0, "g_max_us")
-    mean_fit(m.gmin, "g_min_us")
+    mean_fit(m.gmax0, "g_max_us", m.bound_se(on_state=True))
+    mean_fit(m.gmin, "g_min_us", m.bound_se(on_state=False))
     if m.n >= MIN_CELLS:
         rk = [_rel_spread(ks, ks * se_per[0]), _rel_spread(kr, kr * se_per[2])]
         out["kappa_d2d"] = Fit(float(np.sqrt(np.mean([r[0] ** 2 for r in rk]))), float(np.mean([r[1] for r in rk])), src)
