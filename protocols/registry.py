@@ -235,9 +235,9 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
             maps=True,
             ladder=True,
             verify_at_end=False,
-            # [fact] its band is absolute (tolerance_us) and `memprog tune` has always
-            # passed it only --settle-s
-            user_fields=("settle_s",),
+            # [fact] its band is absolute (tolerance_us): --tolerance-rel is refused for it;
+            # its pulse budget is per cell like the others' (--max-pulses' help names it)
+            user_fields=("max_pulses", "settle_s"),
             summary="Rao's RTN-denoising high-resolution write-verify",
         ),
         ProtocolSpec(
@@ -252,7 +252,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
             maps=False,
             ladder=True,
             verify_at_end=False,
-            user_fields=("settle_s",),
+            user_fields=("max_pulses", "settle_s"),  # (its band is absolute, as denoise's)
             summary="Diao's feedforward linear potentiation (characterise, then schedule)",
         ),
         ProtocolSpec(

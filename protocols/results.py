@@ -182,9 +182,19 @@ class TuneResult:
         return pd.DataFrame(cols)
 
     def summary(self) -> dict[str, Any]:
-        """Headline numbers of the run (JSON-ready plain types)."""
+        """Headline numbers of the run (JSON-ready plain types).
+
+        ``tolerance_us_min``/``tolerance_us_max`` are the half-bands the cells were judged
+        against (``within_tolerance`` counts against them; a relative band differs from cell
+        to cell), ``tolerance_us`` the one they share (None when they differ). A numeric
+        extra column's ``<name>_mean`` is over the cells that have a value (a stuck cell has
+        no settled read: one NaN used to make the whole mean null), ``<name>_n`` how many.
+        """
         n = len(self)
         err = np.abs(self.error_us)
+        tol = self.tolerance_us[np.isfinite(self.tolerance_us)]
+        tol_min = float(tol.min()) if tol.size else None
+        tol_max = float(tol.max()) if tol.size else None
         flag_counts: dict[str, int] = {}
         # split each distinct flag string once (65,536 cells hold a handful of them)
         for f, k in Counter(np.asarray(self.flags).tolist()).items():
@@ -207,12 +217,18 @@ class TuneResult:
             "flags": flag_counts,
             "wall_s": float(self.wall_s),
             "bench_time_s": None if self.bench_time_s is None else float(self.bench_time_s),
+            "tolerance_us": tol_min if tol_min == tol_max else None,
+            "tolerance_us_min": tol_min,
+            "tolerance_us_max": tol_max,
         }
         if n and self.converged.any():
             out["max_abs_error_converged_us"] = float(err[self.converged].max())
         for k, v in self.extra.items():
-            if np.issubdtype(np.asarray(v).dtype, np.number) and n:
-                out[f"{k}_mean"] = float(np.mean(v))
+            a = np.asarray(v)
+            if np.issubdtype(a.dtype, np.number) and n:
+                has = a[np.isfinite(a)]
+                out[f"{k}_mean"] = float(has.mean()) if has.size else None
+                out[f"{k}_n"] = int(has.size)
         return out
 
     def subset(self, mask: np.ndarray) -> TuneResult:

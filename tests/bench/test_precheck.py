@@ -40,9 +40,9 @@ def db(tmp_path):
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["tune", "--rows", "0", "--cols", "0", "--target-us", "5000"], "targets_us=5000.0"),
+        (["tune", "--rows", "0", "--cols", "0", "--target-us", "5000"], "--target-us=5000.0"),
         (["tune", "--rows", "300", "--cols", "0", "--target-us", "500"], "rows=300"),
-        (["tune", "--rows", "0", "--cols", "0", "--target-us", "20", "--bench", "sim_k4200_707b"], "targets_us=20.0"),
+        (["tune", "--rows", "0", "--cols", "0", "--target-us", "20", "--bench", "sim_k4200_707b"], "--target-us=20.0"),
         (["levels", "--row", "999", "--levels", "4"], "--row=999"),
         (["levels", "--levels", "3000"], "--levels=3000"),
     ],
@@ -69,7 +69,7 @@ def test_map_that_does_not_fit_creates_no_run(db, tmp_path):
     hot = tmp_path / "hot.npy"
     np.save(hot, np.array([[800.0, 9000.0]]))
     r = _runner().invoke(app, ["tune", "--map", str(hot), "--db", db, "--json"])
-    assert r.exit_code == 2 and "target_map_us=9000.0" in r.stderr
+    assert r.exit_code == 2 and "hot.npy[0,1]=9000.0" in r.stderr
     assert _runs(db) == []
 
 

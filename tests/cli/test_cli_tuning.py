@@ -170,4 +170,4 @@ def test_tune_cells_and_map(tmp_path):
     bad = r.invoke(
         app, ["tune", "--bench", ONCHIP, "--rows", "0", "--cols", "0", "--target-us", "5", "--json"]
     )
-    assert bad.exit_code == 2 and "targets_us" in bad.stderr
+    assert bad.exit_code == 2 and "--target-us=5.0" in bad.stderr

@@ -70,8 +70,8 @@ def test_overrides_are_validated_and_unknown_fields_named():
         spec.override(spec.settings(), tolerance_pct=2)
     # what a protocol does not take from the command line is left to its own settings
     d = registry.get("denoise")
-    p = d.with_user(d.settings(), max_pulses=7, settle_s=0.5)
-    assert p.settle_s == 0.5 and p.max_pulses == d.max_pulses
+    p = d.with_user(d.settings(), tolerance_rel=0.5, max_pulses=7, settle_s=0.5)
+    assert p.settle_s == 0.5 and p.max_pulses == 7 and not hasattr(p, "tolerance_rel")
 
 
 @pytest.mark.parametrize("name", registry.names(maps=True))

@@ -36,7 +36,7 @@ class Served:
 def _serve(bench: str, tmp: Path, *extra: str) -> Served:
     out = tmp / f"served_{bench}.yaml"
     proc = subprocess.Popen(
-        [*SERVE, bench, "--port", "0", "--json", "--write-bench", str(out), "--timeout-ms", "3000", *extra],
+        [*SERVE, bench, "--port", "0", "--json", "--write-bench", str(out), "--force", "--timeout-ms", "3000", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

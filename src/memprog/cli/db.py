@@ -25,8 +25,10 @@ from memprog.cli.fleet_run import (
     run_protocol_fleet,
 )
 from memprog.cli.runs import DbOpt, Outcome, run_command
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
+from memprog.core.probe_wiring import probe_wiring_from_bench
 from memprog.protocols.characterize import CharacterizeParams, characterize
 
 db_app = typer.Typer(help="The run store and the variability database.", no_args_is_help=True)
@@ -339,8 +341,11 @@ def format_variability(doc: dict[str, Any]) -> str:
     """Human text of :func:`variability_report`."""
     lines = []
     if doc.get("g_range_us"):
+        # not the chip's range (30-4,800 µS on sim_onchip): where most working cells reach
+        # from both rails (median RESET to 10th-percentile SET), margins inside; the
+        # imprecision levels span it, so the line says so
         lo, hi = doc["g_range_us"]
-        lines.append(f"working range {lo:.1f}-{hi:.1f} µS")
+        lines.append(f"imprecision levels {lo:.1f}-{hi:.1f} µS (working range: median RESET to 10th-percentile SET state, margins inside)")
     if doc.get("imprecision"):
         lines.append("tuning imprecision   level µS   std %   mean offset %   reads")
         for r in doc["imprecision"]:
@@ -355,12 +360,15 @@ def format_variability(doc: dict[str, Any]) -> str:
     if doc.get("disturb"):
         lines.append("disturb   later writes   mean µS   std µS      n")
         for r in doc["disturb"]:
-            lines.append(f"          {r['later_writes']:12d}  {r['mean_us']:+8.2f}  {r['std_us'] if r['std_us'] is not None else float('nan'):7.2f}  {r['n']:5d}")
+            std = r["std_us"]  # null for one sample (no spread to take): "-", not "nan"
+            std_s = "-" if std is None or std != std else f"{std:.2f}"
+            lines.append(f"          {r['later_writes']:12d}  {r['mean_us']:+8.2f}  {std_s:>7}  {r['n']:5d}")
     if doc.get("stuck_fractions"):
         s = doc["stuck_fractions"]
         lines.append(f"stuck: HRS {100 * s['hrs']:.2f} %, LRS {100 * s['lrs']:.2f} % of {s['cells']} cells")
     if doc.get("rtn"):
-        for r in doc["rtn"]:
+        order = {"before": 0, "after": 1}  # the table comes sorted by name: after first
+        for r in sorted(doc["rtn"], key=lambda r: order.get(r["phase"], 2)):
             lines.append(f"RTN {r['phase']:6}: spread mean {r['mean_us']:.3f} µS, p90 {r['p90_us']:.3f} µS ({r['n']} cells)")
     return "\n".join(lines) or "no characterisation data"
 
@@ -376,9 +384,9 @@ def register(app: typer.Typer) -> None:
         levels: Annotated[int, typer.Option("--levels", callback=O.int_in(2, 64), help="Equidistant target levels.")] = 8,
         repeats: Annotated[int, typer.Option("--repeats", callback=O.int_in(1, 1000), help="Tune/untune repeats per level and device.")] = 5,
         reads: Annotated[int, typer.Option("--reads", callback=O.int_in(2, 1000), help="Consecutive reads after each tune.")] = 10,
-        disturb_cells: Annotated[int | None, typer.Option("--disturb-cells", callback=O.int_in(0, O.MAX_CELLS), help="Cells programmed in order for the disturb test (default: the whole array, at most 64).")] = None,
+        disturb_cells: Annotated[int | None, typer.Option("--disturb-cells", callback=O.int_in(0, O.MAX_CELLS), help="Cells programmed in order for the disturb test (default: the whole array, at most 64; 0: none, the disturb test is skipped).")] = None,
         seed: Annotated[int, typer.Option("--seed", callback=O.SEED, help="Seed of the random disturb targets.")] = 0,
-        response_repeats: Annotated[int, typer.Option("--response-repeats", callback=O.int_in(0, 100), help="Repeats of each response pulse on --devices random cells (0: no response; for memprog sim calibrate).")] = 3,
+        response_repeats: Annotated[int, typer.Option("--response-repeats", callback=O.int_in(0, 100), help="Repeats of each response pulse on --devices random cells (for memprog sim calibrate; 0: none, the response test is skipped).")] = 3,
         db: DbOpt = None,
         progress: ProgressOpt = None,
         as_json: JsonOpt = False,
@@ -415,6 +423,10 @@ def register(app: typer.Typer) -> None:
         show = show_progress(progress)
         if fleet_requested(engine, ray_address, chips, fleet):
             characterize_fleet(bench, cp, db, engine, ray_address, chips, fleet, as_json, show)
+        # the procedures an option of 0 turns off: listed under "skipped" as the stack's are
+        off = {name: f"turned off by {opt} 0" for name, opt, v in
+               (("disturb", "--disturb-cells", disturb_cells), ("response", "--response-repeats", response_repeats))
+               if v == 0}  # fmt: skip
         t0 = time.perf_counter()
 
         def body(ctx: Any) -> Any:
@@ -427,9 +439,11 @@ def register(app: typer.Typer) -> None:
                 chip_id = b.config.chip.id
             ctx.sink.flush()
             doc = variability_report(VariabilityDB(store=ctx.store, run_ids=[ctx.run_id]))
-            skipped = rep.pop("skipped", {})
+            skipped = {**off, **rep.pop("skipped", {})}
             doc.update({"counts": rep, "skipped": skipped, "wall_s": time.perf_counter() - t0, "bench_time_s": bench_time,
-                        "bench": bench, "chip_id": chip_id})  # fmt: skip
+                        "bench": bench, "chip_id": chip_id,
+                        # g_range_us by what it is (not the chip's range): what the levels span
+                        "imprecision_levels_us": doc.get("g_range_us")})  # fmt: skip
             human = format_variability(doc) + "".join(f"\nskipped: {k} ({why})" for k, why in skipped.items()) + (
                 f"\nwall {doc['wall_s']:.1f} s, bench time {bench_time:.2f} s; tables: memprog db variability; "
                 f"a twin: memprog sim calibrate{' --db ' + mask_url(db) if db else ''} --chip {chip_id} --write-bench twin.yaml"
@@ -439,7 +453,33 @@ def register(app: typer.Typer) -> None:
         run_command(
             body, db=db, kind="characterize", bench=bench, as_json=as_json,
             protocol="characterize", params=cp.model_dump(),
+            precheck=lambda cfg: characterize_precheck(cfg, cp),
         )  # fmt: skip
+
+
+def reachable_cells(config: Any) -> int:
+    """The cells the bench file's stack reaches: every cell of the chip (an on-chip
+    controller of another size is refused at connect), or on a probe station the devices
+    under its probes (the wiring section, as the b1500_wgfmu stack reads it)."""
+    chip = config.chip
+    if config.programmer.stack == "b1500_wgfmu":
+        return len(probe_wiring_from_bench(config.wiring, chip.rows, chip.cols).devices())
+    return int(chip.rows * chip.cols)
+
+
+def characterize_precheck(config: Any, cp: CharacterizeParams) -> None:
+    """Sizes the bench cannot hold, refused before the run is stored (memprog.bench.precheck).
+
+    Why here: ``--devices 65`` on an 8x8 chip used to create a run, open the bench, and
+    only then be refused by the protocol, leaving a ``failed`` run for a typo. The rule is
+    the protocol's own (``_reachable`` in protocols/characterize.py, which stays for library
+    callers): an explicit size above what the stack reaches; a default is cut down there."""
+    n = reachable_cells(config)
+    asked = cp.model_fields_set
+    checks = (("devices", cp.devices, min(cp.census_cells or 4096, n)), ("disturb_cells", cp.disturb_cells, n))
+    for name, value, most in checks:
+        if name in asked and value is not None and value > most:
+            raise ConfigError("--" + name.replace("_", "-"), value, f"<= {most}", "the cells the bench's stack reaches")
 
 
 def characterize_fleet(
@@ -457,6 +497,14 @@ def characterize_fleet(
 
         return characterize_job(cp)
 
+    def precheck(specs: list[Any]) -> None:
+        for s in specs:
+            try:
+                cfg, _ = load_bench_config(s.bench)
+            except ConfigError:
+                continue  # a bench file on its host only: its worker checks the sizes there
+            characterize_precheck(cfg, cp)
+
     def summarize(store: Any, run_id: str | None, got: dict[str, Any]) -> dict[str, Any]:
         # deferred: the store pulls in sqlalchemy and pandas
         from memprog.store import VariabilityDB, mask_url
@@ -469,5 +517,5 @@ def characterize_fleet(
     run_protocol_fleet(
         make_job, bench, db, engine, ray_address, chips, fleet, as_json, show,
         run_params={"protocol": "characterize", "params": cp.model_dump()},
-        describe=characterize_fleet_text, summarize=summarize,
+        describe=characterize_fleet_text, summarize=summarize, precheck=precheck,
     )  # fmt: skip

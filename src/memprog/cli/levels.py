@@ -168,6 +168,9 @@ def register(app: typer.Typer) -> None:
                 }
             )
             if chosen:
+                # each level waited its own settle (settle_wait_mean_s, _max_s, _total_s): no
+                # one configured settle_s exists, and the mean under that name read as one
+                summary["settle_s"] = None
                 summary["settle_from"] = {
                     "db": chosen["db"], "run_id": chosen["run_id"], **chosen["fit"].summary(),
                     "budget_us": BUDGET_FRACTION * tolerance_us,
@@ -181,7 +184,7 @@ def register(app: typer.Typer) -> None:
                 f"linearity R² {summary['linearity_r2']:.6f}\n"
                 f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
                 f"\nfigures measured after {_settle_words(summary)} per level "
-                f"({summary['settle_retunes']} levels re-tuned after it)"
+                f"({_count(summary['settle_retunes'], 'level')} re-tuned after it)"
             )
             if "validated_levels" in summary:
                 human += (
@@ -263,6 +266,11 @@ def _rule(fit: RelaxFit, tolerance_us: float) -> Any:
     """Each level's settle from its movement, to a remainder of a quarter of the tolerance."""
     budget = BUDGET_FRACTION * tolerance_us
     return lambda movement_us: float(fit.settle_for_movement(movement_us, budget))
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 level``, ``2 levels``: the human text's counts read as English."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _settle_words(summary: dict[str, Any]) -> str:

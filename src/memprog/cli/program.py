@@ -387,7 +387,7 @@ def human_summary(s: dict[str, Any]) -> str:
     for layer in s["layers"]:
         if "pair_error_rms_us" in layer:
             lines.append(
-                f"  layer {layer['layer']} {layer['shape'][0]}x{layer['shape'][1]}: weight (pair) error rms "
+                f"  layer {layer['layer']} {layer['shape'][0]}x{layer['shape'][1]}: weight (differential pair G+/G-) error rms "
                 f"{layer['pair_error_rms_live_us']:.2f} µS over the weights with a working cell, "
                 f"{layer['pair_error_rms_us']:.2f} µS over all ({layer['weights_dead']} with every copy of "
                 f"a conductance stuck); {layer['cells_stuck']} stuck cells"

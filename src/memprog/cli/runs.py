@@ -367,11 +367,13 @@ def run_command(
         _emit_json(outcome.summary)
     else:
         typer.echo(outcome.human)
-        if state.store is not None and state.ctx is not None and state.ctx.handle is not None:
-            # deferred: the store pulls in sqlalchemy and pandas
-            from memprog.store import mask_url
+    # on stderr in both modes: stdout stays one JSON document, and a script's log still
+    # says the run was stored, as it said it started
+    if state.store is not None and state.ctx is not None and state.ctx.handle is not None:
+        # deferred: the store pulls in sqlalchemy and pandas
+        from memprog.store import mask_url
 
-            typer.echo(f"memprog: run {state.ctx.run_id} stored (db {mask_url(state.store.url)})", err=True)
+        typer.echo(f"memprog: run {state.ctx.run_id} stored (db {mask_url(state.store.url)})", err=True)
     state.close()
     raise typer.Exit(outcome.code)
 

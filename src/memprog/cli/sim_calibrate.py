@@ -7,6 +7,7 @@ written); 3 the store failed.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,34 @@ from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, emit, fail
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import DbOpt
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
+from memprog.core.probe_wiring import probe_wiring_from_bench
+
+
+def tune_command(bench_file: Path) -> str:
+    """A ``memprog tune`` on the written twin that runs as printed: a few cells its stack
+    reaches and a target in the middle of the twin's fitted conductance range (inside the
+    bench's safety limits).
+
+    Why complete: the bare ``memprog tune --bench twin.yaml`` this used to suggest is refused
+    (tune needs --rows, --cols and --target-us), so the first thing a user pasted failed.
+    """
+    cfg, _ = load_bench_config(bench_file)
+    chip = cfg.chip
+    p = chip.device_params()
+    lo = max(float(p.g_min_us), float(chip.limits.conductance_min_us))
+    hi = min(float(p.g_max_us), float(chip.limits.conductance_max_us))
+    mid = 0.5 * (lo + hi)
+    target = float(f"{mid:.2g}")  # a round number, unless rounding leaves the range
+    if not lo < target < hi:
+        target = float(f"{mid:.6g}")
+    if cfg.programmer.stack == "b1500_wgfmu":  # a probe station reaches its probed devices
+        r, c = probe_wiring_from_bench(cfg.wiring, chip.rows, chip.cols).devices()[0]
+        rows, cols = str(r), str(c)
+    else:
+        rows, cols = f"0:{min(4, chip.rows)}", f"0:{min(4, chip.cols)}"
+    return f"memprog tune --bench {shlex.quote(str(bench_file))} --rows {rows} --cols {cols} --target-us {target:g}"
 
 
 def _human(doc: dict[str, Any]) -> str:
@@ -30,7 +58,7 @@ def _human(doc: dict[str, Any]) -> str:
     lines.append("kept at the preset:")
     for k, f in doc["kept_preset"].items():
         lines.append(f"  {k:28} {f['why']}")
-    lines.append(f"wrote {doc['bench_file']} (chip {doc['twin_chip_id']}); try: memprog tune --bench {doc['bench_file']}")
+    lines.append(f"wrote {doc['bench_file']} (chip {doc['twin_chip_id']}); try: {doc['tune_command']}")
     return "\n".join(lines)
 
 
@@ -92,11 +120,14 @@ def register(sim_app: typer.Typer) -> None:
             store.close()
         try:
             write_twin_bench(data, write_bench)
+            hint = tune_command(write_bench)  # read back: the bench file the user will open
         except OSError as exc:
             raise fail(ConfigError("--write-bench", str(write_bench), "a writable file", str(exc))) from exc
+        except MemprogError as exc:
+            raise fail(exc) from exc
         doc = res.to_doc()
         doc.update({"bench_file": str(write_bench), "twin_chip_id": data["chip"]["id"], "sim_params": data["chip"]["sim_params"],
-                    "runs_incomplete": incomplete})  # fmt: skip
+                    "runs_incomplete": incomplete, "tune_command": hint})  # fmt: skip
         note = "".join(
             f"\nnote: run {r} did not complete ({st}): the procedures after its stop are missing; run memprog characterize again for a full fit"
             for r, st in incomplete.items()

@@ -3,7 +3,8 @@
 A thin command over :class:`memprog.sim_instruments.tcp_server.SimServer`: it prints each
 served instrument's resource string (one ``NAME RESOURCE`` line each, or one JSON document
 with ``--json``), can write a lab-style bench file (``visa_library: "@py"``) pointing at
-those sockets, and serves until it is stopped (Ctrl-C, SIGTERM).
+those sockets (a file already there only with ``--force``: cli/outputs.py), and serves
+until it is stopped (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 
 from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, fail
+from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.core.bench_config import UNSELECTED_MARGIN
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
@@ -109,12 +111,16 @@ def register(sim_app: typer.Typer) -> None:
         timeout_ms: Annotated[
             int | None, typer.Option("--timeout-ms", callback=O.int_in(1, O.MAX_TIMEOUT_MS, "ms"), help="VISA timeout (ms) written into --write-bench (default: the bench file's own).")
         ] = None,
+        force: ForceOpt = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Serve each simulated instrument of BENCH on 127.0.0.1 in its real LAN protocol."""
         try:
             if write_bench is not None:  # checked before anything listens
                 _check_writable(write_bench)
+                # the README's rule (cli/outputs.py): an existing file is replaced only with
+                # --force, so a second server never rewrites the first one's bench file
+                refuse_existing(write_bench, force, "--write-bench")
             plan = None
             if fault_rate > 0:
                 kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]

@@ -26,6 +26,7 @@ from memprog.cli.common import JsonOpt, ProgressOpt, emit, fail, show_progress
 from memprog.cli.fleet_run import EngineOpt, RayAddressOpt
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import Outcome, run_command
+from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.presets import PRESETS
 from memprog.hwaware.mapping import load_weights, save_weights
@@ -84,6 +85,123 @@ def load_variability(
         finally:
             vdb.close()
     return var if stuck is None else var.with_stuck(*stuck, preset=preset)
+
+
+# what `memprog program` reads as a torch weight file (memprog.jobs.weights): --out must be one
+WEIGHT_FILE_SUFFIXES = (".pt", ".pth")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (or set it in the environment), not its default."""
+    src = ctx.get_parameter_source(name)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _check_unused_options(
+    ctx: typer.Context, *, db: str | None, hardware_aware: bool, validate_every: int,
+    patience: int | None, chip_id: str | None, stuck: str | None,
+) -> None:
+    """Refuse options that this training would ignore while recording them.
+
+    Why: the weight file and the stored run record the variability as asked (``+stuck(...)``,
+    ``imprecision: fitted``, a chip), so an option the training never used would later read
+    as one it did. What uses what: transfers are sampled by hardware-aware training and by
+    the validation of ``--validate-every`` (regular training otherwise samples none);
+    ``--imprecision`` and ``--chip-id`` select from the ``--db`` tables (a preset has no
+    recorded reads, no chips); ``--patience`` counts validations.
+    """
+    samples = "only with --hardware-aware or --validate-every N (regular training samples no transfers otherwise)"
+    if stuck is not None and not hardware_aware and validate_every == 0:
+        raise ConfigError("--stuck", stuck, samples)
+    if _given(ctx, "imprecision"):
+        imprecision = ctx.params.get("imprecision")
+        if db is None:
+            raise ConfigError("--imprecision", imprecision, "only with --db (a preset has no recorded reads)")
+        if not hardware_aware and validate_every == 0:
+            raise ConfigError("--imprecision", imprecision, samples)
+    if patience is not None and validate_every == 0:
+        raise ConfigError("--patience", patience, "only with --validate-every N (it counts validations)")
+    if chip_id is not None and db is None:
+        raise ConfigError("--chip-id", chip_id, "only with --db (the store holding that chip's characterisation)")
+
+
+def _check_out(out: Path) -> None:
+    """``--out``: a .pt/.pth file this process can create, checked before any training.
+
+    Why a real create rather than :func:`os.access` (which ``O.out_file`` asks): as root,
+    ``os.access`` says yes to folders no file can be made in (``/proc``), and the training
+    would be lost when the write failed. The probe file is removed at once; an existing
+    file (``--force``) is opened for appending, which leaves it unchanged.
+    """
+    if out.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
+        raise ConfigError(
+            "--out", str(out), "a .pt or .pth file (the torch weight file memprog program and evaluate read)"
+        )
+    try:
+        if out.exists():
+            with out.open("ab"):
+                pass
+        else:
+            with out.open("xb"):
+                pass
+            out.unlink()
+    except OSError as exc:
+        raise ConfigError("--out", str(out), "a file memprog can write", exc.strerror or str(exc)) from exc
+
+
+def _technology(ctx: typer.Context, preset: str, bench: str | None, bench_tech: str | None) -> tuple[str | None, str]:
+    """The technology this training is for and what says so (None: nothing does).
+
+    The ``--bench``'s chip says it when given, else a ``--preset`` the user typed (the
+    default preset is no statement: with ``--db`` the store's technology stands).
+    """
+    preset_given = _given(ctx, "preset")
+    if bench_tech is not None:
+        if preset_given and preset != bench_tech:
+            raise ConfigError("--preset", preset, f"{bench_tech}, the technology of --bench {bench}'s chip")
+        return bench_tech, f"--bench {bench}'s chip"
+    return (preset, "--preset") if preset_given else (None, "")
+
+
+def _characterised_chips(
+    db: str, chip_id: str | None, tech: str | None, tech_from: str
+) -> tuple[list[str], str | None]:
+    """The chips whose characterisation runs ``--db`` (and ``--chip-id``) give this training,
+    and their technology; refuses a pool of several technologies and one unlike ``tech``.
+
+    Why: :class:`VariabilityDB` pools every characterize run it selects, so without a chip
+    the stuck census of an HfO2 chip would land in a TiO2 model. Chips of one technology
+    pool as before and are named (``variability_chips``). A run whose technology was not
+    recorded counts as a technology of its own in a pool (it cannot be told apart); alone,
+    it passes unchecked. An empty selection returns ``([], None)``: the model's loader then
+    names the ``memprog characterize`` run that fills it.
+    """
+    # deferred: sqlalchemy and pandas
+    from memprog.store import VariabilityDB, mask_url
+
+    vdb = VariabilityDB(db, chip_id=chip_id)
+    try:
+        runs = vdb.runs()
+    finally:
+        vdb.close()
+    rows = runs[["chip_id", "technology"]].astype(object)
+    rows = rows.where(rows.notna(), None)
+    found = {("(no chip id)" if c is None else str(c), None if t is None else str(t)) for c, t in rows.itertuples(index=False)}
+    pairs = sorted(found, key=lambda p: (p[0], p[1] or ""))
+    techs = {t for _, t in pairs}
+    listing = ", ".join(f"{c} ({t or 'technology not recorded'})" for c, t in pairs)
+    if chip_id is None and len(techs) > 1:
+        raise ConfigError(
+            "--db", mask_url(db), "characterisations of one technology, or --chip-id CHIP to train from one chip",
+            f"it holds {listing}",
+        )
+    known = sorted(t for t in techs if t is not None)
+    if tech is not None and known and known != [tech]:
+        where = ("--chip-id", chip_id) if chip_id is not None else ("--db", mask_url(db))
+        raise ConfigError(
+            *where, f"characterisations of {tech}, the technology of {tech_from}", f"they are of {listing}"
+        )
+    return list(dict.fromkeys(c for c, _ in pairs)), (known[0] if len(known) == 1 else None)
 
 
 def _check_device(device: str) -> Any:
@@ -166,8 +284,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
+        ctx: typer.Context,
         dataset: Annotated[str, typer.Option("--dataset", callback=O.choice("halfmoons", "digits"), help="halfmoons or digits.")],
-        out: Annotated[Path, typer.Option("--out", callback=O.out_file(), help="Weight file to write (.pt: the weights with their sizes, dataset and training variability, as memprog evaluate and memprog program read them).")],
+        out: Annotated[Path, typer.Option("--out", callback=O.out_file(), help="Weight file to write (.pt or .pth: the weights with their sizes, dataset and training variability, as memprog evaluate and memprog program read them).")],
         db: DbOpt = None,
         preset: PresetOpt = "tio2_passive",
         hardware_aware: Annotated[
@@ -185,8 +304,8 @@ def register(app: typer.Typer) -> None:
         order: Annotated[str, typer.Option("--order", callback=O.choice("row-major", "column-major", "snake"), help="The program job's --order on that bench.")] = "row-major",
         validate_every: Annotated[int, typer.Option("--validate-every", callback=O.int_in(0, 100_000), help="Every N epochs keep the weights with the best transfer-robust validation score (0: off).")] = 0,
         bias_scale: Annotated[str, typer.Option("--bias-scale", callback=O.choice("own", "folded"), help="Map each layer's biases on their own min-max scale (own, default; the chip drives the bias row at max|b|/max|W|) or on the weights' (folded, the mapping of files without the key).")] = "own",
-        patience: Annotated[int | None, typer.Option("--patience", callback=O.int_in(1, 100_000), help="Stop after N validations without improvement (default: never stop early).")] = None,
-        chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs.")] = None,
+        patience: Annotated[int | None, typer.Option("--patience", callback=O.int_in(1, 100_000), help="Stop after N validations without improvement (needs --validate-every; default: never stop early).")] = None,
+        chip_id: Annotated[str | None, typer.Option("--chip-id", help="Only this chip's characterisation runs (needs --db; required when the store holds chips of several technologies).")] = None,
         device: DeviceOpt = "cpu",
         threads: Annotated[
             int, typer.Option("--threads", callback=O.int_in(1, O.MAX_THREADS), help="CPU threads for torch (small networks: 1 is fastest).")
@@ -207,29 +326,53 @@ def register(app: typer.Typer) -> None:
         try:
             if dataset not in ("halfmoons", "digits"):
                 raise ConfigError("--dataset", dataset, "halfmoons or digits")
+            stuck_pair = _stuck_pair(stuck)
+            _check_unused_options(ctx, db=db, hardware_aware=hardware_aware, validate_every=validate_every,
+                                  patience=patience, chip_id=chip_id, stuck=stuck)  # fmt: skip
             refuse_existing(out, force, "--out")  # a trained file is never replaced unasked
+            _check_out(out)  # a weight file that cannot be written fails now, not after the training
             dev = _check_device(device)
-            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+            cfg = None if bench is None else load_bench_config(bench)[0]
+            shape = None if bench is None else bench_array_shape(bench)
+            tech, tech_from = _technology(ctx, preset, bench, None if cfg is None else cfg.chip.technology)
+            chips: list[str] | None = None
+            if db is None:
+                if tech is not None and tech != preset:  # the variability is the preset's
+                    raise ConfigError(
+                        "--bench", bench, f"a bench of {preset}, whose figures train uses without --db",
+                        f"its chip is {tech}; characterise one (memprog characterize) and train with --db",
+                    )
+            else:
+                chips, db_tech = _characterised_chips(db, chip_id, tech, tech_from)
+                # stuck conductances the census lacks come from the preset of the chips' technology
+                if not _given(ctx, "preset") and (tech or db_tech) in PRESETS:
+                    preset = tech or db_tech
+            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=stuck_pair)
             base = dict(PAPER_RECIPE) if recipe == "paper" else {"lr": 0.01, "weight_decay": 0.0, "init": "torch", "epochs": None}
             given = {"lr": lr, "weight_decay": weight_decay, "init": init, "epochs": epochs}
             rec = base | {k: v for k, v in given.items() if v is not None}
-            shape = None if bench is None else bench_array_shape(bench)
-        except MemprogError as exc:
-            raise fail(exc) from exc
+        except MemprogError as exc:  # bad input 2, a store that fails 3
+            code = exit_code_for_error(exc)
+            err = fail(exc)
+            raise (err if code == 2 else typer.Exit(code)) from exc
 
-        def body(ctx: Any) -> Outcome:
+        def body(run: Any) -> Outcome:
             res = train(
                 dataset, var, hardware_aware=hardware_aware, epochs=rec["epochs"], seed=seed, lr=rec["lr"],
                 weight_decay=rec["weight_decay"], init=rec["init"], array_shape=shape, order=order,
                 validate_every=validate_every, patience=patience, bias_scale=bias_scale,
                 device=dev, progress=show_progress(progress),
             )  # fmt: skip
-            save_weights(res.weights, out)
-            summary = res.summary() | {"out": str(out), "device": str(dev), "lr": rec["lr"], "run_id": ctx.run_id}
+            if chips is not None:  # the chips the --db variability pools, beside its source
+                res.weights["variability_chips"] = chips
+            save_weights(res.weights, out)  # a failed write: one line, exit 3 (run_command)
+            summary = res.summary() | {"out": str(out), "device": str(dev), "lr": rec["lr"], "run_id": run.run_id,
+                                       "variability_chips": chips}  # fmt: skip
             kind = "hardware-aware" if hardware_aware else "regular"
             human = (
                 f"{kind} {dataset} network {res.weights['sizes']} trained {res.weights['epochs']} epochs "
-                f"in {res.wall_s:.1f} s (seed {seed}, variability {var.source})\n"
+                f"in {res.wall_s:.1f} s (seed {seed}, variability {var.source}"
+                + (f" from chips {', '.join(chips)}" if chips else "") + ")\n"
                 f"final loss {summary['final_loss']:.4f}, ideal test accuracy {res.test_accuracy * 100:.1f} %\n"
                 f"weights: {out}"
             )
@@ -241,7 +384,7 @@ def register(app: typer.Typer) -> None:
             params={"dataset": dataset, "hardware_aware": hardware_aware, "epochs": rec["epochs"],
                     "seed": seed, "lr": rec["lr"], "recipe": recipe, "bench": bench, "order": order,
                     "bias_scale": bias_scale,
-                    "out": str(out), "variability": var.summary()},
+                    "out": str(out), "variability": var.summary(), "variability_chips": chips},
         )  # fmt: skip
 
     @app.command("evaluate")

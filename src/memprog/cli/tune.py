@@ -241,7 +241,8 @@ class TuneJob:
     resume: str | None
     show: bool
     t0: float
-    m: np.ndarray | None = None  # a --map job: the map and its top-left cell
+    m: np.ndarray | None = None  # a --map job: the map, its file's name and top-left cell
+    map_name: str | None = None
     origin: tuple[int, int] = (0, 0)
     r: np.ndarray | None = None  # a grid job: the cells and their targets
     c: np.ndarray | None = None
@@ -275,6 +276,93 @@ class TuneJob:
         }  # fmt: skip
 
 
+class Refusal(ConfigError):
+    """A ConfigError (exit 2, one line) whose line is written out whole.
+
+    Why: ``PARAM=VALUE is not allowed (allowed: ...)`` reads badly for options that are
+    missing (``--cols=None``) or that exclude each other, and for a bound that depends on
+    another option (``--protocol``); the parameter, value and allowed range stay on the
+    exception for callers that read them.
+    """
+
+    def __init__(self, text: str, parameter: str, value: Any = None, allowed: str = "") -> None:
+        super().__init__(parameter, value, allowed)
+        Exception.__init__(self, text)
+
+
+# the protocol settings the command line sets, by the option the user typed (registry)
+USER_OPTIONS = {"tolerance_rel": "--tolerance-rel", "max_pulses": "--max-pulses", "settle_s": "--settle-s"}
+GRID_OPTIONS = ("--rows", "--cols", "--target-us")
+
+
+def check_grid_options(rows: str | None, cols: str | None, target_us: str | None, map_path: Path | None) -> None:
+    """A map, or the three grid options: never both (a map carries its own cells and targets,
+    so the grid options were silently ignored), never some of the three."""
+    given = {n: v for n, v in zip(GRID_OPTIONS, (rows, cols, target_us), strict=True) if v is not None}
+    if map_path is not None and given:
+        shown = ", ".join(f"{n} {v}" for n, v in given.items())
+        raise Refusal(
+            f"--map cannot be combined with --rows/--cols/--target-us (given: {shown}; a map "
+            "carries its own cells and targets)",
+            "--map", str(map_path), "--map alone, or --rows, --cols and --target-us",
+        )  # fmt: skip
+    if map_path is None and len(given) < 3:
+        missing = [n for n in GRID_OPTIONS if n not in given]
+        verb = "is" if len(missing) == 1 else "are"
+        raise Refusal(
+            f"{' and '.join(missing)} {verb} missing (allowed: --rows, --cols and --target-us "
+            "together, or --map)",
+            missing[0], None, "--rows, --cols and --target-us together, or --map",
+        )  # fmt: skip
+
+
+def check_user_settings(spec: Any, protocol: str, *, for_map: bool = False, **user: Any) -> None:
+    """The protocol's own bounds on the flags it takes, named as the user typed them.
+
+    Why: the CLI's callbacks bound each flag for every protocol (``--max-pulses`` 1 to
+    1000000); a protocol may allow less (predictive: >= 2). Its settings class says so
+    (pydantic's check, the bound read from the class, not repeated here), and the message
+    names the option and the protocol rather than ``PredictiveParams.max_pulses``.
+    """
+    for field, value in user.items():  # a flag the protocol would drop without a word
+        # (a map job takes --tolerance-rel and --max-pulses as its own band and budget)
+        if value is not None and field not in spec.user_fields and not for_map:
+            option = USER_OPTIONS.get(field, field)
+            takes = ", ".join(USER_OPTIONS.get(f, f) for f in spec.user_fields) or "none of them"
+            raise Refusal(
+                f"{option}={value!r} is not taken by --protocol {protocol} (it takes {takes}"
+                + ("; its band is absolute, in µS" if field == "tolerance_rel" else "") + ")",
+                option, value, f"left out for --protocol {protocol}",
+            )  # fmt: skip
+    try:
+        spec.with_user(spec.settings(), **user)
+    except ConfigError as exc:
+        head, _, field = exc.parameter.partition(".")
+        option = USER_OPTIONS.get(field)
+        if head != spec.settings.__name__ or option is None:
+            raise
+        allowed = exc.allowed or exc.detail
+        raise Refusal(
+            f"{option}={exc.value!r} is not allowed for --protocol {protocol} (allowed: {allowed})",
+            option, exc.value, f"{allowed} for --protocol {protocol}",
+        ) from exc  # fmt: skip
+
+
+def check_grid(rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> None:
+    """The grid's own consistency, before any run exists (the protocols refuse the same, but
+    only once the run is open and the bench connected: a typo then left a failed run)."""
+    for name, idx in (("--rows", rows), ("--cols", cols)):
+        uniq, counts = np.unique(idx, return_counts=True)
+        if uniq.size != idx.size:
+            raise ConfigError(name, int(uniq[counts > 1][0]), "each index once (each cell at most once per run)")
+    n = rows.size * cols.size
+    if targets.size not in (1, n):
+        raise ConfigError(
+            "--target-us", f"{targets.size} values",
+            f"one target for all cells, or one per cell: {n} (--rows {rows.size} x --cols {cols.size}, row-major)",
+        )  # fmt: skip
+
+
 def parse_tune(
     bench: str,
     rows: str | None,
@@ -297,15 +385,18 @@ def parse_tune(
     run exists or the bench is opened."""
     t0 = time.perf_counter()
     spec = registry.get(protocol)
-    if map_path is None and (rows is None or cols is None or target_us is None):
-        raise ConfigError("--rows/--cols/--target-us", None, "all three, or --map")
+    check_grid_options(rows, cols, target_us, map_path)
     if resume is not None and map_path is None:
         raise ConfigError("--resume", resume, "only with --map (an array job)")
     # the protocol's own bounds on the flags it takes, checked before any run exists
-    spec.with_user(spec.settings(), tolerance_rel=tolerance_rel, max_pulses=max_pulses, settle_s=settle_s)
+    check_user_settings(
+        spec, protocol, for_map=map_path is not None,
+        tolerance_rel=tolerance_rel, max_pulses=max_pulses, settle_s=settle_s,
+    )  # fmt: skip
     job = TuneJob(bench, protocol, spec, order, tolerance_rel, max_pulses, settle_s, None, out, png, resume, show, t0)
     if map_path is not None:
         job.m = load_map(map_path)
+        job.map_name = map_path.name
         o = parse_indices(origin, "origin")
         if o.size != 2:
             raise ConfigError("origin", origin, "ROW,COL")
@@ -314,8 +405,9 @@ def parse_tune(
     else:
         rr = parse_indices(rows, "rows")  # type: ignore[arg-type]
         cc = parse_indices(cols, "cols")  # type: ignore[arg-type]
-        job.r, job.c = (a.ravel() for a in np.meshgrid(rr, cc, indexing="ij"))
         job.t = parse_values(target_us, "target_us")  # type: ignore[arg-type]
+        check_grid(rr, cc, job.t)
+        job.r, job.c = (a.ravel() for a in np.meshgrid(rr, cc, indexing="ij"))
     job.delays = None if retention_s is None else list(parse_values(retention_s, "retention_s"))
     return job
 
@@ -373,10 +465,18 @@ def tune_precheck(cfg: Any, job: TuneJob, force: bool) -> None:
     """What the bench file alone can refuse, before the run exists (memprog.bench.precheck);
     earlier outputs stay unless --force (issue 27)."""
     if job.m is not None:
-        pc.check_map(cfg, job.m, job.origin)
+        try:
+            pc.check_map(cfg, job.m, job.origin)
+        except ConfigError as exc:
+            if exc.parameter != "target_map_us":
+                raise
+            # the entry named as a negative one is (memprog.jobs.weights): file[row,col]
+            lo, hi = pc.target_range_us(cfg)
+            r, c = np.argwhere((job.m < lo) | (job.m > hi))[0]
+            raise ConfigError(f"{job.map_name or 'map'}[{r},{c}]", float(job.m[r, c]), exc.allowed) from exc
     else:
-        pc.check_cells(cfg, job.r, job.c)
-        pc.check_targets(cfg, job.t)
+        pc.check_cells(cfg, job.r, job.c, ("--rows", "--cols"))
+        pc.check_targets(cfg, job.t, "--target-us")
     refuse_existing(job.png, force, "--png")
     refuse_existing(job.out, force)
 
@@ -398,6 +498,8 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
             tolerance_rel=tolerance_rel, max_pulses=max_pulses, settle_s=settle_s,
         )  # fmt: skip
         eff_settle = resolve_settle_s(prog, settle_s)
+        # the relative band the cells were judged against (None: the protocol's is absolute)
+        band_rel = settings.tolerance_rel if "tolerance_rel" in spec.user_fields else None
         if m is not None:
             ap = ArrayParams(
                 protocol=job.protocol, order=job.order, settle_s=settle_s,
@@ -405,6 +507,7 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
                 **({"tolerance_rel": tolerance_rel} if tolerance_rel is not None else {}),
                 **({"max_pulses": max_pulses} if spec.caller_band and max_pulses else {}),
             )
+            band_rel = ap.tolerance_rel  # a map's cells are judged against the job's band
             kept = None
             if resume:
                 # resume reads before it trusts: every kept cell is read again, and
@@ -450,6 +553,7 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
             "technology": technology,
             "wall_s": time.perf_counter() - job.t0,
             "bench_time_s": bench_time,
+            "tolerance_rel": band_rel,
         }
     )
     if resume is not None:
@@ -466,7 +570,7 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
         summary["png"] = str(png)
     human = (
         f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
-        f"{summary['within_tolerance']} within tolerance; {summary['pulses_mean']:.1f} pulses per cell "
+        f"{summary['within_tolerance']} within tolerance ({_band(summary)}); {summary['pulses_mean']:.1f} pulses per cell "
         f"(max {summary['pulses_max']}); flags {', '.join(f'{k} {v}' for k, v in (summary['flags'] or {}).items()) or 'none'}\n"
         f"max error of converged cells {_us(summary.get('max_abs_error_converged_us'))}; "
         f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
@@ -491,6 +595,14 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
         f"(exit {oc['exit_code']}: {oc['rule']})"
     )
     return Outcome(summary, human, failed_cells=oc["failed"])
+
+
+def _band(summary: dict[str, Any]) -> str:
+    """The tolerance the cells were judged against, for the human text: ``±1 % of target,
+    3-15 µS`` (a relative band with its floor), ``±0.4 µS`` (an absolute one)."""
+    lo, hi, rel = summary.get("tolerance_us_min"), summary.get("tolerance_us_max"), summary.get("tolerance_rel")
+    us = "n/a" if lo is None else f"{lo:.3g} µS" if lo == hi else f"{lo:.3g}-{hi:.3g} µS"
+    return f"±{100 * rel:g} % of target, {us}" if rel is not None else f"±{us}"
 
 
 def _us(x: float | None) -> str:

@@ -35,6 +35,7 @@ program job really writes after each device there (all layers, the job's own ord
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from memprog.core.array_files import MAX_WEIGHT_NUMBERS, check_zip_budget
-from memprog.core.errors import ConfigError
+from memprog.core.errors import ConfigError, MemprogError
 from memprog.hwaware.datasets import DATASETS
 
 # the one name of the weight-file format: written here (save_weights), checked here and by
@@ -295,6 +296,12 @@ def save_weights(obj: dict, path: str | Path) -> Path:
 
     The one weight-file writer: ``memprog train``, ``memprog insitu`` and the shipped
     example's build all write through it, so every file passes the same validation.
+
+    Written to a temporary file beside ``path`` and renamed over it, so a write that fails
+    (disk full, a folder that refuses files) leaves no truncated weight file that a later
+    ``memprog program`` would load or ``--out`` would refuse to replace. That failure raises
+    a :class:`MemprogError` that is not a ConfigError (exit 3: the disk, not the input; torch
+    reports some as RuntimeError, which would otherwise surface as a traceback).
     """
     import torch  # deferred: torch takes ~1 s to import; the mapping itself is numpy-only
 
@@ -302,6 +309,17 @@ def save_weights(obj: dict, path: str | Path) -> Path:
     obj["state_dict"] = {k: v.detach().to("cpu", torch.float32).clone() for k, v in obj["state_dict"].items()}
     validate_weights(obj, source="weights to save")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(obj, path)
+    # created as torch.save creates any file (the umask's mode), then renamed over ``path``
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder that refused the file refuses its removal too: nothing to remove
+        why = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        raise MemprogError(f"weights {path}: writing the weight file failed: {why}") from exc
     return path

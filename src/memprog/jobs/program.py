@@ -158,7 +158,8 @@ def run_program(
     defer = settles and tuner.protocol_settles
     res = program_plan(prog, plan, p, s, done, progress, stats, engine=tuner, defer_pairs=defer)
     # settle, then one verification read of every cell
-    settle = settle_and_verify(bench, prog, plan, res, p.settle_s, tuner, s)
+    settled = settle_and_verify(bench, prog, plan, res, p.settle_s, tuner, s)
+    settle = settled.text()
     s.record_event({"event": "verify", "settle": settle, "within_tolerance": int(res.within_tolerance.sum())})
     # the settled reading is what the chip holds: it replaces each cell's row in the store
     # (the store keeps the latest row per cell), so the dashboard counts what the CLI counts
@@ -178,6 +179,7 @@ def run_program(
         bt = float(bench.bench_time_s) - b0
     res.bench_time_s = bt
     report = ProgramReport(run_id, res, plan, sw, chip, readout, inference, layers, res.wall_s, bt, settle)
+    report.settle_numbers = settled.numbers()
     report.accuracy_tolerance = p.accuracy_tolerance
     if resume_info is not None:
         report.extra["resume"] = resume_info.summary(None)

@@ -46,6 +46,9 @@ class ProgramReport:
     settle: str
     extra: dict[str, Any] = field(default_factory=dict)
     accuracy_tolerance: float = 0.03
+    # the settle's numbers (memprog.jobs.program_settle.JobSettle.numbers); None where the
+    # report was put together from several (a fleet's total): those fields are then null
+    settle_numbers: dict[str, Any] | None = None
 
     def outcome(self) -> dict[str, Any]:
         """What the job achieved and its exit decision (:func:`memprog.reporting.outcome.report_outcome`)."""
@@ -67,6 +70,7 @@ class ProgramReport:
             "pairs_within_tolerance": o["pairs_within_tolerance"],
             "pairs_failed": o["pairs_failed"],
             "pairs_stuck_limited": o.get("pairs_stuck_limited", 0),
+            "pairs_by_outcome": o.get("pairs_by_outcome"),
             "outcome": o,
             "software_accuracy": self.software_accuracy,
             "chip_accuracy": self.chip_accuracy,
@@ -76,6 +80,7 @@ class ProgramReport:
             "layers": self.layers,
             "pulses_total": int(r.pulses.sum()),
             "settle": self.settle,
+            **(self.settle_numbers or dict.fromkeys(SETTLE_FIELDS)),
             "wall_s": self.wall_s,
             "job_wall_s": self.wall_s,
             "bench_time_s": self.bench_time_s,
@@ -220,6 +225,8 @@ def _plot_layer(report: ProgramReport, k: int, out: Path, technology: str, chip:
 
 # what the error scale spans (the working cells' errors: stuck ones saturate)
 PCT_NOTE = "99th percentile of working cells"
+# the settle as numbers in the --json document, beside its sentence
+SETTLE_FIELDS = ("settle_waited_s", "settle_rounds", "settle_cells_retuned", "settle_pair_reaims")
 
 
-__all__ = ["ProgramReport", "layer_figures", "write_report", "PCT_NOTE"]
+__all__ = ["ProgramReport", "layer_figures", "write_report", "SETTLE_FIELDS", "PCT_NOTE"]

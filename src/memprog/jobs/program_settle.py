@@ -18,6 +18,7 @@ their band, round after round)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,42 @@ def _copies(plan: Plan) -> int:
     return int(c.max()) + 1 if len(c) else 1
 
 
+@dataclass(frozen=True)
+class JobSettle:
+    """What the job's settle did: its numbers for scripts, :meth:`text` for people.
+
+    Why both: the report's ``settle`` sentence reads well, but a script must get the time
+    waited and the re-tunes as numbers, not by parsing prose.
+    """
+
+    waited_s: float  # bench time waited, every round together
+    rounds: int  # settles that waited (the first, then one per re-tune round)
+    settle_s: float  # the settle asked for (each wait is at most this)
+    cells_retuned: int  # cells re-tuned after relaxing out of their band
+    pair_reaims: int  # working copies re-aimed beside a stuck or failed twin
+    form: str = ""  # "" the full sentence; else a short form ({waited} filled in)
+
+    def text(self) -> str:
+        """The sentence the report shows (seconds to 0.01 s: microseconds say nothing)."""
+        waited = f"{round(self.waited_s, 2):g}"
+        if self.form:
+            return self.form.format(waited=waited)
+        return (
+            f"waited {waited} s in {self.rounds} settle(s) of up to {self.settle_s:g} s after "
+            f"the cells' last pulse or read, {self.cells_retuned} cells re-tuned"
+            + (f", {self.pair_reaims} re-tuned for a pair whose twin is stuck or failed" if self.pair_reaims else "")
+        )
+
+    def numbers(self) -> dict[str, Any]:
+        """The ``--json`` fields beside the sentence."""
+        return {
+            "settle_waited_s": float(self.waited_s),
+            "settle_rounds": int(self.rounds),
+            "settle_cells_retuned": int(self.cells_retuned),
+            "settle_pair_reaims": int(self.pair_reaims),
+        }
+
+
 def settle_and_verify(
     bench: Any,
     prog: CellProgrammer,
@@ -64,9 +101,9 @@ def settle_and_verify(
     tuner: _Programmer,
     s: EventSink,
     rounds: int = JOB_SETTLE_ROUNDS,
-) -> str:
+) -> JobSettle:
     """Settle, then one verification read of every cell; ``res`` updated. Returns what was
-    done, in words (the report's ``settle``).
+    done (:class:`JobSettle`: the report's ``settle`` sentence and its numbers).
 
     Where the stack can wait: the job waits what is left of the technology's settle since
     its protocols last pulsed or read any cell (:class:`~memprog.jobs.program_pulses.PulseLog`:
@@ -95,8 +132,8 @@ def settle_and_verify(
             wait(settle_s)
         _read(prog, res, every, tol)
         if callable(wait) and settle_s > 0:
-            return f"waited {settle_s:g} s"
-        return "not available on this stack" if settle_s > 0 else "skipped"
+            return JobSettle(settle_s, 1, settle_s, 0, 0, "waited {waited} s")
+        return JobSettle(0.0, 0, settle_s, 0, 0, "not available on this stack" if settle_s > 0 else "skipped")
     quiet = EventsOnly(s)  # re-tunes report events; each cell's final row is written by the job
     # a protocol that aims inside the job's band (caller_band) is held to it by reads spaced
     # over the telegraph noise (see spaced_read); the others keep the reads they were
@@ -191,15 +228,7 @@ def settle_and_verify(
     if out.any():  # out of band after the last settle: the result says so
         res.converged[out] = False
         add_flag(res.flags, out, FLAG_DRIFTED)
-    return (
-        f"waited {waited:g} s in {settles_n} settle(s) of up to {settle_s:g} s after the cells' "
-        f"last pulse or read, {int(retuned.sum())} cells re-tuned"
-        + (
-            f", {int(paired.sum())} re-tuned for a pair whose twin is stuck or failed"
-            if paired.any()
-            else ""
-        )
-    )
+    return JobSettle(waited, settles_n, settle_s, int(retuned.sum()), int(paired.sum()))
 
 
 def _fix_settled(
@@ -483,4 +512,4 @@ def _pairs_to_reaim(
     return idx[keep], t_new[keep], other[keep]
 
 
-__all__ = ["settle_and_verify"]
+__all__ = ["JobSettle", "settle_and_verify"]

@@ -28,6 +28,9 @@ software; otherwise 1. A pair with a stuck copy is the stuck cell's, like a stuc
 still ends outside its band (the stuck cell's reading moves more than the band, or the
 twin would have to leave the chip's range) it is counted as ``pairs_stuck_limited``,
 reported, not failed. A pair whose copies all work and that ends outside its band fails.
+``pairs_dead`` counts both pairs of a dead weight, in band or not, so it overlaps
+``pairs_within_tolerance``; ``pairs_by_outcome`` gives each pair exactly one category and
+adds up to ``pairs`` (within tolerance, failed, stuck-limited, dead weight's pair outside).
 
 This module imports only numpy and the protocols' result types (never the CLI), so a job,
 the store and the dashboard can all use it.
@@ -225,6 +228,7 @@ def cell_outcome(
     within: Any,
     *,
     kind: str = "tune",
+    reads_verified: bool = False,
 ) -> dict[str, Any]:
     """The counts of one run's cells and the tune/levels exit decision.
 
@@ -233,6 +237,12 @@ def cell_outcome(
         converged: per-cell acceptance by the protocol (None: not recorded).
         within: per-cell final read within tolerance (see :func:`within_tolerance`).
         kind: ``tune`` (also ``array``) or ``levels`` — names the rule in the output.
+        reads_verified: every cell's final read was taken after the settle (the program
+            job reads every cell itself). Otherwise (``tune``) a working cell the protocol
+            did not accept counts by why it stopped, not as within tolerance: its final
+            read is the last one before it gave up (a pulse budget, a noisy cell), never
+            checked after the settle, and a relaxing cell read in band then may not be in
+            band now. Those cells are counted in ``unverified_in_band``.
 
     Returns a JSON-ready dict: ``cells``, ``categories`` (adding up to ``cells``),
     ``converged``, ``within_tolerance`` (every cell whose final read is in band, stuck ones
@@ -241,18 +251,25 @@ def cell_outcome(
     """
     w = np.asarray(within, dtype=bool).reshape(-1)
     n = int(w.size)
-    cat = categorize(flags, converged, w)
+    unverified = np.zeros(n, dtype=bool)
+    if kind != "levels" and not reads_verified and converged is not None:
+        unverified = w & ~np.asarray(converged, dtype=bool).reshape(n)
+    cat = categorize(flags, converged, w & ~unverified)
     counts = np.bincount(cat, minlength=len(CATEGORIES))
     categories = {c: int(k) for c, k in zip(CATEGORIES, counts.tolist(), strict=True)}
     stuck = categories[STUCK]
     conv = int(np.asarray(converged, dtype=bool).sum()) if converged is not None else None
     failed = n - stuck - categories[WITHIN]
     rule_kind = "levels" if kind == "levels" else "tune"
+    # a ladder's "cells" are its levels (one cell programmed n times): say so by name too
+    named = {"levels": n} if kind == "levels" else {}
     return {
         "cells": n,
+        **named,
         "categories": categories,
         "converged": conv,
         "within_tolerance": int(w.sum()),
+        "unverified_in_band": int((unverified & (cat != CATEGORIES.index(STUCK))).sum()),
         "stuck": stuck,
         "working": n - stuck,
         "working_within_tolerance": categories[WITHIN],
@@ -339,6 +356,12 @@ def pair_outcome(
     conductance — a stuck copy's twin makes up for it, so the weight is right when the sum
     is. A weight is dead when every copy of one of its two conductances is stuck (nothing
     could fix it); its pairs are reported, not failed.
+
+    ``pairs_dead`` is both pairs of every dead weight (``2 * weights_dead``), whether in
+    band or not: a dead weight's live pair may be within tolerance and is then counted in
+    ``pairs_within_tolerance`` too. Why keep that overlap: it answers "how many pairs can
+    no longer carry their weight", which a partition cannot; ``pairs_by_outcome`` is the
+    partition (each pair once, adding up to ``pairs``) for a reader who adds the counts.
     """
     layer = np.asarray(layer, dtype=np.int64)
     i = np.asarray(i, dtype=np.int64)
@@ -351,7 +374,7 @@ def pair_outcome(
     n = layer.size
     if n == 0:
         return {"pairs": 0, "pairs_within_tolerance": 0, "pairs_failed": 0, "pairs_stuck_limited": 0, "pairs_dead": 0,
-                "weights": 0, "weights_dead": 0}  # fmt: skip
+                "pairs_by_outcome": pairs_partition(0, 0, 0, 0), "weights": 0, "weights_dead": 0}  # fmt: skip
     wkey = np.stack([layer, i, j], axis=1)
     _, widx = np.unique(wkey, axis=0, return_inverse=True)
     widx = widx.reshape(-1)
@@ -385,8 +408,23 @@ def pair_outcome(
         "pairs_failed": int(failed.sum()),
         "pairs_stuck_limited": int(stuck_limited.sum()),
         "pairs_dead": int(of_dead_weight.sum()),
+        "pairs_by_outcome": pairs_partition(
+            int(pair_in.sum()), int(failed.sum()), int(stuck_limited.sum()),
+            int((of_dead_weight & ~pair_in).sum()),
+        ),
         "weights": nw,
         "weights_dead": int(w_dead.sum()),
+    }
+
+
+def pairs_partition(within: int, failed: int, stuck_limited: int, dead_outside: int) -> dict[str, int]:
+    """Each pair in exactly one category, so the four add up to ``pairs``: a dead weight's
+    pair in band is ``within_tolerance`` (not counted again as dead)."""
+    return {
+        "within_tolerance": within,
+        "failed": failed,
+        "stuck_limited": stuck_limited,
+        "dead_not_within_tolerance": dead_outside,
     }
 
 
@@ -424,7 +462,8 @@ def program_outcome(
             ``tolerance_us`` (see :func:`pair_columns`); None: each working cell is its own
             pair (a conductance map programmed with one copy).
     """
-    out = cell_outcome(flags, converged, within, kind="tune")
+    # the job settles and reads every cell itself (memprog.jobs.program_settle)
+    out = cell_outcome(flags, converged, within, kind="tune", reads_verified=True)
     if pairs is not None:
         stuck = categorize(flags, converged, within) == CATEGORIES.index(STUCK)
         p = pair_outcome(
@@ -438,6 +477,8 @@ def program_outcome(
             "pairs_failed": out["failed"],
             "pairs_stuck_limited": 0,
             "pairs_dead": out["stuck"],
+            # working_within_tolerance excludes stuck cells: the four add up to the cells
+            "pairs_by_outcome": pairs_partition(out["working_within_tolerance"], out["failed"], 0, out["stuck"]),
             "weights": out["cells"],
             "weights_dead": out["stuck"],
         }
@@ -493,16 +534,21 @@ def describe(o: dict[str, Any]) -> str:
         f"{o['working_within_tolerance']} of {o['working']} working cells within tolerance, "
         f"{o['stuck']} stuck (reported, not failed)"
         + (f"; outside: {bad}" if bad else "")
+        + (f" ({o['unverified_in_band']} of them last read in band before the protocol gave up: "
+           "not verified after the settle)" if o.get("unverified_in_band") else "")
         + (f"; converged {o['converged']} of {o['cells']}" if o.get("converged") is not None else "")
     )
     if "pairs" in o:
+        dead_in = o["pairs_dead"] - o.get("pairs_by_outcome", {}).get("dead_not_within_tolerance", o["pairs_dead"])
         text += (
-            f"\n  pairs: {o['pairs_within_tolerance']} of {o['pairs']} within tolerance, "
-            f"{o['pairs_failed']} failed, "
+            f"\n  pairs (the copies of one conductance): {o['pairs_within_tolerance']} of {o['pairs']} "
+            f"within tolerance, {o['pairs_failed']} failed, "
             + (f"{o['pairs_stuck_limited']} held back by a stuck copy (reported, not failed), "
                if o.get("pairs_stuck_limited") else "")
             + f"{o['pairs_dead']} in {o['weights_dead']} dead weights of {o['weights']} "
-            "(every copy of one of the weight's two conductances stuck: reported, not failed)"
+            "(every copy of one of the weight's two conductances stuck: reported, not failed"
+            + (f"; overlaps the counts before it: {dead_in} of these pairs are within tolerance" if dead_in else "")
+            + ")"
         )
     return text
 
@@ -524,6 +570,7 @@ __all__ = [
     "frame_outcome",
     "ladder_outcome",
     "pair_outcome",
+    "pairs_partition",
     "palette",
     "program_outcome",
     "report_outcome",
