@@ -218,7 +218,11 @@ def characterize(
         n_d = min(n_dist, working.size)
         if n_d < 2 and n_dist != 0:
             # a disturb is what a write does to *another* cell: one reachable cell has none
-            skipped["disturb"] = f"needs 2 working cells the stack reaches; it reaches {n_d}"
+            skipped["disturb"] = (
+                f"needs 2 working cells; disturb_cells={n_dist} asked for one"
+                if p.disturb_cells is not None and p.disturb_cells < 2
+                else f"needs 2 working cells the stack reaches; it reaches {n_d}"
+            )
         if n_d >= 2:
             sel = working[:n_d]  # row-major order, as Drolet's transfers
             sr, sc = cr[sel], cc[sel]

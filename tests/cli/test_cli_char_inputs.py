@@ -183,3 +183,16 @@ def test_characterize_text_names_the_levels_range_orders_rtn_and_prints_no_nan()
     row = next(ln for ln in lines if ln.split()[:1] == ["3"])
     assert row.split() == ["3", "-6.80", "-", "1"], row  # before: "nan"
     assert text.index("RTN before") < text.index("RTN after")
+
+
+@pytest.mark.slow
+def test_one_disturb_cell_asked_for_is_named_as_asked(tmp_path, monkeypatch):
+    """--disturb-cells 1 on a full array: the stack reaches plenty, one was asked for."""
+    from memprog import open_bench
+    from memprog.protocols.characterize import CharacterizeParams, characterize
+
+    monkeypatch.setenv("MEMPROG_SIM_STATE_DIR", str(tmp_path / "sim"))
+    with open_bench("sim_onchip") as b:
+        p = CharacterizeParams(devices=2, levels=2, repeats=1, reads=2, disturb_cells=1, response_repeats=0)
+        counts = characterize(b.programmer, p)
+    assert counts["skipped"]["disturb"] == "needs 2 working cells; disturb_cells=1 asked for one"

@@ -102,3 +102,37 @@ def test_a_relax_table_of_another_technology_under_the_same_chip_id_is_refused(t
     assert r.exit_code == 2
     assert "tio2x_feedforward" in r.stderr and "hfo2_1t1r" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_twin_settles_from_the_chip_it_was_fitted_from(tmp_path, monkeypatch):
+    """A twin has no characterisation of its own: its levels take its chip's relax table (the
+    settles the job on that chip would choose), named in the output (review: it sent the user
+    to characterise the twin, ~1,200 s of bench time)."""
+    import yaml
+
+    monkeypatch.setenv("MEMPROG_SIM_STATE_DIR", str(tmp_path / "chips"))
+    url = f"sqlite:///{tmp_path / 'char.db'}"
+    r = _runner().invoke(app, ["characterize", "--bench", ONCHIP, "--db", url, "--devices", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    twin = tmp_path / "twin.yaml"
+    r = _runner().invoke(app, ["sim", "calibrate", "--db", url, "--chip", "HFO2-1T1R-SIM-01",
+                               "--write-bench", str(twin), "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    chip = yaml.safe_load(twin.read_text())["chip"]
+    assert chip["id"] == "HFO2-1T1R-SIM-01-twin" and chip["twin_of"] == "HFO2-1T1R-SIM-01"
+    args = ["levels", "--bench", str(twin), "--levels", "8", "--start-us", "1000", "--json",
+            "--out", str(tmp_path / "l.png"), "--db", url, "--settle-from-db", url]  # fmt: skip
+    r = _runner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["settle_from"]["chip_id"] == "HFO2-1T1R-SIM-01" and d["levels_within_tolerance"] == 8
+    assert 0.5 < d["settle_from"]["tau_s"] < 2.0
+    # a bench without twin_of and without runs of its own is still refused
+    plain = tmp_path / "plain.yaml"
+    del chip["twin_of"]
+    data = yaml.safe_load(twin.read_text())
+    data["chip"] = chip
+    plain.write_text(yaml.safe_dump(data))
+    r = _runner().invoke(app, [*args[:2], str(plain), *args[3:], "--force"])
+    assert r.exit_code == 2 and "holds none" in r.stderr

@@ -195,3 +195,27 @@ def test_options_that_are_used_still_pass(tmp_path):
     doc = json.loads(res.stdout)
     assert doc["validations"] >= 1 and "stuck(0.005,0.005)" in doc["variability_source"]
     assert doc["variability_chips"] is None  # a preset: no chips
+
+
+# ----------------------------------------------------------------------------- evaluate: the same checks
+@pytest.mark.slow
+def test_evaluate_checks_its_store_and_options_as_train_does(tmp_path):
+    w = tmp_path / "w.pt"
+    made = runner.invoke(app, ["train", "--dataset", "halfmoons", "--epochs", "2", "--out", str(w)])
+    assert made.exit_code == 0, made.output
+    url = _store(tmp_path, {"TIO-A": "tio2_passive", "HFO-B": "hfo2_1t1r"})
+
+    def refused(args, option):
+        res = runner.invoke(app, ["evaluate", str(w), "--transfers", "10", *args])
+        assert res.exit_code == 2, res.output
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {option}="), res.stderr
+        return lines[0]
+
+    line = refused(["--db", url], "--db")  # an HfO2 census would land in the TiO2 prediction
+    assert "TIO-A (tio2_passive)" in line and "HFO-B (hfo2_1t1r)" in line
+    refused(["--chip-id", "TIO-A"], "--chip-id")  # no store: the chip would be recorded, not read
+    refused(["--imprecision", "fitted"], "--imprecision")
+    ok = runner.invoke(app, ["evaluate", str(w), "--transfers", "10", "--db", url, "--chip-id", "TIO-A", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["variability_chips"] == ["TIO-A"]

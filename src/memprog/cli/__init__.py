@@ -10,12 +10,29 @@ share their reports, since command modules never import each other.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from typing import Annotated
 
-import typer
 
-from memprog import __version__
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C while the command modules load: one line and exit 130, not a traceback from
+    deep inside an import. Nothing has been sent to an instrument yet, and nothing stored."""
+    sys.stderr.write("memprog: interrupted while starting; nothing was sent or stored\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+# the handler stands only while this package imports its commands (main thread only: a
+# signal handler cannot be set elsewhere); each command installs its own handling after
+_STARTING = threading.current_thread() is threading.main_thread()
+_PREVIOUS_SIGINT = signal.signal(signal.SIGINT, _interrupted_while_starting) if _STARTING else None
+
+import typer  # noqa: E402
+
+from memprog import __version__  # noqa: E402
 from memprog.cli import (
     bench,
     common,
@@ -70,6 +87,8 @@ program.register(app)
 dashboard.register(app)
 bench.register(app)  # bench check
 help.tidy(app)  # whole-sentence help, an example per command
+if _STARTING:  # the commands are loaded: Ctrl-C is theirs again
+    signal.signal(signal.SIGINT, _PREVIOUS_SIGINT if _PREVIOUS_SIGINT is not None else signal.default_int_handler)
 
 
 def main() -> None:

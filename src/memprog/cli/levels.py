@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
             pc.check_targets(cfg, lv)
             refuse_existing(out, force)  # an earlier ladder stays unless --force (issue 27)
             if settle_from_db is not None:  # a store without this chip's relax table: exit 2
-                chosen.update(_relax_from_db(settle_from_db, cfg.chip.id, cfg.chip.technology))
+                chosen.update(_relax_from_db(settle_from_db, cfg.chip.id, cfg.chip.technology, cfg.chip.twin_of))
 
         def body(ctx: Any) -> Any:
             with ctx.open_bench(bench) as b:
@@ -172,7 +172,8 @@ def register(app: typer.Typer) -> None:
                 # one configured settle_s exists, and the mean under that name read as one
                 summary["settle_s"] = None
                 summary["settle_from"] = {
-                    "db": chosen["db"], "run_id": chosen["run_id"], **chosen["fit"].summary(),
+                    "db": chosen["db"], "run_id": chosen["run_id"], "chip_id": chosen["chip_id"],
+                    **chosen["fit"].summary(),
                     "budget_us": BUDGET_FRACTION * tolerance_us,
                 }  # fmt: skip
             human = (
@@ -224,16 +225,20 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
 
 
-def _relax_from_db(url: str, chip_id: str, technology: str) -> dict[str, Any]:
+def _relax_from_db(url: str, chip_id: str, technology: str, twin_of: str | None = None) -> dict[str, Any]:
     """The chip's measured relaxation, fitted: from its latest complete characterize run
     (one session of the chip, as the twin takes it), else from every run the store holds.
     Runs of the chip id under another technology are not this chip's (a bench file reused
-    with its id unchanged): refused, named."""
+    with its id unchanged): refused, named. A twin (``twin_of``) with no run of its own
+    takes its chip's: the rehearsal chooses the settles the job on that chip would."""
     # deferred: sqlalchemy and pandas, only with --settle-from-db
     from memprog.store import VariabilityDB
 
     vdb = VariabilityDB(url, chip_id=chip_id)
     every = vdb.runs()
+    if len(every) == 0 and twin_of is not None:
+        own = _relax_from_db(url, twin_of, technology)
+        return own | {"chip_id": twin_of}
     if len(every) == 0:
         raise ConfigError(
             "--settle-from-db", _masked(url), f"a store holding a characterize run of chip {chip_id} (its relax table)",
@@ -251,7 +256,7 @@ def _relax_from_db(url: str, chip_id: str, technology: str) -> dict[str, Any]:
     run_id = str(done["run_id"].iloc[0]) if len(done) else None  # list_runs: newest first
     if run_id is not None:
         vdb = VariabilityDB(url, chip_id=chip_id, run_ids=[run_id])
-    return {"fit": fit_relax_samples(vdb.raw("relax")), "run_id": run_id, "db": _masked(url)}
+    return {"fit": fit_relax_samples(vdb.raw("relax")), "run_id": run_id, "db": _masked(url), "chip_id": chip_id}
 
 
 def _masked(url: str) -> str:
@@ -275,8 +280,10 @@ def _count(n: int, noun: str) -> str:
 
 def _settle_words(summary: dict[str, Any]) -> str:
     if summary.get("settle_rule"):
+        src = summary.get("settle_from") or {}
+        whose = f"chip {src['chip_id']}'s" if src.get("chip_id") and src.get("chip_id") != summary.get("chip_id") else "the chip's"
         return (
-            f"a settle from the chip's measured relaxation (mean {summary['settle_wait_mean_s']:.2f} s, "
+            f"a settle from {whose} measured relaxation (mean {summary['settle_wait_mean_s']:.2f} s, "
             f"max {summary['settle_wait_max_s']:.2f} s, {summary['settle_wait_total_s']:.0f} s in all)"
         )
     return f"a {summary['settle_s']:g} s settle"

@@ -204,6 +204,29 @@ def _characterised_chips(
     return list(dict.fromkeys(c for c, _ in pairs)), (known[0] if len(known) == 1 else None)
 
 
+def _evaluation_variability(
+    ctx: typer.Context, db: str | None, preset: str, chip_id: str | None, imprecision: str, stuck: str | None
+) -> tuple[Any, list[str] | None]:
+    """``evaluate``'s transfer model and the chips it pools, checked as ``train`` checks its own.
+
+    Why the same checks: a prediction drawn from a store that pools an HfO2 census into a TiO2
+    model, or recorded as ``imprecision: fitted`` / a chip when no store was read, would be
+    set beside a chip it does not describe.
+    """
+    if chip_id is not None and db is None:
+        raise ConfigError("--chip-id", chip_id, "only with --db (the store holding that chip's characterisation)")
+    if db is None and _given(ctx, "imprecision"):
+        raise ConfigError("--imprecision", imprecision, "only with --db (a preset has no recorded reads)")
+    chips: list[str] | None = None
+    if db is not None:
+        tech = preset if _given(ctx, "preset") else None
+        chips, db_tech = _characterised_chips(db, chip_id, tech, "--preset")
+        if not _given(ctx, "preset") and db_tech in PRESETS:
+            preset = db_tech  # stuck conductances the census lacks: the chips' own preset
+    var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+    return var, chips
+
+
 def _check_device(device: str) -> Any:
     import torch  # deferred: torch (~1 s); memprog --help stays fast
 
@@ -389,6 +412,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_cmd(
+        ctx: typer.Context,
         weights: Annotated[Path, typer.Argument(help="Weight file written by `memprog train`.")],
         transfers: Annotated[int, typer.Option("--transfers", callback=O.int_in(1, O.MAX_TRANSFERS), help="Simulated transfers.")] = 1000,
         db: DbOpt = None,
@@ -421,7 +445,7 @@ def register(app: typer.Typer) -> None:
             raise fail(ConfigError("--engine", engine, "only with --on-bench (the chips it programs)"))
         if on_bench is not None:  # memprog program's comparison, on fresh simulated chips
             try:
-                var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+                var, _ = _evaluation_variability(ctx, db, preset, chip_id, imprecision, stuck)
                 x, y = held_out_set(load_weights(weights))
                 return evaluate_on_bench(
                     weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,
@@ -436,7 +460,7 @@ def register(app: typer.Typer) -> None:
         try:
             dev = _check_device(device)
             w = load_weights(weights)
-            var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
+            var, chips = _evaluation_variability(ctx, db, preset, chip_id, imprecision, stuck)
             x, y = held_out_set(w)
             shape = None if bench is None else bench_array_shape(bench)
             sim = simulator_from_weights(w, var, dev, array_shape=shape)
@@ -452,10 +476,13 @@ def register(app: typer.Typer) -> None:
                     res, png, title=f"{kind} {w['dataset']} network {w['sizes']} ({var.source})",
                     sim=sim if w["dataset"] == "halfmoons" else None, x_test=x, y_test=y, seed=seed,
                 )
-        except MemprogError as exc:
-            raise fail(exc) from exc
+        except MemprogError as exc:  # bad input 2, a store that fails 3
+            code = exit_code_for_error(exc)
+            err = fail(exc)
+            raise (err if code == 2 else typer.Exit(code)) from exc
         s = res.summary()
         summary = s | {
+            "variability_chips": chips,
             "weights": str(weights),
             "dataset": w["dataset"],
             "hardware_aware": w["hardware_aware"],
@@ -468,7 +495,8 @@ def register(app: typer.Typer) -> None:
             "png": str(png) if png is not None else None,
         }
         human = (
-            f"{weights}: {transfers} simulated transfers ({var.source}), {s['n_test_points']} test points\n"
+            f"{weights}: {transfers} simulated transfers ({var.source}"
+            + (f" from chips {', '.join(chips)}" if chips else "") + f"), {s['n_test_points']} test points\n"
             f"ideal accuracy {s['ideal_accuracy'] * 100:.1f} %, mean over transfers "
             f"{s['test_accuracy_mean'] * 100:.1f} % (std {s['test_accuracy_std'] * 100:.1f} %)\n"
             f"correct in >= 95 % of transfers: {s['fraction_correct_in_at_least_95pct'] * 100:.1f} % of points\n"

@@ -571,7 +571,7 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
     human = (
         f"{technology}, {res.protocol}: {summary['converged']} of {summary['cells']} cells converged, "
         f"{summary['within_tolerance']} within tolerance ({_band(summary)}); {summary['pulses_mean']:.1f} pulses per cell "
-        f"(max {summary['pulses_max']}); flags {', '.join(f'{k} {v}' for k, v in (summary['flags'] or {}).items()) or 'none'}\n"
+        f"(max {summary['pulses_max']}); flags (what happened on the way; a cell may carry several) {', '.join(f'{k} {v}' for k, v in (summary['flags'] or {}).items()) or 'none'}\n"
         f"max error of converged cells {_us(summary.get('max_abs_error_converged_us'))}; "
         f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s"
         + (f"; plot: {png}" if png is not None else "")

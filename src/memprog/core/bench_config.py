@@ -104,6 +104,13 @@ class ChipConfig(MemprogModel):
         description="simulator only: technology-preset fields this chip has instead "
         "(e.g. unresponsive_fraction: 0.3 for a chip with 30 % stuck devices)",
     )
+    twin_of: str | None = Field(
+        default=None,
+        min_length=1,
+        description="simulator only: the chip this twin was fitted from (memprog sim calibrate); "
+        "a command that reads the chip's measurements from the store (levels --settle-from-db) "
+        "reads that chip's when the twin has none of its own, as the real job would",
+    )
 
     @model_validator(mode="after")
     def _limits_below_breakdown(self) -> ChipConfig:

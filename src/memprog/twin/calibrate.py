@@ -279,6 +279,7 @@ def twin_bench(result: TwinResult, template: str | Path | None, seed: int | None
         if isinstance(v, str) and PLACEHOLDER_RE.search(v):
             inst["resource"] = PLACEHOLDER_RE.sub(_placeholder_value, v)
     chip["id"] = f"{result.chip_id}-twin"
+    chip["twin_of"] = result.chip_id  # (its measurements stand for the twin's: levels --settle-from-db)
     # a seed of its own, derived from the chip's id: the template's seed + 1 was the next
     # chip of a fleet (fleets number their chips' seeds up from the bench's), so a twin
     # could draw exactly what another real chip of the fleet draws
