@@ -36,5 +36,37 @@ def test_ctrl_c_while_loading_is_one_line_and_130():
 def test_the_commands_get_ctrl_c_back_once_loaded():
     import memprog.cli as cli
 
-    if cli._STARTING:  # (imported on the main thread, as a script is)
-        assert signal.getsignal(signal.SIGINT) is not cli._interrupted_while_starting
+    assert signal.getsignal(signal.SIGINT) is not cli._interrupted_while_starting
+
+
+# a child whose command module fails to import: Ctrl-C must be Python's again afterwards
+FAILED_IMPORT = r"""
+import signal, sys
+class Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "memprog.cli.tune":
+            raise ImportError("broken on purpose")
+        return None
+sys.meta_path.insert(0, Broken())
+try:
+    import memprog.cli
+except ImportError:
+    pass
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+# a child started with SIGINT ignored (a background job): loading keeps it ignored
+IGNORED = r"""
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+import memprog.cli
+print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("child", [FAILED_IMPORT, IGNORED], ids=["failed-import", "ignored"])
+def test_the_start_handler_never_outlives_the_start(child):
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"

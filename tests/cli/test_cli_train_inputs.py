@@ -6,6 +6,7 @@ training would ignore. Backend: torch on the CPU, stores of synthetic characteri
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -150,12 +151,39 @@ def test_save_weights_failure_is_not_an_input_error(tmp_path):
         "mapping": {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0}, "hardware_aware": False,
         "seed": 0, "epochs": 1, "variability_source": "test",
     }  # fmt: skip
-    with pytest.raises(MemprogError) as info:
-        save_weights(w, "/proc/no/w.pt")
-    assert not isinstance(info.value, ConfigError) and "/proc/no/w.pt" in str(info.value)
+    if sys.platform != "win32":  # (on Windows the path would be made under C:\\proc)
+        with pytest.raises(MemprogError) as info:
+            save_weights(w, "/proc/no/w.pt")
+        assert not isinstance(info.value, ConfigError) and "/proc/no/w.pt" in str(info.value)
     # a successful write leaves only the file (no temporary beside it)
     save_weights(w, tmp_path / "w.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["w.pt"]
+
+
+def test_weights_saved_but_not_renamed_are_kept_and_named(tmp_path, monkeypatch):
+    """Only the rename failed (a file held open on Windows): the finished weights stay in
+    the temporary file, which the message names, instead of being thrown away."""
+    import os
+
+    from memprog.hwaware.mapping import load_weights
+
+    w = {
+        "format": "memprog.weights/1", "dataset": "halfmoons", "sizes": [2, 1], "activation": "sigmoid",
+        "output": "sigmoid", "state_dict": {"layers.0.weight": torch.ones(1, 2), "layers.0.bias": torch.zeros(1)},
+        "mapping": {"scheme": "differential", "g_min_us": 100.0, "g_max_us": 400.0}, "hardware_aware": False,
+        "seed": 0, "epochs": 1, "variability_source": "test",
+    }  # fmt: skip
+
+    def held(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", held)
+    with pytest.raises(MemprogError) as info:
+        save_weights(w, tmp_path / "w.pt")
+    monkeypatch.undo()
+    kept = [p for p in tmp_path.iterdir()]
+    assert len(kept) == 1 and kept[0].name.endswith(".tmp") and str(kept[0]) in str(info.value)
+    assert load_weights(kept[0])["state_dict"]["layers.0.weight"].sum().item() == 2.0
 
 
 # ----------------------------------------------------------------------------- 4: ignored options

@@ -331,9 +331,15 @@ def test_prediction_holds_on_eight_programmed_tio2_chips(tmp_path):
     recipe = dict(PAPER_RECIPE) | {"epochs": 1000}
     res = train("halfmoons", var, seed=0, array_shape=(12, 24), **recipe)
     path = save_weights(res.weights, tmp_path / "hw.pt")
+    # the 8 chips on the fleet's Ray engine: one actor per chip, both cores busy (the same
+    # chips as one after another: tests/fleet/test_fleet_ray.py), half the wall time
+    from memprog.fleet.engines import make_engine
+    from memprog.fleet.job import fleet_chip_programmer
+
     out = compare_with_prediction(
         path, "sim_tio2_crossbar", 8, var, held_out_set(res.weights),
         mc_transfers=1000, params=ProgramParams(copies=1),
+        program_chips=fleet_chip_programmer(lambda: make_engine("ray", None), url),
     )
     assert out["disturb_keys"] == "program job order on the bench's array"
     assert len(out["measured_accuracies"]) == 8 and len({c["seed"] for c in out["chips"]}) == 8

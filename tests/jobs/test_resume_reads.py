@@ -386,3 +386,24 @@ def test_kill_9_then_resume_in_a_new_process_the_chip_runs_the_network(tmp_path)
     g = _chip_reads(PROGRAM_BENCH, work["row"].to_numpy(), work["col"].to_numpy(), n=4)
     within = np.abs(g - work["target_us"].to_numpy()) <= work["tolerance_us"].to_numpy()
     assert within.mean() >= 0.9, within.mean()
+
+
+def test_an_array_resume_tunes_again_a_cell_the_protocol_gave_up_on():
+    """A kept cell the protocol had not accepted reads in band now: the program job keeps it
+    (it verifies every cell at its end), an array job tunes it again (its outcome would count
+    the cell by why the protocol gave up: memprog.reporting.outcome)."""
+    from memprog import open_bench
+    from memprog.jobs.resume_reads import reread_kept
+    from memprog.protocols.results import TuneResult
+
+    with open_bench("sim_onchip") as b:
+        prog = b.programmer
+        g = prog.read(np.array([1, 1]), np.array([0, 1]))  # two working cells as they are
+        done = TuneResult(
+            "alibart", rows=[1, 1], cols=[0, 1], target_us=g, final_us=g, pulses=[3, 3], reads=[3, 3],
+            converged=[False, True], flags=np.array(["pulse_budget", ""], dtype=object), tolerance_us=0.2 * g,
+        )  # fmt: skip
+        kept_job, _ = reread_kept(prog, done, 0.2, 1.0, 2)
+        kept_array, info = reread_kept(prog, done, 0.2, 1.0, 2, keep_unaccepted=False)
+    assert len(kept_job) == 2
+    assert len(kept_array) == 1 and bool(kept_array.converged[0]) and info.out_of_tolerance == 1

@@ -25,32 +25,40 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-# the handler stands only while this package imports its commands (main thread only: a
-# signal handler cannot be set elsewhere); each command installs its own handling after
-_STARTING = threading.current_thread() is threading.main_thread()
-_PREVIOUS_SIGINT = signal.signal(signal.SIGINT, _interrupted_while_starting) if _STARTING else None
-
-import typer  # noqa: E402
-
-from memprog import __version__  # noqa: E402
-from memprog.cli import (
-    bench,
-    common,
-    dashboard,
-    db,
-    help,
-    insitu,
-    levels,
-    program,
-    sim_calibrate,
-    sim_chips,
-    sim_demo,
-    sim_serve,
-    train,
-    tune,
+# the handler stands only while this package imports its commands, only on the main thread
+# (a handler cannot be set elsewhere) and only over Python's own default: a SIGINT a parent
+# chose to ignore (a job started with `&` from a script) stays ignored
+_STARTING = (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 )
-from memprog.cli.common import JsonOpt, emit
-from memprog.core.errors import MemprogError
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+try:
+    import typer
+
+    from memprog import __version__
+    from memprog.cli import (
+        bench,
+        common,
+        dashboard,
+        db,
+        help,
+        insitu,
+        levels,
+        program,
+        sim_calibrate,
+        sim_chips,
+        sim_demo,
+        sim_serve,
+        train,
+        tune,
+    )
+    from memprog.cli.common import JsonOpt, emit
+    from memprog.core.errors import MemprogError
+finally:  # loaded, or failed to: Ctrl-C is Python's again either way
+    if _STARTING:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 app = typer.Typer(help="Program memristor chips to precise conductances.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
@@ -87,8 +95,6 @@ program.register(app)
 dashboard.register(app)
 bench.register(app)  # bench check
 help.tidy(app)  # whole-sentence help, an example per command
-if _STARTING:  # the commands are loaded: Ctrl-C is theirs again
-    signal.signal(signal.SIGINT, _PREVIOUS_SIGINT if _PREVIOUS_SIGINT is not None else signal.default_int_handler)
 
 
 def main() -> None:

@@ -184,7 +184,7 @@ def register(app: typer.Typer) -> None:
                 f"({summary['pulses_per_level']:.2f} per level, {summary['setup_pulses']} setup); "
                 f"linearity R² {summary['linearity_r2']:.6f}\n"
                 f"wall {summary['wall_s']:.2f} s, simulated bench time {bench_time:.3f} s; plot: {out}"
-                f"\nfigures measured after {_settle_words(summary)} per level "
+                f"\nfigures measured after {_settle_words(summary, chip_id)} per level "
                 f"({_count(summary['settle_retunes'], 'level')} re-tuned after it)"
             )
             if "validated_levels" in summary:
@@ -278,10 +278,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _settle_words(summary: dict[str, Any]) -> str:
+def _settle_words(summary: dict[str, Any], chip_id: str | None = None) -> str:
     if summary.get("settle_rule"):
         src = summary.get("settle_from") or {}
-        whose = f"chip {src['chip_id']}'s" if src.get("chip_id") and src.get("chip_id") != summary.get("chip_id") else "the chip's"
+        # a twin's ladder settles from its chip's table: say whose
+        whose = f"chip {src['chip_id']}'s" if src.get("chip_id") not in (None, chip_id) else "the chip's"
         return (
             f"a settle from {whose} measured relaxation (mean {summary['settle_wait_mean_s']:.2f} s, "
             f"max {summary['settle_wait_max_s']:.2f} s, {summary['settle_wait_total_s']:.0f} s in all)"

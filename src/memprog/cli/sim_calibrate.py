@@ -58,7 +58,8 @@ def _human(doc: dict[str, Any]) -> str:
     lines.append("kept at the preset:")
     for k, f in doc["kept_preset"].items():
         lines.append(f"  {k:28} {f['why']}")
-    lines.append(f"wrote {doc['bench_file']} (chip {doc['twin_chip_id']}); try: {doc['tune_command']}")
+    try_it = f"; try: {doc['tune_command']}" if doc.get("tune_command") else ""
+    lines.append(f"wrote {doc['bench_file']} (chip {doc['twin_chip_id']}){try_it}")
     return "\n".join(lines)
 
 
@@ -120,11 +121,14 @@ def register(sim_app: typer.Typer) -> None:
             store.close()
         try:
             write_twin_bench(data, write_bench)
-            hint = tune_command(write_bench)  # read back: the bench file the user will open
         except OSError as exc:
             raise fail(ConfigError("--write-bench", str(write_bench), "a writable file", str(exc))) from exc
         except MemprogError as exc:
             raise fail(exc) from exc
+        try:
+            hint: str | None = tune_command(write_bench)  # read back: the bench file the user will open
+        except (OSError, MemprogError):
+            hint = None  # the twin is written: a hint that cannot be built is left out, not an error
         doc = res.to_doc()
         doc.update({"bench_file": str(write_bench), "twin_chip_id": data["chip"]["id"], "sim_params": data["chip"]["sim_params"],
                     "runs_incomplete": incomplete, "tune_command": hint})  # fmt: skip

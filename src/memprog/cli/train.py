@@ -29,7 +29,7 @@ from memprog.cli.runs import Outcome, run_command
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.presets import PRESETS
-from memprog.hwaware.mapping import load_weights, save_weights
+from memprog.hwaware.mapping import load_weights, save_weights, weights_temp_path
 from memprog.hwaware.order import bench_array_shape
 from memprog.reporting.outcome import exit_code_for_error
 
@@ -130,23 +130,24 @@ def _check_out(out: Path) -> None:
 
     Why a real create rather than :func:`os.access` (which ``O.out_file`` asks): as root,
     ``os.access`` says yes to folders no file can be made in (``/proc``), and the training
-    would be lost when the write failed. The probe file is removed at once; an existing
-    file (``--force``) is opened for appending, which leaves it unchanged.
+    would be lost when the write failed. The probe creates the temporary file the save
+    writes first (:func:`~memprog.hwaware.mapping.weights_temp_path`, beside ``out``) and
+    removes it; ``out`` itself is never touched (the save renames over it).
     """
     if out.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
         raise ConfigError(
             "--out", str(out), "a .pt or .pth file (the torch weight file memprog program and evaluate read)"
         )
+    probe = weights_temp_path(out)
     try:
-        if out.exists():
-            with out.open("ab"):
-                pass
-        else:
-            with out.open("xb"):
-                pass
-            out.unlink()
+        with probe.open("wb"):
+            pass
     except OSError as exc:
         raise ConfigError("--out", str(out), "a file memprog can write", exc.strerror or str(exc)) from exc
+    try:
+        probe.unlink()
+    except OSError:
+        pass  # (a scanner holding it a moment on Windows: the save writes this same name again)
 
 
 def _technology(ctx: typer.Context, preset: str, bench: str | None, bench_tech: str | None) -> tuple[str | None, str]:
@@ -186,26 +187,29 @@ def _characterised_chips(
         vdb.close()
     rows = runs[["chip_id", "technology"]].astype(object)
     rows = rows.where(rows.notna(), None)
-    found = {("(no chip id)" if c is None else str(c), None if t is None else str(t)) for c, t in rows.itertuples(index=False)}
-    pairs = sorted(found, key=lambda p: (p[0], p[1] or ""))
+    found = {(None if c is None else str(c), None if t is None else str(t)) for c, t in rows.itertuples(index=False)}
+    pairs = sorted(found, key=lambda p: (p[0] or "", p[1] or ""))
     techs = {t for _, t in pairs}
-    listing = ", ".join(f"{c} ({t or 'technology not recorded'})" for c, t in pairs)
-    if chip_id is None and len(techs) > 1:
+    nameless = int(rows["chip_id"].isna().sum())  # (runs stored by a library call without a chip)
+    listing = ", ".join(f"{c or f'{nameless} run(s) with no chip id'} ({t or 'technology not recorded'})" for c, t in pairs)
+    if len(techs) > 1:  # (with --chip-id too: one id recorded under two technologies is two chips)
         raise ConfigError(
-            "--db", mask_url(db), "characterisations of one technology, or --chip-id CHIP to train from one chip",
+            *(("--chip-id", chip_id) if chip_id is not None else ("--db", mask_url(db))),
+            "characterisations of one technology" + ("" if chip_id else ", or --chip-id CHIP to train from one chip"),
             f"it holds {listing}",
-        )
+        )  # fmt: skip
     known = sorted(t for t in techs if t is not None)
     if tech is not None and known and known != [tech]:
         where = ("--chip-id", chip_id) if chip_id is not None else ("--db", mask_url(db))
         raise ConfigError(
             *where, f"characterisations of {tech}, the technology of {tech_from}", f"they are of {listing}"
         )
-    return list(dict.fromkeys(c for c, _ in pairs)), (known[0] if len(known) == 1 else None)
+    return list(dict.fromkeys(c for c, _ in pairs if c is not None)), (known[0] if len(known) == 1 else None)
 
 
 def _evaluation_variability(
-    ctx: typer.Context, db: str | None, preset: str, chip_id: str | None, imprecision: str, stuck: str | None
+    ctx: typer.Context, db: str | None, preset: str, chip_id: str | None, imprecision: str, stuck: str | None,
+    on_bench: str | None = None,
 ) -> tuple[Any, list[str] | None]:
     """``evaluate``'s transfer model and the chips it pools, checked as ``train`` checks its own.
 
@@ -219,8 +223,10 @@ def _evaluation_variability(
         raise ConfigError("--imprecision", imprecision, "only with --db (a preset has no recorded reads)")
     chips: list[str] | None = None
     if db is not None:
-        tech = preset if _given(ctx, "preset") else None
-        chips, db_tech = _characterised_chips(db, chip_id, tech, "--preset")
+        tech, tech_from = (preset, "--preset") if _given(ctx, "preset") else (None, "")
+        if on_bench is not None:  # the chips it programs are of the bench's technology
+            tech, tech_from = load_bench_config(on_bench)[0].chip.technology, f"--on-bench {on_bench}'s chip"
+        chips, db_tech = _characterised_chips(db, chip_id, tech, tech_from)
         if not _given(ctx, "preset") and db_tech in PRESETS:
             preset = db_tech  # stuck conductances the census lacks: the chips' own preset
     var = load_variability(db, preset, chip_id, imprecision=imprecision, stuck=_stuck_pair(stuck))
@@ -363,7 +369,8 @@ def register(app: typer.Typer) -> None:
                 if tech is not None and tech != preset:  # the variability is the preset's
                     raise ConfigError(
                         "--bench", bench, f"a bench of {preset}, whose figures train uses without --db",
-                        f"its chip is {tech}; characterise one (memprog characterize) and train with --db",
+                        f"its chip is {tech}; pass --preset {tech} for that technology's figures, or "
+                        "characterise the chip (memprog characterize) and train with --db",
                     )
             else:
                 chips, db_tech = _characterised_chips(db, chip_id, tech, tech_from)
@@ -445,7 +452,7 @@ def register(app: typer.Typer) -> None:
             raise fail(ConfigError("--engine", engine, "only with --on-bench (the chips it programs)"))
         if on_bench is not None:  # memprog program's comparison, on fresh simulated chips
             try:
-                var, _ = _evaluation_variability(ctx, db, preset, chip_id, imprecision, stuck)
+                var, _ = _evaluation_variability(ctx, db, preset, chip_id, imprecision, stuck, on_bench)
                 x, y = held_out_set(load_weights(weights))
                 return evaluate_on_bench(
                     weights, on_bench, transfers, var, (x, y), seed=seed, png=png, as_json=as_json,

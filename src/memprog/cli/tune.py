@@ -517,7 +517,7 @@ def tune_body(ctx: Any, job: TuneJob) -> Outcome:
 
                 kept, reread = reread_kept(
                     prog, ctx.store.resume_result(resume), ap.tolerance_rel,
-                    ap.tolerance_min_us, int(np.isfinite(m).sum()), ctx.sink,
+                    ap.tolerance_min_us, int(np.isfinite(m).sum()), ctx.sink, keep_unaccepted=False,
                 )  # fmt: skip
                 resume_info.append(reread)
             res = program_array(

@@ -31,9 +31,11 @@ def cell_stats(
     tol_default: float | None = None,
     kind: str = "tune",
     summary: dict[str, Any] | None = None,
+    complete: bool = True,
 ) -> dict[str, Any]:
     """Counts (from :func:`memprog.reporting.outcome.frame_outcome`, the CLI's function, on the
-    stored final rows), error statistics and the error histogram of a run's cells."""
+    stored final rows), error statistics and the error histogram of a run's cells.
+    ``complete``: the run finished (a program run's rows are then the job's verified reads)."""
     n = len(cells)
     conv = (
         cells["converged"].astype(bool)
@@ -54,7 +56,7 @@ def cell_stats(
         c, e = np.histogram(fin, bins=bins, range=(-rng, rng))
         hist.update(edges=np.round(e, 4).tolist(), counts=c.tolist(),
                     below=int((fin < -rng).sum()), above=int((fin > rng).sum()))  # fmt: skip
-    o = frame_outcome(cells, kind, tol_default) if n else None
+    o = frame_outcome(cells, kind, tol_default, reads_verified=complete) if n else None
     if o is not None and kind == "program":
         acc = ((summary or {}).get("outcome") or {}).get("accuracy")
         if acc:  # the test set ran in the job, not in the store: its figures, same rule

@@ -248,7 +248,8 @@ class DashboardData:
             p, sm = run.get("params") or {}, run.get("summary") or {}
             derived["stats"] = clean(
                 cell_stats(
-                    cells, p.get("tolerance_us", sm.get("tolerance_us")), outcome_kind(run), sm
+                    cells, p.get("tolerance_us", sm.get("tolerance_us")), outcome_kind(run), sm,
+                    complete=run.get("status") == "complete",
                 )
             )
         out.update(derived["stats"])

@@ -122,7 +122,9 @@ def tune_map_chip(
     )  # fmt: skip
     kept = reread = None
     if done is not None and len(done):
-        kept, reread = reread_kept(prog, done, ap.tolerance_rel, ap.tolerance_min_us, int(np.isfinite(m).sum()), sink)
+        kept, reread = reread_kept(
+            prog, done, ap.tolerance_rel, ap.tolerance_min_us, int(np.isfinite(m).sum()), sink, keep_unaccepted=False
+        )  # (an array job's outcome counts a given-up cell by why: it is tuned again)
     res = program_array(prog, m, ap, origin=origin, resume=kept if kept is not None and len(kept) else None, sink=sink)
     if sink is not None:
         sink.record_results(res)  # the final (re-verified) row of every cell

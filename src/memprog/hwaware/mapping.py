@@ -310,16 +310,31 @@ def save_weights(obj: dict, path: str | Path) -> Path:
     validate_weights(obj, source="weights to save")
     path = Path(path)
     # created as torch.save creates any file (the umask's mode), then renamed over ``path``
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = weights_temp_path(path)
+    saved = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(obj, tmp)
+        saved = True
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder that refused the file refuses its removal too: nothing to remove
         why = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        if saved:  # the weights are whole in tmp; only the rename failed (a file held open
+            # on Windows, another user's file in a sticky folder): keep them, say where
+            raise MemprogError(
+                f"weights {path}: replacing the file failed ({why}); the weights are kept in {tmp}"
+            ) from exc
         raise MemprogError(f"weights {path}: writing the weight file failed: {why}") from exc
+    finally:
+        if not saved:  # a half-written file (disk full, Ctrl-C) is never left behind
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # the folder that refused the file refuses its removal too: nothing to remove
     return path
+
+
+def weights_temp_path(path: Path) -> Path:
+    """The file :func:`save_weights` writes first, beside ``path`` (``memprog train`` probes
+    that very name before training, so the probe tests the write that will happen)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -74,6 +74,7 @@ def reread_kept(
     tolerance_min_us: float,
     planned: int,
     sink: EventSink | None = None,
+    keep_unaccepted: bool = True,
 ) -> tuple[TuneResult, ResumeReads]:
     """Read every kept cell of ``done`` (batched), keep those still within band.
 
@@ -81,6 +82,10 @@ def reread_kept(
         done: the stored rows of the interrupted run (one per finished cell).
         tolerance_rel, tolerance_min_us: the run's band: ``max(rel · target, min)``.
         planned: cells the job plans in all (for the count of new cells).
+        keep_unaccepted: keep a cell the protocol had given up on when it now reads in band.
+            The program job does (it settles and reads every cell again at its end); an
+            array job does not (its outcome counts such a cell by why the protocol gave
+            up, memprog.reporting.outcome), so the resume tunes it again instead.
 
     Returns:
         (the rows still trusted, with ``final_us`` set to the fresh reading; what was found).
@@ -112,7 +117,8 @@ def reread_kept(
         max_reads=16,
     )
     stuck = done.has_flag(FLAG_STUCK) | done.has_flag(FLAG_SKIPPED)
-    keep = stuck | (np.abs(g - target) <= band)
+    in_band = np.abs(g - target) <= band
+    keep = stuck | (in_band if keep_unaccepted else in_band & np.asarray(done.converged, dtype=bool))
     out = int((~keep).sum())
     kept_rows = done.subset(np.flatnonzero(keep))
     kept_rows.final_us = np.where(stuck[keep], kept_rows.final_us, g[keep])

@@ -293,9 +293,13 @@ def ladder_outcome(result: Any) -> dict[str, Any]:
     return cell_outcome(flags, result.converged, result.within, kind="levels")
 
 
-def frame_outcome(cells: Any, kind: str = "tune", tolerance_us: float | None = None) -> dict[str, Any]:
+def frame_outcome(
+    cells: Any, kind: str = "tune", tolerance_us: float | None = None, reads_verified: bool = True
+) -> dict[str, Any]:
     """The same counts from stored cells (a pandas DataFrame from ``Store.cells``): what the
-    dashboard shows. A ladder's level counts by its ``verify_max_err_us`` (every read)."""
+    dashboard shows. A ladder's level counts by its ``verify_max_err_us`` (every read).
+    ``reads_verified`` (program runs): the job's settle and verification stored the rows;
+    False for a program run that has not finished, whose rows are still the protocol's."""
     n = len(cells)
     num = {c: _col(cells, c) for c in ("final_us", "target_us", "tolerance_us", "verify_max_err_us")}
     tol = num["tolerance_us"]
@@ -314,7 +318,7 @@ def frame_outcome(cells: Any, kind: str = "tune", tolerance_us: float | None = N
     conv = cells["converged"].fillna(False).to_numpy(dtype=bool) if "converged" in cells.columns else None
     if kind == "program":
         return program_outcome(
-            flags, conv, w, pairs=pair_columns(cells, num["final_us"], tol)
+            flags, conv, w, pairs=pair_columns(cells, num["final_us"], tol), reads_verified=reads_verified
         )
     return cell_outcome(flags, conv, w, kind=kind)
 
@@ -454,6 +458,7 @@ def program_outcome(
     software_accuracy: float | None = None,
     chip_accuracy: float | None = None,
     accuracy_tolerance: float = 0.03,
+    reads_verified: bool = True,
 ) -> dict[str, Any]:
     """:func:`cell_outcome` plus the program job's pairs, accuracy and exit decision.
 
@@ -462,8 +467,9 @@ def program_outcome(
             ``tolerance_us`` (see :func:`pair_columns`); None: each working cell is its own
             pair (a conductance map programmed with one copy).
     """
-    # the job settles and reads every cell itself (memprog.jobs.program_settle)
-    out = cell_outcome(flags, converged, within, kind="tune", reads_verified=True)
+    # the job settles and reads every cell itself (memprog.jobs.program_settle); a run not
+    # yet finished (the dashboard) holds the protocols' rows: reads_verified=False
+    out = cell_outcome(flags, converged, within, kind="tune", reads_verified=reads_verified)
     if pairs is not None:
         stuck = categorize(flags, converged, within) == CATEGORIES.index(STUCK)
         p = pair_outcome(
