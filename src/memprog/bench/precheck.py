@@ -18,6 +18,17 @@ from typing import Any
 import numpy as np
 
 from memprog.core.errors import ConfigError
+from memprog.core.probe_wiring import probe_wiring_from_bench
+
+
+def reachable_cells(config: Any) -> list[tuple[int, int]] | None:
+    """The cells a bench file's stack reaches: None for every cell of the chip (an on-chip
+    controller of another size is refused at connect), or on a probe station the devices
+    under its probes (the wiring section, as the b1500_wgfmu stack reads it)."""
+    if config.programmer.stack != "b1500_wgfmu":
+        return None
+    chip = config.chip
+    return [(int(r), int(c)) for r, c in probe_wiring_from_bench(config.wiring, chip.rows, chip.cols).devices()]
 
 
 def target_range_us(config: Any) -> tuple[float, float]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from memprog.bench.precheck import reachable_cells
 from memprog.cli import options as O
 from memprog.cli.common import BenchOpt, JsonOpt, ProgressOpt, emit, fail, show_progress
 from memprog.cli.fleet_run import (
@@ -28,7 +29,6 @@ from memprog.cli.runs import DbOpt, Outcome, run_command
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
-from memprog.core.probe_wiring import probe_wiring_from_bench
 from memprog.protocols.characterize import CharacterizeParams, characterize
 
 db_app = typer.Typer(help="The run store and the variability database.", no_args_is_help=True)
@@ -457,14 +457,10 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
 
 
-def reachable_cells(config: Any) -> int:
-    """The cells the bench file's stack reaches: every cell of the chip (an on-chip
-    controller of another size is refused at connect), or on a probe station the devices
-    under its probes (the wiring section, as the b1500_wgfmu stack reads it)."""
-    chip = config.chip
-    if config.programmer.stack == "b1500_wgfmu":
-        return len(probe_wiring_from_bench(config.wiring, chip.rows, chip.cols).devices())
-    return int(chip.rows * chip.cols)
+def reachable_count(config: Any) -> int:
+    """How many cells the bench file's stack reaches (:func:`memprog.bench.precheck.reachable_cells`)."""
+    cells = reachable_cells(config)
+    return int(config.chip.rows * config.chip.cols) if cells is None else len(cells)
 
 
 def characterize_precheck(config: Any, cp: CharacterizeParams) -> None:
@@ -474,7 +470,7 @@ def characterize_precheck(config: Any, cp: CharacterizeParams) -> None:
     only then be refused by the protocol, leaving a ``failed`` run for a typo. The rule is
     the protocol's own (``_reachable`` in protocols/characterize.py, which stays for library
     callers): an explicit size above what the stack reaches; a default is cut down there."""
-    n = reachable_cells(config)
+    n = reachable_count(config)
     asked = cp.model_fields_set
     checks = (("devices", cp.devices, min(cp.census_cells or 4096, n)), ("disturb_cells", cp.disturb_cells, n))
     for name, value, most in checks:

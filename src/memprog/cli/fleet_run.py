@@ -213,7 +213,7 @@ def characterize_fleet_text(summary: dict[str, Any]) -> str:
     lines = [
         f"characterize on {summary['n_chips']} chips (engine {summary['engine']['engine']}), "
         f"fleet run {summary['fleet_run_id']}, wall {summary['wall_s']:.1f} s",
-        f"{'chip':8} {'chip id':28} {'run':12}  {'stuck HRS':>9} {'stuck LRS':>9}  working range µS",
+        f"{'chip':8} {'chip id':28} {'run':12}  {'stuck HRS':>9} {'stuck LRS':>9}  imprecision levels µS (working range)",
     ]
     for c in summary["chips"]:
         sf, rg = c.get("stuck_fractions"), c.get("g_range_us")

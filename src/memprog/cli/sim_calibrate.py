@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
+from memprog.bench.precheck import reachable_cells
 from memprog.cli import options as O
 from memprog.cli.common import JsonOpt, emit, fail
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import DbOpt
 from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
-from memprog.core.probe_wiring import probe_wiring_from_bench
 
 
 def tune_command(bench_file: Path) -> str:
@@ -39,8 +39,9 @@ def tune_command(bench_file: Path) -> str:
     target = float(f"{mid:.2g}")  # a round number, unless rounding leaves the range
     if not lo < target < hi:
         target = float(f"{mid:.6g}")
-    if cfg.programmer.stack == "b1500_wgfmu":  # a probe station reaches its probed devices
-        r, c = probe_wiring_from_bench(cfg.wiring, chip.rows, chip.cols).devices()[0]
+    probed = reachable_cells(cfg)
+    if probed:  # a probe station reaches its probed devices
+        (r, c) = probed[0]
         rows, cols = str(r), str(c)
     else:
         rows, cols = f"0:{min(4, chip.rows)}", f"0:{min(4, chip.cols)}"
