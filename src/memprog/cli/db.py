@@ -26,7 +26,6 @@ from memprog.cli.fleet_run import (
     run_protocol_fleet,
 )
 from memprog.cli.runs import DbOpt, Outcome, run_command
-from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.core.jsonout import dumps
 from memprog.protocols.characterize import CharacterizeParams, characterize
@@ -493,13 +492,8 @@ def characterize_fleet(
 
         return characterize_job(cp)
 
-    def precheck(specs: list[Any]) -> None:
-        for s in specs:
-            try:
-                cfg, _ = load_bench_config(s.bench)
-            except ConfigError:
-                continue  # a bench file on its host only: its worker checks the sizes there
-            characterize_precheck(cfg, cp)
+    def precheck(cfg: Any) -> None:  # each chip's bench file, before anything opens
+        characterize_precheck(cfg, cp)
 
     def summarize(store: Any, run_id: str | None, got: dict[str, Any]) -> dict[str, Any]:
         # deferred: the store pulls in sqlalchemy and pandas

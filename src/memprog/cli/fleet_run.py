@@ -161,11 +161,13 @@ def run_protocol_fleet(
     make_job: Callable[[], Any], bench: str, db: str | None, engine: str, ray_address: str | None,
     chips: int | None, fleet: Path | None, as_json: bool, progress: bool, *,
     run_params: dict[str, Any], describe: Callable[[dict[str, Any]], str],
-    summarize: Callable[..., dict[str, Any]] | None = None, precheck: Callable[[list[Any]], None] | None = None,
+    summarize: Callable[..., dict[str, Any]] | None = None, precheck: Callable[[Any], None] | None = None,
 ) -> NoReturn:
     """One chip command (``characterize``, ``tune --map``) on every chip of a fleet
     (:func:`memprog.fleet.protocol_job.run_fleet_protocol`): each chip's run and the fleet run
-    in one store; ``describe(summary)`` is the human text; the exit code of the worst chip."""
+    in one store; ``describe(summary)`` is the human text; the exit code of the worst chip.
+    ``precheck(config)`` checks each chip's bench file before anything opens (a file that
+    lives only on a worker's host is checked there by the worker)."""
     try:
         with handle_signals():
             from memprog.fleet.engines import (
@@ -176,8 +178,12 @@ def run_protocol_fleet(
             from memprog.store.engine import default_db_url  # deferred: as above
 
             specs, shape, fleet_db = fleet_specs(bench, chips, fleet)
-            if precheck is not None:
-                precheck(specs)
+            for spec in specs if precheck is not None else ():
+                try:
+                    cfg, _ = load_bench_config(spec.bench)
+                except ConfigError:
+                    continue  # a bench file on its host only: its worker checks it there
+                precheck(cfg)
             eng = make_engine(engine, ray_address)
             url = db or fleet_db or default_db_url()
             report = run_fleet_protocol(

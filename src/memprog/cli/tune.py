@@ -34,7 +34,6 @@ from memprog.cli.fleet_run import (
 )
 from memprog.cli.outputs import ForceOpt, refuse_existing
 from memprog.cli.runs import DbOpt, Outcome, check_resumable_run, run_command
-from memprog.core.bench_config import load_bench_config
 from memprog.core.errors import ConfigError, MemprogError
 from memprog.protocols import registry
 from memprog.protocols.array import ArrayParams, program_array
@@ -445,13 +444,8 @@ def tune_fleet(
         return tune_map_job(job.m, job.origin, job.protocol, job.order, job.tolerance_rel, job.max_pulses,
                             job.settle_s, job.run_params(map_path, False))  # fmt: skip
 
-    def precheck(specs: list[Any]) -> None:
-        for s in specs:
-            try:
-                cfg, _ = load_bench_config(s.bench)
-            except ConfigError:
-                continue  # a bench file on its host only: its worker checks the map there
-            tune_precheck(cfg, job, force)
+    def precheck(cfg: Any) -> None:  # each chip's bench file, before anything opens
+        tune_precheck(cfg, job, force)
 
     run_protocol_fleet(
         make_job, job.bench, db, engine, ray_address, chips, fleet, as_json, job.show,
